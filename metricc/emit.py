@@ -1,0 +1,429 @@
+"""Stage 4: a derivation becomes the source text of a self-contained, TorchScript-compatible loss module."""
+
+from __future__ import annotations
+
+import keyword
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Dict, List, Sequence, Tuple
+
+import sympy
+from sympy.printing.precedence import precedence
+
+from . import __version__
+from .analyse import ClampAtZero, SafeDenominator, SignedDenominator, Singularity, guard
+from .derive import Derivation
+from .errors import InvalidMetricError, OptionError
+from .options import LossOptions
+from .parse import COUNT_NAMES, COUNTS, Parameter
+
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_COUNT_VARIABLES = {count: name.lower() for count, name in zip(COUNTS, COUNT_NAMES)}
+_PARTIAL_VARIABLES = tuple(f"d_{name.lower()}" for name in COUNT_NAMES)
+
+
+def class_name(name: str) -> str:
+    """'balanced_accuracy' -> 'BalancedAccuracyLoss', after checking the name is a plain identifier."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+        raise OptionError(
+            f"name {name!r} is not usable: use letters, digits and underscores, starting with a letter (at most 64)"
+        )
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) + "Loss"
+
+
+class TorchPrinter:
+    """Prints a SymPy expression as torch code over count tensors (tp, fp, fn, tn) and float parameters."""
+
+    def __init__(self, names: Dict[sympy.Symbol, str]):
+        self.names = names
+
+    def is_tensor(self, expression: sympy.Expr) -> bool:
+        return any(symbol in self.tensor_symbols for symbol in expression.free_symbols)
+
+    @property
+    def tensor_symbols(self):
+        return self._tensor_symbols
+
+    def print(self, expression: sympy.Expr, tensor_symbols) -> str:
+        self._tensor_symbols = set(tensor_symbols)
+        return self._print(expression)
+
+    def _parenthesize(self, expression: sympy.Expr, level: int) -> str:
+        text = self._print(expression)
+        return f"({text})" if precedence(expression) < level else text
+
+    def _print(self, e: sympy.Expr) -> str:
+        if e.is_Symbol:
+            return self.names[e]
+        if e.is_Integer or e.is_Rational or e.is_Float:
+            value = float(e)
+            text = repr(value)
+            return f"({text})" if value < 0 else text
+        if e.is_Add:
+            return self._print_add(e)
+        if e.is_Mul:
+            return self._print_mul(e)
+        if e.is_Pow:
+            return self._print_pow(e)
+        return self._print_function(e)
+
+    def _print_add(self, e: sympy.Expr) -> str:
+        terms = sorted(e.args, key=sympy.default_sort_key)
+        text = self._print(terms[0])
+        for term in terms[1:]:
+            coefficient, rest = term.as_coeff_Mul()
+            if coefficient.is_negative:
+                negated = -term
+                text += f" - {self._parenthesize(negated, precedence(e) + 1)}"
+            else:
+                text += f" + {self._parenthesize(term, precedence(e))}"
+        return text
+
+    def _print_mul(self, e: sympy.Expr) -> str:
+        coefficient, factors = e.as_coeff_mul()
+        numerator: List[sympy.Expr] = []
+        denominator: List[sympy.Expr] = []
+        for factor in sorted(factors, key=sympy.default_sort_key):
+            if factor.is_Pow and factor.exp.is_negative and factor.exp.is_number:
+                denominator.append(sympy.Pow(factor.base, -factor.exp, evaluate=False) if factor.exp != -1 else factor.base)
+            else:
+                numerator.append(factor)
+        level = precedence(e)
+        if coefficient < 0:
+            return f"-{self._parenthesize(sympy.Mul(-coefficient, *factors, evaluate=False), level + 1)}"
+        parts = [self._parenthesize(f, level) for f in numerator]
+        if coefficient != 1 or not parts:
+            parts.insert(0, self._print(coefficient))
+        text = " * ".join(parts)
+        for factor in denominator:
+            text += f" / {self._parenthesize(factor, level + 1)}"
+        return text
+
+    def _print_pow(self, e: sympy.Expr) -> str:
+        base, exponent = e.args
+        if exponent == sympy.Rational(1, 2):
+            return self._call("torch.sqrt", base)
+        if exponent == sympy.Rational(-1, 2):
+            return self._call("torch.rsqrt", base)
+        if not self.is_tensor(base) and self.is_tensor(exponent):
+            return f"torch.pow({self._print(base)}, {self._print(exponent)})"
+        operand = self._parenthesize(base, precedence(e) + 1)
+        if exponent.is_Rational:
+            magnitude = abs(exponent)
+            power = str(int(magnitude)) if magnitude.is_Integer else repr(float(magnitude))
+            raised = operand if magnitude == 1 else f"{operand} ** {power}"
+            return f"1.0 / {raised}" if exponent.is_negative else raised
+        return f"{operand} ** {self._parenthesize(exponent, precedence(e) + 1)}"
+
+    def _call(self, function: str, argument: sympy.Expr) -> str:
+        text = self._print(argument)
+        if not self.is_tensor(argument):
+            text = f"torch.full_like(tp, {text})"
+        return f"{function}({text})"
+
+    def _print_function(self, e: sympy.Expr) -> str:
+        if isinstance(e, SafeDenominator):
+            return f"torch.clamp({self._print(e.args[0])}, min=eps)"
+        if isinstance(e, SignedDenominator):
+            return f"signed_clamp({self._print(e.args[0])}, eps)"
+        if isinstance(e, ClampAtZero):
+            return f"torch.clamp({self._print(e.args[0])}, min=0.0)"
+        simple = {sympy.exp: "torch.exp", sympy.log: "torch.log", sympy.Abs: "torch.abs", sympy.sign: "torch.sign"}
+        if e.func in simple:
+            return self._call(simple[e.func], e.args[0])
+        if isinstance(e, sympy.Heaviside):
+            argument = e.args[0]
+            inner = self._print(argument) if self.is_tensor(argument) else f"torch.full_like(tp, {self._print(argument)})"
+            return f"torch.heaviside({inner}, torch.full_like(tp, 0.5))"
+        if isinstance(e, (sympy.Min, sympy.Max)):
+            pairwise = "torch.minimum" if isinstance(e, sympy.Min) else "torch.maximum"
+            bound = "max" if isinstance(e, sympy.Min) else "min"
+            arguments = sorted(e.args, key=sympy.default_sort_key)
+            tensors = [a for a in arguments if self.is_tensor(a)]
+            constants = [a for a in arguments if not self.is_tensor(a)]
+            text = self._print(tensors[0]) if tensors else f"torch.full_like(tp, {self._print(constants.pop())})"
+            for other in tensors[1:]:
+                text = f"{pairwise}({text}, {self._print(other)})"
+            for constant in constants:
+                text = f"torch.clamp({text}, {bound}={self._print(constant)})"
+            return text
+        raise InvalidMetricError(f"metricc cannot emit code for {sympy.sstr(e)} ({type(e).__name__})")
+
+
+def _shared(expressions: Sequence[sympy.Expr]) -> Tuple[List[Tuple[sympy.Symbol, sympy.Expr]], List[sympy.Expr]]:
+    """Common subexpressions, named x0, x1, ... in order of first use."""
+    return sympy.cse(list(expressions), symbols=sympy.numbered_symbols("x"), order="canonical")
+
+
+def _function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str) -> str:
+    """One formula function: named intermediates, then the outputs, each a count-shaped tensor."""
+    names: Dict[sympy.Symbol, str] = dict(_COUNT_VARIABLES)
+    names.update({p.symbol: p.name for p in parameters})
+    replacements, reduced = _shared([expression for _, expression in outputs])
+    tensor_symbols = set(COUNTS)
+    printer = TorchPrinter(names)
+    lines = []
+    for symbol, expression in replacements:
+        names[symbol] = str(symbol)
+        text = printer.print(expression, tensor_symbols)
+        if printer.is_tensor(expression):
+            tensor_symbols.add(symbol)
+        lines.append(f"    {symbol} = {text}")
+    results = []
+    for (output, _), expression in zip(outputs, reduced):
+        if expression == 0:
+            text = "torch.zeros_like(tp)"
+        else:
+            text = printer.print(expression, tensor_symbols)
+            if not printer.is_tensor(expression):
+                text = f"torch.full_like(tp, {text})"
+        lines.append(f"    {output} = {text}")
+        results.append(output)
+    arguments = ", ".join(["tp: Tensor", "fp: Tensor", "fn: Tensor", "tn: Tensor", "eps: float"] + [f"{p.name}: float" for p in parameters])
+    returns = "Tensor" if len(results) == 1 else f"Tuple[{', '.join(['Tensor'] * len(results))}]"
+    body = "\n".join(lines)
+    return f'def {name}({arguments}) -> {returns}:\n    """{doc}"""\n{body}\n    return {", ".join(results)}\n'
+
+
+@dataclass(frozen=True)
+class GuardedDerivation:
+    """The value and partials with guards in place, and the singularities that put them there."""
+
+    value: sympy.Expr
+    partials: Tuple[sympy.Expr, ...]
+    singularities: Tuple[Singularity, ...]
+
+
+def guarded(derivation: Derivation) -> GuardedDerivation:
+    value, found = guard(derivation.value)
+    partials = []
+    for partial in derivation.partials:
+        guarded_partial, more = guard(partial)
+        partials.append(guarded_partial)
+        found += more
+    unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in found}
+    return GuardedDerivation(value, tuple(partials), tuple(unique.values()))
+
+
+def _runtime_source() -> str:
+    """counts.py without its module docstring and imports: the shared runtime each emitted file carries."""
+    text = (Path(__file__).parent / "counts.py").read_text(encoding="utf-8")
+    return text[text.index("\ndef ") + 1 :].rstrip() + "\n"
+
+
+def _doc_text(text: str) -> str:
+    """SymPy's printing of validated symbols holds no quotes or backslashes; make sure of it anyway."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _wrap(text: str, indent: str, width: int = 100) -> str:
+    words = text.split(" ")
+    lines, line = [], indent
+    for word in words:
+        if len(line) + len(word) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = indent + "    "
+        line += word + " "
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def _option_defaults(options: LossOptions, parameters: Sequence[Parameter]) -> List[Tuple[str, str, str]]:
+    """(name, annotation, default literal) for every constructor argument."""
+    weights = "None" if options.class_weights is None else repr(list(options.class_weights))
+    rows = [
+        ("task", "str", repr(options.task)),
+        ("from_logits", "bool", repr(options.from_logits)),
+        ("approximation", "str", repr(options.approximation)),
+        ("steepness", "float", repr(options.steepness)),
+        ("threshold", "float", repr(options.threshold)),
+        ("width", "float", repr(options.width)),
+        ("average", "str", repr(options.average)),
+        ("multidim_average", "str", repr(options.multidim_average)),
+        ("ignore_index", "Optional[int]", repr(options.ignore_index)),
+        ("include_background", "bool", repr(options.include_background)),
+        ("class_weights", "Optional[List[float]]", weights),
+        ("eps", "float", repr(options.eps)),
+        ("direction", "str", repr(options.direction)),
+        ("validate_args", "bool", repr(options.validate_args)),
+    ]
+    rows += [(p.name, "float", repr(float(p.default))) for p in parameters]
+    return rows
+
+
+def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
+    """The complete source of the loss module file; deterministic for the same input."""
+    if options.direction not in ("maximize", "minimize"):
+        raise OptionError("emit_module needs a resolved direction ('maximize' or 'minimize')")
+    loss_class = class_name(name)
+    parameters = derivation.definition.parameters
+    safe = guarded(derivation)
+    value_function = _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts.")
+    both_function = _function_source(
+        "metric_value_and_partials",
+        [("value", safe.value)] + list(zip(_PARTIAL_VARIABLES, safe.partials)),
+        parameters,
+        "The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions.",
+    )
+    maximize = options.direction == "maximize"
+    loss_text = f"1 - {name}" if maximize else name
+    partial_lines = "\n".join(
+        _wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in zip(COUNT_NAMES, derivation.partials)
+    )
+    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in safe.singularities) or "    none"
+    parameter_lines = "\n".join(f"    {p.name} = {float(p.default)!r}, domain {p.domain_text()}" for p in parameters) or "    none"
+    docstring = _doc_text(
+        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
+        f"Metric ({options.direction}d; the loss is {loss_text}):\n\n"
+        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
+        f"Partial derivatives (the backward pass uses these, not autograd through the formula):\n\n"
+        f"{partial_lines}\n\n"
+        f"Metric parameters:\n{parameter_lines}\n\n"
+        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
+        "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
+        "This file imports only torch and is generated: edit the metric, not this file."
+    )
+    signature = ",\n".join(f"        {n}: {annotation} = {default}" for n, annotation, default in _option_defaults(options, parameters))
+    parameter_checks = "".join(_parameter_check(p) for p in parameters)
+    parameter_assignments = "".join(f"        self.{p.name} = float({p.name})\n" for p in parameters)
+    parameter_arguments = "".join(f", self.{p.name}" for p in parameters)
+    return _MODULE_TEMPLATE.format(
+        docstring=docstring,
+        runtime=_runtime_source(),
+        value_function=value_function,
+        both_function=both_function,
+        loss_class=loss_class,
+        signature=signature,
+        parameter_checks=parameter_checks,
+        parameter_assignments=parameter_assignments,
+        parameter_arguments=parameter_arguments,
+        offset="1.0" if maximize else "0.0",
+    )
+
+
+def _parameter_check(parameter: Parameter) -> str:
+    conditions = []
+    if parameter.lower != float("-inf"):
+        conditions.append(f"{parameter.name} {'>' if parameter.lower_open else '>='} {parameter.lower!r}")
+    if parameter.upper != float("inf"):
+        conditions.append(f"{parameter.name} {'<' if parameter.upper_open else '<='} {parameter.upper!r}")
+    if not conditions:
+        return ""
+    return (
+        f"        if not ({' and '.join(conditions)}):\n"
+        f'            raise ValueError(f"{parameter.name}={{{parameter.name}}} lies outside its domain {parameter.domain_text()}")\n'
+    )
+
+
+_MODULE_TEMPLATE = '''"""{docstring}
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+{runtime}
+
+def signed_clamp(x: Tensor, eps: float) -> Tensor:
+    """x moved to +-eps where |x| < eps, keeping its sign (zero goes to +eps)."""
+    return torch.where(x.abs() < eps, torch.where(x < 0, -eps, eps) * torch.ones_like(x), x)
+
+
+{value_function}
+
+{both_function}
+
+_CHOICES = {{
+    "task": ["binary", "multiclass", "multilabel"],
+    "approximation": ["anyloss", "identity", "linear"],
+    "average": ["micro", "macro", "weighted", "none", "samples"],
+    "multidim_average": ["global", "samplewise"],
+    "direction": ["maximize", "minimize"],
+}}
+
+
+class {loss_class}(torch.nn.Module):
+    """The metric as a loss on (preds, target); see the module docstring for the formula and options."""
+
+    ignore_index: Optional[int]
+
+    def __init__(
+        self,
+{signature},
+    ):
+        super().__init__()
+        for option, value in (("task", task), ("approximation", approximation), ("average", average),
+                              ("multidim_average", multidim_average), ("direction", direction)):
+            if value not in _CHOICES[option]:
+                raise ValueError(f"{{option}}={{value!r}} is not one of {{_CHOICES[option]}}")
+        if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
+            raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
+{parameter_checks}        self.task = task
+        self.from_logits = from_logits
+        self.approximation = approximation
+        self.steepness = float(steepness)
+        self.threshold = float(threshold)
+        self.width = float(width)
+        self.average = average
+        self.multidim_average = multidim_average
+        self.ignore_index = ignore_index
+        self.include_background = include_background
+        self.eps = float(eps)
+        self.sign = -1.0 if direction == "maximize" else 1.0
+        self.offset = 1.0 if direction == "maximize" else 0.0
+        self.validate_args = validate_args
+{parameter_assignments}        weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], List[int]]:
+        """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
+        if self.validate_args:
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index)
+        preds, target, mask = canonical_layout(preds, target, self.task, self.ignore_index)
+        values = preds.detach().to(target.dtype)
+        leaf = preds
+        if self.from_logits and self.task == "multiclass":
+            leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
+            probs = leaf.detach()
+        else:
+            probs = probabilities(values, self.task, self.from_logits)
+        if not self.include_background and self.task != "binary":
+            leaf, probs, target = leaf[:, 1:], probs[:, 1:], target[:, 1:]
+            if mask is not None and mask.shape[1] > 1:
+                mask = mask[:, 1:]
+        hard, complement, slope = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
+        if self.from_logits and self.task != "multiclass":
+            slope = slope * probs * torch.sigmoid(-values)
+        dims = count_dims(self.task, self.average, self.multidim_average)
+        tp, fp, fn, tn = soft_counts(hard, complement, target, mask, dims)
+        return tp, fp, fn, tn, target, slope, leaf, probs, mask, dims
+
+    def _weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+        class_weights: Optional[Tensor] = None
+        if self.class_weights.numel() > 0:
+            if self.class_weights.numel() != tp.shape[1]:
+                raise ValueError(f"class_weights has {{self.class_weights.numel()}} entries for {{tp.shape[1]}} classes")
+            class_weights = self.class_weights
+        return average_weights(tp, fp, fn, tn, self.task, self.average, class_weights)
+
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss: {{1 - metric or metric}}, averaged as configured, with the closed-form gradient."""
+        tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
+        value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps{parameter_arguments})
+        per_count = self.sign * value + self.offset
+        if leaf.requires_grad and torch.is_grad_enabled():
+            s = self.sign
+            per_count = attach_gradient(per_count, s * d_tp, s * d_fp, s * d_fn, s * d_tn, target, mask, slope, leaf, dims)
+        return reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
+
+    @torch.jit.export
+    def metric(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The soft metric itself (no gradient), averaged like the loss."""
+        with torch.no_grad():
+            tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
+            value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
+            return reduce_loss(value, self._weights(tp, fp, fn, tn), self.average)
+'''

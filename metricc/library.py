@@ -1,0 +1,103 @@
+"""Named metrics, defined in the metric language in library.toml and parsed on first use."""
+
+from __future__ import annotations
+
+import difflib
+import tomllib
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, List, Optional, Tuple
+
+from .errors import InvalidMetricError, MetricError, UnknownNameError
+from .parse import MetricDefinition, parse
+
+
+@dataclass(frozen=True)
+class LibraryEntry:
+    """One named metric and what is known about it."""
+
+    name: str
+    formula: str
+    higher_is_better: bool
+    range: Tuple[float, float]
+    aliases: Tuple[str, ...]
+    reference: str
+
+    @property
+    def direction(self) -> str:
+        return "maximize" if self.higher_is_better else "minimize"
+
+
+class Library:
+    """Looks names and aliases up case-insensitively; parses each formula once, refusing cycles."""
+
+    def __init__(self, entries: List[LibraryEntry]):
+        self.entries: Dict[str, LibraryEntry] = {entry.name: entry for entry in entries}
+        self._by_name: Dict[str, LibraryEntry] = {}
+        for entry in entries:
+            for key in (entry.name, *entry.aliases):
+                if key.lower() in self._by_name:
+                    raise InvalidMetricError(f"library name {key!r} is defined twice")
+                self._by_name[key.lower()] = entry
+        self._definitions: Dict[str, MetricDefinition] = {}
+        self._resolving: List[str] = []
+
+    @classmethod
+    def load(cls, path: Optional[Path] = None) -> "Library":
+        path = path or Path(__file__).with_name("library.toml")
+        data = tomllib.loads(path.read_text(encoding="utf-8"))
+        entries = [
+            LibraryEntry(
+                name=name,
+                formula=fields["formula"].strip(),
+                higher_is_better=bool(fields["higher_is_better"]),
+                range=(float(fields["range"][0]), float(fields["range"][1])),
+                aliases=tuple(fields.get("aliases", ())),
+                reference=fields["reference"],
+            )
+            for name, fields in data.items()
+        ]
+        return cls(entries)
+
+    def entry(self, name: str) -> Optional[LibraryEntry]:
+        return self._by_name.get(name.lower())
+
+    def names(self) -> List[str]:
+        return list(self.entries)
+
+    def all_names(self) -> List[str]:
+        return sorted(self._by_name)
+
+    def definition(self, name: str) -> Optional[MetricDefinition]:
+        entry = self.entry(name)
+        if entry is None:
+            return None
+        if entry.name in self._definitions:
+            return self._definitions[entry.name]
+        if entry.name in self._resolving:
+            cycle = " -> ".join(self._resolving[self._resolving.index(entry.name) :] + [entry.name])
+            raise InvalidMetricError(f"library metric {entry.name!r} refers to itself: {cycle}")
+        self._resolving.append(entry.name)
+        try:
+            definition = parse(entry.formula, library=self)
+        except MetricError as error:
+            raise InvalidMetricError(f"library metric {entry.name!r} does not compile: {error}") from None
+        finally:
+            self._resolving.pop()
+        self._definitions[entry.name] = definition
+        return definition
+
+    def require(self, name: str) -> LibraryEntry:
+        """The entry for `name`, or an error that suggests the closest names."""
+        entry = self.entry(name)
+        if entry is None:
+            close = difflib.get_close_matches(name.lower(), self.all_names(), n=3, cutoff=0.5)
+            hint = f"; did you mean {' or '.join(close)}?" if close else ""
+            raise UnknownNameError(f"no library metric named {name!r}{hint} (`metricc list` shows them all)", 1, 1)
+        return entry
+
+
+@lru_cache(maxsize=1)
+def default_library() -> Library:
+    return Library.load()

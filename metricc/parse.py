@@ -1,0 +1,489 @@
+"""Stage 1: metric text -> SymPy expression, through the Lark grammar only (no eval, no sympify)."""
+
+from __future__ import annotations
+
+import difflib
+import keyword
+from dataclasses import dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Protocol, Tuple
+
+import sympy
+from lark import Lark, Token, Tree
+from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
+from lark.visitors import Transformer_NonRecursive
+
+from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
+from .options import OPTION_NAMES
+
+TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
+COUNT_NAMES = ("TP", "FP", "FN", "TN")
+
+#: Totals users know from the confusion-matrix literature (Wikipedia's P, N, PP, PN).
+DERIVED = {
+    "P": (TP + FN, "actual positives, TP + FN"),
+    "N": (FP + TN, "actual negatives, FP + TN"),
+    "PP": (TP + FP, "predicted positives, TP + FP"),
+    "PN": (FN + TN, "predicted negatives, FN + TN"),
+    "TOTAL": (TP + FP + FN + TN, "all samples, TP + FP + FN + TN"),
+}
+
+#: name -> (SymPy constructor, minimum arguments, maximum arguments or None).
+FUNCTIONS: Dict[str, Tuple[Callable, int, Optional[int]]] = {
+    "sqrt": (sympy.sqrt, 1, 1),
+    "log": (sympy.log, 1, 1),
+    "exp": (sympy.exp, 1, 1),
+    "abs": (sympy.Abs, 1, 1),
+    "min": (sympy.Min, 2, None),
+    "max": (sympy.Max, 2, None),
+}
+
+MAX_SOURCE_CHARS = 100_000
+MAX_NESTING = 100
+MAX_NODES = 20_000
+MAX_EXPONENT_DIGITS = 3
+
+_RESERVED = set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
+_UNSAFE_PARAMETER_NAMES = (
+    set(keyword.kwlist) | set(OPTION_NAMES) | set(dir(__builtins__)) | {"self", "torch", "Tensor", "Optional", "List", "Tuple"}
+)
+
+
+@dataclass(frozen=True)
+class Parameter:
+    """A named constant of a metric (F-beta's beta): a constructor argument with a default and a domain."""
+
+    name: str
+    default: sympy.Rational
+    lower: float = float("-inf")
+    upper: float = float("inf")
+    lower_open: bool = True
+    upper_open: bool = True
+
+    @property
+    def symbol(self) -> sympy.Symbol:
+        return parameter_symbol(self.name, self.lower)
+
+    def contains(self, value: float) -> bool:
+        above = value > self.lower if self.lower_open else value >= self.lower
+        below = value < self.upper if self.upper_open else value <= self.upper
+        return above and below
+
+    def domain_text(self) -> str:
+        left = "(" if self.lower_open else "["
+        right = ")" if self.upper_open else "]"
+        return f"{left}{_bound_text(self.lower)}, {_bound_text(self.upper)}{right}"
+
+    def check(self, value: float, owner: str = "") -> None:
+        if not self.contains(value):
+            where = f" of {owner}" if owner else ""
+            raise ParameterError(f"parameter {self.name}{where} = {value:g} lies outside its domain {self.domain_text()}")
+
+
+@lru_cache(maxsize=None)
+def parameter_symbol(name: str, lower: float) -> sympy.Symbol:
+    """Parameters bounded below by zero are positive, which lets SymPy simplify more."""
+    return sympy.Symbol(name, positive=True) if lower >= 0 else sympy.Symbol(name, real=True)
+
+
+def _bound_text(value: float) -> str:
+    return "inf" if value == float("inf") else "-inf" if value == float("-inf") else f"{value:g}"
+
+
+@dataclass(frozen=True)
+class MetricDefinition:
+    """A parsed metric: its expression over TP, FP, FN, TN (and parameters), and where it came from."""
+
+    expression: sympy.Expr
+    parameters: Tuple[Parameter, ...] = ()
+    source: str = ""
+
+    @property
+    def parameter_defaults(self) -> Dict[sympy.Symbol, sympy.Rational]:
+        return {p.symbol: p.default for p in self.parameters}
+
+
+class MetricLibrary(Protocol):
+    """What the parser needs from a library of named metrics."""
+
+    def definition(self, name: str) -> Optional[MetricDefinition]: ...
+
+    def names(self) -> List[str]: ...
+
+
+def grammar_path() -> Path:
+    """The one grammar file: inside the package when installed, at the repository root in a checkout."""
+    here = Path(__file__).resolve().parent
+    for candidate in (here / "grammar" / "metric.lark", here.parent / "grammar" / "metric.lark"):
+        if candidate.is_file():
+            return candidate
+    raise FileNotFoundError(f"metric.lark not found next to {here}; reinstall metricc")
+
+
+@lru_cache(maxsize=1)
+def _parser() -> Lark:
+    return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr", propagate_positions=False, maybe_placeholders=True)
+
+
+def parse(text: str, library: Optional[MetricLibrary] = None) -> MetricDefinition:
+    """Parse metric text into a `MetricDefinition`; every failure is a `MetricError` naming the input."""
+    if not isinstance(text, str):
+        raise InvalidMetricError(f"a metric must be given as text, not {type(text).__name__}")
+    if len(text) > MAX_SOURCE_CHARS:
+        raise InvalidMetricError(f"the formula is {len(text)} characters long; metricc accepts at most {MAX_SOURCE_CHARS}")
+    if not text.strip():
+        raise InvalidMetricError("the formula is empty; write an expression such as 2*TP/(2*TP+FP+FN) or a name such as f1")
+    try:
+        tree = _parser().parse(text)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, text) from None
+    _check_size(tree, text)
+    builder = _ExpressionBuilder(text, library, _bound_names(tree))
+    try:
+        expression = builder.transform(tree)
+    except VisitError as error:
+        if isinstance(error.orig_exc, MetricError):
+            raise error.orig_exc from None
+        raise
+    return _checked(MetricDefinition(expression, tuple(builder.parameters.values()), text), text)
+
+
+def _checked(definition: MetricDefinition, text: str) -> MetricDefinition:
+    expression = definition.expression
+    if not isinstance(expression, sympy.Expr):
+        raise InvalidMetricError(f"{_short(text)!r} is not a numeric expression")
+    if expression.has(sympy.zoo, sympy.nan, sympy.oo, -sympy.oo):
+        raise InvalidMetricError(f"{_short(text)!r} divides by a constant zero or is infinite; check the denominators")
+    if expression.has(sympy.I):
+        raise InvalidMetricError(f"{_short(text)!r} takes the square root or log of a negative constant")
+    if not expression.free_symbols & set(COUNTS):
+        raise InvalidMetricError(
+            f"{_short(text)!r} does not depend on TP, FP, FN or TN, so it cannot be trained on; "
+            "use at least one confusion-matrix count"
+        )
+    return definition
+
+
+def _short(text: str, limit: int = 80) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 3] + "..."
+
+
+_TOKEN_TEXT = {
+    "NAME": "a name",
+    "CALLEE": "a function call",
+    "NUMBER": "a number",
+    "LPAR": "'('",
+    "RPAR": "')'",
+    "LSQB": "'['",
+    "RSQB": "']'",
+    "COMMA": "','",
+    "SEMICOLON": "';'",
+    "EQUAL": "'='",
+    "PLUS": "'+'",
+    "MINUS": "'-'",
+    "STAR": "'*'",
+    "SLASH": "'/'",
+    "POW": "'^'",
+    "$END": "the end of the formula",
+}
+
+
+def _expected_text(expected) -> str:
+    names = sorted({_TOKEN_TEXT.get(name, repr(name.lower()) if name.isupper() else name) for name in expected})
+    return ", ".join(names)
+
+
+def _syntax_error(error: UnexpectedInput, text: str) -> MetricSyntaxError:
+    context = error.get_context(text, span=40)
+    line, column = max(error.line, 1), max(error.column, 1)
+    if isinstance(error, UnexpectedCharacters):
+        char = text[error.pos_in_stream] if error.pos_in_stream < len(text) else ""
+        message = f"unexpected character {char!r}"
+        if char and not char.isascii():
+            message += " (only ASCII letters, digits and + - * / ^ ( ) , ; = # are allowed)"
+    elif isinstance(error, UnexpectedEOF):
+        message = f"the formula ends too early; expected {_expected_text(error.expected)}"
+        line, column = _end_position(text)
+    else:
+        assert isinstance(error, UnexpectedToken)
+        token = error.token
+        if token.type == "$END":
+            line, column = _end_position(text)
+            message = f"the formula ends too early; expected {_expected_text(error.expected)}"
+        else:
+            message = f"unexpected {token.value!r}; expected {_expected_text(error.expected)}"
+    return MetricSyntaxError(message, line, column, context)
+
+
+def _end_position(text: str) -> Tuple[int, int]:
+    lines = text.split("\n")
+    return len(lines), len(lines[-1]) + 1
+
+
+def _caret(text: str, token: Token) -> str:
+    line = text.split("\n")[token.line - 1]
+    return f"{line}\n{' ' * (token.column - 1)}^"
+
+
+def _check_size(tree: Tree, text: str) -> None:
+    """Bound nesting depth and size before SymPy sees the tree, so nothing later can recurse too deeply."""
+    nodes = 0
+    stack = [(tree, 0)]
+    while stack:
+        node, depth = stack.pop()
+        nodes += 1
+        if depth > MAX_NESTING:
+            raise InvalidMetricError(f"the formula nests more than {MAX_NESTING} operations deep; simplify it or use let-bindings")
+        if nodes > MAX_NODES:
+            raise InvalidMetricError(f"the formula has more than {MAX_NODES} operations; metricc compiles formulas up to that size")
+        if isinstance(node, Tree):
+            stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+def _bound_names(tree: Tree) -> Dict[str, Token]:
+    """Every name a let or param statement binds, to explain a use that comes before its binding."""
+    return {
+        statement.children[0].value: statement.children[0]
+        for statement in tree.children
+        if isinstance(statement, Tree) and statement.data in ("let", "param")
+    }
+
+
+def _number(token: Token) -> sympy.Rational:
+    text = token.value
+    mantissa, _, exponent = text.lower().partition("e")
+    if len(exponent.lstrip("+-")) > MAX_EXPONENT_DIGITS:
+        raise MetricSyntaxError(
+            f"the number {text!r} is out of range (at most {MAX_EXPONENT_DIGITS} exponent digits)", token.line, token.column
+        )
+    value = Fraction(text)
+    return sympy.Rational(value.numerator, value.denominator)
+
+
+def _constant(value) -> sympy.Expr:
+    return _number(value) if isinstance(value, Token) else value
+
+
+def _float(value: sympy.Expr) -> float:
+    return float(value)
+
+
+class _ExpressionBuilder(Transformer_NonRecursive):
+    """Builds SymPy bottom-up; holds the scope of bindings and parameters seen so far."""
+
+    def __init__(self, text: str, library: Optional[MetricLibrary], later_bindings: Dict[str, Token]):
+        super().__init__()
+        self.text = text
+        self.library = library
+        self.later_bindings = later_bindings
+        self.bindings: Dict[str, sympy.Expr] = {}
+        self.parameters: Dict[str, Parameter] = {}
+
+    # statements
+
+    def start(self, children):
+        return children[-1]
+
+    def let(self, children):
+        name_token, value = children
+        self._check_new_name(name_token)
+        self.bindings[name_token.value] = value
+        return value
+
+    def param(self, children):
+        name_token, default, domain = children
+        default = _constant(default)
+        name = name_token.value
+        self._check_new_name(name_token)
+        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_"):
+            raise MetricSyntaxError(
+                f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option or private name); choose another",
+                name_token.line,
+                name_token.column,
+                _caret(self.text, name_token),
+            )
+        lower, upper, lower_open, upper_open = domain or (float("-inf"), float("inf"), True, True)
+        if lower >= upper:
+            raise ParameterError(f"parameter {name} has an empty domain; the lower bound must be below the upper bound")
+        parameter = Parameter(name, default, lower, upper, lower_open, upper_open)
+        parameter.check(_float(default))
+        self.parameters[name] = parameter
+        return parameter.symbol
+
+    def _check_new_name(self, token: Token) -> None:
+        name = token.value
+        if name in _RESERVED:
+            raise MetricSyntaxError(
+                f"{name!r} is a built-in name and cannot be rebound; choose another name",
+                token.line,
+                token.column,
+                _caret(self.text, token),
+            )
+        if name in self.bindings or name in self.parameters:
+            raise MetricSyntaxError(f"{name!r} is bound twice; give each binding its own name", token.line, token.column, _caret(self.text, token))
+
+    def _interval(self, children, lower_open: bool, upper_open: bool):
+        lower, upper = (float(_constant(c)) for c in children)
+        return lower, upper, lower_open, upper_open
+
+    def open_open(self, children):
+        return self._interval(children, True, True)
+
+    def closed_closed(self, children):
+        return self._interval(children, False, False)
+
+    def open_closed(self, children):
+        return self._interval(children, True, False)
+
+    def closed_open(self, children):
+        return self._interval(children, False, True)
+
+    def pos_inf(self, children):
+        return sympy.oo
+
+    def neg_inf(self, children):
+        return -sympy.oo
+
+    def negative_number(self, children):
+        return -_number(children[1])
+
+    def NUMBER(self, token):
+        return token
+
+    # expressions
+
+    def number(self, children):
+        return _number(children[0])
+
+    def sum(self, children):
+        terms = [children[0]]
+        for operator, operand in zip(children[1::2], children[2::2]):
+            terms.append(operand if operator.type == "PLUS" else -operand)
+        return sympy.Add(*terms)
+
+    def product(self, children):
+        factors = [children[0]]
+        for operator, operand in zip(children[1::2], children[2::2]):
+            if operator.type == "SLASH":
+                factors.append(sympy.Pow(operand, -1))
+            else:
+                factors.append(operand)
+        return sympy.Mul(*factors)
+
+    def neg(self, children):
+        return -children[1]
+
+    def pos(self, children):
+        return children[1]
+
+    def power(self, children):
+        base, _, exponent = children
+        return sympy.Pow(base, exponent)
+
+    def name(self, children):
+        token = children[0]
+        name = token.value
+        if name in self.bindings:
+            return self.bindings[name]
+        if name in self.parameters:
+            return self.parameters[name].symbol
+        if name in COUNT_NAMES:
+            return COUNTS[COUNT_NAMES.index(name)]
+        if name in DERIVED:
+            return DERIVED[name][0]
+        if name in FUNCTIONS:
+            raise self._error(token, f"{name} is a function; call it as {name}(...)")
+        metric = self._library_metric(token)
+        if metric is not None:
+            self._adopt_parameters(metric, token)
+            return metric.expression
+        raise self._unknown(token)
+
+    def call(self, children):
+        token, *arguments = children
+        arguments = [a for a in arguments if a is not None]
+        name = token.value
+        if name in FUNCTIONS:
+            constructor, least, most = FUNCTIONS[name]
+            if any(isinstance(a, tuple) for a in arguments):
+                raise self._error(token, f"{name}() takes no keyword arguments")
+            if len(arguments) < least or (most is not None and len(arguments) > most):
+                count = f"{least}" if least == most else f"at least {least}"
+                raise self._error(token, f"{name}() takes {count} argument(s), got {len(arguments)}")
+            return constructor(*arguments)
+        metric = self._library_metric(token)
+        if metric is None:
+            raise self._unknown(token)
+        return self._bind_library_call(token, metric, arguments)
+
+    def keyword(self, children):
+        name_token, value = children
+        return (name_token, value)
+
+    # helpers
+
+    def _library_metric(self, token: Token) -> Optional[MetricDefinition]:
+        if self.library is None:
+            return None
+        return self.library.definition(token.value)
+
+    def _bind_library_call(self, token: Token, metric: MetricDefinition, arguments) -> sympy.Expr:
+        by_name = {p.name: p for p in metric.parameters}
+        replacements = {}
+        for argument in arguments:
+            if not isinstance(argument, tuple):
+                raise self._error(token, f"{token.value}() takes parameters by name only, e.g. {token.value}({next(iter(by_name), 'beta')}=2)")
+            name_token, value = argument
+            parameter = by_name.get(name_token.value)
+            if parameter is None:
+                valid = ", ".join(by_name) or "none"
+                raise self._error(name_token, f"{token.value} has no parameter {name_token.value!r} (its parameters: {valid})")
+            if value.free_symbols & set(COUNTS):
+                raise self._error(name_token, f"parameter {name_token.value} must not depend on the counts")
+            if value.is_number:
+                parameter.check(_float(value), owner=token.value)
+            replacements[parameter.symbol] = value
+        unbound = [p for p in metric.parameters if p.symbol not in replacements]
+        self._adopt_parameters(MetricDefinition(metric.expression, tuple(unbound)), token)
+        return metric.expression.xreplace(replacements)
+
+    def _adopt_parameters(self, metric: MetricDefinition, token: Token) -> None:
+        for parameter in metric.parameters:
+            existing = self.parameters.get(parameter.name)
+            if existing is not None and existing != parameter:
+                raise ParameterError(
+                    f"{token.value} brings a parameter {parameter.name!r} that differs from one already in the formula; "
+                    f"bind it explicitly, e.g. {token.value}({parameter.name}=...)"
+                )
+            self.parameters[parameter.name] = parameter
+
+    def _error(self, token: Token, message: str) -> MetricSyntaxError:
+        return MetricSyntaxError(message, token.line, token.column, _caret(self.text, token))
+
+    def _unknown(self, token: Token) -> UnknownNameError:
+        name = token.value
+        if name in self.later_bindings:
+            where = self.later_bindings[name]
+            return UnknownNameError(
+                f"{name!r} is used before its binding on line {where.line} is complete; "
+                "a binding can use only names bound before it (no self-reference or recursion)",
+                token.line,
+                token.column,
+                _caret(self.text, token),
+            )
+        known = list(COUNT_NAMES) + list(DERIVED) + list(FUNCTIONS) + list(self.bindings) + list(self.parameters)
+        library_names = self.library.names() if self.library is not None else []
+        close = difflib.get_close_matches(name, known + library_names, n=3, cutoff=0.6)
+        close += [k for k in known + library_names if k.lower() == name.lower() and k not in close]
+        hint = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+        valid = ", ".join(known)
+        more = " or a library metric (see `metricc list`)" if library_names else ""
+        return UnknownNameError(
+            f"unknown name {name!r}{hint} Valid names: {valid}{more}",
+            token.line,
+            token.column,
+            _caret(self.text, token),
+        )
