@@ -19,6 +19,7 @@ Singular points and their guards (eps = 1e-07 by default):
         positive); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
+ce_weight > 0 adds ce_weight * BCE (binary, multilabel) or CE (multiclass) of the same inputs (autograd).
 This file imports only torch and is generated: edit the metric, not this file.
 """
 
@@ -239,6 +240,28 @@ def attach_gradient(
     return per_count + (surrogate - surrogate.detach())
 
 
+def cross_entropy(preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int]) -> Tensor:
+    """The compound term: BCE (binary, multilabel) or CE over classes (multiclass), a mean over kept positions.
+
+    Matches torch.nn.functional.binary_cross_entropy(_with_logits) and cross_entropy (nll_loss of log(p) for
+    probabilities, log clamped at -100 like BCE); its gradient is left to autograd.
+    """
+    preds, target, mask = canonical_layout(preds, target, task, ignore_index)
+    preds = preds.to(target.dtype)
+    if task == "multiclass":
+        log_probs = torch.log_softmax(preds, dim=1) if from_logits else torch.clamp(torch.log(preds), min=-100.0)
+        per_position = -(target * log_probs).sum(1, keepdim=True)
+        if mask is not None:
+            mask = mask.amin(1, keepdim=True)
+    elif from_logits:
+        per_position = torch.nn.functional.binary_cross_entropy_with_logits(preds, target, reduction="none")
+    else:
+        per_position = torch.nn.functional.binary_cross_entropy(preds, target, reduction="none")
+    if mask is None:
+        return per_position.mean()
+    return (per_position * mask).sum() / torch.clamp(mask.sum(), min=1.0)
+
+
 def signed_clamp(x: Tensor, eps: float) -> Tensor:
     """x moved to +-eps where |x| < eps, keeping its sign (zero goes to +eps)."""
     return torch.where(x.abs() < eps, torch.where(x < 0, -eps, eps) * torch.ones_like(x), x)
@@ -296,6 +319,7 @@ class DiceLoss(torch.nn.Module):
         eps: float = 1e-07,
         direction: str = 'maximize',
         validate_args: bool = True,
+        ce_weight: float = 0.0,
     ):
         super().__init__()
         for option, value in (("task", task), ("approximation", approximation), ("average", average),
@@ -304,6 +328,8 @@ class DiceLoss(torch.nn.Module):
                 raise ValueError(f"{option}={value!r} is not one of {_CHOICES[option]}")
         if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
             raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
+        if not (ce_weight >= 0.0 and ce_weight < float("inf")) or (ce_weight > 0.0 and average == "none"):
+            raise ValueError(f"ce_weight={ce_weight} must be a finite number >= 0, and 0 when average='none'")
         self.task = task
         self.from_logits = from_logits
         self.approximation = approximation
@@ -318,6 +344,7 @@ class DiceLoss(torch.nn.Module):
         self.sign = -1.0 if direction == "maximize" else 1.0
         self.offset = 1.0 if direction == "maximize" else 0.0
         self.validate_args = validate_args
+        self.ce_weight = float(ce_weight)
         weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
@@ -354,13 +381,16 @@ class DiceLoss(torch.nn.Module):
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {1 - metric or metric}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
+        tp, fp, fn, tn, counted, slope, leaf, probs, mask, dims = self._counts(preds, target)
         value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps)
         per_count = self.sign * value + self.offset
         if leaf.requires_grad and torch.is_grad_enabled():
             s = self.sign
-            per_count = attach_gradient(per_count, s * d_tp, s * d_fp, s * d_fn, s * d_tn, target, mask, slope, leaf, dims)
-        return reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
+            per_count = attach_gradient(per_count, s * d_tp, s * d_fp, s * d_fn, s * d_tn, counted, mask, slope, leaf, dims)
+        loss = reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:

@@ -55,10 +55,11 @@ def _add_loss_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--ignore-index", type=int)
     group.add_argument("--eps", type=float, help="guard for vanishing denominators (default 1e-7)")
     group.add_argument("--direction", choices=DIRECTIONS + ("maximise", "minimise"), help="default: auto")
+    group.add_argument("--ce-weight", type=float, help="add CE_WEIGHT * BCE (or CE for multiclass) to the loss (default 0: off)")
 
 
 def _loss_options(args: argparse.Namespace) -> dict:
-    names = ("task", "from_logits", "approximation", "steepness", "threshold", "width", "average", "multidim_average", "ignore_index", "eps", "direction")
+    names = ("task", "from_logits", "approximation", "steepness", "threshold", "width", "average", "multidim_average", "ignore_index", "eps", "direction", "ce_weight")
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
 
 

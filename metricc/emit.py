@@ -247,6 +247,7 @@ def _option_defaults(options: LossOptions, parameters: Sequence[Parameter]) -> L
         ("eps", "float", repr(options.eps)),
         ("direction", "str", repr(options.direction)),
         ("validate_args", "bool", repr(options.validate_args)),
+        ("ce_weight", "float", repr(options.ce_weight)),
     ]
     rows += [(p.name, "float", repr(float(p.default))) for p in parameters]
     return rows
@@ -282,6 +283,7 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
         f"Metric parameters:\n{parameter_lines}\n\n"
         f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
         "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
+        "ce_weight > 0 adds ce_weight * BCE (binary, multilabel) or CE (multiclass) of the same inputs (autograd).\n"
         "This file imports only torch and is generated: edit the metric, not this file."
     )
     signature = ",\n".join(f"        {n}: {annotation} = {default}" for n, annotation, default in _option_defaults(options, parameters))
@@ -361,6 +363,8 @@ class {loss_class}(torch.nn.Module):
                 raise ValueError(f"{{option}}={{value!r}} is not one of {{_CHOICES[option]}}")
         if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
             raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
+        if not (ce_weight >= 0.0 and ce_weight < float("inf")) or (ce_weight > 0.0 and average == "none"):
+            raise ValueError(f"ce_weight={{ce_weight}} must be a finite number >= 0, and 0 when average='none'")
 {parameter_checks}        self.task = task
         self.from_logits = from_logits
         self.approximation = approximation
@@ -375,6 +379,7 @@ class {loss_class}(torch.nn.Module):
         self.sign = -1.0 if direction == "maximize" else 1.0
         self.offset = 1.0 if direction == "maximize" else 0.0
         self.validate_args = validate_args
+        self.ce_weight = float(ce_weight)
 {parameter_assignments}        weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
@@ -411,13 +416,16 @@ class {loss_class}(torch.nn.Module):
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {{1 - metric or metric}}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
+        tp, fp, fn, tn, counted, slope, leaf, probs, mask, dims = self._counts(preds, target)
         value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps{parameter_arguments})
         per_count = self.sign * value + self.offset
         if leaf.requires_grad and torch.is_grad_enabled():
             s = self.sign
-            per_count = attach_gradient(per_count, s * d_tp, s * d_fp, s * d_fn, s * d_tn, target, mask, slope, leaf, dims)
-        return reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
+            per_count = attach_gradient(per_count, s * d_tp, s * d_fp, s * d_fn, s * d_tn, counted, mask, slope, leaf, dims)
+        loss = reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:

@@ -34,6 +34,7 @@ class LossOptions:
     eps: float = 1e-7
     direction: str = "auto"
     validate_args: bool = True
+    ce_weight: float = 0.0
 
     def with_direction(self, direction: str) -> "LossOptions":
         return replace(self, direction=direction)
@@ -84,6 +85,12 @@ def make_options(**overrides) -> LossOptions:
         weights = tuple(_positive_finite("class_weights entry", float(w)) for w in weights)
         if not weights:
             raise OptionError("class_weights must not be empty")
+    ce_weight = options.ce_weight
+    if isinstance(ce_weight, bool) or not isinstance(ce_weight, (int, float)) or not math.isfinite(ce_weight) or ce_weight < 0:
+        raise OptionError(f"ce_weight={ce_weight!r} must be a finite number >= 0 (0 turns the cross-entropy term off)")
+    if ce_weight > 0 and options.average == "none":
+        raise OptionError("ce_weight > 0 needs a scalar loss: average='none' returns one loss per class")
+    options = replace(options, ce_weight=float(ce_weight))
     if options.average == "samples" and options.task == "binary":
         raise OptionError("average='samples' needs task='multilabel' or 'multiclass': a binary sample has one count")
     return replace(options, steepness=steepness, width=width, eps=eps, threshold=float(threshold), class_weights=weights)
