@@ -1,0 +1,64 @@
+"""Smoke runs of the examples: each script runs end to end on a few steps, plots, and refuses bad arguments."""
+
+import importlib.util
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
+ROOT = EXAMPLES.parent
+
+
+def _load(name):
+    spec = importlib.util.spec_from_file_location(f"example_{name}", EXAMPLES / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_quickstart_exits_zero_in_a_fresh_process():
+    environment = {**os.environ, "PYTHONPATH": os.pathsep.join([str(ROOT), os.environ.get("PYTHONPATH", "")])}
+    done = subprocess.run([sys.executable, str(EXAMPLES / "quickstart.py"), "--smoke"], capture_output=True, text=True,
+                          env=environment, timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert "d F1 / d TP = 2*(FN + FP)/(FN + FP + 2*TP)**2" in done.stdout
+    assert "held-out F1 after training" in done.stdout
+
+
+@pytest.mark.parametrize(
+    "script, arguments, rows",
+    [
+        ("tabular", ["--losses", "bce,f1-anyloss,mcc-identity,bce+gmean-identity,balanced_accuracy-linear", "--datasets", "breast_cancer,synthetic_99_1"],
+         ["| bce |", "| bce+gmean-identity |", "### synthetic_99_1"]),
+        ("multiclass", [], ["| ce |", "| ce+macro_f1-identity |"]),
+        ("segmentation", [], ["| bce |", "| tversky-identity |", "| bce+dice-identity |"]),
+        ("segmentation", ["--task", "multiclass", "--losses", "ce,dice-identity,ce+dice-anyloss"], ["| ce |", "| ce+dice-anyloss |"]),
+    ],
+)
+def test_example_smoke_run_prints_a_table_and_plots(script, arguments, rows, tmp_path, capsys):
+    plot = tmp_path / "curves.png"
+    assert _load(script).main(arguments + ["--smoke", "--no-progress", "--plot", str(plot)]) == 0
+    printed = capsys.readouterr().out
+    for row in rows:
+        assert row in printed
+    assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize("script, valid", [("tabular", "bce+f1-identity"), ("multiclass", "ce+macro_f1-identity"), ("segmentation", "tversky-identity")])
+def test_unknown_loss_lists_the_valid_ones(script, valid, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        _load(script).main(["--losses", "focal", "--smoke"])
+    assert stopped.value.code == 2
+    error = capsys.readouterr().err
+    assert "unknown loss 'focal'; valid losses are:" in error
+    assert valid in error
+
+
+@pytest.mark.parametrize("arguments", [["--seeds", "0"], ["--epochs", "0"], ["--plot", "curves.pdf"]])
+def test_bad_arguments_are_refused(arguments, capsys):
+    with pytest.raises(SystemExit):
+        _load("multiclass").main(arguments)
+    assert "error:" in capsys.readouterr().err
