@@ -84,6 +84,15 @@ def test_cross_entropy_gradient_matches_autograd_of_the_eager_sum():
     torch.testing.assert_close(leaf.grad, eager.grad, rtol=1e-10, atol=1e-12)
 
 
+def test_one_hot_multiclass_targets_match_cross_entropy_with_probability_targets():
+    preds, labels = _multiclass((10, 4), seed=4, from_logits=True)
+    one_hot = F.one_hot(labels, 4).to(torch.float64)
+    plain = metricc.loss("f1", task="multiclass", average="macro", from_logits=True).double()
+    compound = metricc.loss("f1", task="multiclass", average="macro", from_logits=True, ce_weight=LAMBDA).double()
+    expected = plain(preds, one_hot) + LAMBDA * F.cross_entropy(preds, one_hot)
+    torch.testing.assert_close(compound(preds, one_hot), expected, rtol=1e-12, atol=1e-12)
+
+
 def test_ignored_positions_leave_the_cross_entropy_term():
     preds, labels = _multiclass((2, 4, 5, 5), seed=5, from_logits=True)
     labels[0, :2] = 255
