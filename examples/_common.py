@@ -172,7 +172,10 @@ def plot_curves(runs: Sequence[Run], target_metric: str, path: str) -> None:
     import matplotlib.pyplot as plt
 
     datasets = list(dict.fromkeys(r.dataset for r in runs))
-    figure, axes = plt.subplots(1, len(datasets), figsize=(4.2 * len(datasets) + 2.2, 3.4), squeeze=False)
+    losses = list(dict.fromkeys(r.loss for r in runs))
+    legend_rows = math.ceil(len(losses) / 4)
+    height = 3.0 + 0.22 * legend_rows
+    figure, axes = plt.subplots(1, len(datasets), figsize=(max(4.5 * len(datasets), 7.0), height), squeeze=False)
     for axis, dataset in zip(axes[0], datasets):
         chosen = [r for r in runs if r.dataset == dataset]
         for name in dict.fromkeys(r.loss for r in chosen):
@@ -186,7 +189,7 @@ def plot_curves(runs: Sequence[Run], target_metric: str, path: str) -> None:
         axis.set_ylabel(f"validation {target_metric}")
         axis.grid(alpha=0.3)
     handles, labels = axes[0][0].get_legend_handles_labels()
-    figure.legend(handles, labels, loc="center right", fontsize=8, frameon=False)
-    figure.tight_layout(rect=(0, 0, 1 - 2.0 / (4.2 * len(datasets) + 2.2), 1))
-    figure.savefig(path, dpi=80)
+    figure.legend(handles, labels, loc="lower center", ncol=4, fontsize=8, frameon=False)
+    figure.tight_layout(rect=(0, 0.22 * legend_rows / height + 0.02, 1, 1))
+    figure.savefig(path, dpi=72)
     plt.close(figure)
