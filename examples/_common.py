@@ -46,8 +46,10 @@ def parse_args(parser: argparse.ArgumentParser, losses: Dict[str, Callable], arg
     unknown = [name for name in names if name not in losses]
     if unknown or not names:
         parser.error(f"unknown loss {', '.join(map(repr, unknown)) or '(none given)'}; valid losses are: {', '.join(losses)}")
-    if args.seeds < 1 or args.epochs < 1:
-        parser.error("--seeds and --epochs must be at least 1")
+    if args.seeds < 1 or args.epochs < 1 or getattr(args, "batch_size", 1) < 1:
+        parser.error("--seeds, --epochs and --batch-size must be at least 1")
+    if not getattr(args, "lr", 1.0) > 0:
+        parser.error("--lr must be positive")
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         parser.error(f"--plot {args.plot!r}: give a file name ending in .png")
     args.losses = names
@@ -173,6 +175,7 @@ def plot_curves(runs: Sequence[Run], target_metric: str, path: str) -> None:
 
     datasets = list(dict.fromkeys(r.dataset for r in runs))
     losses = list(dict.fromkeys(r.loss for r in runs))
+    colors = plt.get_cmap("tab10" if len(losses) <= 10 else "tab20")
     legend_rows = math.ceil(len(losses) / 4)
     height = 3.0 + 0.22 * legend_rows
     figure, axes = plt.subplots(1, len(datasets), figsize=(max(4.5 * len(datasets), 7.0), height), squeeze=False)
@@ -182,8 +185,9 @@ def plot_curves(runs: Sequence[Run], target_metric: str, path: str) -> None:
             curves = np.array([r.curve for r in chosen if r.loss == name], dtype=float)
             mean, std = np.nanmean(curves, axis=0), np.nanstd(curves, axis=0)
             epochs = np.arange(1, len(mean) + 1)
-            (line,) = axis.plot(epochs, mean, label=name, linewidth=1.3)
-            axis.fill_between(epochs, mean - std, mean + std, color=line.get_color(), alpha=0.12, linewidth=0)
+            color = colors(losses.index(name) % colors.N)
+            axis.plot(epochs, mean, label=name, linewidth=1.3, color=color)
+            axis.fill_between(epochs, mean - std, mean + std, color=color, alpha=0.12, linewidth=0)
         axis.set_title(dataset, fontsize=10)
         axis.set_xlabel("epoch")
         axis.set_ylabel(f"validation {target_metric}")

@@ -1,6 +1,6 @@
 """Quickstart: compile F1 into a loss, look at the gradient metricc derived, and train a model with it.
 
-    python examples/quickstart.py          # about 15 seconds on a laptop CPU
+    python examples/quickstart.py          # under 15 seconds on a laptop CPU
 
 1. metricc.gradient("f1") gives the four partial derivatives of F1 = 2 TP / (2 TP + FP + FN) that SymPy derived.
 2. metricc.loss("f1", ...) compiles F1 into a torch.nn.Module whose backward pass uses them (closed form).
@@ -37,9 +37,10 @@ def main(argv=None) -> int:
     for count, partial in metricc.gradient("f1").items():
         print(f"  d F1 / d {count} = {partial}")
 
-    # 2. The compiled loss: 1 - F1 over soft counts of sigmoid(logits), with the gradient above.
+    # 2. The compiled loss: 1 - F1 over soft counts a = sigmoid(73 (p - 0.5)) of p = sigmoid(logits), nearly the
+    #    hard 0/1 decisions, with the gradient above (steep near p = 0.5; see docs/choosing.md for other choices).
     f1_loss = metricc.loss("f1", from_logits=True)
-    logits, labels = torch.tensor([2.0, -1.0, 0.5, -3.0], requires_grad=True), torch.tensor([1.0, 0.0, 0.0, 1.0])
+    logits, labels = torch.tensor([0.3, -0.1, 0.05, -0.2], requires_grad=True), torch.tensor([1.0, 0.0, 0.0, 1.0])
     value = f1_loss(logits, labels)
     value.backward()
     print(f"\n{type(f1_loss).__name__}: loss {value.item():.3f} on a toy batch, d loss / d logits = {logits.grad.numpy().round(3)}")

@@ -57,7 +57,7 @@ def test_unknown_loss_lists_the_valid_ones(script, valid, capsys):
     assert valid in error
 
 
-@pytest.mark.parametrize("arguments", [["--seeds", "0"], ["--epochs", "0"], ["--plot", "curves.pdf"]])
+@pytest.mark.parametrize("arguments", [["--seeds", "0"], ["--epochs", "0"], ["--batch-size", "0"], ["--lr", "-1"], ["--plot", "curves.pdf"]])
 def test_bad_arguments_are_refused(arguments, capsys):
     with pytest.raises(SystemExit):
         _load("multiclass").main(arguments)
