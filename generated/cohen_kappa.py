@@ -19,7 +19,9 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator (FN + TN)*(FN + TP) + (FP + TN)*(FP + TP) vanishes; guarded by max(x, eps)
+    - the denominator (FN + TN)*(FN + TP) + (FP + TN)*(FP + TP) vanishes (every prediction is right
+        (no false positives or false negatives) and (there are no true negatives or there are no
+        true positives)); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.

@@ -15,8 +15,8 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator FN vanishes; guarded by max(x, eps)
-    - the denominator FP vanishes; guarded by max(x, eps)
+    - the denominator FN vanishes (there are no false negatives); guarded by max(x, eps)
+    - the denominator FP vanishes (there are no false positives); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.

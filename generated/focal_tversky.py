@@ -2,12 +2,12 @@
 
 Metric (minimized; the loss is focal_tversky):
 
-    focal_tversky = (-TP/(FN*beta + FP*alpha + TP) + 1)**gamma
+    focal_tversky = ((FN*beta + FP*alpha)/(FN*beta + FP*alpha + TP))**gamma
 
 Partial derivatives (the backward pass uses these, not autograd through the formula):
 
-    d focal_tversky / d TP = -gamma*(-TP/(FN*beta + FP*alpha + TP) + 1)**gamma/(FN*beta + FP*alpha
-        + TP)
+    d focal_tversky / d TP = -gamma*((FN*beta + FP*alpha)/(FN*beta + FP*alpha +
+        TP))**gamma/(FN*beta + FP*alpha + TP)
     d focal_tversky / d FP = TP*alpha*gamma*((FN*beta + FP*alpha)/(FN*beta + FP*alpha +
         TP))**gamma/((FN*beta + FP*alpha)*(FN*beta + FP*alpha + TP))
     d focal_tversky / d FN = TP*beta*gamma*((FN*beta + FP*alpha)/(FN*beta + FP*alpha +
@@ -15,15 +15,15 @@ Partial derivatives (the backward pass uses these, not autograd through the form
     d focal_tversky / d TN = 0
 
 Metric parameters:
-    alpha = 0.7, domain [0, inf)
-    beta = 0.3, domain [0, inf)
+    alpha = 0.3, domain [0, inf)
+    beta = 0.7, domain [0, inf)
     gamma = 0.75, domain (0, inf)
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator FN*beta + FP*alpha + TP vanishes; guarded by max(x, eps)
-    - the root argument -TP/SafeDenominator(FN*beta + FP*alpha + TP) + 1 is negative; guarded by
-        max(x, 0)
-    - the denominator FN*beta + FP*alpha vanishes; guarded by max(x, eps)
+    - the denominator FN*beta + FP*alpha + TP vanishes (there are no positives and nothing is
+        predicted positive); guarded by max(x, eps)
+    - the denominator FN*beta + FP*alpha vanishes (every prediction is right (no false positives or
+        false negatives)); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -253,7 +253,8 @@ def signed_clamp(x: Tensor, eps: float) -> Tensor:
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float, alpha: float, beta: float, gamma: float) -> Tensor:
     """The soft metric from the soft counts."""
-    value = torch.clamp(1.0 - tp / torch.clamp(tp + fn * beta + fp * alpha, min=eps), min=0.0) ** gamma
+    x0 = fn * beta + fp * alpha
+    value = (x0 / torch.clamp(tp + x0, min=eps)) ** gamma
     return value
 
 
@@ -261,11 +262,11 @@ def metric_value_and_partials(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, ep
     """The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions."""
     x0 = fn * beta + fp * alpha
     x1 = 1.0 / torch.clamp(tp + x0, min=eps)
-    x2 = tp * x1
-    x3 = torch.clamp(1.0 - x2, min=0.0) ** gamma
-    x4 = gamma * x2 * (x0 * x1) ** gamma / torch.clamp(x0, min=eps)
-    value = x3
-    d_tp = -gamma * x1 * x3
+    x2 = (x0 * x1) ** gamma
+    x3 = gamma * x1 * x2
+    x4 = tp * x3 / torch.clamp(x0, min=eps)
+    value = x2
+    d_tp = -x3
     d_fp = alpha * x4
     d_fn = beta * x4
     d_tn = torch.zeros_like(tp)
@@ -302,8 +303,8 @@ class FocalTverskyLoss(torch.nn.Module):
         eps: float = 1e-07,
         direction: str = 'minimize',
         validate_args: bool = True,
-        alpha: float = 0.7,
-        beta: float = 0.3,
+        alpha: float = 0.3,
+        beta: float = 0.7,
         gamma: float = 0.75,
     ):
         super().__init__()

@@ -17,7 +17,8 @@ Metric parameters:
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
     - the denominator FP + TP vanishes (nothing is predicted positive); guarded by max(x, eps)
-    - the denominator FN*FP + FN*TP + FP*TP + TP**2 vanishes; guarded by max(x, eps)
+    - the denominator FN*FP + FN*TP + FP*TP + TP**2 vanishes (there are no true positives and
+        (there are no false negatives or there are no false positives)); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.

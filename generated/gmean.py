@@ -17,8 +17,8 @@ Metric parameters:
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
     - the denominator FP + TN vanishes (the batch has no negatives); guarded by max(x, eps)
-    - the denominator TP vanishes; guarded by max(x, eps)
-    - the denominator TN vanishes; guarded by max(x, eps)
+    - the denominator TP vanishes (there are no true positives); guarded by max(x, eps)
+    - the denominator TN vanishes (there are no true negatives); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.

@@ -15,7 +15,7 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator TN vanishes; guarded by max(x, eps)
+    - the denominator TN vanishes (there are no true negatives); guarded by max(x, eps)
     - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).

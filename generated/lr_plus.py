@@ -15,7 +15,7 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator FP vanishes; guarded by max(x, eps)
+    - the denominator FP vanishes (there are no false positives); guarded by max(x, eps)
     - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).

@@ -2,37 +2,37 @@
 
 Metric (minimized; the loss is prevalence_threshold):
 
-    prevalence_threshold = (sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) - FP/(FP +
-        TN))/(-FP/(FP + TN) + TP/(FN + TP))
+    prevalence_threshold = sqrt(FP)/(sqrt(FP + TN)*(sqrt(FP)/sqrt(FP + TN) + sqrt(TP)/sqrt(FN +
+        TP)))
 
 Partial derivatives (the backward pass uses these, not autograd through the formula):
 
-    d prevalence_threshold / d TP = FN*(FP + TN)*(-sqrt(FP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP*(FN +
-        TP) - TP*(FP + TN)) - 2*sqrt(TP)*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP + TN)
-        - FP))/(2*sqrt(TP)*(FP*(FN + TP) - TP*(FP + TN))**2)
-    d prevalence_threshold / d FP = (-FP/(FP + TN)**2 + 1/(FP + TN))*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN
-        + TP)*(FP + TN))) - FP/(FP + TN))/(-FP/(FP + TN) + TP/(FN + TP))**2 +
-        (-sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FP + TN)) + FP/(FP + TN)**2 - 1/(FP +
-        TN) + sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*sqrt(FP)))/(-FP/(FP + TN) + TP/(FN + TP))
-    d prevalence_threshold / d FN = (FP + TN)*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP +
-        TN)))*(FP*(FN + TP) - TP*(FP + TN)) + 2*TP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP +
-        TN)))*(FP + TN) - FP))/(2*(FP*(FN + TP) - TP*(FP + TN))**2)
-    d prevalence_threshold / d TN = -FP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) - FP/(FP +
-        TN))/((FP + TN)**2*(-FP/(FP + TN) + TP/(FN + TP))**2) + (-sqrt(FP)*sqrt(TP)*sqrt(1/((FN +
-        TP)*(FP + TN)))/(2*(FP + TN)) + FP/(FP + TN)**2)/(-FP/(FP + TN) + TP/(FN + TP))
+    d prevalence_threshold / d TP = -FN*sqrt(FP)*sqrt(FP + TN)/(2*sqrt(TP)*sqrt(FN +
+        TP)*(sqrt(FP)*sqrt(FN + TP) + sqrt(TP)*sqrt(FP + TN))**2)
+    d prevalence_threshold / d FP = TN*sqrt(TP)*sqrt(FN + TP)*sqrt(FP +
+        TN)/(2*FP**(3/2)*(sqrt(FP)*sqrt(FN + TP) + sqrt(TP)*sqrt(FP + TN))**2 +
+        2*sqrt(FP)*TN*(sqrt(FP)*sqrt(FN + TP) + sqrt(TP)*sqrt(FP + TN))**2)
+    d prevalence_threshold / d FN = sqrt(FP)*sqrt(TP)/(2*(FN + TP)**(3/2)*sqrt(FP +
+        TN)*(sqrt(FP)/sqrt(FP + TN) + sqrt(TP)/sqrt(FN + TP))**2)
+    d prevalence_threshold / d TN = (-sqrt(FP)*sqrt(FN + TP)*(sqrt(FP)*sqrt(FN + TP) +
+        sqrt(TP)*sqrt(FP + TN)) + FP*(FN + TP))/(2*(FP + TN)*(sqrt(FP)*sqrt(FN + TP) +
+        sqrt(TP)*sqrt(FP + TN))**2)
 
 Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
     - the denominator FP + TN vanishes (the batch has no negatives); guarded by max(x, eps)
-    - the denominator -FP/SafeDenominator(FP + TN) + TP/SafeDenominator(FN + TP) vanishes; guarded
-        by moving x to +-eps when |x| < eps
-    - the denominator TP vanishes; guarded by max(x, eps)
-    - the denominator FP*(FN + TP) - TP*(FP + TN) vanishes; guarded by moving x to +-eps when |x| <
-        eps
-    - the denominator FP vanishes; guarded by max(x, eps)
+    - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
+    - the denominator sqrt(FP)/sqrt(FP + TN) + sqrt(TP)/sqrt(FN + TP) vanishes (nothing is
+        predicted positive); guarded by max(x, eps)
+    - the denominator TP vanishes (there are no true positives); guarded by max(x, eps)
+    - the denominator sqrt(FP)*sqrt(FN + TP) + sqrt(TP)*sqrt(FP + TN) vanishes (nothing is
+        predicted positive or the batch has no negatives or the batch has no positives); guarded by
+        max(x, eps)
+    - the denominator 2*FP**(3/2)*(sqrt(FP)*sqrt(FN + TP) + sqrt(TP)*sqrt(FP + TN))**2 +
+        2*sqrt(FP)*TN*(sqrt(FP)*sqrt(FN + TP) + sqrt(TP)*sqrt(FP + TN))**2 vanishes (the batch has
+        no positives or there are no false positives); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -262,38 +262,34 @@ def signed_clamp(x: Tensor, eps: float) -> Tensor:
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
     """The soft metric from the soft counts."""
-    x0 = torch.clamp(fp + tn, min=eps)
-    x1 = fp / x0
-    x2 = torch.clamp(fn + tp, min=eps)
-    value = (-x1 + torch.sqrt(fp) * torch.sqrt(tp) / torch.sqrt(x0) / torch.sqrt(x2)) / signed_clamp(-x1 + tp / x2, eps)
+    x0 = torch.sqrt(fp) / torch.sqrt(torch.clamp(fp + tn, min=eps))
+    value = x0 / torch.clamp(x0 + torch.sqrt(tp) / torch.sqrt(torch.clamp(fn + tp, min=eps)), min=eps)
     return value
 
 
 def metric_value_and_partials(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
     """The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions."""
-    x0 = fp + tn
-    x1 = torch.clamp(x0, min=eps)
-    x2 = 1.0 / x1
-    x3 = fp * x2
-    x4 = fn + tp
-    x5 = torch.clamp(x4, min=eps)
-    x6 = signed_clamp(-x3 + tp / x5, eps)
-    x7 = 1.0 / x6
-    x8 = torch.sqrt(fp)
-    x9 = torch.sqrt(tp)
-    x10 = 1.0 / torch.sqrt(x1) / torch.sqrt(x5)
-    x11 = -x3 + x10 * x8 * x9
-    x12 = fp * x4 - tp * x0
-    x13 = -2.0 * fp + 2.0 * x0 * x10 * x8 * x9
-    x14 = 0.5 * x0 / signed_clamp(x12, eps) ** 2
-    x15 = fp / x1 ** 2
-    x16 = x11 / x6 ** 2
-    x17 = -x15 + 0.5 * x10 * x2 * x8 * x9
-    value = x11 * x7
-    d_tp = fn * x14 * (-x13 * x9 - x10 * x12 * x8) / torch.sqrt(torch.clamp(tp, min=eps))
-    d_fp = x16 * (-x15 + x2) + x7 * (-x17 - x2 + 0.5 * x10 * x9 / torch.sqrt(torch.clamp(fp, min=eps)))
-    d_fn = x14 * (tp * x13 + x10 * x12 * x8 * x9)
-    d_tn = -x15 * x16 - x17 * x7
+    x0 = torch.sqrt(fp)
+    x1 = fp + tn
+    x2 = torch.clamp(x1, min=eps)
+    x3 = x0 / torch.sqrt(x2)
+    x4 = torch.sqrt(tp)
+    x5 = fn + tp
+    x6 = torch.clamp(x5, min=eps)
+    x7 = torch.rsqrt(x6)
+    x8 = torch.clamp(x3 + x4 * x7, min=eps)
+    x9 = torch.sqrt(x1)
+    x10 = torch.sqrt(x5)
+    x11 = x0 * x10
+    x12 = x4 * x9
+    x13 = x11 + x12
+    x14 = 0.5 / torch.clamp(x13, min=eps) ** 2
+    x15 = 2.0 * x13 ** 2
+    value = x3 / x8
+    d_tp = -fn * x0 * x14 * x7 * x9 / torch.sqrt(torch.clamp(tp, min=eps))
+    d_fp = tn * x10 * x12 / torch.clamp(fp ** 1.5 * x15 + tn * x0 * x15, min=eps)
+    d_fn = 0.5 * x3 * x4 / x6 ** 1.5 / x8 ** 2
+    d_tn = x14 * (fp * x5 - x11 * x13) / x2
     return value, d_tp, d_fp, d_fn, d_tn
 
 

@@ -16,7 +16,8 @@ Metric parameters:
     beta = 0.5, domain [0, inf)
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator FN*beta + FP*alpha + TP vanishes; guarded by max(x, eps)
+    - the denominator FN*beta + FP*alpha + TP vanishes (there are no positives and nothing is
+        predicted positive); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.

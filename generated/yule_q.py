@@ -15,7 +15,9 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator FN*FP + TN*TP vanishes; guarded by max(x, eps)
+    - the denominator FN*FP + TN*TP vanishes (nothing is predicted negative or nothing is predicted
+        positive or the batch has no negatives or the batch has no positives); guarded by max(x,
+        eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.

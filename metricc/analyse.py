@@ -67,7 +67,7 @@ class Singularity:
         if metric:
             what = metric if in_value else f"the gradient of {metric}"
             return f"{what} is undefined when {self.condition()} ({where} {sympy.sstr(plain(self.expression))} {happens}); guarded by {guard_text}"
-        return f"{where} {sympy.sstr(plain(self.expression))} {happens} when {self.condition()}; guarded by {guard_text}"
+        return f"{where} {sympy.sstr(plain(self.expression))} {happens} ({self.condition()}); guarded by {guard_text}"
 
 
 TP, FP, FN, TN = COUNTS

@@ -1,17 +1,16 @@
-"""The `metricc` command: compile, grad, list. Symbolic commands never import torch."""
+"""The `metricc` command: compile, grad, explain, list, generate. Symbolic commands never import torch."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-import sympy
-
 from .errors import MetricError
 from .options import AVERAGES, APPROXIMATIONS, DIRECTIONS, MULTIDIM_AVERAGES, TASKS
+
+FORMATS = ("text", "latex", "json", "markdown")
 
 EXAMPLES = """examples:
   metricc compile f1 -o generated/f1.py            a library metric, by name
@@ -19,6 +18,9 @@ EXAMPLES = """examples:
   metricc compile -f metric.txt --name my_metric    a multi-line metric from a file
   metricc grad mcc                                  the four partial derivatives
   metricc grad "TP/(TP+FP)" --format latex
+  metricc explain mcc                               direction, monotonicity, range, singular points, ...
+  metricc explain f1 --format json                  the same as JSON (schema: docs/explain.md)
+  metricc explain f1 --plot f1.png --counts 20,10,10,60
   metricc list                                      the metric library
   metricc generate generated/                       regenerate the committed library modules
 """
@@ -82,48 +84,22 @@ def _class(name: str) -> str:
     return class_name(name)
 
 
-def gradient_report(expression: str) -> dict:
-    """The four partials and the per-sample weights, as SymPy expressions."""
-    from .compiler import resolve
-    from .derive import per_sample_weights
-
-    _, derivation = resolve(expression)
-    positive, negative = per_sample_weights(derivation)
-    return {
-        "metric": derivation.value,
-        "partials": derivation.partials_by_name(),
-        "per_sample": {"positive": positive, "negative": negative},
-    }
-
-
-def format_gradient(report: dict, form: str) -> str:
-    if form == "json":
-        return json.dumps(
-            {
-                "metric": sympy.sstr(report["metric"]),
-                "partials": {k: sympy.sstr(v) for k, v in report["partials"].items()},
-                "per_sample": {k: sympy.sstr(v) for k, v in report["per_sample"].items()},
-                "latex": {k: sympy.latex(v) for k, v in report["partials"].items()},
-            },
-            indent=2,
-        )
-    printer = sympy.latex if form == "latex" else sympy.sstr
-    metric = printer(report["metric"])
-    lines = [f"metric = {metric}" if form == "text" else f"m = {metric}"]
-    for count, partial in report["partials"].items():
-        lines.append(f"d metric / d {count} = {printer(partial)}" if form == "text" else f"\\frac{{\\partial m}}{{\\partial \\mathrm{{{count}}}}} = {printer(partial)}")
-    weights = report["per_sample"]
-    if form == "text":
-        lines.append(f"per-sample d metric / d a, positive example (y = 1): dTP - dFN = {printer(weights['positive'])}")
-        lines.append(f"per-sample d metric / d a, negative example (y = 0): dFP - dTN = {printer(weights['negative'])}")
-    else:
-        lines.append(f"\\frac{{\\partial m}}{{\\partial a_i}}\\Big|_{{y_i=1}} = {printer(weights['positive'])}")
-        lines.append(f"\\frac{{\\partial m}}{{\\partial a_i}}\\Big|_{{y_i=0}} = {printer(weights['negative'])}")
-    return "\n".join(lines)
-
-
 def command_grad(args: argparse.Namespace) -> int:
-    print(format_gradient(gradient_report(_read_expression(args)), args.format))
+    from .report import format_explanation, gradient_report
+
+    print(format_explanation(gradient_report(_read_expression(args)), args.format))
+    return 0
+
+
+def command_explain(args: argparse.Namespace) -> int:
+    from .report import explain, format_explanation, parse_counts, plot_weights
+
+    counts = parse_counts(args.counts)
+    explanation = explain(_read_expression(args))
+    print(format_explanation(explanation, args.format))
+    if args.plot:
+        path = plot_weights(explanation, counts, args.plot)
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -181,8 +157,22 @@ def build_parser() -> argparse.ArgumentParser:
 
     grad_parser = commands.add_parser("grad", help="show the derived partial derivatives", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_expression(grad_parser)
-    grad_parser.add_argument("--format", choices=("text", "latex", "json"), default="text")
+    grad_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
     grad_parser.set_defaults(run=command_grad)
+
+    explain_parser = commands.add_parser(
+        "explain",
+        help="analyse a metric: direction, monotonicity, range, singular points, partials, operation counts",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_expression(explain_parser)
+    explain_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
+    explain_parser.add_argument("--plot", metavar="FILE.png", help="draw the loss and per-sample gradient weight against one prediction p")
+    explain_parser.add_argument(
+        "--counts", default="20,10,10,60", metavar="TP,FP,FN,TN", help="counts of the rest of the batch for --plot (default 20,10,10,60)"
+    )
+    explain_parser.set_defaults(run=command_explain)
 
     generate_parser = commands.add_parser("generate", help="write a loss module for every library metric (generated/)")
     generate_parser.add_argument("directory", nargs="?", default="generated")
