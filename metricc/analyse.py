@@ -146,6 +146,17 @@ def _words(condition) -> str:
     return " and ".join(([_names_zero(literals)] if literals else []) + rest)
 
 
+def _simplest(condition):
+    """The disjunctive form when each of its terms has a name ("nothing is predicted positive or ..."), else
+    whichever form SymPy finds shortest."""
+    names = {symbol: name for symbol, name in zip(_ZERO_SYMBOLS.values(), COUNT_NAMES)}
+    disjunction = sympy.simplify_logic(condition, form="dnf")
+    terms = [sympy.And.make_args(term) for term in sympy.Or.make_args(disjunction)]
+    if all(all(t in names for t in term) and frozenset(names[t] for t in term) in _ZERO_SETS for term in terms):
+        return disjunction
+    return sympy.simplify_logic(condition)
+
+
 def _names_zero(names) -> str:
     names = sorted(set(names), key=COUNT_NAMES.index)
     return _ZERO_SETS.get(frozenset(names)) or " = ".join(names) + " = 0"
@@ -173,12 +184,12 @@ def zero_condition(expression: sympy.Expr) -> str:
     expression = plain(expression)
     condition = _zero(expression)
     if condition is not None:
-        return _words(sympy.simplify_logic(condition))
+        return _words(_simplest(condition))
     parts = []
     for factor in _factors(expression):
         condition = _zero(factor)
         if condition is not None:
-            parts.append(_words(sympy.simplify_logic(condition)))
+            parts.append(_words(_simplest(condition)))
         else:
             left, right = _sides(factor)
             parts.append(f"{left} = {right}")
