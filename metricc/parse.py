@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import keyword
 import math
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -50,8 +52,10 @@ MAX_CONSTANT_DIGITS = 300
 
 _RESERVED = set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 _UNSAFE_PARAMETER_NAMES = (
-    set(keyword.kwlist) | set(OPTION_NAMES) | set(dir(__builtins__)) | {"self", "torch", "Tensor", "Optional", "List", "Tuple"}
+    set(keyword.kwlist) | set(OPTION_NAMES) | set(dir(builtins)) | {"self", "torch", "Tensor", "Optional", "List", "Tuple"}
 )
+#: Names the emitted code uses itself: count tensors, partials, intermediates (x0, x1, ...), locals.
+_EMITTED_NAMES = re.compile(r"(tp|fp|fn|tn|d_(tp|fp|fn|tn)|x\d+|value|option|signed_clamp|preds|target)\Z")
 
 
 @dataclass(frozen=True)
@@ -369,9 +373,10 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         default = _constant(default)
         name = name_token.value
         self._check_new_name(name_token)
-        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_"):
+        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_") or _EMITTED_NAMES.match(name):
             raise MetricSyntaxError(
-                f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option or private name); choose another",
+                f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option, private name or a name "
+                "the emitted code uses); choose another",
                 name_token.line,
                 name_token.column,
                 _caret(self.text, name_token),
