@@ -406,10 +406,15 @@ def symbolic_sign(expression: sympy.Expr) -> Optional[int]:
     if expression.is_nonpositive:
         return -1
     numerator, denominator = expression.as_numer_denom()
-    if denominator.is_nonnegative:
-        if numerator.is_nonnegative:
+    if not denominator.is_nonnegative:
+        return None
+    candidates = [numerator]
+    if sympy.count_ops(numerator) <= 200:
+        candidates.append(sympy.expand(numerator))  # a sum of monomials with one sign is easy to decide
+    for candidate in candidates:
+        if candidate.is_nonnegative:
             return 1
-        if numerator.is_nonpositive:
+        if candidate.is_nonpositive:
             return -1
     return None
 
