@@ -34,16 +34,18 @@ def canonical_layout(
     of kept positions (None when nothing is ignored)."""
     dtype = torch.promote_types(preds.dtype, torch.float32)
     if task == "binary":
-        shape = [preds.shape[0] if preds.dim() > 0 else 1, 1, -1]
+        rows = preds.shape[0] if preds.dim() > 2 else 1
+        shape = [rows, 1, preds.numel() // max(rows, 1)]
     else:
-        shape = [preds.shape[0], preds.shape[1], -1]
+        rows = preds.shape[0]
+        shape = [rows, preds.shape[1], preds.numel() // max(rows * preds.shape[1], 1)]
     if task == "multiclass" and target.dim() == preds.dim() - 1:
         labels = target.long()
         keep = labels != (-1 if ignore_index is None else ignore_index)
         labels = torch.where(keep, labels, torch.zeros_like(labels))
         one_hot = torch.nn.functional.one_hot(labels, preds.shape[1]).movedim(-1, 1)
         keep = keep.unsqueeze(1)
-        mask_shape = [shape[0], 1, -1]
+        mask_shape = [shape[0], 1, shape[2]]
     else:
         one_hot = target.reshape(preds.shape)
         keep = one_hot != (-1 if ignore_index is None else ignore_index)

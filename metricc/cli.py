@@ -14,6 +14,7 @@ from .errors import MetricError
 from .options import AVERAGES, APPROXIMATIONS, DIRECTIONS, MULTIDIM_AVERAGES, TASKS
 
 EXAMPLES = """examples:
+  metricc demo                                      compile f1, show its gradient, train a small model
   metricc compile f1 -o generated/f1.py            a library metric, by name
   metricc compile "2*TP/(2*TP+FP+FN)" --name f1 -o f1.py
   metricc compile -f metric.txt --name my_metric    a multi-line metric from a file
@@ -163,6 +164,13 @@ def command_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    run(args.metric, args.seed, args.epochs)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metricc",
@@ -187,6 +195,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate_parser = commands.add_parser("generate", help="write a loss module for every library metric (generated/)")
     generate_parser.add_argument("directory", nargs="?", default="generated")
     generate_parser.set_defaults(run=command_generate)
+
+    demo_parser = commands.add_parser("demo", help="compile a metric, show its gradient, train a small model on built-in data")
+    demo_parser.add_argument("metric", nargs="?", default="f1", help="a library metric or formula (default f1)")
+    demo_parser.add_argument("--seed", type=int, default=0)
+    demo_parser.add_argument("--epochs", type=int, default=40)
+    demo_parser.set_defaults(run=command_demo)
 
     list_parser = commands.add_parser("list", help="list the library metrics")
     list_parser.set_defaults(run=command_list)
