@@ -34,6 +34,7 @@ def canonical_layout(
     """Reshape to (batch, classes, positions): preds, a one-hot target in the counting dtype, and a 0/1 mask
     of kept positions (None when nothing is ignored)."""
     dtype = torch.promote_types(preds.dtype, torch.float32)
+    target = target.detach()
     if task == "binary":
         rows = preds.shape[0] if preds.dim() > 2 else 1
         shape = [rows, 1, preds.numel() // max(rows, 1)]

@@ -41,6 +41,9 @@ class LossOptions:
 
 OPTION_NAMES = tuple(f.name for f in fields(LossOptions))
 
+#: Local names of the emitted formula functions; a metric parameter may not take one (nor x0, x1, ...).
+EMITTED_NAMES = ("tp", "fp", "fn", "tn", "eps", "value", "d_tp", "d_fp", "d_fn", "d_tn", "preds", "target", "signed_clamp")
+
 
 def _choice(name: str, value, allowed) -> None:
     if value not in allowed:
