@@ -204,6 +204,37 @@ def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
     return [0, 2]
 
 
+def check_averaging(
+    task: str,
+    average: str,
+    multidim_average: str,
+    include_background: bool,
+    class_weights: Optional[List[float]],
+    zero_division: Optional[float],
+    sync: Optional[str],
+    count_momentum: Optional[float],
+) -> None:
+    """The constructor's checks of the layout and averaging options (metricc.options makes the same ones)."""
+    if average == "samples" and task != "multilabel":
+        raise ValueError(f"average='samples' needs task='multilabel', got task={task!r}")
+    if not include_background and task == "binary":
+        raise ValueError("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
+    if class_weights is not None:
+        if task == "binary" or average not in ("macro", "weighted"):
+            raise ValueError(f"class_weights weigh classes in average='macro' or 'weighted', not average={average!r} with task={task!r}")
+        if len(class_weights) == 0 or min(class_weights) <= 0:
+            raise ValueError(f"class_weights={class_weights} must be positive numbers, one per scored class")
+    if zero_division is not None and not abs(float(zero_division)) < float("inf"):
+        raise ValueError(f"zero_division={zero_division} must be a finite number or None")
+    if sync is not None and sync != "ddp":
+        raise ValueError(f"sync={sync!r} is not None or 'ddp'")
+    if count_momentum is not None:
+        if not 0 < count_momentum <= 1:
+            raise ValueError(f"count_momentum={count_momentum} must lie in (0, 1]")
+        if multidim_average != "global" or average == "samples":
+            raise ValueError("count_momentum needs counts pooled over the batch: multidim_average='global', average other than 'samples'")
+
+
 def absent_counts(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
     """Counts of a class absent from both targets and predictions: TP + FP + FN below half a sample."""
     return tp + fp + fn < 0.5
@@ -238,7 +269,7 @@ def average_weights(tp: Tensor, fp: Tensor, fn: Tensor, task: str, average: str,
     else:
         weights = torch.ones_like(tp)
     if class_weights is not None:
-        weights = weights * class_weights.to(tp.dtype).reshape(1, -1, 1)
+        weights = weights * class_weights.to(tp).reshape(1, -1, 1)
     return weights / torch.clamp(weights.sum(1, keepdim=True), min=1e-12)
 
 
@@ -291,7 +322,7 @@ def running_counts(batch: Tensor, history: Tensor, momentum: float) -> Tuple[Ten
     """
     if history.shape != batch.shape:
         return batch, 1.0
-    return (1.0 - momentum) * history.to(batch.dtype) + momentum * batch, momentum
+    return (1.0 - momentum) * history.to(batch) + momentum * batch, momentum
 
 
 def attach_gradient(
@@ -399,23 +430,7 @@ class RecallLoss(torch.nn.Module):
                 raise ValueError(f"{option}={value!r} is not one of {_CHOICES[option]}")
         if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
             raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
-        if average == "samples" and task != "multilabel":
-            raise ValueError(f"average='samples' needs task='multilabel', got task={task!r}")
-        if not include_background and task == "binary":
-            raise ValueError("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
-        if class_weights is not None and (task == "binary" or average not in ("macro", "weighted")):
-            raise ValueError(f"class_weights weigh classes in average='macro' or 'weighted', not average={average!r} with task={task!r}")
-        if class_weights is not None and (len(class_weights) == 0 or min(class_weights) <= 0):
-            raise ValueError(f"class_weights={class_weights} must be positive numbers, one per scored class")
-        if zero_division is not None and not abs(float(zero_division)) < float("inf"):
-            raise ValueError(f"zero_division={zero_division} must be a finite number or None")
-        if sync is not None and sync != "ddp":
-            raise ValueError(f"sync={sync!r} is not None or 'ddp'")
-        if count_momentum is not None:
-            if not 0 < count_momentum <= 1:
-                raise ValueError(f"count_momentum={count_momentum} must lie in (0, 1]")
-            if multidim_average != "global" or average == "samples":
-                raise ValueError("count_momentum needs counts pooled over the batch: multidim_average='global', average other than 'samples'")
+        check_averaging(task, average, multidim_average, include_background, class_weights, zero_division, sync, count_momentum)
         self.task = task
         self.from_logits = from_logits
         self.approximation = approximation

@@ -379,23 +379,7 @@ class {loss_class}(torch.nn.Module):
                 raise ValueError(f"{{option}}={{value!r}} is not one of {{_CHOICES[option]}}")
         if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
             raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
-        if average == "samples" and task != "multilabel":
-            raise ValueError(f"average='samples' needs task='multilabel', got task={{task!r}}")
-        if not include_background and task == "binary":
-            raise ValueError("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
-        if class_weights is not None and (task == "binary" or average not in ("macro", "weighted")):
-            raise ValueError(f"class_weights weigh classes in average='macro' or 'weighted', not average={{average!r}} with task={{task!r}}")
-        if class_weights is not None and (len(class_weights) == 0 or min(class_weights) <= 0):
-            raise ValueError(f"class_weights={{class_weights}} must be positive numbers, one per scored class")
-        if zero_division is not None and not abs(float(zero_division)) < float("inf"):
-            raise ValueError(f"zero_division={{zero_division}} must be a finite number or None")
-        if sync is not None and sync != "ddp":
-            raise ValueError(f"sync={{sync!r}} is not None or 'ddp'")
-        if count_momentum is not None:
-            if not 0 < count_momentum <= 1:
-                raise ValueError(f"count_momentum={{count_momentum}} must lie in (0, 1]")
-            if multidim_average != "global" or average == "samples":
-                raise ValueError("count_momentum needs counts pooled over the batch: multidim_average='global', average other than 'samples'")
+        check_averaging(task, average, multidim_average, include_background, class_weights, zero_division, sync, count_momentum)
 {parameter_checks}        self.task = task
         self.from_logits = from_logits
         self.approximation = approximation

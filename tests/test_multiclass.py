@@ -452,3 +452,15 @@ def test_scripted_compiled_and_exported_modules_agree(options):
     torch.testing.assert_close(scripted(preds, target), expected)
     torch.testing.assert_close(torch.compile(loss, fullgraph=True)(preds, target), expected)
     torch.testing.assert_close(torch.export.export(loss, (preds, target)).module()(preds, target), expected)
+
+
+def test_running_counts_under_script_and_compile_follow_eager():
+    loss = metricc.loss("f1", task="multiclass", average="macro", from_logits=True, count_momentum=0.5)
+    batches = [soft_inputs("multiclass", seed) for seed in range(3)]
+    batches = [(preds.detach().float(), target) for preds, target in batches]
+    expected = [loss(*b) for b in batches]
+    for wrap in (torch.jit.script, lambda module: torch.compile(module, fullgraph=True)):
+        loss.reset_running_counts()
+        wrapped = wrap(loss)  # a scripted module holds its own copy of the running counts
+        for b, value in zip(batches, expected):
+            torch.testing.assert_close(wrapped(*b), value)
