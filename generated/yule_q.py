@@ -539,4 +539,4 @@ class YuleQLoss(torch.nn.Module):
     @torch.jit.export
     def reset_running_counts(self) -> None:
         """Forget the running counts (count_momentum): the next training step starts from its own batch."""
-        self.running_counts = torch.zeros(0, device=self.running_counts.device)
+        self.running_counts = self.running_counts.new_zeros([0])

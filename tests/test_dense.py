@@ -101,13 +101,16 @@ def hard_segmentation(seed, batch=4, classes=4, size=(6, 5)):
     return predicted, target
 
 
-@pytest.mark.parametrize("name,metric", [("f1", tmc.MulticlassF1Score), ("jaccard", tmc.MulticlassJaccardIndex),
-                                         ("precision", tmc.MulticlassPrecision), ("recall", tmc.MulticlassRecall)])
+DENSE_METRICS = [("jaccard", tmc.MulticlassJaccardIndex, "global")] + [
+    (name, metric, multidim_average)  # torchmetrics' Jaccard index has no samplewise mode
+    for name, metric in (("f1", tmc.MulticlassF1Score), ("precision", tmc.MulticlassPrecision), ("recall", tmc.MulticlassRecall))
+    for multidim_average in ("global", "samplewise")
+]
+
+
+@pytest.mark.parametrize("name,metric,multidim_average", DENSE_METRICS)
 @pytest.mark.parametrize("average", ["micro", "macro", "weighted", "none"])
-@pytest.mark.parametrize("multidim_average", ["global", "samplewise"])
 def test_dense_multiclass_hard_equals_torchmetrics(name, metric, average, multidim_average):
-    if metric is tmc.MulticlassJaccardIndex and multidim_average == "samplewise":
-        pytest.skip("torchmetrics' Jaccard index has no samplewise mode")
     predicted, target = hard_segmentation(0)
     target[0, 0] = -1
     preds = torch.nn.functional.one_hot(predicted, 4).movedim(-1, 1).double()
@@ -158,3 +161,24 @@ def test_image_with_no_foreground_is_left_out_of_the_mean_over_images():
     counted = (tp + fp + fn)[:, 1:] > 0
     expected = [(per_image[i, 1:][counted[i]]).mean() for i in range(1, 4)]
     assert float(loss.metric(preds, target)) == pytest.approx(float(torch.stack(expected).mean()), abs=1e-6)
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_cuda_inputs_with_the_module_left_on_the_cpu_match_the_cpu():
+    logits, labels = segmentation(6, batch=2, size=(32, 32))
+    labels[:, :3] = 255
+    loss = metricc.loss("f1", task="multiclass", from_logits=True, average="macro", multidim_average="global",
+                        include_background=False, class_weights=[1.0, 2.0, 0.5], ignore_index=255, count_momentum=0.5)
+    results = []
+    for device in ("cpu", "cuda"):
+        loss.reset_running_counts()
+        steps = []
+        for step in range(2):
+            leaf = (logits.detach() * (step + 1)).to(device).requires_grad_(True)
+            value = loss(leaf, labels.to(device))  # the class_weights and running-count buffers stay where they are
+            (grad,) = torch.autograd.grad(value, leaf)
+            steps.append((value.cpu(), grad.cpu()))
+        results.append(steps)
+    for (cpu_value, cpu_grad), (cuda_value, cuda_grad) in zip(*results):
+        torch.testing.assert_close(cuda_value, cpu_value, rtol=1e-12, atol=1e-12)
+        torch.testing.assert_close(cuda_grad, cpu_grad, rtol=1e-9, atol=1e-12)
