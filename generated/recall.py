@@ -54,7 +54,7 @@ def canonical_layout(
             keep = labels != ignore_index
             labels = torch.where(keep, labels, torch.zeros_like(labels))
             mask = keep.unsqueeze(1).to(dtype)
-        one_hot = labels.unsqueeze(1) == torch.arange(classes, device=labels.device).reshape(1, classes, 1)
+        one_hot = torch.zeros_like(preds.reshape(shape), dtype=dtype).scatter_(1, labels.unsqueeze(1), 1.0)
     else:
         one_hot = target.reshape(shape)
         if ignore_index is not None:
