@@ -19,7 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
 
 from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
-from .options import OPTION_NAMES
+from .options import EMITTED_NAMES, OPTION_NAMES
 
 TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
 COUNT_NAMES = ("TP", "FP", "FN", "TN")
@@ -52,10 +52,13 @@ MAX_CONSTANT_DIGITS = 300
 
 _RESERVED = set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 _UNSAFE_PARAMETER_NAMES = (
-    set(keyword.kwlist) | set(OPTION_NAMES) | set(dir(builtins)) | {"self", "torch", "Tensor", "Optional", "List", "Tuple"}
+    set(keyword.kwlist)
+    | set(OPTION_NAMES)
+    | set(EMITTED_NAMES)
+    | set(dir(builtins))
+    | {"self", "torch", "Tensor", "Optional", "List", "Tuple", "math", "sign", "offset", "option"}
 )
-#: Names the emitted code uses itself: count tensors, partials, intermediates (x0, x1, ...), locals.
-_EMITTED_NAMES = re.compile(r"(tp|fp|fn|tn|d_(tp|fp|fn|tn)|x\d+|value|option|signed_clamp|preds|target)\Z")
+_TEMPORARY_NAME = re.compile(r"x\d+\Z")
 
 
 @dataclass(frozen=True)
@@ -373,7 +376,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         default = _constant(default)
         name = name_token.value
         self._check_new_name(name_token)
-        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_") or _EMITTED_NAMES.match(name):
+        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_") or _TEMPORARY_NAME.match(name):
             raise MetricSyntaxError(
                 f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option, private name or a name "
                 "the emitted code uses); choose another",
