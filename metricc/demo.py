@@ -45,13 +45,14 @@ def run(metric: str = "f1", seed: int = 0, epochs: int = 40) -> dict:
 
     import metricc
 
-    from .cli import format_gradient, gradient_report
+    from .report import format_explanation, gradient_report
 
     print(f"== 1. compile the library metric {metric!r}")
     loss = metricc.loss(metric, from_logits=True, approximation="identity")
-    print(f"   {type(loss).__name__}: loss = 1 - {sympy.sstr(gradient_report(metric)['metric'])}")
+    report = gradient_report(metric)
+    print(f"   {type(loss).__name__}: loss = 1 - {sympy.sstr(report.derivation.value)}")
     print("\n== 2. its derived gradient")
-    print("   " + format_gradient(gradient_report(metric), "text").replace("\n", "\n   "))
+    print("   " + format_explanation(report, "text").replace("\n", "\n   "))
     print("\n== 3. train a small MLP on built-in imbalanced data (10% positives)")
     train_x, train_y = imbalanced_data(4000, 0.1, seed)
     test_x, test_y = imbalanced_data(4000, 0.1, seed + 1)

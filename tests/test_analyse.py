@@ -41,8 +41,10 @@ def derivation(text):
         ("error_rate", "minimize"),
         ("(FP + FN) / TOTAL", "minimize"),
         ("fdr", "minimize"),
-        ("TP - FP^2 + FN", None),  # rises with TP and with FN
-        ("TP / TOTAL", None),  # Russell-Rao: rises with TP but falls with TN
+        ("TP - FP^2 + FN", "maximize"),  # every prediction moving towards its label raises it (yet see monotonicity)
+        ("TP / TOTAL", "maximize"),  # Russell-Rao, likewise, though it falls with TN
+        ("TP + FP", None),  # rewards predicting positive: a negative example becoming more correct lowers it
+        ("TP * FP", None),
     ],
 )
 def test_direction_from_the_signs_of_the_partials(text, direction):
@@ -71,12 +73,16 @@ def test_minimised_metric_is_monotone_the_other_way():
 
 
 def test_metric_rising_with_false_negatives_is_flagged():
+    """Its direction is maximize, yet one more false negative raises it."""
+    flagged = monotonicity(derivation("TP - FP^2 + FN"), "maximize")
+    assert not flagged.monotone
+    assert "it is non-decreasing in FN where a maximized metric should be non-increasing" in flagged.describe()
+    assert not monotonicity(derivation("TP / TOTAL"), "maximize").monotone  # falls with TN
     verdict = monotonicity(derivation("TP - FP^2 + FN"), None)
     assert not verdict.monotone
     trends = {t.count: t.trend for t in verdict.trends}
     assert trends == {"TP": "non-decreasing", "FP": "non-increasing", "FN": "non-decreasing", "TN": "constant"}
     assert "NOT monotone" in verdict.describe() and "FN" in verdict.describe()
-    assert not monotonicity(derivation("TP - FP^2 + FN"), "maximize").monotone
 
 
 def test_cohen_kappa_is_not_monotone_and_the_witness_is_real():

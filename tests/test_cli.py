@@ -42,8 +42,8 @@ def test_grad_formats(form, capsys):
     partials = metricc.gradient("f1")
     if form == "json":
         data = json.loads(out)
-        assert {k: sympy.sstr(v) for k, v in partials.items()} == data["partials"]
-        assert set(data["per_sample"]) == {"positive", "negative"}
+        assert {k: sympy.sstr(v) for k, v in partials.items()} == {k: v["text"] for k, v in data["partials"].items()}
+        assert set(data["per_sample_weights"]) == {"positive", "negative"}
     elif form == "latex":
         assert sympy.latex(partials["TP"]) in out
     else:
@@ -75,4 +75,4 @@ def test_list_shows_the_library(capsys):
 def test_demo_runs_end_to_end(capsys):
     assert main(["demo", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "d metric / d TP" in out and "held-out F1" in out
+    assert "d f1 / d TP" in out and "held-out F1" in out

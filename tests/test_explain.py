@@ -42,8 +42,14 @@ def test_explain_text_for_a_library_metric(capsys):
 def test_explain_flags_a_non_monotone_formula(capsys):
     code, out, _ = run(capsys, "explain", "TP - FP^2 + FN")
     assert code == 0
-    assert "direction: undecided" in out and "monotonicity: NOT monotone" in out
+    assert "direction: maximize (from the signs of the partials)" in out
+    assert "monotonicity: NOT monotone: it is non-decreasing in FN where a maximized metric should be non-increasing" in out
     assert "estimated from" in out  # no library range: sampled, and said so
+
+
+def test_explain_undecided_direction(capsys):
+    code, out, _ = run(capsys, "explain", "TP + FP")
+    assert code == 0 and "direction: undecided: " in out and "--direction" in out
 
 
 def test_explain_json_follows_the_schema(capsys):

@@ -14,7 +14,7 @@ from scipy.spatial import distance
 from sklearn import metrics as skm
 
 import metricc
-from metricc.analyse import decide_direction, estimate_range
+from metricc.analyse import decide_direction, estimate_range, monotonicity
 from metricc.compiler import compile_metric, resolve
 from metricc.library import default_library
 from metricc.parse import COUNTS
@@ -201,12 +201,14 @@ def test_library_entry_is_complete(name):
 @pytest.mark.parametrize("name", NAMES)
 def test_declared_direction_agrees_with_the_partials(name):
     entry, derivation = resolve(name)
-    verdict = decide_direction(derivation)
-    known_non_monotone = {"cohen_kappa", "gilbert_skill_score"}  # see test_analyse: they rise with FP near TP = TN = 0
-    if name in known_non_monotone:
-        assert verdict.direction is None
-    else:
-        assert verdict.direction == entry.direction
+    assert decide_direction(derivation).direction == entry.direction
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_library_metrics_are_monotone_except_kappa_and_ets(name):
+    """Cohen's kappa and the equitable threat score rise with FP near TP = TN = 0 (test_analyse checks a witness)."""
+    entry, derivation = resolve(name)
+    assert monotonicity(derivation, entry.direction).monotone == (name not in {"cohen_kappa", "gilbert_skill_score"})
 
 
 @pytest.mark.parametrize("name", NAMES)
