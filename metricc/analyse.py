@@ -102,6 +102,7 @@ def plain(expression: sympy.Expr) -> sympy.Expr:
 
 
 _ZERO_SYMBOLS = {count: sympy.Symbol(f"{name}_is_zero") for count, name in zip(COUNTS, COUNT_NAMES)}
+_ZERO_NAMES = {symbol: name for symbol, name in zip(_ZERO_SYMBOLS.values(), COUNT_NAMES)}
 
 
 def _zero(expression: sympy.Expr):
@@ -134,7 +135,7 @@ def _nonnegative(term: sympy.Expr) -> bool:
 
 def _words(condition) -> str:
     """A simplified boolean over "count = 0" symbols, in words."""
-    names = {symbol: name for symbol, name in zip(_ZERO_SYMBOLS.values(), COUNT_NAMES)}
+    names = _ZERO_NAMES
     if condition is sympy.false:
         return "never, for nonnegative counts"
     if condition in names:
@@ -149,7 +150,7 @@ def _words(condition) -> str:
 def _simplest(condition):
     """The disjunctive form when each of its terms has a name ("nothing is predicted positive or ..."), else
     whichever form SymPy finds shortest."""
-    names = {symbol: name for symbol, name in zip(_ZERO_SYMBOLS.values(), COUNT_NAMES)}
+    names = _ZERO_NAMES
     disjunction = sympy.simplify_logic(condition, form="dnf")
     terms = [sympy.And.make_args(term) for term in sympy.Or.make_args(disjunction)]
     if all(all(t in names for t in term) and frozenset(names[t] for t in term) in _ZERO_SETS for term in terms):
