@@ -4,6 +4,8 @@
     >>> loss = metricc.loss("2*TP/(2*TP+FP+FN)")      # or metricc.loss("f1")
     >>> metricc.gradient("f1")["TP"]
     2*(FN + FP)/(FN + FP + 2*TP)**2
+    >>> metricc.explain("f1").monotonicity.monotone
+    True
 """
 
 from __future__ import annotations
@@ -20,12 +22,23 @@ from .errors import (  # noqa: E402
     UnknownNameError,
 )
 
+# Load the emit stage now, so that the function `emit` below, not the submodule, is `metricc.emit`.
+from . import emit as _emit_stage  # noqa: E402,F401
+
 
 def emit(expression: str, name: str | None = None, **options) -> str:
     """The source of a self-contained loss module file for the metric."""
     from .compiler import compile_metric
 
     return compile_metric(expression, name, **options).source
+
+
+def explain(expression: str):
+    """An `Explanation` of the metric: direction, monotonicity, range, singular points and guards, partials,
+    per-sample gradient weights and operation counts; `.format("text" | "latex" | "json" | "markdown")`."""
+    from .report import explain as _explain
+
+    return _explain(expression)
 
 
 def gradient(expression: str):
@@ -55,6 +68,7 @@ __all__ = [
     "ParameterError",
     "UnknownNameError",
     "emit",
+    "explain",
     "gradient",
     "loss",
 ]

@@ -54,29 +54,153 @@ class Singularity:
     kind: str  # "denominator", "root", "log"
     guard: str
 
-    def describe(self) -> str:
+    def condition(self) -> str:
+        """When it happens, in words where the counts allow ("the batch has no positives")."""
+        if self.guard == "ClampAtZero":
+            return negative_condition(self.expression)
+        return zero_condition(self.expression)
+
+    def describe(self, metric: str = "", in_value: bool = True) -> str:
         where = {"denominator": "the denominator", "root": "the root argument", "log": "the log argument"}[self.kind]
-        condition = "is negative" if self.guard == "ClampAtZero" else "vanishes"
-        meaning = _MEANINGS.get(sympy.srepr(self.expression))
-        said = f" ({meaning})" if meaning else ""
-        return f"{where} {sympy.sstr(self.expression)} {condition}{said}; guarded by {_GUARD_TEXT[self.guard]}"
+        happens = "is negative" if self.guard == "ClampAtZero" else "vanishes"
+        guard_text = _GUARD_TEXT[self.guard]
+        if metric:
+            what = metric if in_value else f"the gradient of {metric}"
+            return f"{what} is undefined when {self.condition()} ({where} {sympy.sstr(plain(self.expression))} {happens}); guarded by {guard_text}"
+        return f"{where} {sympy.sstr(plain(self.expression))} {happens} ({self.condition()}); guarded by {guard_text}"
 
 
 TP, FP, FN, TN = COUNTS
-_MEANINGS = {
-    sympy.srepr(TP + FN): "the batch has no positives",
-    sympy.srepr(FP + TN): "the batch has no negatives",
-    sympy.srepr(TP + FP): "nothing is predicted positive",
-    sympy.srepr(FN + TN): "nothing is predicted negative",
-    sympy.srepr(TP + FP + FN + TN): "the batch is empty",
-    sympy.srepr(TP + FP + FN): "there are no positives and nothing is predicted positive",
-    sympy.srepr(2 * TP + FP + FN): "there are no positives and nothing is predicted positive",
+#: Sets of counts that are all zero, in the words of the confusion-matrix literature.
+_ZERO_SETS = {
+    frozenset({"TP", "FN"}): "the batch has no positives",
+    frozenset({"FP", "TN"}): "the batch has no negatives",
+    frozenset({"TP", "FP"}): "nothing is predicted positive",
+    frozenset({"FN", "TN"}): "nothing is predicted negative",
+    frozenset({"TP", "FP", "FN", "TN"}): "the batch is empty",
+    frozenset({"TP", "FP", "FN"}): "there are no positives and nothing is predicted positive",
+    frozenset({"FP", "FN", "TN"}): "there are no negatives and nothing is predicted negative",
+    frozenset({"TP", "FN", "TN"}): "every sample is a false positive",
+    frozenset({"TP", "FP", "TN"}): "every sample is a false negative",
+    frozenset({"FP", "FN"}): "every prediction is right (no false positives or false negatives)",
+    frozenset({"TP", "TN"}): "every prediction is wrong (no true positives or true negatives)",
+    frozenset({"TP"}): "there are no true positives",
+    frozenset({"FP"}): "there are no false positives",
+    frozenset({"FN"}): "there are no false negatives",
+    frozenset({"TN"}): "there are no true negatives",
 }
 _GUARD_TEXT = {
     "SafeDenominator": "max(x, eps)",
     "SignedDenominator": "moving x to +-eps when |x| < eps",
     "ClampAtZero": "max(x, 0)",
 }
+
+
+def plain(expression: sympy.Expr) -> sympy.Expr:
+    """The expression with its guards taken off, for display and for reasoning about where it vanishes."""
+    return expression.replace(lambda node: isinstance(node, GUARDS), lambda node: node.args[0])
+
+
+_ZERO_SYMBOLS = {count: sympy.Symbol(f"{name}_is_zero") for count, name in zip(COUNTS, COUNT_NAMES)}
+_ZERO_NAMES = {symbol: name for symbol, name in zip(_ZERO_SYMBOLS.values(), COUNT_NAMES)}
+
+
+def _zero(expression: sympy.Expr):
+    """A boolean over "count = 0" symbols that says when a nonnegative expression vanishes; None if unsure."""
+    if expression in _ZERO_SYMBOLS:
+        return _ZERO_SYMBOLS[expression]
+    if not expression.free_symbols & set(COUNTS):
+        return sympy.false if expression.is_nonzero else None
+    if expression.is_Pow:
+        if expression.exp.is_positive:
+            return _zero(expression.base)
+        return sympy.false if expression.exp.is_negative else None
+    if expression.is_Add and not all(_nonnegative(term) for term in expression.args):
+        return None
+    if isinstance(expression, (sympy.Mul, sympy.Add, sympy.Min, sympy.Max)):
+        parts = [_zero(arg) for arg in expression.args]
+        if any(part is None for part in parts):
+            return None
+        return sympy.Or(*parts) if isinstance(expression, (sympy.Mul, sympy.Min)) else sympy.And(*parts)
+    return None
+
+
+def _nonnegative(term: sympy.Expr) -> bool:
+    """Nonnegative wherever defined (a ratio of nonnegative parts counts, though it is undefined at 0/0)."""
+    if term.is_nonnegative:
+        return True
+    numerator, denominator = term.as_numer_denom()
+    return bool(numerator.is_nonnegative and denominator.is_nonnegative)
+
+
+def _words(condition) -> str:
+    """A simplified boolean over "count = 0" symbols, in words."""
+    names = _ZERO_NAMES
+    if condition is sympy.false:
+        return "never, for nonnegative counts"
+    if condition in names:
+        return _names_zero([names[condition]])
+    if isinstance(condition, sympy.Or):
+        return " or ".join(sorted(_words(arg) for arg in condition.args))
+    literals = [names[arg] for arg in condition.args if arg in names]
+    rest = sorted(f"({_words(arg)})" for arg in condition.args if arg not in names)
+    return " and ".join(([_names_zero(literals)] if literals else []) + rest)
+
+
+def _simplest(condition):
+    """The disjunctive form when each of its terms has a name ("nothing is predicted positive or ..."), else
+    whichever form SymPy finds shortest."""
+    names = _ZERO_NAMES
+    disjunction = sympy.simplify_logic(condition, form="dnf")
+    terms = [sympy.And.make_args(term) for term in sympy.Or.make_args(disjunction)]
+    if all(all(t in names for t in term) and frozenset(names[t] for t in term) in _ZERO_SETS for term in terms):
+        return disjunction
+    return sympy.simplify_logic(condition)
+
+
+def _names_zero(names) -> str:
+    names = sorted(set(names), key=COUNT_NAMES.index)
+    return _ZERO_SETS.get(frozenset(names)) or " = ".join(names) + " = 0"
+
+
+def _sides(expression: sympy.Expr) -> Tuple[str, str]:
+    positive = [t for t in sympy.Add.make_args(expression) if not t.could_extract_minus_sign()]
+    negative = [-t for t in sympy.Add.make_args(expression) if t.could_extract_minus_sign()]
+    return sympy.sstr(sympy.Add(*positive)), sympy.sstr(sympy.Add(*negative))
+
+
+def _factors(expression: sympy.Expr) -> List[sympy.Expr]:
+    """The polynomial factors of small expressions (the expression itself when it is not a polynomial)."""
+    if sympy.count_ops(expression) > 200:
+        return [expression]
+    try:
+        return [factor for factor, _ in sympy.factor_list(expression)[1] if factor.free_symbols & set(COUNTS)]
+    except sympy.PolynomialError:
+        return [expression]
+
+
+def zero_condition(expression: sympy.Expr) -> str:
+    """When an expression over the counts is zero: in words where it is a nonnegative combination of counts
+    ("the batch has no positives"), else as an equation ("TP*TN = FN*FP")."""
+    expression = plain(expression)
+    condition = _zero(expression)
+    if condition is not None:
+        return _words(_simplest(condition))
+    parts = []
+    for factor in _factors(expression):
+        condition = _zero(factor)
+        if condition is not None:
+            parts.append(_words(_simplest(condition)))
+        else:
+            left, right = _sides(factor)
+            parts.append(f"{left} = {right}")
+    return " or ".join(dict.fromkeys(parts)) or f"{sympy.sstr(expression)} = 0"
+
+
+def negative_condition(expression: sympy.Expr) -> str:
+    """When an expression over the counts is negative, as an inequality."""
+    left, right = _sides(plain(expression))
+    return f"{right} > {left}"
 
 
 def guard(expression: sympy.Expr) -> Tuple[sympy.Expr, List[Singularity]]:
@@ -121,7 +245,7 @@ _FUNCTIONS: Dict[type, Callable] = {
     sympy.log: np.log,
     sympy.Abs: np.abs,
     sympy.sign: np.sign,
-    sympy.Heaviside: lambda x: np.heaviside(x, 0.5),
+    sympy.Heaviside: lambda x, at_zero=0.5: np.heaviside(x, at_zero),
     SafeDenominator: lambda x: np.maximum(x, 1e-12),
     SignedDenominator: lambda x: np.where(np.abs(x) < 1e-12, np.where(x < 0, -1e-12, 1e-12), x),
     ClampAtZero: lambda x: np.maximum(x, 0.0),
@@ -174,36 +298,33 @@ class DirectionVerdict:
 
 
 def decide_direction(derivation: Derivation, samples: int = 2000) -> DirectionVerdict:
-    """Maximise when the metric rises with TP and TN and falls with FP and FN everywhere sampled; minimise when reversed."""
+    """Maximise when making any one prediction more correct raises the metric, minimise when it lowers it.
+
+    A prediction a_i moving towards its label changes the metric by dTP - dFN for a positive example and by
+    dTN - dFP for a negative one: exactly the per-sample weights the backward pass uses. Their signs, at
+    confusion matrices sampled over several orders of magnitude, decide the direction.
+    """
     values = sample_counts(samples)
     values.update({p.symbol: np.float64(p.default) for p in derivation.definition.parameters})
-    good_sign = np.array([1.0, -1.0, -1.0, 1.0])
-    signs = []
-    for name, partial, expected in zip(COUNT_NAMES, derivation.partials, good_sign):
-        gradient = np.broadcast_to(evaluate(partial, values), (samples,))
-        finite = np.isfinite(gradient)
-        scale = max(float(np.max(np.abs(gradient[finite]), initial=0.0)), 1e-300)
-        signed = expected * gradient[finite] / scale
-        signs.append((name, signed, values))
-    agrees = all(bool(np.all(s >= -1e-9)) for _, s, _ in signs)
-    disagrees = all(bool(np.all(s <= 1e-9)) for _, s, _ in signs)
-    if agrees and not disagrees:
+    d_tp, d_fp, d_fn, d_tn = (np.broadcast_to(evaluate(partial, values), (samples,)) for partial in derivation.partials)
+    weights = {"a positive example (dTP - dFN)": d_tp - d_fn, "a negative example (dTN - dFP)": d_tn - d_fp}
+    signs = {}
+    for label, weight in weights.items():
+        finite = weight[np.isfinite(weight)]
+        tolerance = 1e-9 * max(float(np.max(np.abs(finite), initial=0.0)), 1e-300)
+        signs[label] = (bool(np.any(finite > tolerance)), bool(np.any(finite < -tolerance)))
+    rises = any(up for up, _ in signs.values())
+    falls = any(down for _, down in signs.values())
+    if rises and not falls:
         return DirectionVerdict("maximize")
-    if disagrees and not agrees:
+    if falls and not rises:
         return DirectionVerdict("minimize")
-    if agrees and disagrees:
-        return DirectionVerdict(None, "the metric does not change with any count")
-    mixed = [name for name, s, _ in signs if s.size and s.min() < -1e-9 and s.max() > 1e-9]
-    up = [name for name, s, _ in signs if s.size and s.min() >= -1e-9 and s.max() > 1e-9]
-    down = [name for name, s, _ in signs if s.size and s.max() <= 1e-9 and s.min() < -1e-9]
-    parts = []
+    if not rises and not falls:
+        return DirectionVerdict(None, "no prediction changes the metric")
+    mixed = [label for label, (up, down) in signs.items() if up and down]
     if mixed:
-        parts.append(f"the partial with respect to {', '.join(mixed)} changes sign")
-    if up and down:
-        parts.append(
-            f"it improves (as a higher-is-better metric would) with {', '.join(up)} but worsens with {', '.join(down)}"
-        )
-    return DirectionVerdict(None, "; ".join(parts) or "the partials have no consistent signs")
+        return DirectionVerdict(None, f"the metric's response to {' and to '.join(mixed)} becoming more correct changes sign")
+    return DirectionVerdict(None, "a positive example becoming more correct moves the metric one way and a negative example the other")
 
 
 def resolve_direction(derivation: Derivation, requested: str, declared: Optional[str] = None) -> str:
@@ -219,3 +340,207 @@ def resolve_direction(derivation: Derivation, requested: str, declared: Optional
             "pass direction='maximize' or direction='minimize' (CLI: --direction)"
         )
     return verdict.direction
+
+
+def dense_counts(samples: int = 4000, seed: int = 0) -> Dict[sympy.Symbol, np.ndarray]:
+    """Every confusion matrix with counts 0..5, and random ones spread over six orders of magnitude, some with
+    zeros: the points where sampled verdicts are checked."""
+    grid = np.stack(np.meshgrid(*[np.arange(6.0)] * 4, indexing="ij"), axis=-1).reshape(-1, 4)
+    rng = np.random.default_rng(seed)
+    spread = rng.uniform(0.01, 1.0, size=(samples, 4)) * 10.0 ** rng.uniform(-2, 4, size=(samples, 1))
+    spread *= rng.uniform(size=(samples, 4)) > 0.1
+    return dict(zip(COUNTS, np.concatenate([grid, spread]).T))
+
+
+def _with_defaults(derivation: Derivation, values: Dict[sympy.Symbol, np.ndarray]) -> Dict[sympy.Symbol, np.ndarray]:
+    values = dict(values)
+    values.update({p.symbol: np.float64(p.default) for p in derivation.definition.parameters})
+    return values
+
+
+@dataclass(frozen=True)
+class SingularPoint:
+    """A singularity of the metric or only of its gradient, with its guard."""
+
+    singularity: Singularity
+    in_value: bool
+
+    def describe(self, metric: str = "the metric") -> str:
+        return self.singularity.describe(metric, self.in_value)
+
+
+def singular_points(derivation: Derivation) -> List[SingularPoint]:
+    """Where the emitted code guards the metric (first) and its partials, in the order it meets them."""
+    _, in_value = guard(derivation.value)
+    points = {f"{s.kind}:{sympy.srepr(s.expression)}": SingularPoint(s, True) for s in in_value}
+    for partial in derivation.partials:
+        for found in guard(partial)[1]:
+            points.setdefault(f"{found.kind}:{sympy.srepr(found.expression)}", SingularPoint(found, False))
+    return list(points.values())
+
+
+#: What a count does to a metric that is maximised (higher is better).
+EXPECTED_TRENDS = {"TP": "non-decreasing", "FP": "non-increasing", "FN": "non-increasing", "TN": "non-decreasing"}
+_OPPOSITE = {"non-decreasing": "non-increasing", "non-increasing": "non-decreasing"}
+
+
+@dataclass(frozen=True)
+class CountTrend:
+    """How the metric moves as one count grows: the sign of one partial over the valid domain."""
+
+    count: str
+    trend: str  # "non-decreasing", "non-increasing", "constant" or "mixed"
+    method: str  # "symbolic" (SymPy proved it) or "sampled" (dense sampling found no exception)
+    witness: Optional[Dict[str, float]] = None  # a confusion matrix where the partial has the sign against `trend`
+
+    def agrees(self, expected: str) -> bool:
+        return self.trend in (expected, "constant")
+
+
+def symbolic_sign(expression: sympy.Expr) -> Optional[int]:
+    """+1 if SymPy proves the expression >= 0 wherever it is defined, -1 if <= 0, else None."""
+    if expression.is_nonnegative:
+        return 1
+    if expression.is_nonpositive:
+        return -1
+    numerator, denominator = expression.as_numer_denom()
+    if not denominator.is_nonnegative:
+        return None
+    candidates = [numerator]
+    if sympy.count_ops(numerator) <= 200:
+        candidates.append(sympy.expand(numerator))  # a sum of monomials with one sign is easy to decide
+    for candidate in candidates:
+        if candidate.is_nonnegative:
+            return 1
+        if candidate.is_nonpositive:
+            return -1
+    return None
+
+
+def count_trend(derivation: Derivation, index: int, values: Optional[Dict[sympy.Symbol, np.ndarray]] = None) -> CountTrend:
+    """Decide the sign of one partial symbolically where SymPy can, else by dense sampling (parameters at their defaults)."""
+    name, partial = COUNT_NAMES[index], derivation.partials[index]
+    if partial == 0:
+        return CountTrend(name, "constant", "symbolic")
+    sign = symbolic_sign(partial)
+    if sign is not None:
+        return CountTrend(name, "non-decreasing" if sign > 0 else "non-increasing", "symbolic")
+    values = _with_defaults(derivation, values if values is not None else dense_counts())
+    gradients = np.stack([np.broadcast_to(evaluate(p, values), values[TP].shape) for p in derivation.partials])
+    finite = np.all(np.isfinite(gradients), axis=0)
+    scale = np.max(np.abs(gradients), axis=0)
+    keep = finite & (scale > 0)
+    signed = gradients[index][keep] / scale[keep]
+    up, down = signed > 1e-9, signed < -1e-9
+    if not up.any() and not down.any():
+        return CountTrend(name, "constant", "sampled")
+    if not down.any():
+        return CountTrend(name, "non-decreasing", "sampled")
+    if not up.any():
+        return CountTrend(name, "non-increasing", "sampled")
+    worst = np.flatnonzero(keep)[np.argmin(signed) if up.sum() >= down.sum() else np.argmax(signed)]
+    witness = {count: float(values[symbol][worst]) for count, symbol in zip(COUNT_NAMES, COUNTS)}
+    return CountTrend(name, "mixed", "sampled", witness)
+
+
+@dataclass(frozen=True)
+class Monotonicity:
+    """Whether the metric only improves with TP and TN and only worsens with FP and FN (as its direction says)."""
+
+    monotone: bool
+    direction: Optional[str]
+    trends: Tuple[CountTrend, ...]
+
+    def expected(self, count: str) -> str:
+        trend = EXPECTED_TRENDS[count]
+        return _OPPOSITE[trend] if self.direction == "minimize" else trend
+
+    def describe(self) -> str:
+        symbolic = [t.count for t in self.trends if t.method == "symbolic"]
+        sampled = [t.count for t in self.trends if t.method == "sampled"]
+        if not sampled:
+            how = "proved symbolically"
+        elif not symbolic:
+            how = "by dense sampling"
+        else:
+            how = f"{', '.join(symbolic)} proved symbolically, {', '.join(sampled)} by dense sampling"
+        if self.monotone:
+            rises, falls = ("TP or TN", "FP or FN") if self.direction == "maximize" else ("FP or FN", "TP or TN")
+            better = "higher" if self.direction == "maximize" else "lower"
+            return f"monotone ({better} is better): it never decreases as {rises} grows and never increases as {falls} grows ({how})"
+        problems = []
+        for trend in self.trends:
+            if trend.trend == "mixed":
+                at = ", ".join(f"{k}={v:g}" for k, v in (trend.witness or {}).items())
+                problems.append(f"it rises and falls with {trend.count} (against the trend at {at})")
+            elif self.direction is not None and not trend.agrees(self.expected(trend.count)):
+                problems.append(f"it is {trend.trend} in {trend.count} where a {self.direction}d metric should be {self.expected(trend.count)}")
+        if self.direction is None and not problems:
+            ups = [t.count for t in self.trends if t.trend == "non-decreasing"]
+            downs = [t.count for t in self.trends if t.trend == "non-increasing"]
+            if ups or downs:
+                problems.append(
+                    f"it rises with {' and '.join(ups) or 'no count'} and falls with {' and '.join(downs) or 'no count'}, "
+                    "so neither maximizing nor minimizing it rewards only correct predictions"
+                )
+            else:
+                problems.append("it does not change with any count")
+        return f"NOT monotone: {'; '.join(problems)} ({how})"
+
+
+def monotonicity(derivation: Derivation, direction: Optional[str]) -> Monotonicity:
+    """Check the trend of each count against the direction (maximize: TP, TN up and FP, FN down; minimize: reversed)."""
+    values = dense_counts()
+    trends = tuple(count_trend(derivation, index, values) for index in range(4))
+    if direction is None or all(t.trend == "constant" for t in trends):
+        return Monotonicity(False, direction, trends)
+    verdict = Monotonicity(True, direction, trends)
+    return Monotonicity(all(t.agrees(verdict.expected(t.count)) for t in trends), direction, trends)
+
+
+@dataclass(frozen=True)
+class ValueRange:
+    """The values a metric takes: declared in the library, or estimated by sampling (and then said so)."""
+
+    low: float
+    high: float
+    source: str  # "library" or "sampled"
+    samples: int = 0
+
+    def describe(self) -> str:
+        interval = f"[{_number_text(self.low)}, {_number_text(self.high)}]"
+        if self.source == "library":
+            return f"{interval} (from the library)"
+        return f"about {interval} (estimated from {self.samples} sampled confusion matrices; the true range may be wider)"
+
+
+def _number_text(value: float) -> str:
+    return "inf" if value == float("inf") else "-inf" if value == float("-inf") else f"{value:.4g}"
+
+
+def estimate_range(derivation: Derivation) -> ValueRange:
+    """The smallest and largest finite values over dense sampling, parameters at their defaults."""
+    values = _with_defaults(derivation, dense_counts())
+    metric = np.broadcast_to(evaluate(derivation.value, values), values[TP].shape)
+    finite = metric[np.isfinite(metric)]
+    if not finite.size:
+        return ValueRange(float("nan"), float("nan"), "sampled", 0)
+    return ValueRange(float(finite.min()), float(finite.max()), "sampled", int(finite.size))
+
+
+@dataclass(frozen=True)
+class OperationCount:
+    """SymPy operation counts of the metric and its four partials, written out and after common-subexpression elimination."""
+
+    before_cse: int
+    after_cse: int
+    intermediates: int
+
+
+def operation_counts(derivation: Derivation) -> OperationCount:
+    """Count the guarded value and partials as the emitted code computes them, before and after `sympy.cse`."""
+    expressions = [guard(e)[0] for e in (derivation.value, *derivation.partials)]
+    replacements, reduced = sympy.cse(expressions, symbols=sympy.numbered_symbols("x"), order="canonical")
+    before = sum(sympy.count_ops(e) for e in expressions)
+    after = sum(sympy.count_ops(e) for _, e in replacements) + sum(sympy.count_ops(e) for e in reduced)
+    return OperationCount(int(before), int(after), len(replacements))

@@ -1,24 +1,27 @@
-"""The `metricc` command: compile, grad, list. Symbolic commands never import torch."""
+"""The `metricc` command: compile, grad, explain, list, generate. Symbolic commands never import torch."""
 
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from pathlib import Path
 from typing import List, Optional
 
-import sympy
-
 from .errors import MetricError
-from .options import AVERAGES, APPROXIMATIONS, DIRECTIONS, MULTIDIM_AVERAGES, TASKS
+from .options import AVERAGES, APPROXIMATIONS, DIRECTIONS, MULTIDIM_AVERAGES, SYNCS, TASKS
+
+FORMATS = ("text", "latex", "json", "markdown")
 
 EXAMPLES = """examples:
+  metricc demo                                      compile f1, show its gradient, train a small model
   metricc compile f1 -o generated/f1.py            a library metric, by name
   metricc compile "2*TP/(2*TP+FP+FN)" --name f1 -o f1.py
   metricc compile -f metric.txt --name my_metric    a multi-line metric from a file
   metricc grad mcc                                  the four partial derivatives
   metricc grad "TP/(TP+FP)" --format latex
+  metricc explain mcc                               direction, monotonicity, range, singular points, ...
+  metricc explain f1 --format json                  the same as JSON (schema: docs/explain.md)
+  metricc explain f1 --plot f1.png --counts 20,10,10,60
   metricc list                                      the metric library
   metricc generate generated/                       regenerate the committed library modules
 """
@@ -50,17 +53,35 @@ def _add_loss_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--steepness", type=float, help="L of the anyloss approximation (default 73)")
     group.add_argument("--threshold", type=float, help="tau, the decision threshold (default 0.5)")
     group.add_argument("--width", type=float, help="width of the linear approximation (default 0.2)")
-    group.add_argument("--average", choices=AVERAGES)
-    group.add_argument("--multidim-average", choices=MULTIDIM_AVERAGES)
-    group.add_argument("--ignore-index", type=int)
+    group.add_argument("--average", choices=AVERAGES, help="how per-class metrics combine, in torchmetrics' words (default micro)")
+    group.add_argument("--multidim-average", choices=MULTIDIM_AVERAGES, help="samplewise: counts per image, then the mean (default global)")
+    group.add_argument("--ignore-index", type=int, help="target value whose positions are left out")
+    group.add_argument(
+        "--include-background", action=argparse.BooleanOptionalAction, default=None, help="score class 0 (default yes; MONAI's meaning)"
+    )
+    group.add_argument("--class-weights", type=_float_list, metavar="W,W,...", help="per-class weights for macro / weighted averaging")
+    group.add_argument("--zero-division", type=float, metavar="Z", help="the metric of a class absent from targets and predictions")
+    group.add_argument("--sync", choices=SYNCS, help="ddp: sum the counts over torch.distributed ranks")
+    group.add_argument("--count-momentum", type=float, metavar="M", help="running counts: (1 - M) history + M batch, as BatchNorm")
     group.add_argument("--eps", type=float, help="guard for vanishing denominators (default 1e-7)")
     group.add_argument("--direction", choices=DIRECTIONS + ("maximise", "minimise"), help="default: auto")
     group.add_argument("--ce-weight", type=float, help="add CE_WEIGHT * BCE (or CE for multiclass) to the loss (default 0: off)")
 
 
 def _loss_options(args: argparse.Namespace) -> dict:
-    names = ("task", "from_logits", "approximation", "steepness", "threshold", "width", "average", "multidim_average", "ignore_index", "eps", "direction", "ce_weight")
+    names = (
+        "task", "from_logits", "approximation", "steepness", "threshold", "width", "average", "multidim_average", "ignore_index",
+        "include_background", "class_weights", "zero_division", "sync", "count_momentum", "eps", "direction", "ce_weight",
+    )
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _float_list(text: str) -> tuple:
+    """'1,2.5,3' -> (1.0, 2.5, 3.0), for --class-weights."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,2,0.5, got {text!r}") from None
 
 
 def command_compile(args: argparse.Namespace) -> int:
@@ -83,48 +104,22 @@ def _class(name: str) -> str:
     return class_name(name)
 
 
-def gradient_report(expression: str) -> dict:
-    """The four partials and the per-sample weights, as SymPy expressions."""
-    from .compiler import resolve
-    from .derive import per_sample_weights
-
-    _, derivation = resolve(expression)
-    positive, negative = per_sample_weights(derivation)
-    return {
-        "metric": derivation.value,
-        "partials": derivation.partials_by_name(),
-        "per_sample": {"positive": positive, "negative": negative},
-    }
-
-
-def format_gradient(report: dict, form: str) -> str:
-    if form == "json":
-        return json.dumps(
-            {
-                "metric": sympy.sstr(report["metric"]),
-                "partials": {k: sympy.sstr(v) for k, v in report["partials"].items()},
-                "per_sample": {k: sympy.sstr(v) for k, v in report["per_sample"].items()},
-                "latex": {k: sympy.latex(v) for k, v in report["partials"].items()},
-            },
-            indent=2,
-        )
-    printer = sympy.latex if form == "latex" else sympy.sstr
-    metric = printer(report["metric"])
-    lines = [f"metric = {metric}" if form == "text" else f"m = {metric}"]
-    for count, partial in report["partials"].items():
-        lines.append(f"d metric / d {count} = {printer(partial)}" if form == "text" else f"\\frac{{\\partial m}}{{\\partial \\mathrm{{{count}}}}} = {printer(partial)}")
-    weights = report["per_sample"]
-    if form == "text":
-        lines.append(f"per-sample d metric / d a, positive example (y = 1): dTP - dFN = {printer(weights['positive'])}")
-        lines.append(f"per-sample d metric / d a, negative example (y = 0): dFP - dTN = {printer(weights['negative'])}")
-    else:
-        lines.append(f"\\frac{{\\partial m}}{{\\partial a_i}}\\Big|_{{y_i=1}} = {printer(weights['positive'])}")
-        lines.append(f"\\frac{{\\partial m}}{{\\partial a_i}}\\Big|_{{y_i=0}} = {printer(weights['negative'])}")
-    return "\n".join(lines)
-
-
 def command_grad(args: argparse.Namespace) -> int:
-    print(format_gradient(gradient_report(_read_expression(args)), args.format))
+    from .report import format_explanation, gradient_report
+
+    print(format_explanation(gradient_report(_read_expression(args)), args.format))
+    return 0
+
+
+def command_explain(args: argparse.Namespace) -> int:
+    from .report import explain, format_explanation, parse_counts, plot_weights
+
+    counts = parse_counts(args.counts)
+    explanation = explain(_read_expression(args))
+    print(format_explanation(explanation, args.format))
+    if args.plot:
+        path = plot_weights(explanation, counts, args.plot)
+        print(f"wrote {path}", file=sys.stderr)
     return 0
 
 
@@ -164,6 +159,13 @@ def command_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    run(args.metric, args.seed, args.epochs)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metricc",
@@ -182,12 +184,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     grad_parser = commands.add_parser("grad", help="show the derived partial derivatives", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_expression(grad_parser)
-    grad_parser.add_argument("--format", choices=("text", "latex", "json"), default="text")
+    grad_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
     grad_parser.set_defaults(run=command_grad)
+
+    explain_parser = commands.add_parser(
+        "explain",
+        help="analyse a metric: direction, monotonicity, range, singular points, partials, operation counts",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_expression(explain_parser)
+    explain_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
+    explain_parser.add_argument("--plot", metavar="FILE.png", help="draw the loss and per-sample gradient weight against one prediction p")
+    explain_parser.add_argument(
+        "--counts", default="20,10,10,60", metavar="TP,FP,FN,TN", help="counts of the rest of the batch for --plot (default 20,10,10,60)"
+    )
+    explain_parser.set_defaults(run=command_explain)
 
     generate_parser = commands.add_parser("generate", help="write a loss module for every library metric (generated/)")
     generate_parser.add_argument("directory", nargs="?", default="generated")
     generate_parser.set_defaults(run=command_generate)
+
+    demo_parser = commands.add_parser("demo", help="compile a metric, show its gradient, train a small model on built-in data")
+    demo_parser.add_argument("metric", nargs="?", default="f1", help="a library metric or formula (default f1)")
+    demo_parser.add_argument("--seed", type=int, default=0)
+    demo_parser.add_argument("--epochs", type=int, default=40)
+    demo_parser.set_defaults(run=command_demo)
 
     list_parser = commands.add_parser("list", help="list the library metrics")
     list_parser.set_defaults(run=command_list)

@@ -3,6 +3,9 @@
 This file is the runtime of every emitted loss module: the emitter copies it verbatim into each
 generated file, so it imports only torch and stays TorchScript-compatible. The formula-specific
 part (the metric and its four partials) is passed in by the emitted module.
+
+Layout: every input becomes (batch, classes, positions); counts sum over some of those axes (count_dims)
+and keep them, so the formula and its partials apply element-wise to count tensors of shape (rows, classes, 1).
 """
 
 from typing import List, Optional, Tuple
@@ -11,32 +14,41 @@ import torch
 from torch import Tensor
 
 
+def class_index_target(preds: Tensor, target: Tensor, task: str) -> bool:
+    """Multiclass targets given as class indices, (N, *spatial) or MONAI's (N, 1, *spatial), beside preds (N, C, *spatial)."""
+    if task != "multiclass" or preds.dim() < 2:
+        return False
+    if target.dim() == preds.dim() - 1:
+        return True
+    return target.dim() == preds.dim() and preds.shape[1] > 1 and target.shape[1] == 1 and not target.is_floating_point()
+
+
 def canonical_layout(
     preds: Tensor, target: Tensor, task: str, ignore_index: Optional[int]
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """Reshape to (batch, classes, positions): preds, a one-hot target in the counting dtype, and a 0/1 mask
     of kept positions (None when nothing is ignored)."""
     dtype = torch.promote_types(preds.dtype, torch.float32)
-    if task == "binary":
-        shape = [preds.shape[0] if preds.dim() > 0 else 1, 1, -1]
-    else:
-        shape = [preds.shape[0], preds.shape[1], -1]
-    if task == "multiclass" and target.dim() == preds.dim() - 1:
-        labels = target.long()
-        keep = labels != (-1 if ignore_index is None else ignore_index)
-        labels = torch.where(keep, labels, torch.zeros_like(labels))
-        one_hot = torch.nn.functional.one_hot(labels, preds.shape[1]).movedim(-1, 1)
-        keep = keep.unsqueeze(1)
-        mask_shape = [shape[0], 1, -1]
-    else:
-        one_hot = target.reshape(preds.shape)
-        keep = one_hot != (-1 if ignore_index is None else ignore_index)
-        one_hot = torch.where(keep, one_hot, torch.zeros_like(one_hot))
-        mask_shape = shape
+    target = target.detach()
+    # rows are images: a binary (N,) or (N, 1) input is one row of N positions; sizes are explicit for empty inputs
+    rows = preds.shape[0] if task != "binary" or preds.dim() > 2 else 1
+    classes = 1 if task == "binary" else preds.shape[1]
+    shape = [rows, classes, preds.numel() // max(rows * classes, 1)]
     mask: Optional[Tensor] = None
-    if ignore_index is not None:
-        mask = keep.reshape(mask_shape).to(dtype)
-    return preds.reshape(shape), one_hot.reshape(shape).to(dtype), mask
+    if class_index_target(preds, target, task):
+        labels = target.reshape(rows, shape[2]).long()
+        if ignore_index is not None:
+            keep = labels != ignore_index
+            labels = torch.where(keep, labels, torch.zeros_like(labels))
+            mask = keep.unsqueeze(1).to(dtype)
+        one_hot = torch.zeros_like(preds.reshape(shape), dtype=dtype).scatter_(1, labels.unsqueeze(1), 1.0)
+    else:
+        one_hot = target.reshape(shape)
+        if ignore_index is not None:
+            keep = one_hot != ignore_index
+            one_hot = torch.where(keep, one_hot, torch.zeros_like(one_hot))
+            mask = keep.to(dtype)
+    return preds.reshape(shape), one_hot.to(dtype), mask
 
 
 @torch.jit.unused
@@ -51,36 +63,29 @@ def value_checks_enabled() -> bool:
     return not _compiling()
 
 
-def validate_inputs(preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int]) -> None:
+def validate_inputs(
+    preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int], include_background: bool
+) -> None:
     """Raise ValueError naming the offending input; never let bad data become a silent number."""
     preds = preds.detach()
-    if task == "multiclass":
+    if task != "binary":
         if preds.dim() < 2:
-            raise ValueError(f"multiclass preds must have shape (N, C, ...), got {list(preds.shape)}")
-        if preds.shape[1] < 2 and from_logits:
-            raise ValueError(f"softmax over a single channel is constant; got preds of shape {list(preds.shape)}: use task='binary'")
-        if target.dim() == preds.dim() - 1:
-            if target.shape[0] != preds.shape[0] or target.shape[1:] != preds.shape[2:]:
-                raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}")
-            if target.is_floating_point():
-                raise ValueError(f"class-index targets must be integers, got dtype {target.dtype}")
-            kept = target if ignore_index is None else target[target != ignore_index]
-            if kept.numel() > 0 and value_checks_enabled():
-                low, high = int(kept.min()), int(kept.max())
-                if low < 0 or high >= preds.shape[1]:
-                    bad = low if low < 0 else high
-                    raise ValueError(
-                        f"target contains class index {bad}, outside [0, {preds.shape[1] - 1}] for preds with {preds.shape[1]} classes"
-                    )
-        elif target.shape != preds.shape:
-            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}")
-        else:
-            _check_binary_values(target, ignore_index)
+            raise ValueError(f"{task} preds must have shape (N, C, ...) with classes on axis 1, got {list(preds.shape)}")
+        classes = preds.shape[1]
+        if task == "multiclass" and from_logits and classes < 2:
+            raise ValueError(
+                f"softmax over a single channel is constant (1 everywhere), got preds of shape {list(preds.shape)}: "
+                "use task='binary' (sigmoid) for one channel"
+            )
+        if not include_background and classes < 2:
+            raise ValueError(f"include_background=False drops class 0 and leaves no class of preds of shape {list(preds.shape)}")
+    if class_index_target(preds, target, task):
+        _check_class_indices(preds, target, ignore_index)
     else:
-        if not _same_layout(preds, target):
-            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}")
-        if task == "multilabel" and preds.dim() < 2:
-            raise ValueError(f"multilabel preds must have shape (N, C, ...), got {list(preds.shape)}")
+        if not (target.shape == preds.shape or (task == "binary" and _channel_dropped(preds, target))):
+            classes_differ = task != "binary" and target.dim() == preds.dim() and target.dim() > 1 and target.shape[1] != preds.shape[1]
+            hint = f" ({preds.shape[1]} classes in preds, {target.shape[1]} in target)" if classes_differ else ""
+            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
         _check_binary_values(target, ignore_index)
     if preds.numel() > 0 and value_checks_enabled():
         if not bool(torch.isfinite(preds).all()):
@@ -93,16 +98,35 @@ def validate_inputs(preds: Tensor, target: Tensor, task: str, from_logits: bool,
                 )
 
 
-def _same_layout(preds: Tensor, target: Tensor) -> bool:
-    """Equal shapes, or preds with a channel axis of one that target leaves out ((N, 1) vs (N,))."""
-    if preds.shape == target.shape:
-        return True
+def _channel_dropped(preds: Tensor, target: Tensor) -> bool:
+    """preds with a channel axis of one that target leaves out: (N, 1) beside (N,), (B, 1, H, W) beside (B, H, W)."""
     return (
         preds.dim() == target.dim() + 1
         and preds.shape[1] == 1
         and preds.shape[0] == target.shape[0]
         and preds.shape[2:] == target.shape[1:]
     )
+
+
+def _check_class_indices(preds: Tensor, target: Tensor, ignore_index: Optional[int]) -> None:
+    classes = preds.shape[1]
+    spatial = target.shape[1:] if target.dim() == preds.dim() - 1 else target.shape[2:]
+    if target.shape[0] != preds.shape[0] or spatial != preds.shape[2:]:
+        raise ValueError(
+            f"class-index target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}: "
+            f"expected {[preds.shape[0]] + list(preds.shape[2:])} (or with a channel of 1 after the batch axis)"
+        )
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise ValueError(f"class-index targets must be integers, got dtype {target.dtype}; a one-hot target has the shape of preds")
+    if not value_checks_enabled():
+        return
+    kept = target if ignore_index is None else target[target != ignore_index]
+    outside = kept[(kept < 0) | (kept >= classes)]
+    if outside.numel() > 0:
+        raise ValueError(
+            f"target contains class index {int(outside[0])}, outside [0, {classes - 1}] for preds with {classes} classes"
+            + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
+        )
 
 
 def _check_binary_values(target: Tensor, ignore_index: Optional[int]) -> None:
@@ -157,7 +181,7 @@ def soft_counts(
 
 
 def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
-    """The (batch, classes, positions) axes that one count sums over."""
+    """The (batch, classes, positions) axes that one count sums over; the axes it keeps are rows (batch) and classes."""
     if average == "samples":
         return [1, 2]
     if multidim_average == "samplewise":
@@ -167,33 +191,125 @@ def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
     return [0, 2]
 
 
-def average_weights(
-    tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, task: str, average: str, class_weights: Optional[Tensor]
-) -> Tensor:
-    """Weights that turn the per-count losses into the loss: a mean over images (rows) of a weighted mean over classes.
+def check_averaging(
+    task: str,
+    average: str,
+    multidim_average: str,
+    include_background: bool,
+    class_weights: Optional[List[float]],
+    zero_division: Optional[float],
+    sync: Optional[str],
+    count_momentum: Optional[float],
+) -> None:
+    """The constructor's checks of the layout and averaging options (metricc.options makes the same ones)."""
+    if average == "samples" and task != "multilabel":
+        raise ValueError(f"average='samples' needs task='multilabel', got task={task!r}")
+    if not include_background and task == "binary":
+        raise ValueError("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
+    if class_weights is not None:
+        if task == "binary" or average not in ("macro", "weighted"):
+            raise ValueError(f"class_weights weigh classes in average='macro' or 'weighted', not average={average!r} with task={task!r}")
+        if len(class_weights) == 0 or min(class_weights) <= 0:
+            raise ValueError(f"class_weights={class_weights} must be positive numbers, one per scored class")
+    if zero_division is not None and not abs(float(zero_division)) < float("inf"):
+        raise ValueError(f"zero_division={zero_division} must be a finite number or None")
+    if sync is not None and sync != "ddp":
+        raise ValueError(f"sync={sync!r} is not None or 'ddp'")
+    if count_momentum is not None:
+        if not 0 < count_momentum <= 1:
+            raise ValueError(f"count_momentum={count_momentum} must lie in (0, 1]")
+        if multidim_average != "global" or average == "samples":
+            raise ValueError("count_momentum needs counts pooled over the batch: multidim_average='global', average other than 'samples'")
 
-    Multiclass macro averaging leaves out a class absent from both targets and predictions (TP + FP + FN below
-    half a sample), as torchmetrics does; a row whose classes are all absent contributes zero.
+
+def absent_counts(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+    """Counts of a class absent from both targets and predictions: TP + FP + FN below half a sample."""
+    return tp + fp + fn < 0.5
+
+
+def fill_absent(
+    value: Tensor, d_tp: Tensor, d_fp: Tensor, d_fn: Tensor, d_tn: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, zero_division: float
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """zero_division as the value of absent counts; there the value no longer depends on the predictions."""
+    gone = absent_counts(tp, fp, fn)
+    return (
+        value.masked_fill(gone, zero_division),
+        d_tp.masked_fill(gone, 0.0),
+        d_fp.masked_fill(gone, 0.0),
+        d_fn.masked_fill(gone, 0.0),
+        d_tn.masked_fill(gone, 0.0),
+    )
+
+
+def average_weights(tp: Tensor, fp: Tensor, fn: Tensor, task: str, average: str, class_weights: Optional[Tensor]) -> Tensor:
+    """Each count's weight within its row (an image or sample, or the one row of counts pooled over the batch).
+
+    Weights of a row sum to one, or to zero when nothing in it counts: multiclass macro averaging leaves out
+    absent classes as torchmetrics does, weighted averaging weighs by support (TP + FN).
     """
-    weights = torch.ones_like(tp)
+    if average == "none":
+        return torch.ones_like(tp)
     if average == "weighted":
         weights = tp + fn
     elif average == "macro" and task == "multiclass":
-        weights = (tp + fp + fn >= 0.5).to(tp.dtype)
+        weights = (~absent_counts(tp, fp, fn)).to(tp.dtype)
+    else:
+        weights = torch.ones_like(tp)
     if class_weights is not None:
-        weights = weights * class_weights.to(tp.dtype).reshape(1, -1, 1)
-    rows = float(tp.shape[0])
-    if average == "none":
-        return torch.full_like(tp, 1.0 / rows)
-    return weights / torch.clamp(weights.sum(1, keepdim=True), min=1e-12) / rows
+        weights = weights * class_weights.to(tp).reshape(1, -1, 1)
+    return weights / torch.clamp(weights.sum(1, keepdim=True), min=1e-12)
 
 
-def reduce_loss(per_count: Tensor, weights: Tensor, average: str) -> Tensor:
-    """Weighted sum of the per-count losses: a scalar, or one loss per class for average='none'."""
-    weighted = weights * per_count
+def row_sums(value: Tensor, weights: Tensor, average: str) -> Tuple[Tensor, Tensor]:
+    """The weighted values summed over rows, and the number of rows that count: their quotient is the average.
+
+    average='none' keeps the classes: one sum per class, over all rows.
+    """
     if average == "none":
-        return weighted.sum([0, 2])
-    return weighted.sum()
+        total = value.sum([0, 2])
+        return total, torch.full_like(total, float(value.shape[0]))
+    kept = (weights.sum([1, 2]) > 0.5).to(value.dtype)
+    return (weights * value).sum(), kept.sum()
+
+
+def mean_over_rows(total: Tensor, rows: Tensor, fallback: float) -> Tensor:
+    """total / rows, or `fallback` when no row counts (every class absent, every position ignored)."""
+    return total / torch.clamp(rows, min=1.0) + (rows < 0.5).to(total.dtype) * fallback
+
+
+@torch.jit.unused
+def _all_reduce(tensor: Tensor) -> Tensor:
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()):
+        raise RuntimeError(
+            "sync='ddp' needs an initialised torch.distributed process group: call "
+            "torch.distributed.init_process_group(...) before the first loss, or construct the loss with sync=None"
+        )
+    total = tensor.detach().clone()
+    distributed.all_reduce(total)
+    return total
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """The detached sum of `tensor` over all torch.distributed ranks (sync='ddp').
+
+    Counts enter the backward pass only through the partials, as constants, so no gradient has to cross ranks:
+    each rank's closed-form gradient for its own samples, taken at the global counts, is already the gradient
+    of the global loss.
+    """
+    if torch.jit.is_scripting():
+        raise RuntimeError("sync='ddp' does not work in TorchScript, which cannot call torch.distributed; script the loss with sync=None")
+    return _all_reduce(tensor)
+
+
+def running_counts(batch: Tensor, history: Tensor, momentum: float) -> Tuple[Tensor, float]:
+    """(1 - momentum) history + momentum batch, as BatchNorm's running statistics, and d(result) / d(batch).
+
+    Without a history of the same shape (the first step, or another number of classes) the batch alone.
+    """
+    if history.shape != batch.shape:
+        return batch, 1.0
+    return (1.0 - momentum) * history.to(batch) + momentum * batch, momentum
 
 
 def attach_gradient(

@@ -7,10 +7,15 @@ from typing import Dict, Tuple
 
 import sympy
 
-from .parse import COUNT_NAMES, COUNTS, MetricDefinition
+from .errors import InvalidMetricError
+from .parse import COUNT_NAMES, COUNTS, MAX_NODES, MetricDefinition, expression_size
 
 #: Above this many operations `sympy.simplify` can take seconds; cheaper rational cancellation is used instead.
 SIMPLIFY_LIMIT = 120
+#: Rational cancellation multiplies out denominators and powers: beyond these it can run for minutes.
+CANCEL_LIMIT = 400
+CANCEL_DENOMINATORS = 4
+CANCEL_POWER = 8
 
 
 @dataclass(frozen=True)
@@ -27,16 +32,33 @@ class Derivation:
 
 def tidy(expression: sympy.Expr) -> sympy.Expr:
     """The shortest of a few equivalent forms; full `simplify` only where it is affordable."""
+    if not _affordable(expression):
+        return expression
     candidates = [expression, sympy.factor_terms(sympy.cancel(expression))]
     if sympy.count_ops(expression) <= SIMPLIFY_LIMIT:
         candidates.append(sympy.simplify(expression))
     return min(candidates, key=lambda candidate: (sympy.count_ops(candidate), sympy.default_sort_key(candidate)))
 
 
+def _affordable(expression: sympy.Expr) -> bool:
+    """Whether cancelling and simplifying stays cheap: few operations, few distinct denominators, small powers."""
+    powers = expression.atoms(sympy.Pow)
+    denominators = {p.base for p in powers if p.exp.is_negative}
+    large = any(p.base.is_Add and p.exp.is_Number and abs(p.exp) > CANCEL_POWER for p in powers)
+    return not large and len(denominators) <= CANCEL_DENOMINATORS and sympy.count_ops(expression) <= CANCEL_LIMIT
+
+
 def derive(definition: MetricDefinition) -> Derivation:
     """Differentiate symbolically; the partials are simplified, the value is kept as written."""
     value = definition.expression
-    partials = tuple(tidy(sympy.diff(value, count)) for count in COUNTS)
+    raw = [sympy.diff(value, count) for count in COUNTS]
+    for name, partial in zip(COUNT_NAMES, raw):
+        if expression_size(partial)[0] > MAX_NODES:
+            raise InvalidMetricError(
+                f"the partial derivative with respect to {name} has more than {MAX_NODES} operations "
+                "(nested quotients grow fast under differentiation); simplify the formula"
+            )
+    partials = tuple(tidy(partial) for partial in raw)
     return Derivation(definition, value, partials)
 
 

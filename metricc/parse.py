@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import keyword
+import math
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -16,7 +19,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
 
 from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
-from .options import OPTION_NAMES
+from .options import EMITTED_NAMES, OPTION_NAMES
 
 TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
 COUNT_NAMES = ("TP", "FP", "FN", "TN")
@@ -44,11 +47,18 @@ MAX_SOURCE_CHARS = 100_000
 MAX_NESTING = 100
 MAX_NODES = 20_000
 MAX_EXPONENT_DIGITS = 3
+#: Constants (written or computed) must stay well inside the float64 range.
+MAX_CONSTANT_DIGITS = 300
 
 _RESERVED = set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 _UNSAFE_PARAMETER_NAMES = (
-    set(keyword.kwlist) | set(OPTION_NAMES) | set(dir(__builtins__)) | {"self", "torch", "Tensor", "Optional", "List", "Tuple"}
+    set(keyword.kwlist)
+    | set(OPTION_NAMES)
+    | set(EMITTED_NAMES)
+    | set(dir(builtins))
+    | {"self", "torch", "Tensor", "Optional", "List", "Tuple", "math", "sign", "offset", "option"}
 )
+_TEMPORARY_NAME = re.compile(r"x\d+\Z")
 
 
 @dataclass(frozen=True)
@@ -112,6 +122,8 @@ class MetricLibrary(Protocol):
 
     def names(self) -> List[str]: ...
 
+    def all_names(self) -> List[str]: ...
+
 
 def grammar_path() -> Path:
     """The one grammar file: inside the package when installed, at the repository root in a checkout."""
@@ -147,6 +159,7 @@ def parse(text: str, library: Optional[MetricLibrary] = None) -> MetricDefinitio
         if isinstance(error.orig_exc, MetricError):
             raise error.orig_exc from None
         raise
+    _check_expression_size(expression, "the formula")
     return _checked(MetricDefinition(expression, tuple(builder.parameters.values()), text), text)
 
 
@@ -205,17 +218,27 @@ def _syntax_error(error: UnexpectedInput, text: str) -> MetricSyntaxError:
         if char and not char.isascii():
             message += " (only ASCII letters, digits and + - * / ^ ( ) , ; = # are allowed)"
     elif isinstance(error, UnexpectedEOF):
-        message = f"the formula ends too early; expected {_expected_text(error.expected)}"
+        message = _early_end(error.expected)
         line, column = _end_position(text)
     else:
         assert isinstance(error, UnexpectedToken)
         token = error.token
         if token.type == "$END":
             line, column = _end_position(text)
-            message = f"the formula ends too early; expected {_expected_text(error.expected)}"
+            message = _early_end(error.expected)
         else:
             message = f"unexpected {token.value!r}; expected {_expected_text(error.expected)}"
     return MetricSyntaxError(message, line, column, context)
+
+
+def _early_end(expected) -> str:
+    message = f"the formula ends too early; expected {_expected_text(expected)}"
+    if "PARAM" in expected:
+        message += (
+            " (the text ends with a binding: a metric ends with its expression;"
+            " note that a line starting with + or - continues the line before)"
+        )
+    return message
 
 
 def _end_position(text: str) -> Tuple[int, int]:
@@ -236,11 +259,43 @@ def _check_size(tree: Tree, text: str) -> None:
         node, depth = stack.pop()
         nodes += 1
         if depth > MAX_NESTING:
-            raise InvalidMetricError(f"the formula nests more than {MAX_NESTING} operations deep; simplify it or use let-bindings")
+            raise InvalidMetricError(f"the formula nests more than {MAX_NESTING} operations deep; simplify it")
         if nodes > MAX_NODES:
             raise InvalidMetricError(f"the formula has more than {MAX_NODES} operations; metricc compiles formulas up to that size")
         if isinstance(node, Tree):
             stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
+
+
+def expression_size(expression: sympy.Expr) -> Tuple[int, int]:
+    """(nodes, depth) of the expression as a tree, counted without recursion over its shared subexpressions."""
+    size: Dict[sympy.Basic, Tuple[int, int]] = {}
+    stack = [(expression, False)]
+    while stack:
+        node, ready = stack.pop()
+        if node in size:
+            continue
+        if not ready:
+            stack.append((node, True))
+            stack.extend((arg, False) for arg in node.args if arg not in size)
+            continue
+        below = [size[arg] for arg in node.args]
+        size[node] = (1 + sum(n for n, _ in below), 1 + max((d for _, d in below), default=0))
+    return size[expression]
+
+
+def _check_expression_size(expression: sympy.Expr, what: str) -> None:
+    """Bound the expression once bindings and library metrics are substituted: chained let-bindings can
+    double its size at every step, and SymPy recurses over its depth."""
+    nodes, depth = expression_size(expression)
+    if depth > MAX_NESTING:
+        raise InvalidMetricError(
+            f"{what} nests more than {MAX_NESTING} operations deep once let-bindings and library metrics are substituted; simplify it"
+        )
+    if nodes > MAX_NODES:
+        raise InvalidMetricError(
+            f"{what} has more than {MAX_NODES} operations once let-bindings and library metrics are substituted; "
+            "metricc compiles formulas up to that size"
+        )
 
 
 def _bound_names(tree: Tree) -> Dict[str, Token]:
@@ -260,7 +315,29 @@ def _number(token: Token) -> sympy.Rational:
             f"the number {text!r} is out of range (at most {MAX_EXPONENT_DIGITS} exponent digits)", token.line, token.column
         )
     value = Fraction(text)
+    if value and abs(math.log10(value.numerator) - math.log10(value.denominator)) > MAX_CONSTANT_DIGITS:
+        raise MetricSyntaxError(
+            f"the number {text!r} is out of range (magnitudes from 1e-{MAX_CONSTANT_DIGITS} to 1e{MAX_CONSTANT_DIGITS})",
+            token.line,
+            token.column,
+        )
     return sympy.Rational(value.numerator, value.denominator)
+
+
+def _magnitude(value: sympy.Expr) -> float:
+    """log10 |value| of a nonzero number, 0 for zero or anything symbolic."""
+    if not value.is_Number or value == 0:
+        return 0.0
+    rational = abs(sympy.Rational(value))
+    return math.log10(rational.p) - math.log10(rational.q)
+
+
+def _check_constant(magnitude: float, what: str) -> None:
+    if abs(magnitude) > MAX_CONSTANT_DIGITS:
+        raise InvalidMetricError(
+            f"{what} is about 1e{magnitude:.0f}, outside the range a float can hold "
+            f"(1e-{MAX_CONSTANT_DIGITS} to 1e{MAX_CONSTANT_DIGITS}); rescale the constants"
+        )
 
 
 def _constant(value) -> sympy.Expr:
@@ -290,6 +367,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
     def let(self, children):
         name_token, value = children
         self._check_new_name(name_token)
+        _check_expression_size(value, f"the binding {name_token.value!r} on line {name_token.line}")
         self.bindings[name_token.value] = value
         return value
 
@@ -298,9 +376,10 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         default = _constant(default)
         name = name_token.value
         self._check_new_name(name_token)
-        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_"):
+        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_") or _TEMPORARY_NAME.match(name):
             raise MetricSyntaxError(
-                f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option or private name); choose another",
+                f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option, private name or a name "
+                "the emitted code uses); choose another",
                 name_token.line,
                 name_token.column,
                 _caret(self.text, name_token),
@@ -371,6 +450,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
                 factors.append(sympy.Pow(operand, -1))
             else:
                 factors.append(operand)
+        _check_constant(sum(_magnitude(f.base) * f.exp if f.is_Pow and f.base.is_Number else _magnitude(f) for f in factors), "a product of constants")
         return sympy.Mul(*factors)
 
     def neg(self, children):
@@ -381,6 +461,8 @@ class _ExpressionBuilder(Transformer_NonRecursive):
 
     def power(self, children):
         base, _, exponent = children
+        if base.is_Number and exponent.is_Number:
+            _check_constant(_magnitude(base) * float(exponent), f"the constant {sympy.sstr(base)}^{sympy.sstr(exponent)}")
         return sympy.Pow(base, exponent)
 
     def name(self, children):
@@ -475,10 +557,10 @@ class _ExpressionBuilder(Transformer_NonRecursive):
                 _caret(self.text, token),
             )
         known = list(COUNT_NAMES) + list(DERIVED) + list(FUNCTIONS) + list(self.bindings) + list(self.parameters)
-        library_names = self.library.names() if self.library is not None else []
+        library_names = self.library.all_names() if self.library is not None else []
         close = difflib.get_close_matches(name, known + library_names, n=3, cutoff=0.6)
         close += [k for k in known + library_names if k.lower() == name.lower() and k not in close]
-        hint = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else ""
+        hint = f"; did you mean {' or '.join(dict.fromkeys(close))}?" if close else "."
         valid = ", ".join(known)
         more = " or a library metric (see `metricc list`)" if library_names else ""
         return UnknownNameError(

@@ -1,0 +1,574 @@
+"""OverlapCoefficientLoss: overlap_coefficient as a loss, compiled by metricc 0.1.0.
+
+Metric (maximized; the loss is 1 - overlap_coefficient):
+
+    overlap_coefficient = TP/Min(FN + TP, FP + TP)
+
+Partial derivatives (the backward pass uses these, not autograd through the formula):
+
+    d overlap_coefficient / d TP = (-TP*(Heaviside(-FN + FP) + Heaviside(FN - FP)) + Min(FN + TP,
+        FP + TP))/Min(FN + TP, FP + TP)**2
+    d overlap_coefficient / d FP = -TP*Heaviside(FN - FP)/Min(FN + TP, FP + TP)**2
+    d overlap_coefficient / d FN = -TP*Heaviside(-FN + FP)/Min(FN + TP, FP + TP)**2
+    d overlap_coefficient / d TN = 0
+
+Metric parameters:
+    none
+
+Singular points and their guards (eps = 1e-07 by default):
+    - the denominator Min(FN + TP, FP + TP) vanishes (nothing is predicted positive or the batch
+        has no positives); guarded by max(x, eps)
+
+Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
+ce_weight > 0 adds ce_weight * BCE (binary, multilabel) or CE (multiclass) of the same inputs (autograd).
+This file imports only torch and is generated: edit the metric, not this file.
+"""
+
+from typing import List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+
+def class_index_target(preds: Tensor, target: Tensor, task: str) -> bool:
+    """Multiclass targets given as class indices, (N, *spatial) or MONAI's (N, 1, *spatial), beside preds (N, C, *spatial)."""
+    if task != "multiclass" or preds.dim() < 2:
+        return False
+    if target.dim() == preds.dim() - 1:
+        return True
+    return target.dim() == preds.dim() and preds.shape[1] > 1 and target.shape[1] == 1 and not target.is_floating_point()
+
+
+def canonical_layout(
+    preds: Tensor, target: Tensor, task: str, ignore_index: Optional[int]
+) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """Reshape to (batch, classes, positions): preds, a one-hot target in the counting dtype, and a 0/1 mask
+    of kept positions (None when nothing is ignored)."""
+    dtype = torch.promote_types(preds.dtype, torch.float32)
+    target = target.detach()
+    # rows are images: a binary (N,) or (N, 1) input is one row of N positions; sizes are explicit for empty inputs
+    rows = preds.shape[0] if task != "binary" or preds.dim() > 2 else 1
+    classes = 1 if task == "binary" else preds.shape[1]
+    shape = [rows, classes, preds.numel() // max(rows * classes, 1)]
+    mask: Optional[Tensor] = None
+    if class_index_target(preds, target, task):
+        labels = target.reshape(rows, shape[2]).long()
+        if ignore_index is not None:
+            keep = labels != ignore_index
+            labels = torch.where(keep, labels, torch.zeros_like(labels))
+            mask = keep.unsqueeze(1).to(dtype)
+        one_hot = torch.zeros_like(preds.reshape(shape), dtype=dtype).scatter_(1, labels.unsqueeze(1), 1.0)
+    else:
+        one_hot = target.reshape(shape)
+        if ignore_index is not None:
+            keep = one_hot != ignore_index
+            one_hot = torch.where(keep, one_hot, torch.zeros_like(one_hot))
+            mask = keep.to(dtype)
+    return preds.reshape(shape), one_hot.to(dtype), mask
+
+
+@torch.jit.unused
+def _compiling() -> bool:
+    return torch.compiler.is_compiling()
+
+
+def value_checks_enabled() -> bool:
+    """Checks of tensor values need the data; torch.compile and torch.export trace without it and skip them."""
+    if torch.jit.is_scripting():
+        return True
+    return not _compiling()
+
+
+def validate_inputs(
+    preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int], include_background: bool
+) -> None:
+    """Raise ValueError naming the offending input; never let bad data become a silent number."""
+    preds = preds.detach()
+    if task != "binary":
+        if preds.dim() < 2:
+            raise ValueError(f"{task} preds must have shape (N, C, ...) with classes on axis 1, got {list(preds.shape)}")
+        classes = preds.shape[1]
+        if task == "multiclass" and from_logits and classes < 2:
+            raise ValueError(
+                f"softmax over a single channel is constant (1 everywhere), got preds of shape {list(preds.shape)}: "
+                "use task='binary' (sigmoid) for one channel"
+            )
+        if not include_background and classes < 2:
+            raise ValueError(f"include_background=False drops class 0 and leaves no class of preds of shape {list(preds.shape)}")
+    if class_index_target(preds, target, task):
+        _check_class_indices(preds, target, ignore_index)
+    else:
+        if not (target.shape == preds.shape or (task == "binary" and _channel_dropped(preds, target))):
+            classes_differ = task != "binary" and target.dim() == preds.dim() and target.dim() > 1 and target.shape[1] != preds.shape[1]
+            hint = f" ({preds.shape[1]} classes in preds, {target.shape[1]} in target)" if classes_differ else ""
+            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
+        _check_binary_values(target, ignore_index)
+    if preds.numel() > 0 and value_checks_enabled():
+        if not bool(torch.isfinite(preds).all()):
+            raise ValueError("preds contain NaN or infinite values; check the model's outputs (a loss cannot be computed from them)")
+        if not from_logits:
+            low_p, high_p = torch.aminmax(preds)
+            if float(low_p) < 0.0 or float(high_p) > 1.0:
+                raise ValueError(
+                    f"preds lie in [{float(low_p)}, {float(high_p)}], outside [0, 1]; pass from_logits=True for raw scores"
+                )
+
+
+def _channel_dropped(preds: Tensor, target: Tensor) -> bool:
+    """preds with a channel axis of one that target leaves out: (N, 1) beside (N,), (B, 1, H, W) beside (B, H, W)."""
+    return (
+        preds.dim() == target.dim() + 1
+        and preds.shape[1] == 1
+        and preds.shape[0] == target.shape[0]
+        and preds.shape[2:] == target.shape[1:]
+    )
+
+
+def _check_class_indices(preds: Tensor, target: Tensor, ignore_index: Optional[int]) -> None:
+    classes = preds.shape[1]
+    spatial = target.shape[1:] if target.dim() == preds.dim() - 1 else target.shape[2:]
+    if target.shape[0] != preds.shape[0] or spatial != preds.shape[2:]:
+        raise ValueError(
+            f"class-index target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}: "
+            f"expected {[preds.shape[0]] + list(preds.shape[2:])} (or with a channel of 1 after the batch axis)"
+        )
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise ValueError(f"class-index targets must be integers, got dtype {target.dtype}; a one-hot target has the shape of preds")
+    if not value_checks_enabled():
+        return
+    kept = target if ignore_index is None else target[target != ignore_index]
+    outside = kept[(kept < 0) | (kept >= classes)]
+    if outside.numel() > 0:
+        raise ValueError(
+            f"target contains class index {int(outside[0])}, outside [0, {classes - 1}] for preds with {classes} classes"
+            + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
+        )
+
+
+def _check_binary_values(target: Tensor, ignore_index: Optional[int]) -> None:
+    if not value_checks_enabled():
+        return
+    kept = target if ignore_index is None else target[target != ignore_index]
+    if kept.numel() > 0 and not bool(((kept == 0) | (kept == 1)).all()):
+        bad = kept[(kept != 0) & (kept != 1)][0]
+        raise ValueError(f"target must contain only 0 and 1 (or ignore_index), found {float(bad)}")
+
+
+def probabilities(preds: Tensor, task: str, from_logits: bool) -> Tensor:
+    """Logits become probabilities by sigmoid, or by softmax over classes for multiclass."""
+    if not from_logits:
+        return preds
+    if task == "multiclass":
+        return torch.softmax(preds, dim=1)
+    return torch.sigmoid(preds)
+
+
+def approximate(probs: Tensor, approximation: str, steepness: float, threshold: float, width: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """A(p), 1 - A(p) computed without cancellation, and A'(p).
+
+    anyloss: A(p) = sigmoid(L (p - tau)); in float32 it saturates to exactly 0 or 1 once L (1 - tau) exceeds
+    about 16.6 (L above ~33 at tau = 0.5), so 1 - A is taken as sigmoid(-L (p - tau)), which does not.
+    identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
+    """
+    if approximation == "anyloss":
+        scaled = steepness * (probs - threshold)
+        hard = torch.sigmoid(scaled)
+        complement = torch.sigmoid(-scaled)
+        return hard, complement, steepness * hard * complement
+    if approximation == "identity":
+        return probs, 1.0 - probs, torch.ones_like(probs)
+    ramp = (probs - threshold) / width + 0.5
+    hard = torch.clamp(ramp, 0.0, 1.0)
+    inside = ((ramp > 0.0) & (ramp < 1.0)).to(probs.dtype)
+    return hard, 1.0 - hard, inside / width
+
+
+def soft_counts(
+    hard: Tensor, complement: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int]
+) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions."""
+    positive = target if mask is None else target * mask
+    negative = 1.0 - target if mask is None else (1.0 - target) * mask
+    tp = (hard * positive).sum(dims, keepdim=True)
+    fp = (hard * negative).sum(dims, keepdim=True)
+    fn = (complement * positive).sum(dims, keepdim=True)
+    tn = (complement * negative).sum(dims, keepdim=True)
+    return tp, fp, fn, tn
+
+
+def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
+    """The (batch, classes, positions) axes that one count sums over; the axes it keeps are rows (batch) and classes."""
+    if average == "samples":
+        return [1, 2]
+    if multidim_average == "samplewise":
+        return [1, 2] if average == "micro" or task == "binary" else [2]
+    if average == "micro" or task == "binary":
+        return [0, 1, 2]
+    return [0, 2]
+
+
+def check_averaging(
+    task: str,
+    average: str,
+    multidim_average: str,
+    include_background: bool,
+    class_weights: Optional[List[float]],
+    zero_division: Optional[float],
+    sync: Optional[str],
+    count_momentum: Optional[float],
+) -> None:
+    """The constructor's checks of the layout and averaging options (metricc.options makes the same ones)."""
+    if average == "samples" and task != "multilabel":
+        raise ValueError(f"average='samples' needs task='multilabel', got task={task!r}")
+    if not include_background and task == "binary":
+        raise ValueError("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
+    if class_weights is not None:
+        if task == "binary" or average not in ("macro", "weighted"):
+            raise ValueError(f"class_weights weigh classes in average='macro' or 'weighted', not average={average!r} with task={task!r}")
+        if len(class_weights) == 0 or min(class_weights) <= 0:
+            raise ValueError(f"class_weights={class_weights} must be positive numbers, one per scored class")
+    if zero_division is not None and not abs(float(zero_division)) < float("inf"):
+        raise ValueError(f"zero_division={zero_division} must be a finite number or None")
+    if sync is not None and sync != "ddp":
+        raise ValueError(f"sync={sync!r} is not None or 'ddp'")
+    if count_momentum is not None:
+        if not 0 < count_momentum <= 1:
+            raise ValueError(f"count_momentum={count_momentum} must lie in (0, 1]")
+        if multidim_average != "global" or average == "samples":
+            raise ValueError("count_momentum needs counts pooled over the batch: multidim_average='global', average other than 'samples'")
+
+
+def absent_counts(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+    """Counts of a class absent from both targets and predictions: TP + FP + FN below half a sample."""
+    return tp + fp + fn < 0.5
+
+
+def fill_absent(
+    value: Tensor, d_tp: Tensor, d_fp: Tensor, d_fn: Tensor, d_tn: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, zero_division: float
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """zero_division as the value of absent counts; there the value no longer depends on the predictions."""
+    gone = absent_counts(tp, fp, fn)
+    return (
+        value.masked_fill(gone, zero_division),
+        d_tp.masked_fill(gone, 0.0),
+        d_fp.masked_fill(gone, 0.0),
+        d_fn.masked_fill(gone, 0.0),
+        d_tn.masked_fill(gone, 0.0),
+    )
+
+
+def average_weights(tp: Tensor, fp: Tensor, fn: Tensor, task: str, average: str, class_weights: Optional[Tensor]) -> Tensor:
+    """Each count's weight within its row (an image or sample, or the one row of counts pooled over the batch).
+
+    Weights of a row sum to one, or to zero when nothing in it counts: multiclass macro averaging leaves out
+    absent classes as torchmetrics does, weighted averaging weighs by support (TP + FN).
+    """
+    if average == "none":
+        return torch.ones_like(tp)
+    if average == "weighted":
+        weights = tp + fn
+    elif average == "macro" and task == "multiclass":
+        weights = (~absent_counts(tp, fp, fn)).to(tp.dtype)
+    else:
+        weights = torch.ones_like(tp)
+    if class_weights is not None:
+        weights = weights * class_weights.to(tp).reshape(1, -1, 1)
+    return weights / torch.clamp(weights.sum(1, keepdim=True), min=1e-12)
+
+
+def row_sums(value: Tensor, weights: Tensor, average: str) -> Tuple[Tensor, Tensor]:
+    """The weighted values summed over rows, and the number of rows that count: their quotient is the average.
+
+    average='none' keeps the classes: one sum per class, over all rows.
+    """
+    if average == "none":
+        total = value.sum([0, 2])
+        return total, torch.full_like(total, float(value.shape[0]))
+    kept = (weights.sum([1, 2]) > 0.5).to(value.dtype)
+    return (weights * value).sum(), kept.sum()
+
+
+def mean_over_rows(total: Tensor, rows: Tensor, fallback: float) -> Tensor:
+    """total / rows, or `fallback` when no row counts (every class absent, every position ignored)."""
+    return total / torch.clamp(rows, min=1.0) + (rows < 0.5).to(total.dtype) * fallback
+
+
+@torch.jit.unused
+def _all_reduce(tensor: Tensor) -> Tensor:
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()):
+        raise RuntimeError(
+            "sync='ddp' needs an initialised torch.distributed process group: call "
+            "torch.distributed.init_process_group(...) before the first loss, or construct the loss with sync=None"
+        )
+    total = tensor.detach().clone()
+    distributed.all_reduce(total)
+    return total
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """The detached sum of `tensor` over all torch.distributed ranks (sync='ddp').
+
+    Counts enter the backward pass only through the partials, as constants, so no gradient has to cross ranks:
+    each rank's closed-form gradient for its own samples, taken at the global counts, is already the gradient
+    of the global loss.
+    """
+    if torch.jit.is_scripting():
+        raise RuntimeError("sync='ddp' does not work in TorchScript, which cannot call torch.distributed; script the loss with sync=None")
+    return _all_reduce(tensor)
+
+
+def running_counts(batch: Tensor, history: Tensor, momentum: float) -> Tuple[Tensor, float]:
+    """(1 - momentum) history + momentum batch, as BatchNorm's running statistics, and d(result) / d(batch).
+
+    Without a history of the same shape (the first step, or another number of classes) the batch alone.
+    """
+    if history.shape != batch.shape:
+        return batch, 1.0
+    return (1.0 - momentum) * history.to(batch) + momentum * batch, momentum
+
+
+def attach_gradient(
+    per_count: Tensor,
+    d_tp: Tensor,
+    d_fp: Tensor,
+    d_fn: Tensor,
+    d_tn: Tensor,
+    target: Tensor,
+    mask: Optional[Tensor],
+    slope: Tensor,
+    leaf: Tensor,
+    dims: List[int],
+) -> Tensor:
+    """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
+
+    Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) (and any activation
+    derivative folded into `slope`) it is the gradient. The surrogate sum(g * leaf) - its detached value is
+    zero in the forward pass and has exactly that gradient, so only g is kept for the backward pass.
+    """
+    negative_weight = d_fp - d_tn
+    grad = (target * (d_tp - d_fn - negative_weight) + negative_weight) * slope
+    if mask is not None:
+        grad = grad * mask
+    surrogate = (grad * leaf).sum(dims, keepdim=True)
+    return per_count + (surrogate - surrogate.detach())
+
+
+def cross_entropy(preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int]) -> Tensor:
+    """The compound term: BCE (binary, multilabel) or CE over classes (multiclass), a mean over kept positions.
+
+    Matches torch.nn.functional.binary_cross_entropy(_with_logits) and cross_entropy (nll_loss of log(p) for
+    probabilities, log clamped at -100 like BCE); its gradient is left to autograd.
+    """
+    preds, target, mask = canonical_layout(preds, target, task, ignore_index)
+    preds = preds.to(target.dtype)
+    if task == "multiclass":
+        log_probs = torch.log_softmax(preds, dim=1) if from_logits else torch.clamp(torch.log(preds), min=-100.0)
+        per_position = -(target * log_probs).sum(1, keepdim=True)
+        if mask is not None:
+            mask = mask.amin(1, keepdim=True)
+    elif from_logits:
+        per_position = torch.nn.functional.binary_cross_entropy_with_logits(preds, target, reduction="none")
+    else:
+        per_position = torch.nn.functional.binary_cross_entropy(preds, target, reduction="none")
+    if mask is None:
+        return per_position.mean()
+    return (per_position * mask).sum() / torch.clamp(mask.sum(), min=1.0)
+
+
+def signed_clamp(x: Tensor, eps: float) -> Tensor:
+    """x moved to +-eps where |x| < eps, keeping its sign (zero goes to +eps)."""
+    return torch.where(x.abs() < eps, torch.where(x < 0, -eps, eps) * torch.ones_like(x), x)
+
+
+def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
+    """The soft metric from the soft counts."""
+    value = tp / torch.clamp(torch.minimum(fn + tp, fp + tp), min=eps)
+    return value
+
+
+def metric_value_and_partials(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    """The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions."""
+    x0 = torch.minimum(fn + tp, fp + tp)
+    x1 = torch.clamp(x0, min=eps)
+    x2 = 1.0 / x1 ** 2
+    x3 = fn - fp
+    x4 = torch.heaviside(-x3, torch.full_like(tp, 0.5))
+    x5 = torch.heaviside(x3, torch.full_like(tp, 0.5))
+    x6 = tp * x2
+    value = tp / x1
+    d_tp = x2 * (x0 - tp * (x4 + x5))
+    d_fp = -x5 * x6
+    d_fn = -x4 * x6
+    d_tn = torch.zeros_like(tp)
+    return value, d_tp, d_fp, d_fn, d_tn
+
+
+_CHOICES = {
+    "task": ["binary", "multiclass", "multilabel"],
+    "approximation": ["anyloss", "identity", "linear"],
+    "average": ["micro", "macro", "weighted", "none", "samples"],
+    "multidim_average": ["global", "samplewise"],
+    "direction": ["maximize", "minimize"],
+}
+
+
+class OverlapCoefficientLoss(torch.nn.Module):
+    """The metric as a loss on (preds, target); the module docstring has the formula.
+
+    preds: (N,) or (N, 1, *spatial) for task='binary'; (N, C, *spatial) for 'multiclass' and 'multilabel'.
+    Probabilities, or logits with from_logits=True (sigmoid; softmax over C for 'multiclass').
+    target: the shape of preds (0/1, one-hot or multi-hot), or class indices (N, *spatial) or (N, 1, *spatial)
+    for 'multiclass'. Positions whose target is ignore_index are left out; include_background=False leaves out
+    class 0. average: 'micro' pools the classes, 'macro' averages them (multiclass leaves out absent classes),
+    'weighted' weighs them by support, 'none' returns one loss per class, 'samples' one metric per sample
+    (multilabel). multidim_average='samplewise': counts per image, then the mean over images.
+    zero_division: the metric of a class absent from both targets and predictions (TP + FP + FN < 0.5);
+    None keeps the formula's own value there. sync='ddp': counts summed over torch.distributed ranks.
+    count_momentum: in training mode, counts mixed with running counts as BatchNorm's statistics are.
+    """
+
+    ignore_index: Optional[int]
+    zero_division: Optional[float]
+    sync: Optional[str]
+    count_momentum: Optional[float]
+
+    def __init__(
+        self,
+        task: str = 'binary',
+        from_logits: bool = False,
+        approximation: str = 'anyloss',
+        steepness: float = 73.0,
+        threshold: float = 0.5,
+        width: float = 0.2,
+        average: str = 'micro',
+        multidim_average: str = 'global',
+        ignore_index: Optional[int] = None,
+        include_background: bool = True,
+        class_weights: Optional[List[float]] = None,
+        zero_division: Optional[float] = None,
+        sync: Optional[str] = None,
+        count_momentum: Optional[float] = None,
+        eps: float = 1e-07,
+        direction: str = 'maximize',
+        validate_args: bool = True,
+        ce_weight: float = 0.0,
+    ):
+        super().__init__()
+        for option, value in (("task", task), ("approximation", approximation), ("average", average),
+                              ("multidim_average", multidim_average), ("direction", direction)):
+            if value not in _CHOICES[option]:
+                raise ValueError(f"{option}={value!r} is not one of {_CHOICES[option]}")
+        if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
+            raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
+        check_averaging(task, average, multidim_average, include_background, class_weights, zero_division, sync, count_momentum)
+        if not (ce_weight >= 0.0 and ce_weight < float("inf")) or (ce_weight > 0.0 and average == "none"):
+            raise ValueError(f"ce_weight={ce_weight} must be a finite number >= 0, and 0 when average='none'")
+        self.task = task
+        self.from_logits = from_logits
+        self.approximation = approximation
+        self.steepness = float(steepness)
+        self.threshold = float(threshold)
+        self.width = float(width)
+        self.average = average
+        self.multidim_average = multidim_average
+        self.ignore_index = ignore_index
+        self.include_background = include_background
+        self.zero_division = None if zero_division is None else float(zero_division)
+        self.sync = sync
+        self.count_momentum = None if count_momentum is None else float(count_momentum)
+        self.eps = float(eps)
+        self.sign = -1.0 if direction == "maximize" else 1.0
+        self.offset = 1.0 if direction == "maximize" else 0.0
+        self.validate_args = validate_args
+        self.ce_weight = float(ce_weight)
+        weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
+        self.register_buffer("class_weights", weights, persistent=False)
+        self.register_buffer("running_counts", torch.zeros(0), persistent=False)
+
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], List[int]]:
+        """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
+        if self.validate_args:
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
+        preds, target, mask = canonical_layout(preds, target, self.task, self.ignore_index)
+        values = preds.detach().to(target.dtype)
+        leaf = preds
+        if self.from_logits and self.task == "multiclass":
+            leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
+            probs = leaf.detach()
+        else:
+            probs = probabilities(values, self.task, self.from_logits)
+        if not self.include_background:
+            leaf, probs, values, target = leaf[:, 1:], probs[:, 1:], values[:, 1:], target[:, 1:]
+            if mask is not None and mask.shape[1] > 1:
+                mask = mask[:, 1:]
+        hard, complement, slope = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
+        if self.from_logits and self.task != "multiclass":
+            slope = slope * probs * torch.sigmoid(-values)
+        dims = count_dims(self.task, self.average, self.multidim_average)
+        tp, fp, fn, tn = soft_counts(hard, complement, target, mask, dims)
+        return tp, fp, fn, tn, target, slope, leaf, mask, dims
+
+    def _pooled(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
+        """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
+        if (self.sync is None or 0 not in dims) and (self.count_momentum is None or not running):
+            return tp, fp, fn, tn, 1.0
+        counts = torch.stack([tp, fp, fn, tn])
+        if self.sync is not None and 0 in dims:
+            counts = all_reduce_sum(counts)
+        scale = 1.0
+        momentum = self.count_momentum
+        if momentum is not None and running:
+            counts, scale = running_counts(counts, self.running_counts, momentum)
+            self.running_counts = counts.detach()
+        return counts[0], counts[1], counts[2], counts[3], scale
+
+    def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
+        """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
+        class_weights: Optional[Tensor] = None
+        if self.class_weights.numel() > 0:
+            if self.class_weights.numel() != tp.shape[1]:
+                raise ValueError(
+                    f"class_weights has {self.class_weights.numel()} entries for {tp.shape[1]} scored classes"
+                    " (include_background=False leaves out class 0)"
+                )
+            class_weights = self.class_weights
+        weights = average_weights(tp, fp, fn, self.task, self.average, class_weights)
+        total, rows = row_sums(value, weights, self.average)
+        if self.sync is not None and 0 not in dims:
+            total = total + (all_reduce_sum(total) - total.detach())
+            rows = all_reduce_sum(rows)
+        zero_division = self.zero_division
+        return mean_over_rows(total, rows, 0.0 if zero_division is None else zero_division)
+
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss: {1 - metric or metric}, averaged as configured, with the closed-form gradient."""
+        tp, fp, fn, tn, counted, slope, leaf, mask, dims = self._counts(preds, target)
+        tp, fp, fn, tn, scale = self._pooled(tp, fp, fn, tn, dims, self.training)
+        value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps)
+        zero_division = self.zero_division
+        if zero_division is not None:
+            value, d_tp, d_fp, d_fn, d_tn = fill_absent(value, d_tp, d_fp, d_fn, d_tn, tp, fp, fn, zero_division)
+        if leaf.requires_grad and torch.is_grad_enabled():
+            value = attach_gradient(value, scale * d_tp, scale * d_fp, scale * d_fn, scale * d_tn, counted, mask, slope, leaf, dims)
+        loss = self.sign * self._average(value, tp, fp, fn, dims) + self.offset
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
+
+    @torch.jit.export
+    def metric(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
+        with torch.no_grad():
+            tp, fp, fn, tn, target, slope, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, scale = self._pooled(tp, fp, fn, tn, dims, False)
+            value = metric_value(tp, fp, fn, tn, self.eps)
+            zero_division = self.zero_division
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+            return self._average(value, tp, fp, fn, dims)
+
+    @torch.jit.export
+    def reset_running_counts(self) -> None:
+        """Forget the running counts (count_momentum): the next training step starts from its own batch."""
+        self.running_counts = self.running_counts.new_zeros([0])
