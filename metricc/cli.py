@@ -49,7 +49,7 @@ def _add_loss_options(parser: argparse.ArgumentParser) -> None:
     group = parser.add_argument_group("loss options (constructor defaults of the emitted module)")
     group.add_argument("--task", choices=TASKS)
     group.add_argument("--from-logits", action="store_true", default=None, help="preds are logits (sigmoid, or softmax for multiclass)")
-    group.add_argument("--approximation", choices=APPROXIMATIONS, help="how a prediction becomes a soft 0/1 (default anyloss)")
+    group.add_argument("--approximation", choices=APPROXIMATIONS, help="how a prediction becomes a soft 0/1 (default: anyloss, identity for multiclass)")
     group.add_argument("--steepness", type=float, help="L of the anyloss approximation (default 73)")
     group.add_argument("--threshold", type=float, help="tau, the decision threshold (default 0.5)")
     group.add_argument("--width", type=float, help="width of the linear approximation (default 0.2)")

@@ -414,9 +414,9 @@ def test_option_conflicts_are_errors_in_python_and_emitted_constructor():
 
 
 OPTIONS = dict(task="multiclass", average="weighted", ignore_index=255, include_background=False, class_weights=(1.0, 3.0),
-               zero_division=1.0, count_momentum=0.5, from_logits=True)
+               zero_division=1.0, count_momentum=0.5, from_logits=True, approximation="anyloss")
 CLI_FLAGS = ["--task", "multiclass", "--average", "weighted", "--ignore-index", "255", "--no-include-background",
-             "--class-weights", "1,3", "--zero-division", "1", "--count-momentum", "0.5", "--from-logits"]
+             "--class-weights", "1,3", "--zero-division", "1", "--count-momentum", "0.5", "--from-logits", "--approximation", "anyloss"]
 
 
 def test_options_reach_the_module_from_loss_emit_and_cli(tmp_path):
