@@ -4,12 +4,17 @@ Metric (maximized; the loss is 1 - sokal_sneath):
 
     sokal_sneath = TP/(2*FN + 2*FP + TP)
 
-Partial derivatives (the backward pass uses these, not autograd through the formula):
+Partial derivatives:
 
     d sokal_sneath / d TP = 2*(FN + FP)/(2*FN + 2*FP + TP)**2
     d sokal_sneath / d FP = -2*TP/(2*FN + 2*FP + TP)**2
     d sokal_sneath / d FN = -2*TP/(2*FN + 2*FP + TP)**2
     d sokal_sneath / d TN = 0
+
+Per-sample weights d sokal_sneath / d a_i (the backward pass uses these, not autograd through the formula):
+
+    positive, y_i = 1: dTP - dFN = 2*(FN + FP + TP)/(2*FN + 2*FP + TP)**2
+    negative, y_i = 0: dFP - dTN = -2*TP/(2*FN + 2*FP + TP)**2
 
 Metric parameters:
     none
@@ -46,8 +51,10 @@ def canonical_layout(
         mask_shape = [shape[0], 1, -1]
     else:
         one_hot = target.reshape(preds.shape)
-        keep = one_hot != (-1 if ignore_index is None else ignore_index)
-        one_hot = torch.where(keep, one_hot, torch.zeros_like(one_hot))
+        keep = one_hot
+        if ignore_index is not None:
+            keep = one_hot != ignore_index
+            one_hot = torch.where(keep, one_hot, torch.zeros_like(one_hot))
         mask_shape = shape
     mask: Optional[Tensor] = None
     if ignore_index is not None:
@@ -99,14 +106,12 @@ def validate_inputs(preds: Tensor, target: Tensor, task: str, from_logits: bool,
             raise ValueError(f"multilabel preds must have shape (N, C, ...), got {list(preds.shape)}")
         _check_binary_values(target, ignore_index)
     if preds.numel() > 0 and value_checks_enabled():
-        if not bool(torch.isfinite(preds).all()):
+        low, high = torch.aminmax(preds)
+        low_p, high_p = float(low), float(high)
+        if not (abs(low_p) < float("inf") and abs(high_p) < float("inf")):
             raise ValueError("preds contain NaN or infinite values; check the model's outputs (a loss cannot be computed from them)")
-        if not from_logits:
-            low_p, high_p = torch.aminmax(preds)
-            if float(low_p) < 0.0 or float(high_p) > 1.0:
-                raise ValueError(
-                    f"preds lie in [{float(low_p)}, {float(high_p)}], outside [0, 1]; pass from_logits=True for raw scores"
-                )
+        if not from_logits and (low_p < 0.0 or high_p > 1.0):
+            raise ValueError(f"preds lie in [{low_p}, {high_p}], outside [0, 1]; pass from_logits=True for raw scores")
 
 
 def _same_layout(preds: Tensor, target: Tensor) -> bool:
@@ -122,10 +127,20 @@ def _same_layout(preds: Tensor, target: Tensor) -> bool:
 
 
 def _check_binary_values(target: Tensor, ignore_index: Optional[int]) -> None:
-    if not value_checks_enabled():
+    """Every kept target is 0 or 1: for a float target t - t * t is exactly zero there, nonzero elsewhere and NaN
+    at NaN or inf (two passes, no comparisons); an integer target by its range."""
+    if not value_checks_enabled() or target.dtype == torch.bool:
         return
     kept = target if ignore_index is None else target[target != ignore_index]
-    if kept.numel() > 0 and not bool(((kept == 0) | (kept == 1)).all()):
+    if kept.numel() == 0:
+        return
+    if kept.is_floating_point():
+        low, high = torch.aminmax(torch.addcmul(kept, kept, kept, value=-1.0))
+        valid = float(low) == 0.0 and float(high) == 0.0
+    else:
+        low, high = torch.aminmax(kept)
+        valid = int(low) >= 0 and int(high) <= 1
+    if not valid:
         bad = kept[(kept != 0) & (kept != 1)][0]
         raise ValueError(f"target must contain only 0 and 1 (or ignore_index), found {float(bad)}")
 
@@ -139,37 +154,88 @@ def probabilities(preds: Tensor, task: str, from_logits: bool) -> Tensor:
     return torch.sigmoid(preds)
 
 
-def approximate(probs: Tensor, approximation: str, steepness: float, threshold: float, width: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """A(p), 1 - A(p) computed without cancellation, and A'(p).
+def approximate(probs: Tensor, approximation: str, steepness: float, threshold: float, width: float) -> Tensor:
+    """A(p), the soft 0/1 prediction; a new tensor except for identity, which returns probs itself.
 
-    anyloss: A(p) = sigmoid(L (p - tau)); in float32 it saturates to exactly 0 or 1 once L (1 - tau) exceeds
-    about 16.6 (L above ~33 at tau = 0.5), so 1 - A is taken as sigmoid(-L (p - tau)), which does not.
-    identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
+    anyloss: sigmoid(L (p - tau)), computed in place on one new tensor. identity: p, the soft-set counts of
+    soft Dice. linear: a ramp of the given width around tau, clamped to [0, 1].
     """
     if approximation == "anyloss":
-        scaled = steepness * (probs - threshold)
-        hard = torch.sigmoid(scaled)
-        complement = torch.sigmoid(-scaled)
-        return hard, complement, steepness * hard * complement
+        return torch.sub(probs, threshold).mul_(steepness).sigmoid_()
     if approximation == "identity":
-        return probs, 1.0 - probs, torch.ones_like(probs)
-    ramp = (probs - threshold) / width + 0.5
-    hard = torch.clamp(ramp, 0.0, 1.0)
-    inside = ((ramp > 0.0) & (ramp < 1.0)).to(probs.dtype)
-    return hard, 1.0 - hard, inside / width
+        return probs
+    return torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
 
 
-def soft_counts(
-    hard: Tensor, complement: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int]
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions."""
-    positive = target if mask is None else target * mask
-    negative = 1.0 - target if mask is None else (1.0 - target) * mask
-    tp = (hard * positive).sum(dims, keepdim=True)
-    fp = (hard * negative).sum(dims, keepdim=True)
-    fn = (complement * positive).sum(dims, keepdim=True)
-    tn = (complement * negative).sum(dims, keepdim=True)
-    return tp, fp, fn, tn
+def sum_of_products(x: Tensor, y: Tensor, dims: List[int]) -> Tensor:
+    """sum(x * y) over dims, keeping them.
+
+    A large full reduction on the CPU is a dot product of 65536-element blocks: no temporary of the size of x
+    (whose allocation dominates at 1e7 elements), and float rounding at the level of torch.sum (one long BLAS
+    dot product rounds like a running sum, about 1e-4 relative at 1e7 float32 terms). Otherwise, and under
+    torch.compile, which fuses it into the reduction, it is the plain product and sum.
+    """
+    if len(dims) == 3 and x.numel() > 65536 and x.device.type == "cpu" and not fused_kernels():
+        blocks = [torch.dot(a, b) for a, b in zip(x.reshape(-1).split(65536), y.reshape(-1).split(65536))]
+        return torch.stack(blocks).sum().reshape(1, 1, 1)
+    return (x * y).sum(dims, keepdim=True)
+
+
+def fused_kernels() -> bool:
+    """True while torch.compile or torch.export traces: there elementwise work fuses and temporaries are free."""
+    if torch.jit.is_scripting():
+        return False
+    return _compiling()
+
+
+def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
+    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions.
+
+    Three reductions (of a y, a and y) and the number of kept positions give all four; each count is then
+    exact to a few units of float rounding of the total count, the accuracy of a float sum of that many terms.
+    `target` is zero at ignored positions.
+    """
+    if mask is not None:
+        hard = hard * mask
+    tp = sum_of_products(hard, target, dims)
+    predicted = hard.sum(dims, keepdim=True)
+    fn = target.sum(dims, keepdim=True) - tp
+    if mask is None:
+        negatives = float(_count_positions(hard.shape, dims)) - predicted
+    else:
+        negatives = mask.expand(hard.shape).sum(dims, keepdim=True) - predicted
+    return tp, predicted - tp, fn, negatives - fn
+
+
+def _count_positions(shape: List[int], dims: List[int]) -> int:
+    size = 1
+    for dim in dims:
+        size *= shape[dim]
+    return size
+
+
+def approximation_slope(
+    hard: Tensor, probs: Tensor, approximation: str, steepness: float, width: float, sigmoid_logits: bool
+) -> Tuple[Optional[Tensor], float]:
+    """d A / d (what the loss is differentiated by), as (tensor or None for a constant, constant factor).
+
+    Written in terms of a = A(p), overwriting `hard` and, for sigmoid_logits, `probs` (both temporaries then):
+    anyloss: A' = L a (1 - a); identity: 1; linear: 1 / width inside the ramp, 0 outside. With sigmoid logits
+    the chain rule adds p (1 - p). a.lerp_(0, a) is a + a (0 - a) = a (1 - a) in place; torch evaluates it as
+    a (1 - a) for a >= 1/2, so it has no cancellation where a is near 1.
+    """
+    slope: Optional[Tensor] = None
+    scale = 1.0
+    if approximation == "anyloss":
+        slope = hard.lerp_(torch.zeros((), dtype=hard.dtype, device=hard.device), hard)
+        scale = steepness
+    elif approximation == "linear":
+        slope = (hard > 0.0) & (hard < 1.0)
+        scale = 1.0 / width
+    if sigmoid_logits:
+        sigmoid_slope = probs.lerp_(torch.zeros((), dtype=probs.dtype, device=probs.device), probs)
+        slope = sigmoid_slope if slope is None else sigmoid_slope.mul_(slope)
+    return slope, scale
 
 
 def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
@@ -191,6 +257,9 @@ def average_weights(
     Multiclass macro averaging leaves out a class absent from both targets and predictions (TP + FP + FN below
     half a sample), as torchmetrics does; a row whose classes are all absent contributes zero.
     """
+    rows = float(tp.shape[0])
+    if average == "none" or (average == "micro" and class_weights is None):
+        return torch.full_like(tp, 1.0 / rows)
     weights = torch.ones_like(tp)
     if average == "weighted":
         weights = tp + fn
@@ -198,9 +267,6 @@ def average_weights(
         weights = (tp + fp + fn >= 0.5).to(tp.dtype)
     if class_weights is not None:
         weights = weights * class_weights.to(tp.dtype).reshape(1, -1, 1)
-    rows = float(tp.shape[0])
-    if average == "none":
-        return torch.full_like(tp, 1.0 / rows)
     return weights / torch.clamp(weights.sum(1, keepdim=True), min=1e-12) / rows
 
 
@@ -212,30 +278,71 @@ def reduce_loss(per_count: Tensor, weights: Tensor, average: str) -> Tensor:
     return weighted.sum()
 
 
+def closed_form_gradient(
+    grad: Tensor, positive: Tensor, negative: Tensor, target: Tensor, slope: Optional[Tensor], mask: Optional[Tensor]
+) -> Tensor:
+    """d loss / d p_i = grad (y_i positive + (1 - y_i) negative) A'(p_i), zero at ignored positions.
+
+    positive = dTP - dFN and negative = dFP - dTN are the per-sample weights of the count the sample belongs
+    to; grad is d loss / d (that count's loss) times the constant factor of A'.
+    """
+    weights = torch.mul(target, (positive - negative) * grad).add_(negative * grad)
+    if slope is not None:
+        weights.mul_(slope)
+    if mask is not None:
+        weights.mul_(mask)
+    return weights
+
+
+class ClosedFormGradient(torch.autograd.Function):
+    """Identity on the detached per-count losses; the backward pass is the closed form, not autograd."""
+
+    @staticmethod
+    def forward(ctx, per_count, leaf, positive, negative, target, slope, mask, scale: float):
+        ctx.scale = scale
+        ctx.leaf_dtype = leaf.dtype
+        ctx.save_for_backward(positive, negative, target, slope, mask)
+        return per_count.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        positive, negative, target, slope, mask = ctx.saved_tensors
+        leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
+        return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None
+
+
+@torch.jit.unused
+def _closed_form_function(
+    per_count: Tensor, leaf: Tensor, positive: Tensor, negative: Tensor, target: Tensor,
+    slope: Optional[Tensor], mask: Optional[Tensor], scale: float,
+) -> Tensor:
+    return ClosedFormGradient.apply(per_count, leaf, positive, negative, target, slope, mask, scale)
+
+
 def attach_gradient(
     per_count: Tensor,
-    d_tp: Tensor,
-    d_fp: Tensor,
-    d_fn: Tensor,
-    d_tn: Tensor,
+    positive: Tensor,
+    negative: Tensor,
     target: Tensor,
+    slope: Optional[Tensor],
+    scale: float,
     mask: Optional[Tensor],
-    slope: Tensor,
     leaf: Tensor,
     dims: List[int],
 ) -> Tensor:
     """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
 
-    Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) (and any activation
-    derivative folded into `slope`) it is the gradient. The surrogate sum(g * leaf) - its detached value is
-    zero in the forward pass and has exactly that gradient, so only g is kept for the backward pass.
+    Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
+    is the gradient. Eagerly and under torch.compile a custom autograd Function computes it in the backward
+    pass from what the forward pass kept (the slope: one tensor of the size of preds). TorchScript has no
+    custom Functions: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass,
+    gives autograd exactly g.
     """
-    negative_weight = d_fp - d_tn
-    grad = (target * (d_tp - d_fn - negative_weight) + negative_weight) * slope
-    if mask is not None:
-        grad = grad * mask
-    surrogate = (grad * leaf).sum(dims, keepdim=True)
-    return per_count + (surrogate - surrogate.detach())
+    if torch.jit.is_scripting():
+        grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
+        surrogate = (grad * leaf).sum(dims, keepdim=True)
+        return per_count + (surrogate - surrogate.detach())
+    return _closed_form_function(per_count, leaf, positive, negative, target, slope, mask, scale)
 
 
 def signed_clamp(x: Tensor, eps: float) -> Tensor:
@@ -249,17 +356,14 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
     return value
 
 
-def metric_value_and_partials(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions."""
+def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = torch.clamp(2.0 * fn + 2.0 * fp + tp, min=eps)
     x1 = 2.0 / x0 ** 2
-    x2 = -tp * x1
     value = tp / x0
-    d_tp = x1 * (fn + fp)
-    d_fp = x2
-    d_fn = x2
-    d_tn = torch.zeros_like(tp)
-    return value, d_tp, d_fp, d_fn, d_tn
+    positive = x1 * (fn + fp + tp)
+    negative = -tp * x1
+    return value, positive, negative
 
 
 _CHOICES = {
@@ -317,7 +421,7 @@ class SokalSneathLoss(torch.nn.Module):
         weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], List[int]]:
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index)
@@ -333,12 +437,15 @@ class SokalSneathLoss(torch.nn.Module):
             leaf, probs, target = leaf[:, 1:], probs[:, 1:], target[:, 1:]
             if mask is not None and mask.shape[1] > 1:
                 mask = mask[:, 1:]
-        hard, complement, slope = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
-        if self.from_logits and self.task != "multiclass":
-            slope = slope * probs * torch.sigmoid(-values)
+        hard = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
         dims = count_dims(self.task, self.average, self.multidim_average)
-        tp, fp, fn, tn = soft_counts(hard, complement, target, mask, dims)
-        return tp, fp, fn, tn, target, slope, leaf, probs, mask, dims
+        tp, fp, fn, tn = soft_counts(hard, target, mask, dims)
+        slope: Optional[Tensor] = None
+        scale = 1.0
+        if leaf.requires_grad and torch.is_grad_enabled():
+            sigmoid_logits = self.from_logits and self.task != "multiclass"
+            slope, scale = approximation_slope(hard, probs, self.approximation, self.steepness, self.width, sigmoid_logits)
+        return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
 
     def _weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         class_weights: Optional[Tensor] = None
@@ -350,18 +457,19 @@ class SokalSneathLoss(torch.nn.Module):
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {1 - metric or metric}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
-        value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps)
-        per_count = self.sign * value + self.offset
-        if leaf.requires_grad and torch.is_grad_enabled():
-            s = self.sign
-            per_count = attach_gradient(per_count, s * d_tp, s * d_fp, s * d_fn, s * d_tn, target, mask, slope, leaf, dims)
+        tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        if not (leaf.requires_grad and torch.is_grad_enabled()):
+            value = metric_value(tp, fp, fn, tn, self.eps)
+            return reduce_loss(self.sign * value + self.offset, self._weights(tp, fp, fn, tn), self.average)
+        value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps)
+        per_count = torch.rsub(value, self.offset) if self.sign < 0 else value
+        per_count = attach_gradient(per_count, positive, negative, target, slope, self.sign * scale, mask, leaf, dims)
         return reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric itself (no gradient), averaged like the loss."""
         with torch.no_grad():
-            tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
             value = metric_value(tp, fp, fn, tn, self.eps)
             return reduce_loss(value, self._weights(tp, fp, fn, tn), self.average)

@@ -13,14 +13,13 @@ from sympy.printing.precedence import precedence
 
 from . import __version__
 from .analyse import ClampAtZero, SafeDenominator, SignedDenominator, Singularity, guard
-from .derive import Derivation
+from .derive import Derivation, per_sample_weights
 from .errors import InvalidMetricError, OptionError
 from .options import LossOptions
 from .parse import COUNT_NAMES, COUNTS, Parameter
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _COUNT_VARIABLES = {count: name.lower() for count, name in zip(COUNTS, COUNT_NAMES)}
-_PARTIAL_VARIABLES = tuple(f"d_{name.lower()}" for name in COUNT_NAMES)
 
 
 def class_name(name: str) -> str:
@@ -188,22 +187,24 @@ def _function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], param
 
 @dataclass(frozen=True)
 class GuardedDerivation:
-    """The value and partials with guards in place, and the singularities that put them there."""
+    """The value and the per-sample weights with guards in place, and the singularities that put them there."""
 
     value: sympy.Expr
-    partials: Tuple[sympy.Expr, ...]
+    positive: sympy.Expr
+    negative: sympy.Expr
     singularities: Tuple[Singularity, ...]
 
 
 def guarded(derivation: Derivation) -> GuardedDerivation:
+    """Guards for the value and for the weights dTP - dFN (positive sample) and dFP - dTN (negative sample)."""
     value, found = guard(derivation.value)
-    partials = []
-    for partial in derivation.partials:
-        guarded_partial, more = guard(partial)
-        partials.append(guarded_partial)
+    weights = []
+    for weight in per_sample_weights(derivation):
+        guarded_weight, more = guard(weight)
+        weights.append(guarded_weight)
         found += more
     unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in found}
-    return GuardedDerivation(value, tuple(partials), tuple(unique.values()))
+    return GuardedDerivation(value, weights[0], weights[1], tuple(unique.values()))
 
 
 def _runtime_source() -> str:
@@ -261,13 +262,14 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
     safe = guarded(derivation)
     value_function = _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts.")
     both_function = _function_source(
-        "metric_value_and_partials",
-        [("value", safe.value)] + list(zip(_PARTIAL_VARIABLES, safe.partials)),
+        "metric_value_and_weights",
+        [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)],
         parameters,
-        "The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions.",
+        "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
     )
     maximize = options.direction == "maximize"
     loss_text = f"1 - {name}" if maximize else name
+    positive, negative = per_sample_weights(derivation)
     partial_lines = "\n".join(
         _wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in zip(COUNT_NAMES, derivation.partials)
     )
@@ -277,8 +279,11 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
         f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
         f"Metric ({options.direction}d; the loss is {loss_text}):\n\n"
         f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
-        f"Partial derivatives (the backward pass uses these, not autograd through the formula):\n\n"
+        f"Partial derivatives:\n\n"
         f"{partial_lines}\n\n"
+        f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
+        f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
+        f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
         f"Metric parameters:\n{parameter_lines}\n\n"
         f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
         "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
@@ -378,7 +383,7 @@ class {loss_class}(torch.nn.Module):
 {parameter_assignments}        weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], List[int]]:
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index)
@@ -394,12 +399,15 @@ class {loss_class}(torch.nn.Module):
             leaf, probs, target = leaf[:, 1:], probs[:, 1:], target[:, 1:]
             if mask is not None and mask.shape[1] > 1:
                 mask = mask[:, 1:]
-        hard, complement, slope = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
-        if self.from_logits and self.task != "multiclass":
-            slope = slope * probs * torch.sigmoid(-values)
+        hard = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
         dims = count_dims(self.task, self.average, self.multidim_average)
-        tp, fp, fn, tn = soft_counts(hard, complement, target, mask, dims)
-        return tp, fp, fn, tn, target, slope, leaf, probs, mask, dims
+        tp, fp, fn, tn = soft_counts(hard, target, mask, dims)
+        slope: Optional[Tensor] = None
+        scale = 1.0
+        if leaf.requires_grad and torch.is_grad_enabled():
+            sigmoid_logits = self.from_logits and self.task != "multiclass"
+            slope, scale = approximation_slope(hard, probs, self.approximation, self.steepness, self.width, sigmoid_logits)
+        return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
 
     def _weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         class_weights: Optional[Tensor] = None
@@ -411,19 +419,20 @@ class {loss_class}(torch.nn.Module):
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {{1 - metric or metric}}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
-        value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps{parameter_arguments})
-        per_count = self.sign * value + self.offset
-        if leaf.requires_grad and torch.is_grad_enabled():
-            s = self.sign
-            per_count = attach_gradient(per_count, s * d_tp, s * d_fp, s * d_fn, s * d_tn, target, mask, slope, leaf, dims)
+        tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        if not (leaf.requires_grad and torch.is_grad_enabled()):
+            value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
+            return reduce_loss(self.sign * value + self.offset, self._weights(tp, fp, fn, tn), self.average)
+        value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps{parameter_arguments})
+        per_count = torch.rsub(value, self.offset) if self.sign < 0 else value
+        per_count = attach_gradient(per_count, positive, negative, target, slope, self.sign * scale, mask, leaf, dims)
         return reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric itself (no gradient), averaged like the loss."""
         with torch.no_grad():
-            tp, fp, fn, tn, target, slope, leaf, probs, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
             value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
             return reduce_loss(value, self._weights(tp, fp, fn, tn), self.average)
 '''
