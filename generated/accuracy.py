@@ -46,8 +46,8 @@ def canonical_layout(
     if task == "multiclass" and target.dim() == preds.dim() - 1:
         labels = target.long()
         keep = labels != (-1 if ignore_index is None else ignore_index)
-        labels = torch.where(keep, labels, torch.zeros_like(labels))
-        one_hot = torch.nn.functional.one_hot(labels, preds.shape[1]).movedim(-1, 1)
+        labels = torch.where(keep, labels, torch.zeros_like(labels)).reshape(shape[0], 1, -1)
+        one_hot = torch.zeros(shape[0], shape[1], labels.shape[2], dtype=dtype, device=preds.device).scatter_(1, labels, 1.0)
         keep = keep.unsqueeze(1)
         mask_shape = [shape[0], 1, -1]
     else:
@@ -194,10 +194,9 @@ def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List
 
     Three reductions (of a y, a and y) and the number of kept positions give all four; each count is then
     exact to a few units of float rounding of the total count, the accuracy of a float sum of that many terms.
-    `target` is zero at ignored positions.
     """
     if mask is not None:
-        hard = hard * mask
+        hard, target = hard * mask, target * mask
     tp = sum_of_products(hard, target, dims)
     predicted = hard.sum(dims, keepdim=True)
     fn = target.sum(dims, keepdim=True) - tp
