@@ -13,7 +13,7 @@ Partial derivatives:
 
 Per-sample weights d balanced_error_rate / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = 1/(2*(-FN - TP))
+    positive, y_i = 1: dTP - dFN = -1/(2*(FN + TP))
     negative, y_i = 0: dFP - dTN = 1/(2*(FP + TN))
 
 Metric parameters:
@@ -22,7 +22,6 @@ Metric parameters:
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
     - the denominator FP + TN vanishes (the batch has no negatives); guarded by max(x, eps)
-    - the denominator -FN - TP vanishes; guarded by moving x to +-eps when |x| < eps
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -359,10 +358,10 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = fn + tp
+    x0 = 0.5 / torch.clamp(fn + tp, min=eps)
     x1 = 0.5 / torch.clamp(fp + tn, min=eps)
-    value = 0.5 * fn / torch.clamp(x0, min=eps) + fp * x1
-    positive = 0.5 / signed_clamp(-x0, eps)
+    value = fn * x0 + fp * x1
+    positive = -x0
     negative = x1
     return value, positive, negative
 

@@ -6,29 +6,29 @@ Metric (maximized; the loss is 1 - cohen_kappa):
 
 Partial derivatives:
 
-    d cohen_kappa / d TP = 2*(TN*((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + (FN*FP - TN*TP)*(FN
-        + FP + 2*TN))/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
-    d cohen_kappa / d FP = 2*(-FN*((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + (FN*FP -
-        TN*TP)*(2*FP + TN + TP))/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
-    d cohen_kappa / d FN = 2*(-FP*((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + (FN*FP -
-        TN*TP)*(2*FN + TN + TP))/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
-    d cohen_kappa / d TN = 2*(TP*((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + (FN*FP - TN*TP)*(FN
-        + FP + 2*TP))/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
+    d cohen_kappa / d TP = 2*(FN + FP)*(FN + TN)*(FP + TN)/(FN**2 + FN*TN + FN*TP + FP**2 + FP*TN +
+        FP*TP + 2*TN*TP)**2
+    d cohen_kappa / d FP = -2*FN/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + 2*(-FN*FP +
+        TN*TP)*(-2*FP - TN - TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
+    d cohen_kappa / d FN = -2*FP/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + 2*(-FN*FP +
+        TN*TP)*(-2*FN - TN - TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
+    d cohen_kappa / d TN = 2*(FN + FP)*(FN + TP)*(FP + TP)/(FN**2 + FN*TN + FN*TP + FP**2 + FP*TN +
+        FP*TP + 2*TN*TP)**2
 
 Per-sample weights d cohen_kappa / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = 2*(FP*((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + TN*((FN +
-        TN)*(FN + TP) + (FP + TN)*(FP + TP)) + (FN*FP - TN*TP)*(FN + FP + 2*TN) - (FN*FP -
-        TN*TP)*(2*FN + TN + TP))/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
-    negative, y_i = 0: dFP - dTN = 2*(-FN*((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) - TP*((FN +
-        TN)*(FN + TP) + (FP + TN)*(FP + TP)) - (FN*FP - TN*TP)*(FN + FP + 2*TP) + (FN*FP -
-        TN*TP)*(2*FP + TN + TP))/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
+    positive, y_i = 1: dTP - dFN = 2*(FN + FP + TN + TP)*(FN*TN + FP**2 + FP*TN + TN*TP)/(FN**2 +
+        FN*TN + FN*TP + FP**2 + FP*TN + FP*TP + 2*TN*TP)**2
+    negative, y_i = 0: dFP - dTN = -2*(FN + FP + TN + TP)*(FN**2 + FN*TP + FP*TP + TN*TP)/(FN**2 +
+        FN*TN + FN*TP + FP**2 + FP*TN + FP*TP + 2*TN*TP)**2
 
 Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator (FN + TN)*(FN + TP) + (FP + TN)*(FP + TP) vanishes; guarded by max(x, eps)
+    - the denominator FN**2 + FN*TN + FN*TP + FP**2 + FP*TN + FP*TP + 2*TN*TP vanishes; guarded by
+        max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -365,15 +365,15 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = fn * fp - tn * tp
-    x1 = (fn + tn) * (fn + tp) + (fp + tn) * (fp + tp)
-    x2 = torch.clamp(x1, min=eps)
-    x3 = fn + fp
-    x4 = tn + tp
-    x5 = 2.0 / x2 ** 2
-    value = -2.0 * x0 / x2
-    positive = x5 * (fp * x1 + tn * x1 - x0 * (2.0 * fn + x4) + x0 * (2.0 * tn + x3))
-    negative = x5 * (-fn * x1 - tp * x1 + x0 * (2.0 * fp + x4) - x0 * (2.0 * tp + x3))
+    x0 = fn + tn
+    x1 = fp + tp
+    x2 = tn * tp
+    x3 = fp ** 2 + fn * tn + fp * tn
+    x4 = fn ** 2 + fn * tp + fp * tp
+    x5 = 2.0 * (x0 + x1) / torch.clamp(2.0 * x2 + x3 + x4, min=eps) ** 2
+    value = 2.0 * (-fn * fp + tn * tp) / torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
+    positive = x5 * (x2 + x3)
+    negative = -x5 * (x2 + x4)
     return value, positive, negative
 
 

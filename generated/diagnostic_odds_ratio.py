@@ -14,7 +14,7 @@ Partial derivatives:
 Per-sample weights d diagnostic_odds_ratio / d a_i (the backward pass uses these, not autograd through the formula):
 
     positive, y_i = 1: dTP - dFN = TN*(FN + TP)/(FN**2*FP)
-    negative, y_i = 0: dFP - dTN = TP*(-FP - TN)/(FN*FP**2)
+    negative, y_i = 0: dFP - dTN = -TP*(FP + TN)/(FN*FP**2)
 
 Metric parameters:
     none
@@ -364,7 +364,7 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x3 = tp / x2
     value = x1 * x3
     positive = x1 * (fn + tp) / x2 ** 2
-    negative = x3 * (-fp - tn) / x0 ** 2
+    negative = -x3 * (fp + tn) / x0 ** 2
     return value, positive, negative
 
 

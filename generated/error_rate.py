@@ -6,14 +6,14 @@ Metric (minimized; the loss is error_rate):
 
 Partial derivatives:
 
-    d error_rate / d TP = (-FN - FP)/(FN + FP + TN + TP)**2
+    d error_rate / d TP = -(FN + FP)/(FN + FP + TN + TP)**2
     d error_rate / d FP = (TN + TP)/(FN + FP + TN + TP)**2
     d error_rate / d FN = (TN + TP)/(FN + FP + TN + TP)**2
-    d error_rate / d TN = (-FN - FP)/(FN + FP + TN + TP)**2
+    d error_rate / d TN = -(FN + FP)/(FN + FP + TN + TP)**2
 
 Per-sample weights d error_rate / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = 1/(-FN - FP - TN - TP)
+    positive, y_i = 1: dTP - dFN = -1/(FN + FP + TN + TP)
     negative, y_i = 0: dFP - dTN = 1/(FN + FP + TN + TP)
 
 Metric parameters:
@@ -21,7 +21,6 @@ Metric parameters:
 
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN + FP + TN + TP vanishes (the batch is empty); guarded by max(x, eps)
-    - the denominator -FN - FP - TN - TP vanishes; guarded by moving x to +-eps when |x| < eps
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -360,11 +359,10 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = fn + fp
-    x1 = tn + tp + x0
-    x2 = 1.0 / torch.clamp(x1, min=eps)
-    value = x0 * x2
-    positive = 1.0 / signed_clamp(-x1, eps)
-    negative = x2
+    x1 = 1.0 / torch.clamp(tn + tp + x0, min=eps)
+    value = x0 * x1
+    positive = -x1
+    negative = x1
     return value, positive, negative
 
 

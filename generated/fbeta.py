@@ -6,7 +6,7 @@ Metric (maximized; the loss is 1 - fbeta):
 
 Partial derivatives:
 
-    d fbeta / d TP = (beta**2 + 1)*(FN*beta**2 + FP)/(FN*beta**2 + FP + TP*(beta**2 + 1))**2
+    d fbeta / d TP = (beta**2 + 1)*(FN*beta**2 + FP)/(FN*beta**2 + FP + TP*beta**2 + TP)**2
     d fbeta / d FP = -TP*(beta**2 + 1)/(FN*beta**2 + FP + TP*(beta**2 + 1))**2
     d fbeta / d FN = -TP*beta**2*(beta**2 + 1)/(FN*beta**2 + FP + TP*(beta**2 + 1))**2
     d fbeta / d TN = 0
@@ -14,7 +14,7 @@ Partial derivatives:
 Per-sample weights d fbeta / d a_i (the backward pass uses these, not autograd through the formula):
 
     positive, y_i = 1: dTP - dFN = (beta**2 + 1)*(FN*beta**2 + FP + TP*beta**2)/(FN*beta**2 + FP +
-        TP*(beta**2 + 1))**2
+        TP*beta**2 + TP)**2
     negative, y_i = 0: dFP - dTN = -TP*(beta**2 + 1)/(FN*beta**2 + FP + TP*(beta**2 + 1))**2
 
 Metric parameters:
@@ -22,6 +22,7 @@ Metric parameters:
 
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN*beta**2 + FP + TP*(beta**2 + 1) vanishes; guarded by max(x, eps)
+    - the denominator FN*beta**2 + FP + TP*beta**2 + TP vanishes; guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -365,10 +366,10 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x2 = tp * x1
     x3 = fp + fn * x0
     x4 = torch.clamp(x2 + x3, min=eps)
-    x5 = 1.0 / x4 ** 2
+    x5 = x3 + tp * x0
     value = x2 / x4
-    positive = x1 * x5 * (x3 + tp * x0)
-    negative = -x2 * x5
+    positive = x1 * x5 / torch.clamp(tp + x5, min=eps) ** 2
+    negative = -x2 / x4 ** 2
     return value, positive, negative
 
 

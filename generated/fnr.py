@@ -13,7 +13,7 @@ Partial derivatives:
 
 Per-sample weights d fnr / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = 1/(-FN - TP)
+    positive, y_i = 1: dTP - dFN = -1/(FN + TP)
     negative, y_i = 0: dFP - dTN = 0
 
 Metric parameters:
@@ -21,7 +21,6 @@ Metric parameters:
 
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
-    - the denominator -FN - TP vanishes; guarded by moving x to +-eps when |x| < eps
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -358,9 +357,9 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = fn + tp
-    value = fn / torch.clamp(x0, min=eps)
-    positive = 1.0 / signed_clamp(-x0, eps)
+    x0 = 1.0 / torch.clamp(fn + tp, min=eps)
+    value = fn * x0
+    positive = -x0
     negative = torch.zeros_like(tp)
     return value, positive, negative
 

@@ -16,9 +16,8 @@ Partial derivatives:
 
 Per-sample weights d focal_tversky / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = gamma*((FN*beta + FP*alpha)/(FN*beta + FP*alpha +
-        TP))**gamma*(-FN*beta - FP*alpha - TP*beta)/((FN*beta + FP*alpha)*(FN*beta + FP*alpha +
-        TP))
+    positive, y_i = 1: dTP - dFN = -gamma*((FN*beta + FP*alpha)/(FN*beta + FP*alpha +
+        TP))**gamma*(FN*beta + FP*alpha + TP*beta)/((FN*beta + FP*alpha)*(FN*beta + FP*alpha + TP))
     negative, y_i = 0: dFP - dTN = TP*alpha*gamma*((FN*beta + FP*alpha)/(FN*beta + FP*alpha +
         TP))**gamma/((FN*beta + FP*alpha)*(FN*beta + FP*alpha + TP))
 
@@ -373,7 +372,7 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x2 = tp * x1
     x3 = gamma * (x0 * x1) ** gamma / torch.clamp(x0, min=eps)
     value = torch.clamp(1.0 - x2, min=0.0) ** gamma
-    positive = x1 * x3 * (-x0 - tp * beta)
+    positive = -x1 * x3 * (x0 + tp * beta)
     negative = alpha * x2 * x3
     return value, positive, negative
 

@@ -6,15 +6,15 @@ Metric (maximized; the loss is 1 - fowlkes_mallows):
 
 Partial derivatives:
 
-    d fowlkes_mallows / d TP = (2*FN*FP + FN*TP + FP*TP)/(2*(FN*FP + FN*TP + FP*TP + TP**2)**(3/2))
-    d fowlkes_mallows / d FP = -TP*sqrt(1/((FN + TP)*(FP + TP)))/(2*(FP + TP))
-    d fowlkes_mallows / d FN = -TP*sqrt(1/((FN + TP)*(FP + TP)))/(2*(FN + TP))
+    d fowlkes_mallows / d TP = (2*FN*FP + FN*TP + FP*TP)/(2*(FN + TP)**(3/2)*(FP + TP)**(3/2))
+    d fowlkes_mallows / d FP = -TP/(2*sqrt(FN + TP)*(FP + TP)**(3/2))
+    d fowlkes_mallows / d FN = -TP/(2*(FN + TP)**(3/2)*sqrt(FP + TP))
     d fowlkes_mallows / d TN = 0
 
 Per-sample weights d fowlkes_mallows / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = (FP + TP/2)/((FP + TP)*sqrt(FN*FP + FN*TP + FP*TP + TP**2))
-    negative, y_i = 0: dFP - dTN = -TP*sqrt(1/((FN + TP)*(FP + TP)))/(2*(FP + TP))
+    positive, y_i = 1: dTP - dFN = (2*FP + TP)/(2*sqrt(FN + TP)*(FP + TP)**(3/2))
+    negative, y_i = 0: dFP - dTN = -TP/(2*sqrt(FN + TP)*(FP + TP)**(3/2))
 
 Metric parameters:
     none
@@ -22,7 +22,6 @@ Metric parameters:
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN + TP vanishes (the batch has no positives); guarded by max(x, eps)
     - the denominator FP + TP vanishes (nothing is predicted positive); guarded by max(x, eps)
-    - the denominator FN*FP + FN*TP + FP*TP + TP**2 vanishes; guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -359,12 +358,12 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = torch.clamp(fp + tp, min=eps)
-    x1 = 1.0 / torch.sqrt(x0) / torch.sqrt(torch.clamp(fn + tp, min=eps))
-    x2 = 1.0 / x0
-    value = tp * x1
-    positive = x2 * (fp + 0.5 * tp) / torch.sqrt(torch.clamp(tp ** 2 + fn * fp + fn * tp + fp * tp, min=eps))
-    negative = -0.5 * tp * x1 * x2
+    x0 = torch.rsqrt(torch.clamp(fn + tp, min=eps))
+    x1 = torch.clamp(fp + tp, min=eps)
+    x2 = 0.5 * x0 / x1 ** 1.5
+    value = tp * x0 / torch.sqrt(x1)
+    positive = x2 * (2.0 * fp + tp)
+    negative = -tp * x2
     return value, positive, negative
 
 

@@ -6,15 +6,15 @@ Metric (maximized; the loss is 1 - gmean):
 
 Partial derivatives:
 
-    d gmean / d TP = FN*sqrt(TN)*sqrt(1/((FN + TP)*(FP + TN)))/(2*sqrt(TP)*(FN + TP))
-    d gmean / d FP = -sqrt(TN)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FP + TN))
-    d gmean / d FN = -sqrt(TN)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FN + TP))
-    d gmean / d TN = FP*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*sqrt(TN)*(FP + TN))
+    d gmean / d TP = FN*sqrt(TN)/(2*sqrt(TP)*(FN + TP)**(3/2)*sqrt(FP + TN))
+    d gmean / d FP = -sqrt(TN)*sqrt(TP)/(2*sqrt(FN + TP)*(FP + TN)**(3/2))
+    d gmean / d FN = -sqrt(TN)*sqrt(TP)/(2*(FN + TP)**(3/2)*sqrt(FP + TN))
+    d gmean / d TN = FP*sqrt(TP)/(2*sqrt(TN)*sqrt(FN + TP)*(FP + TN)**(3/2))
 
 Per-sample weights d gmean / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = sqrt(TN)*sqrt(1/((FN + TP)*(FP + TN)))/(2*sqrt(TP))
-    negative, y_i = 0: dFP - dTN = -sqrt(TP)/(2*sqrt(TN)*sqrt(FN*FP + FN*TN + FP*TP + TN*TP))
+    positive, y_i = 1: dTP - dFN = sqrt(TN)/(2*sqrt(TP)*sqrt(FN + TP)*sqrt(FP + TN))
+    negative, y_i = 0: dFP - dTN = -sqrt(TP)/(2*sqrt(TN)*sqrt(FN + TP)*sqrt(FP + TN))
 
 Metric parameters:
     none
@@ -24,7 +24,6 @@ Singular points and their guards (eps = 1e-07 by default):
     - the denominator FP + TN vanishes (the batch has no negatives); guarded by max(x, eps)
     - the denominator TP vanishes; guarded by max(x, eps)
     - the denominator TN vanishes; guarded by max(x, eps)
-    - the denominator FN*FP + FN*TN + FP*TP + TN*TP vanishes; guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -366,7 +365,7 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x2 = 1.0 / torch.sqrt(torch.clamp(fn + tp, min=eps)) / torch.sqrt(torch.clamp(fp + tn, min=eps))
     value = x0 * x1 * x2
     positive = 0.5 * x0 * x2 / torch.sqrt(torch.clamp(tp, min=eps))
-    negative = -0.5 * x1 / torch.sqrt(torch.clamp(tn, min=eps)) / torch.sqrt(torch.clamp(fn * fp + fn * tn + fp * tp + tn * tp, min=eps))
+    negative = -0.5 * x1 * x2 / torch.sqrt(torch.clamp(tn, min=eps))
     return value, positive, negative
 
 

@@ -6,14 +6,15 @@ Metric (maximized; the loss is 1 - kulczynski):
 
 Partial derivatives:
 
-    d kulczynski / d TP = FN/(2*(FN + TP)**2) + FP/(2*(FP + TP)**2)
+    d kulczynski / d TP = -TP/(2*(FP + TP)**2) - TP/(2*(FN + TP)**2) + 1/(2*(FP + TP)) + 1/(2*(FN +
+        TP))
     d kulczynski / d FP = -TP/(2*(FP + TP)**2)
     d kulczynski / d FN = -TP/(2*(FN + TP)**2)
     d kulczynski / d TN = 0
 
 Per-sample weights d kulczynski / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = (FP*(FN + TP) + (FP + TP)**2)/(2*(FN + TP)*(FP + TP)**2)
+    positive, y_i = 1: dTP - dFN = (FN*FP + FP**2 + 3*FP*TP + TP**2)/(2*(FN + TP)*(FP + TP)**2)
     negative, y_i = 0: dFP - dTN = -TP/(2*(FP + TP)**2)
 
 Metric parameters:
@@ -359,15 +360,13 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = fn + tp
-    x1 = 1.0 / torch.clamp(x0, min=eps)
-    x2 = 0.5 * tp
-    x3 = fp + tp
-    x4 = torch.clamp(x3, min=eps)
-    x5 = 1.0 / x4 ** 2
-    value = x1 * x2 + x2 / x4
-    positive = 0.5 * x1 * x5 * (x3 ** 2 + fp * x0)
-    negative = -x2 * x5
+    x0 = 1.0 / torch.clamp(fn + tp, min=eps)
+    x1 = 0.5 * tp
+    x2 = torch.clamp(fp + tp, min=eps)
+    x3 = 1.0 / x2 ** 2
+    value = x0 * x1 + x1 / x2
+    positive = 0.5 * x0 * x3 * (fp ** 2 + tp ** 2 + fn * fp + 3.0 * fp * tp)
+    negative = -x1 * x3
     return value, positive, negative
 
 

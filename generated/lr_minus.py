@@ -13,7 +13,7 @@ Partial derivatives:
 
 Per-sample weights d lr_minus / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = (-FP - TN)/(TN*(FN + TP))
+    positive, y_i = 1: dTP - dFN = -(FP + TN)/(TN*(FN + TP))
     negative, y_i = 0: dFP - dTN = FN*(FP + TN)/(TN**2*(FN + TP))
 
 Metric parameters:
@@ -359,13 +359,11 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = torch.clamp(tn, min=eps)
-    x1 = 1.0 / torch.clamp(fn + tp, min=eps)
+    x1 = (fp + tn) / torch.clamp(fn + tp, min=eps)
     x2 = x1 / x0
-    x3 = fp + tn
-    x4 = fn * x3
-    value = x2 * x4
-    positive = -x2 * x3
-    negative = x1 * x4 / x0 ** 2
+    value = fn * x2
+    positive = -x2
+    negative = fn * x1 / x0 ** 2
     return value, positive, negative
 
 

@@ -14,7 +14,7 @@ Partial derivatives:
 Per-sample weights d lr_plus / d a_i (the backward pass uses these, not autograd through the formula):
 
     positive, y_i = 1: dTP - dFN = (FP + TN)/(FP*(FN + TP))
-    negative, y_i = 0: dFP - dTN = TP*(-FP - TN)/(FP**2*(FN + TP))
+    negative, y_i = 0: dFP - dTN = -TP*(FP + TN)/(FP**2*(FN + TP))
 
 Metric parameters:
     none
@@ -358,13 +358,12 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = fp + tn
-    x1 = torch.clamp(fp, min=eps)
-    x2 = 1.0 / torch.clamp(fn + tp, min=eps)
-    x3 = x0 * x2 / x1
-    value = tp * x3
-    positive = x3
-    negative = -tp * x0 * x2 / x1 ** 2
+    x0 = torch.clamp(fp, min=eps)
+    x1 = (fp + tn) / torch.clamp(fn + tp, min=eps)
+    x2 = x1 / x0
+    value = tp * x2
+    positive = x2
+    negative = -tp * x1 / x0 ** 2
     return value, positive, negative
 
 

@@ -7,25 +7,21 @@ Metric (maximized; the loss is 1 - normalized_mcc):
 
 Partial derivatives:
 
-    d normalized_mcc / d TP = (2*TN*(FN + TP)*(FP + TP) + (FN + TP)*(FN*FP - TN*TP) + (FP +
-        TP)*(FN*FP - TN*TP))/(4*sqrt(FN + TN)*(FN + TP)**(3/2)*sqrt(FP + TN)*(FP + TP)**(3/2))
-    d normalized_mcc / d FP = (-2*FN*(FP + TN)*(FP + TP) + (FP + TN)*(FN*FP - TN*TP) + (FP +
-        TP)*(FN*FP - TN*TP))/(4*sqrt(FN + TN)*sqrt(FN + TP)*(FP + TN)**(3/2)*(FP + TP)**(3/2))
-    d normalized_mcc / d FN = (-2*FP*(FN + TN)*(FN + TP) + (FN + TN)*(FN*FP - TN*TP) + (FN +
-        TP)*(FN*FP - TN*TP))/(4*(FN + TN)**(3/2)*(FN + TP)**(3/2)*sqrt(FP + TN)*sqrt(FP + TP))
-    d normalized_mcc / d TN = (2*TP*(FN + TN)*(FP + TN) + (FN + TN)*(FN*FP - TN*TP) + (FP +
-        TN)*(FN*FP - TN*TP))/(4*(FN + TN)**(3/2)*sqrt(FN + TP)*(FP + TN)**(3/2)*sqrt(FP + TP))
+    d normalized_mcc / d TP = (FN**2*FP + FN*FP**2 + 2*FN*FP*TN + 2*FN*FP*TP + FN*TN*TP +
+        FP*TN*TP)/(4*sqrt(FN + TN)*(FN + TP)**(3/2)*sqrt(FP + TN)*(FP + TP)**(3/2))
+    d normalized_mcc / d FP = -(FN*FP*TN + FN*FP*TP + 2*FN*TN*TP + 2*FP*TN*TP + TN**2*TP +
+        TN*TP**2)/(4*sqrt(FN + TN)*sqrt(FN + TP)*(FP + TN)**(3/2)*(FP + TP)**(3/2))
+    d normalized_mcc / d FN = -(FN*FP*TN + FN*FP*TP + 2*FN*TN*TP + 2*FP*TN*TP + TN**2*TP +
+        TN*TP**2)/(4*(FN + TN)**(3/2)*(FN + TP)**(3/2)*sqrt(FP + TN)*sqrt(FP + TP))
+    d normalized_mcc / d TN = (FN**2*FP + FN*FP**2 + 2*FN*FP*TN + 2*FN*FP*TP + FN*TN*TP +
+        FP*TN*TP)/(4*(FN + TN)**(3/2)*sqrt(FN + TP)*(FP + TN)**(3/2)*sqrt(FP + TP))
 
 Per-sample weights d normalized_mcc / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = ((FN + TN)*(2*TN*(FN + TP)*(FP + TP) + (FN + TP)*(FN*FP - TN*TP)
-        + (FP + TP)*(FN*FP - TN*TP)) + (FP + TP)*(2*FP*(FN + TN)*(FN + TP) - (FN + TN)*(FN*FP -
-        TN*TP) - (FN + TP)*(FN*FP - TN*TP)))/(4*(FN + TN)**(3/2)*(FN + TP)**(3/2)*sqrt(FP + TN)*(FP
-        + TP)**(3/2))
-    negative, y_i = 0: dFP - dTN = ((FN + TN)*(-2*FN*(FP + TN)*(FP + TP) + (FP + TN)*(FN*FP -
-        TN*TP) + (FP + TP)*(FN*FP - TN*TP)) - (FP + TP)*(2*TP*(FN + TN)*(FP + TN) + (FN +
-        TN)*(FN*FP - TN*TP) + (FP + TN)*(FN*FP - TN*TP)))/(4*(FN + TN)**(3/2)*sqrt(FN + TP)*(FP +
-        TN)**(3/2)*(FP + TP)**(3/2))
+    positive, y_i = 1: dTP - dFN = (FN*FP + 2*FP*TN + TN*TP)*(FN + FP + TN + TP)/(4*(FN +
+        TN)**(3/2)*sqrt(FN + TP)*sqrt(FP + TN)*(FP + TP)**(3/2))
+    negative, y_i = 0: dFP - dTN = -(FN*FP + 2*FN*TP + TN*TP)*(FN + FP + TN + TP)/(4*(FN +
+        TN)**(3/2)*sqrt(FN + TP)*sqrt(FP + TN)*(FP + TP)**(3/2))
 
 Metric parameters:
     none
@@ -373,24 +369,15 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = fn + tn
     x1 = torch.clamp(x0, min=eps)
-    x2 = fn + tp
+    x2 = fp + tp
     x3 = torch.clamp(x2, min=eps)
-    x4 = torch.rsqrt(x3)
-    x5 = fp + tn
-    x6 = torch.clamp(x5, min=eps)
-    x7 = torch.rsqrt(x6)
-    x8 = fp + tp
-    x9 = torch.clamp(x8, min=eps)
-    x10 = fn * fp - tn * tp
-    x11 = x10 * x2
-    x12 = x10 * x8
-    x13 = x0 * x10
-    x14 = 0.25 / x1 ** 1.5 / x9 ** 1.5
-    x15 = 2.0 * x5
-    x16 = x10 * x5
-    value = 0.5 - 0.5 * x10 * x4 * x7 / torch.sqrt(x1) / torch.sqrt(x9)
-    positive = x14 * x7 * (x0 * (x11 + x12 + 2.0 * tn * x2 * x8) + x8 * (-x11 - x13 + 2.0 * fp * x0 * x2)) / x3 ** 1.5
-    negative = x14 * x4 * (x0 * (x12 + x16 - fn * x15 * x8) - x8 * (x13 + x16 + tp * x0 * x15)) / x6 ** 1.5
+    x4 = fn * fp
+    x5 = 1.0 / torch.sqrt(torch.clamp(fn + tp, min=eps)) / torch.sqrt(torch.clamp(fp + tn, min=eps))
+    x6 = x4 + tn * tp
+    x7 = 0.25 * x5 * (x0 + x2) / x1 ** 1.5 / x3 ** 1.5
+    value = 0.5 + 0.5 * x5 * (-x4 + tn * tp) / torch.sqrt(x1) / torch.sqrt(x3)
+    positive = x7 * (x6 + 2.0 * fp * tn)
+    negative = -x7 * (x6 + 2.0 * fn * tp)
     return value, positive, negative
 
 

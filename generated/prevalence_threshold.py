@@ -7,27 +7,30 @@ Metric (minimized; the loss is prevalence_threshold):
 
 Partial derivatives:
 
-    d prevalence_threshold / d TP = FN*(FP + TN)*(-sqrt(FP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP*(FN +
-        TP) - TP*(FP + TN)) - 2*sqrt(TP)*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP + TN)
-        - FP))/(2*sqrt(TP)*(FP*(FN + TP) - TP*(FP + TN))**2)
+    d prevalence_threshold / d TP = (-sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FN + TP))
+        + sqrt(FP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*sqrt(TP)))/(-FP/(FP + TN) + TP/(FN + TP)) +
+        (TP/(FN + TP)**2 - 1/(FN + TP))*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) - FP/(FP +
+        TN))/(-FP/(FP + TN) + TP/(FN + TP))**2
     d prevalence_threshold / d FP = (-FP/(FP + TN)**2 + 1/(FP + TN))*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN
         + TP)*(FP + TN))) - FP/(FP + TN))/(-FP/(FP + TN) + TP/(FN + TP))**2 +
         (-sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FP + TN)) + FP/(FP + TN)**2 - 1/(FP +
         TN) + sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*sqrt(FP)))/(-FP/(FP + TN) + TP/(FN + TP))
-    d prevalence_threshold / d FN = (FP + TN)*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP +
-        TN)))*(FP*(FN + TP) - TP*(FP + TN)) + 2*TP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP +
-        TN)))*(FP + TN) - FP))/(2*(FP*(FN + TP) - TP*(FP + TN))**2)
+    d prevalence_threshold / d FN = -sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FN +
+        TP)*(-FP/(FP + TN) + TP/(FN + TP))) + TP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) -
+        FP/(FP + TN))/((FN + TP)**2*(-FP/(FP + TN) + TP/(FN + TP))**2)
     d prevalence_threshold / d TN = -FP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) - FP/(FP +
         TN))/((FP + TN)**2*(-FP/(FP + TN) + TP/(FN + TP))**2) + (-sqrt(FP)*sqrt(TP)*sqrt(1/((FN +
         TP)*(FP + TN)))/(2*(FP + TN)) + FP/(FP + TN)**2)/(-FP/(FP + TN) + TP/(FN + TP))
 
 Per-sample weights d prevalence_threshold / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = (FP + TN)*(-FN*(sqrt(FP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP*(FN +
-        TP) - TP*(FP + TN)) + 2*sqrt(TP)*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP + TN)
-        - FP)) - sqrt(TP)*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP*(FN + TP) - TP*(FP +
-        TN)) + 2*TP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))*(FP + TN) -
-        FP)))/(2*sqrt(TP)*(FP*(FN + TP) - TP*(FP + TN))**2)
+    positive, y_i = 1: dTP - dFN = sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FN +
+        TP)*(-FP/(FP + TN) + TP/(FN + TP))) - TP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) -
+        FP/(FP + TN))/((FN + TP)**2*(-FP/(FP + TN) + TP/(FN + TP))**2) +
+        (-sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN)))/(2*(FN + TP)) + sqrt(FP)*sqrt(1/((FN +
+        TP)*(FP + TN)))/(2*sqrt(TP)))/(-FP/(FP + TN) + TP/(FN + TP)) + (TP/(FN + TP)**2 - 1/(FN +
+        TP))*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) - FP/(FP + TN))/(-FP/(FP + TN) +
+        TP/(FN + TP))**2
     negative, y_i = 0: dFP - dTN = FP*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) - FP/(FP +
         TN))/((FP + TN)**2*(-FP/(FP + TN) + TP/(FN + TP))**2) + (-FP/(FP + TN)**2 + 1/(FP +
         TN))*(sqrt(FP)*sqrt(TP)*sqrt(1/((FN + TP)*(FP + TN))) - FP/(FP + TN))/(-FP/(FP + TN) +
@@ -45,8 +48,6 @@ Singular points and their guards (eps = 1e-07 by default):
     - the denominator -FP/SafeDenominator(FP + TN) + TP/SafeDenominator(FN + TP) vanishes; guarded
         by moving x to +-eps when |x| < eps
     - the denominator TP vanishes; guarded by max(x, eps)
-    - the denominator FP*(FN + TP) - TP*(FP + TN) vanishes; guarded by moving x to +-eps when |x| <
-        eps
     - the denominator FP vanishes; guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
@@ -387,26 +388,24 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = fp + tn
-    x1 = torch.clamp(x0, min=eps)
-    x2 = 1.0 / x1
-    x3 = fp * x2
-    x4 = fn + tp
-    x5 = torch.clamp(x4, min=eps)
-    x6 = signed_clamp(-x3 + tp / x5, eps)
-    x7 = 1.0 / x6
-    x8 = torch.sqrt(fp)
-    x9 = torch.sqrt(tp)
-    x10 = 1.0 / torch.sqrt(x1) / torch.sqrt(x5)
-    x11 = -x3 + x10 * x8 * x9
-    x12 = fp * x4 - tp * x0
-    x13 = -2.0 * fp + 2.0 * x0 * x10 * x8 * x9
-    x14 = fp / x1 ** 2
-    x15 = -x14 + 0.5 * x10 * x2 * x8 * x9
-    x16 = x11 / x6 ** 2
-    value = x11 * x7
-    positive = 0.5 * x0 * (-fn * (x13 * x9 + x10 * x12 * x8) - x9 * (tp * x13 + x10 * x12 * x8 * x9)) / torch.sqrt(torch.clamp(tp, min=eps)) / signed_clamp(x12, eps) ** 2
-    negative = x14 * x16 + x15 * x7 + x16 * (-x14 + x2) + x7 * (-x15 - x2 + 0.5 * x10 * x9 / torch.sqrt(torch.clamp(fp, min=eps)))
+    x0 = torch.clamp(fp + tn, min=eps)
+    x1 = 1.0 / x0
+    x2 = fp * x1
+    x3 = torch.clamp(fn + tp, min=eps)
+    x4 = 1.0 / x3
+    x5 = signed_clamp(-x2 + tp * x4, eps)
+    x6 = 1.0 / x5
+    x7 = torch.sqrt(fp)
+    x8 = torch.sqrt(tp)
+    x9 = 1.0 / torch.sqrt(x0) / torch.sqrt(x3)
+    x10 = -x2 + x7 * x8 * x9
+    x11 = tp / x3 ** 2
+    x12 = x10 / x5 ** 2
+    x13 = fp / x0 ** 2
+    x14 = -x13 + 0.5 * x1 * x7 * x8 * x9
+    value = x10 * x6
+    positive = -x11 * x12 + x12 * (x11 - x4) + x6 * (0.5 * x7 * x9 / torch.sqrt(torch.clamp(tp, min=eps)) - 0.5 * x4 * x7 * x8 * x9) + 0.5 * x4 * x6 * x7 * x8 * x9
+    negative = x12 * x13 + x12 * (x1 - x13) + x14 * x6 + x6 * (-x1 - x14 + 0.5 * x8 * x9 / torch.sqrt(torch.clamp(fp, min=eps)))
     return value, positive, negative
 
 

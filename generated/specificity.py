@@ -14,14 +14,13 @@ Partial derivatives:
 Per-sample weights d specificity / d a_i (the backward pass uses these, not autograd through the formula):
 
     positive, y_i = 1: dTP - dFN = 0
-    negative, y_i = 0: dFP - dTN = 1/(-FP - TN)
+    negative, y_i = 0: dFP - dTN = -1/(FP + TN)
 
 Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FP + TN vanishes (the batch has no negatives); guarded by max(x, eps)
-    - the denominator -FP - TN vanishes; guarded by moving x to +-eps when |x| < eps
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -358,10 +357,10 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
-    x0 = fp + tn
-    value = tn / torch.clamp(x0, min=eps)
+    x0 = 1.0 / torch.clamp(fp + tn, min=eps)
+    value = tn * x0
     positive = torch.zeros_like(tp)
-    negative = 1.0 / signed_clamp(-x0, eps)
+    negative = -x0
     return value, positive, negative
 
 

@@ -14,7 +14,7 @@ Partial derivatives:
 Per-sample weights d yule_q / d a_i (the backward pass uses these, not autograd through the formula):
 
     positive, y_i = 1: dTP - dFN = 2*FP*TN*(FN + TP)/(FN*FP + TN*TP)**2
-    negative, y_i = 0: dFP - dTN = 2*FN*TP*(-FP - TN)/(FN*FP + TN*TP)**2
+    negative, y_i = 0: dFP - dTN = -2*FN*TP*(FP + TN)/(FN*FP + TN*TP)**2
 
 Metric parameters:
     none
@@ -363,7 +363,7 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x2 = 2.0 / x1 ** 2
     value = (-x0 + tn * tp) / x1
     positive = fp * tn * x2 * (fn + tp)
-    negative = fn * tp * x2 * (-fp - tn)
+    negative = -fn * tp * x2 * (fp + tn)
     return value, positive, negative
 
 

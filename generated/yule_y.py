@@ -6,31 +6,38 @@ Metric (maximized; the loss is 1 - yule_y):
 
 Partial derivatives:
 
-    d yule_y / d TP = sqrt(FN)*sqrt(FP)*sqrt(TN)/(sqrt(TP)*(sqrt(FN)*sqrt(FP) +
-        sqrt(TN)*sqrt(TP))**2)
-    d yule_y / d FP = -sqrt(FN)*sqrt(TN)*sqrt(TP)/(sqrt(FP)*(sqrt(FN)*sqrt(FP) +
-        sqrt(TN)*sqrt(TP))**2)
-    d yule_y / d FN = -sqrt(FP)*sqrt(TN)*sqrt(TP)/(sqrt(FN)*(sqrt(FN)*sqrt(FP) +
-        sqrt(TN)*sqrt(TP))**2)
-    d yule_y / d TN = sqrt(FN)*sqrt(FP)*sqrt(TP)/(sqrt(TN)*(sqrt(FN)*sqrt(FP) +
-        sqrt(TN)*sqrt(TP))**2)
+    d yule_y / d TP = sqrt(FN)*sqrt(FP)*sqrt(TN)/(2*sqrt(FN)*sqrt(FP)*sqrt(TN)*TP + FN*FP*sqrt(TP)
+        + TN*TP**(3/2))
+    d yule_y / d FP = -sqrt(FN)*sqrt(TN)*sqrt(TP)/(2*sqrt(FN)*FP*sqrt(TN)*sqrt(TP) + FN*FP**(3/2) +
+        sqrt(FP)*TN*TP)
+    d yule_y / d FN = -sqrt(FP)*sqrt(TN)*sqrt(TP)/(FN**(3/2)*FP + sqrt(FN)*TN*TP +
+        2*FN*sqrt(FP)*sqrt(TN)*sqrt(TP))
+    d yule_y / d TN = sqrt(FN)*sqrt(FP)*sqrt(TP)/(2*sqrt(FN)*sqrt(FP)*TN*sqrt(TP) + FN*FP*sqrt(TN)
+        + TN**(3/2)*TP)
 
 Per-sample weights d yule_y / d a_i (the backward pass uses these, not autograd through the formula):
 
-    positive, y_i = 1: dTP - dFN = sqrt(FP)*sqrt(TN)*(FN +
-        TP)/(sqrt(FN)*sqrt(TP)*(sqrt(FN)*sqrt(FP) + sqrt(TN)*sqrt(TP))**2)
-    negative, y_i = 0: dFP - dTN = sqrt(FN)*sqrt(TP)*(-FP -
-        TN)/(sqrt(FP)*sqrt(TN)*(sqrt(FN)*sqrt(FP) + sqrt(TN)*sqrt(TP))**2)
+    positive, y_i = 1: dTP - dFN = sqrt(FN)*sqrt(FP)*sqrt(TN)/(2*sqrt(FN)*sqrt(FP)*sqrt(TN)*TP +
+        FN*FP*sqrt(TP) + TN*TP**(3/2)) + sqrt(FP)*sqrt(TN)*sqrt(TP)/(FN**(3/2)*FP + sqrt(FN)*TN*TP
+        + 2*FN*sqrt(FP)*sqrt(TN)*sqrt(TP))
+    negative, y_i = 0: dFP - dTN = -sqrt(FN)*sqrt(FP)*sqrt(TP)/(2*sqrt(FN)*sqrt(FP)*TN*sqrt(TP) +
+        FN*FP*sqrt(TN) + TN**(3/2)*TP) -
+        sqrt(FN)*sqrt(TN)*sqrt(TP)/(2*sqrt(FN)*FP*sqrt(TN)*sqrt(TP) + FN*FP**(3/2) +
+        sqrt(FP)*TN*TP)
 
 Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator sqrt(FN)*sqrt(FP) + sqrt(TN)*sqrt(TP) vanishes; guarded by max(x, eps)
-    - the denominator FN vanishes; guarded by max(x, eps)
-    - the denominator TP vanishes; guarded by max(x, eps)
-    - the denominator FP vanishes; guarded by max(x, eps)
-    - the denominator TN vanishes; guarded by max(x, eps)
+    - the denominator 2*sqrt(FN)*sqrt(FP)*sqrt(TN)*TP + FN*FP*sqrt(TP) + TN*TP**(3/2) vanishes;
+        guarded by max(x, eps)
+    - the denominator FN**(3/2)*FP + sqrt(FN)*TN*TP + 2*FN*sqrt(FP)*sqrt(TN)*sqrt(TP) vanishes;
+        guarded by max(x, eps)
+    - the denominator 2*sqrt(FN)*sqrt(FP)*TN*sqrt(TP) + FN*FP*sqrt(TN) + TN**(3/2)*TP vanishes;
+        guarded by max(x, eps)
+    - the denominator 2*sqrt(FN)*FP*sqrt(TN)*sqrt(TP) + FN*FP**(3/2) + sqrt(FP)*TN*TP vanishes;
+        guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 This file imports only torch and is generated: edit the metric, not this file.
@@ -375,11 +382,16 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x2 = x0 * x1
     x3 = torch.sqrt(tn)
     x4 = torch.sqrt(tp)
-    x5 = torch.clamp(x2 + x3 * x4, min=eps)
-    x6 = 1.0 / x5 ** 2
-    value = (-x2 + x3 * x4) / x5
-    positive = x1 * x3 * x6 * (fn + tp) / torch.sqrt(torch.clamp(fn, min=eps)) / torch.sqrt(torch.clamp(tp, min=eps))
-    negative = x0 * x4 * x6 * (-fp - tn) / torch.sqrt(torch.clamp(fp, min=eps)) / torch.sqrt(torch.clamp(tn, min=eps))
+    x5 = x3 * x4
+    x6 = fn * fp
+    x7 = x2 * x3
+    x8 = tn * tp
+    x9 = x1 * x5
+    x10 = x2 * x4
+    x11 = x0 * x5
+    value = (-x2 + x3 * x4) / torch.clamp(x2 + x5, min=eps)
+    positive = x7 / torch.clamp(tn * tp ** 1.5 + 2.0 * tp * x7 + x4 * x6, min=eps) + x9 / torch.clamp(2.0 * fn * x9 + fn ** 1.5 * fp + x0 * x8, min=eps)
+    negative = -x10 / torch.clamp(2.0 * tn * x10 + tn ** 1.5 * tp + x3 * x6, min=eps) - x11 / torch.clamp(fn * fp ** 1.5 + 2.0 * fp * x11 + x1 * x8, min=eps)
     return value, positive, negative
 
 
