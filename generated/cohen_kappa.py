@@ -208,7 +208,7 @@ def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List
     predicted = hard.sum(dims, keepdim=True)
     fn = target.sum(dims, keepdim=True) - tp
     if mask is None:
-        negatives = float(_count_positions(hard.shape, dims)) - predicted
+        negatives = torch.rsub(predicted, float(_count_positions(hard.shape, dims)))
     else:
         negatives = mask.expand(hard.shape).sum(dims, keepdim=True) - predicted
     return tp, predicted - tp, fn, negatives - fn
@@ -340,12 +340,13 @@ def attach_gradient(
     """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
 
     Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
-    is the gradient. Eagerly and under torch.compile a custom autograd Function computes it in the backward
-    pass from what the forward pass kept (the slope: one tensor of the size of preds). TorchScript has no
-    custom Functions: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass,
-    gives autograd exactly g.
+    is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
+    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds).
+    TorchScript has no custom Functions, and for small inputs autograd's own nodes cost less than a Python
+    backward: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass, gives
+    autograd exactly g.
     """
-    if torch.jit.is_scripting():
+    if torch.jit.is_scripting() or (leaf.numel() <= 65536 and not fused_kernels()):
         grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
         surrogate = (grad * leaf).sum(dims, keepdim=True)
         return per_count + (surrogate - surrogate.detach())
@@ -359,7 +360,7 @@ def signed_clamp(x: Tensor, eps: float) -> Tensor:
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
     """The soft metric from the soft counts."""
-    value = 2.0 * (-fn * fp + tn * tp) / torch.clamp((fn + tn) * (fn + tp) + (fp + tn) * (fp + tp), min=eps)
+    value = 2.0 * (tn * tp - fn * fp) / torch.clamp((fn + tn) * (fn + tp) + (fp + tn) * (fp + tp), min=eps)
     return value
 
 
@@ -368,10 +369,10 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x0 = fn + tn
     x1 = fp + tp
     x2 = tn * tp
-    x3 = fp ** 2 + fn * tn + fp * tn
-    x4 = fn ** 2 + fn * tp + fp * tp
-    x5 = 2.0 * (x0 + x1) / torch.clamp(2.0 * x2 + x3 + x4, min=eps) ** 2
-    value = 2.0 * (-fn * fp + tn * tp) / torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
+    x3 = torch.square(fp) + fn * tn + fp * tn
+    x4 = torch.square(fn) + fn * tp + fp * tp
+    x5 = 2.0 * (x0 + x1) / torch.square(torch.clamp(2.0 * x2 + x3 + x4, min=eps))
+    value = 2.0 * (tn * tp - fn * fp) / torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
     positive = x5 * (x2 + x3)
     negative = -x5 * (x2 + x4)
     return value, positive, negative

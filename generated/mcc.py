@@ -209,7 +209,7 @@ def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List
     predicted = hard.sum(dims, keepdim=True)
     fn = target.sum(dims, keepdim=True) - tp
     if mask is None:
-        negatives = float(_count_positions(hard.shape, dims)) - predicted
+        negatives = torch.rsub(predicted, float(_count_positions(hard.shape, dims)))
     else:
         negatives = mask.expand(hard.shape).sum(dims, keepdim=True) - predicted
     return tp, predicted - tp, fn, negatives - fn
@@ -341,12 +341,13 @@ def attach_gradient(
     """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
 
     Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
-    is the gradient. Eagerly and under torch.compile a custom autograd Function computes it in the backward
-    pass from what the forward pass kept (the slope: one tensor of the size of preds). TorchScript has no
-    custom Functions: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass,
-    gives autograd exactly g.
+    is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
+    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds).
+    TorchScript has no custom Functions, and for small inputs autograd's own nodes cost less than a Python
+    backward: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass, gives
+    autograd exactly g.
     """
-    if torch.jit.is_scripting():
+    if torch.jit.is_scripting() or (leaf.numel() <= 65536 and not fused_kernels()):
         grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
         surrogate = (grad * leaf).sum(dims, keepdim=True)
         return per_count + (surrogate - surrogate.detach())
@@ -360,7 +361,7 @@ def signed_clamp(x: Tensor, eps: float) -> Tensor:
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
     """The soft metric from the soft counts."""
-    value = (-fn * fp + tn * tp) / torch.sqrt(torch.clamp(fn + tn, min=eps)) / torch.sqrt(torch.clamp(fn + tp, min=eps)) / torch.sqrt(torch.clamp(fp + tn, min=eps)) / torch.sqrt(torch.clamp(fp + tp, min=eps))
+    value = (tn * tp - fn * fp) * torch.rsqrt(torch.clamp(fn + tn, min=eps)) * torch.rsqrt(torch.clamp(fn + tp, min=eps)) * torch.rsqrt(torch.clamp(fp + tn, min=eps)) * torch.rsqrt(torch.clamp(fp + tp, min=eps))
     return value
 
 
@@ -371,10 +372,10 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x2 = fp + tp
     x3 = torch.clamp(x2, min=eps)
     x4 = fn * fp
-    x5 = 1.0 / torch.sqrt(torch.clamp(fn + tp, min=eps)) / torch.sqrt(torch.clamp(fp + tn, min=eps))
+    x5 = torch.rsqrt(torch.clamp(fn + tp, min=eps)) * torch.rsqrt(torch.clamp(fp + tn, min=eps))
     x6 = x4 + tn * tp
     x7 = 0.5 * x5 * (x0 + x2) / x1 ** 1.5 / x3 ** 1.5
-    value = x5 * (-x4 + tn * tp) / torch.sqrt(x1) / torch.sqrt(x3)
+    value = torch.rsqrt(x1) * torch.rsqrt(x3) * x5 * (tn * tp - x4)
     positive = x7 * (x6 + 2.0 * fp * tn)
     negative = -x7 * (x6 + 2.0 * fn * tp)
     return value, positive, negative

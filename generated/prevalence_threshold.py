@@ -228,7 +228,7 @@ def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List
     predicted = hard.sum(dims, keepdim=True)
     fn = target.sum(dims, keepdim=True) - tp
     if mask is None:
-        negatives = float(_count_positions(hard.shape, dims)) - predicted
+        negatives = torch.rsub(predicted, float(_count_positions(hard.shape, dims)))
     else:
         negatives = mask.expand(hard.shape).sum(dims, keepdim=True) - predicted
     return tp, predicted - tp, fn, negatives - fn
@@ -360,12 +360,13 @@ def attach_gradient(
     """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
 
     Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
-    is the gradient. Eagerly and under torch.compile a custom autograd Function computes it in the backward
-    pass from what the forward pass kept (the slope: one tensor of the size of preds). TorchScript has no
-    custom Functions: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass,
-    gives autograd exactly g.
+    is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
+    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds).
+    TorchScript has no custom Functions, and for small inputs autograd's own nodes cost less than a Python
+    backward: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass, gives
+    autograd exactly g.
     """
-    if torch.jit.is_scripting():
+    if torch.jit.is_scripting() or (leaf.numel() <= 65536 and not fused_kernels()):
         grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
         surrogate = (grad * leaf).sum(dims, keepdim=True)
         return per_count + (surrogate - surrogate.detach())
@@ -382,30 +383,30 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
     x0 = torch.clamp(fp + tn, min=eps)
     x1 = fp / x0
     x2 = torch.clamp(fn + tp, min=eps)
-    value = (-x1 + torch.sqrt(fp) * torch.sqrt(tp) / torch.sqrt(x0) / torch.sqrt(x2)) / signed_clamp(-x1 + tp / x2, eps)
+    value = (torch.sqrt(fp) * torch.sqrt(tp) * torch.rsqrt(x0) * torch.rsqrt(x2) - x1) / signed_clamp(tp / x2 - x1, eps)
     return value
 
 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = torch.clamp(fp + tn, min=eps)
-    x1 = 1.0 / x0
+    x1 = torch.reciprocal(x0)
     x2 = fp * x1
     x3 = torch.clamp(fn + tp, min=eps)
-    x4 = 1.0 / x3
-    x5 = signed_clamp(-x2 + tp * x4, eps)
-    x6 = 1.0 / x5
+    x4 = torch.reciprocal(x3)
+    x5 = signed_clamp(tp * x4 - x2, eps)
+    x6 = torch.reciprocal(x5)
     x7 = torch.sqrt(fp)
     x8 = torch.sqrt(tp)
-    x9 = 1.0 / torch.sqrt(x0) / torch.sqrt(x3)
-    x10 = -x2 + x7 * x8 * x9
-    x11 = tp / x3 ** 2
-    x12 = x10 / x5 ** 2
-    x13 = fp / x0 ** 2
-    x14 = -x13 + 0.5 * x1 * x7 * x8 * x9
+    x9 = torch.rsqrt(x0) * torch.rsqrt(x3)
+    x10 = x7 * x8 * x9 - x2
+    x11 = tp / torch.square(x3)
+    x12 = x10 / torch.square(x5)
+    x13 = fp / torch.square(x0)
+    x14 = 0.5 * x1 * x7 * x8 * x9 - x13
     value = x10 * x6
-    positive = -x11 * x12 + x12 * (x11 - x4) + x6 * (0.5 * x7 * x9 / torch.sqrt(torch.clamp(tp, min=eps)) - 0.5 * x4 * x7 * x8 * x9) + 0.5 * x4 * x6 * x7 * x8 * x9
-    negative = x12 * x13 + x12 * (x1 - x13) + x14 * x6 + x6 * (-x1 - x14 + 0.5 * x8 * x9 / torch.sqrt(torch.clamp(fp, min=eps)))
+    positive = x12 * (x11 - x4) + x6 * (0.5 * x7 * x9 * torch.rsqrt(torch.clamp(tp, min=eps)) - 0.5 * x4 * x7 * x8 * x9) + 0.5 * x4 * x6 * x7 * x8 * x9 - x11 * x12
+    negative = x12 * x13 + x12 * (x1 - x13) + x14 * x6 + x6 * (0.5 * x8 * x9 * torch.rsqrt(torch.clamp(fp, min=eps)) - x1 - x14)
     return value, positive, negative
 
 

@@ -200,7 +200,7 @@ def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List
     predicted = hard.sum(dims, keepdim=True)
     fn = target.sum(dims, keepdim=True) - tp
     if mask is None:
-        negatives = float(_count_positions(hard.shape, dims)) - predicted
+        negatives = torch.rsub(predicted, float(_count_positions(hard.shape, dims)))
     else:
         negatives = mask.expand(hard.shape).sum(dims, keepdim=True) - predicted
     return tp, predicted - tp, fn, negatives - fn
@@ -332,12 +332,13 @@ def attach_gradient(
     """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
 
     Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
-    is the gradient. Eagerly and under torch.compile a custom autograd Function computes it in the backward
-    pass from what the forward pass kept (the slope: one tensor of the size of preds). TorchScript has no
-    custom Functions: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass,
-    gives autograd exactly g.
+    is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
+    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds).
+    TorchScript has no custom Functions, and for small inputs autograd's own nodes cost less than a Python
+    backward: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass, gives
+    autograd exactly g.
     """
-    if torch.jit.is_scripting():
+    if torch.jit.is_scripting() or (leaf.numel() <= 65536 and not fused_kernels()):
         grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
         surrogate = (grad * leaf).sum(dims, keepdim=True)
         return per_count + (surrogate - surrogate.detach())
@@ -358,7 +359,7 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
 def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = torch.clamp(2.0 * fn + 2.0 * fp + tp, min=eps)
-    x1 = 2.0 / x0 ** 2
+    x1 = 2.0 / torch.square(x0)
     value = tp / x0
     positive = x1 * (fn + fp + tp)
     negative = -tp * x1

@@ -217,7 +217,7 @@ def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List
     predicted = hard.sum(dims, keepdim=True)
     fn = target.sum(dims, keepdim=True) - tp
     if mask is None:
-        negatives = float(_count_positions(hard.shape, dims)) - predicted
+        negatives = torch.rsub(predicted, float(_count_positions(hard.shape, dims)))
     else:
         negatives = mask.expand(hard.shape).sum(dims, keepdim=True) - predicted
     return tp, predicted - tp, fn, negatives - fn
@@ -349,12 +349,13 @@ def attach_gradient(
     """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
 
     Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
-    is the gradient. Eagerly and under torch.compile a custom autograd Function computes it in the backward
-    pass from what the forward pass kept (the slope: one tensor of the size of preds). TorchScript has no
-    custom Functions: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass,
-    gives autograd exactly g.
+    is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
+    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds).
+    TorchScript has no custom Functions, and for small inputs autograd's own nodes cost less than a Python
+    backward: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass, gives
+    autograd exactly g.
     """
-    if torch.jit.is_scripting():
+    if torch.jit.is_scripting() or (leaf.numel() <= 65536 and not fused_kernels()):
         grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
         surrogate = (grad * leaf).sum(dims, keepdim=True)
         return per_count + (surrogate - surrogate.detach())
@@ -371,7 +372,7 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
     x0 = torch.sqrt(fn) * torch.sqrt(fp)
     x1 = torch.sqrt(tn)
     x2 = torch.sqrt(tp)
-    value = (-x0 + x1 * x2) / torch.clamp(x0 + x1 * x2, min=eps)
+    value = (x1 * x2 - x0) / torch.clamp(x0 + x1 * x2, min=eps)
     return value
 
 
@@ -389,7 +390,7 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x9 = x1 * x5
     x10 = x2 * x4
     x11 = x0 * x5
-    value = (-x2 + x3 * x4) / torch.clamp(x2 + x5, min=eps)
+    value = (x3 * x4 - x2) / torch.clamp(x2 + x5, min=eps)
     positive = x7 / torch.clamp(tn * tp ** 1.5 + 2.0 * tp * x7 + x4 * x6, min=eps) + x9 / torch.clamp(2.0 * fn * x9 + fn ** 1.5 * fp + x0 * x8, min=eps)
     negative = -x10 / torch.clamp(2.0 * tn * x10 + tn ** 1.5 * tp + x3 * x6, min=eps) - x11 / torch.clamp(fn * fp ** 1.5 + 2.0 * fp * x11 + x1 * x8, min=eps)
     return value, positive, negative

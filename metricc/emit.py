@@ -69,6 +69,8 @@ class TorchPrinter:
 
     def _print_add(self, e: sympy.Expr) -> str:
         terms = sorted(e.args, key=sympy.default_sort_key)
+        # lead with a positive term: "b - a" is one tensor op, "-a + b" two
+        terms.sort(key=lambda term: bool(term.as_coeff_Mul()[0].is_negative))
         text = self._print(terms[0])
         for term in terms[1:]:
             coefficient, rest = term.as_coeff_Mul()
@@ -84,13 +86,16 @@ class TorchPrinter:
         numerator: List[sympy.Expr] = []
         denominator: List[sympy.Expr] = []
         for factor in sorted(factors, key=sympy.default_sort_key):
-            if factor.is_Pow and factor.exp.is_negative and factor.exp.is_number:
+            if factor.is_Pow and factor.exp.is_negative and factor.exp.is_number and factor.exp != sympy.Rational(-1, 2):
                 denominator.append(sympy.Pow(factor.base, -factor.exp, evaluate=False) if factor.exp != -1 else factor.base)
             else:
                 numerator.append(factor)
         level = precedence(e)
         if coefficient < 0:
             return f"-{self._parenthesize(sympy.Mul(-coefficient, *factors, evaluate=False), level + 1)}"
+        if coefficient == 1 and not numerator and self.is_tensor(e):
+            # 1 / (a b) as torch.reciprocal(a * b): a tensor op, where 1.0 / t goes through Python's reflected division
+            return f"torch.reciprocal({self._print(sympy.Mul(*denominator, evaluate=False))})"
         parts = [self._parenthesize(f, level) for f in numerator]
         if coefficient != 1 or not parts:
             parts.insert(0, self._print(coefficient))
@@ -107,6 +112,10 @@ class TorchPrinter:
             return self._call("torch.rsqrt", base)
         if not self.is_tensor(base) and self.is_tensor(exponent):
             return f"torch.pow({self._print(base)}, {self._print(exponent)})"
+        if self.is_tensor(base) and exponent == 2:
+            return f"torch.square({self._print(base)})"
+        if self.is_tensor(base) and exponent.is_Rational and exponent.is_negative:
+            return f"torch.reciprocal({self._print(sympy.Pow(base, -exponent, evaluate=False))})"
         operand = self._parenthesize(base, precedence(e) + 1)
         if exponent.is_Rational:
             magnitude = abs(exponent)

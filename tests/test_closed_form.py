@@ -42,8 +42,9 @@ def inputs(options, n=300, classes=4, seed=0):
         scores = torch.randn(n // classes, classes, generator=g, dtype=torch.float64) * 2
         target = (torch.rand(n // classes, classes, generator=g) > 0.5).double()
     elif options.get("multidim_average") == "samplewise":
-        scores = torch.randn(3, classes, 5, 6, generator=g, dtype=torch.float64) * 2
-        target = torch.randint(0, classes, (3, 5, 6), generator=g)
+        side = max(2, int((n / 3 / classes) ** 0.5))
+        scores = torch.randn(3, classes, side, side + 1, generator=g, dtype=torch.float64) * 2
+        target = torch.randint(0, classes, (3, side, side + 1), generator=g)
     else:
         scores = torch.randn(n // classes, classes, generator=g, dtype=torch.float64) * 2
         target = torch.randint(0, classes, (n // classes,), generator=g)
@@ -80,9 +81,11 @@ def reference_loss(namespace, loss, preds, target):
 
 @pytest.mark.parametrize("options", CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 @pytest.mark.parametrize("metric", ["f1", "mcc", CUSTOM], ids=["f1", "mcc", "custom"])
-def test_gradient_matches_autograd(metric, options):
+@pytest.mark.parametrize("n", [300, 70_000], ids=["surrogate", "function"])
+def test_gradient_matches_autograd(metric, options, n):
+    """Small inputs take the surrogate path, large ones (over 65536 elements) the custom autograd Function."""
     namespace, loss = module_for(metric, **options)
-    preds, target = inputs(options)
+    preds, target = inputs(options, n=n)
     value = loss(preds, target)
     (grad,) = torch.autograd.grad(value, preds)
     expected_value = reference_loss(namespace, loss, preds, target)
