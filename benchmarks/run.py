@@ -113,7 +113,7 @@ def workloads(quick: bool) -> List[Workload]:
             preds = torch.rand(n, generator=g).to(device)
             return preds, (torch.rand(n, generator=g) > 0.5).float().to(device)
 
-        return Workload(f"binary N={n:.0e}".replace("e+0", "e"), "binary", make, {})
+        return Workload(f"binary N={n:,}".replace(",", " "), "binary", make, {})
 
     def multiclass(n, c):
         def make(device):
@@ -191,26 +191,36 @@ def build_contenders(metric: str, workload: Workload, device: torch.device, chos
     return built
 
 
-def speed_table(args, device: torch.device) -> str:
-    rows = []
-    header = "| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in args.contenders) + " | a/c | a/e | b/d | d/f |"
-    rows.append(header)
-    rows.append("|" + "---|" * (header.count("|") - 1))
+def speed_and_memory_tables(args, device: torch.device) -> Tuple[str, str]:
+    """Both tables from one set of contenders per workload and metric (building (b), (d), (e) is the slow part)."""
+    keys = [k for k in args.contenders]
+    speed = ["| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in keys) + " | a/c | b/d | d/f | a/e |"]
+    speed.append("|" + "---|" * (speed[0].count("|") - 1))
+    memory_keys = [k for k in keys if k in "abcde"]
+    memory = ["| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in memory_keys) + " |"]
+    memory.append("|" + "---|" * (memory[0].count("|") - 1))
     for workload in workloads(args.quick):
         preds, target = workload.make(device)
         preds.requires_grad_(True)
         for metric in args.metrics:
             losses = build_contenders(metric, workload, device, args.contenders)
-            steps = {k: step_function(loss, preds, target) for k, loss in losses.items()}
-            if "f" in args.contenders:
-                detached = preds.detach()
-                steps["f"] = lambda: floor(detached, target)
-            times = median_times(steps, device, args.rounds, args.budget)
-            cells = [_time(times.get(k)) for k in args.contenders]
-            ratios = [_ratio(times, "a", "c"), _ratio(times, "a", "e"), _ratio(times, "b", "d"), _ratio(times, "d", "f")]
-            rows.append(f"| {workload.name} | {metric} | " + " | ".join(cells + ratios) + " |")
-            print(rows[-1], file=sys.stderr, flush=True)
-    return "\n".join(rows)
+            if "speed" in args.sections:
+                steps = {k: step_function(loss, preds, target) for k, loss in losses.items()}
+                if "f" in keys:
+                    detached = preds.detach()
+                    steps["f"] = lambda: floor(detached, target)
+                times = median_times(steps, device, args.rounds, args.budget)
+                cells = [_time(times.get(k)) for k in keys]
+                ratios = [_ratio(times, "a", "c"), _ratio(times, "b", "d"), _ratio(times, "d", "f"), _ratio(times, "a", "e")]
+                speed.append(f"| {workload.name} | {metric} | " + " | ".join(cells + ratios) + " |")
+                print(speed[-1], file=sys.stderr, flush=True)
+            if "memory" in args.sections:
+                cells = []
+                for key in memory_keys:
+                    count, mib = saved_tensors(losses[key], preds, target)
+                    cells.append(f"{count} ({mib:.1f} MiB)")
+                memory.append(f"| {workload.name} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(speed), "\n".join(memory)
 
 
 def _time(seconds: Optional[float]) -> str:
@@ -238,27 +248,12 @@ def saved_tensors(loss: Callable, preds: torch.Tensor, target: torch.Tensor) -> 
         return tensor
 
     preds.grad = None
+    loss(preds, target).backward()  # compiled contenders compile outside the hooks
+    preds.grad = None
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
         value = loss(preds, target)
     value.backward()
     return len(kept), sum(kept.values()) / 2**20
-
-
-def memory_table(args, device: torch.device) -> str:
-    rows = ["| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in args.contenders if k in "acde") + " |"]
-    rows.append("|" + "---|" * (rows[0].count("|") - 1))
-    for workload in workloads(args.quick):
-        preds, target = workload.make(device)
-        preds.requires_grad_(True)
-        for metric in args.metrics:
-            losses = build_contenders(metric, workload, device, "".join(k for k in args.contenders if k in "acde"))
-            cells = []
-            for key, loss in losses.items():
-                loss(preds, target).backward()
-                count, mib = saved_tensors(loss, preds, target)
-                cells.append(f"{count} ({mib:.1f} MiB)")
-            rows.append(f"| {workload.name} | {metric} | " + " | ".join(cells) + " |")
-    return "\n".join(rows)
 
 
 _COMPILE_SNIPPET = """
@@ -394,10 +389,16 @@ def main(argv: Optional[List[str]] = None) -> int:
     sections = [s for s in args.sections.split(",") if s]
     load_before = load()
     parts = []
-    if "speed" in sections:
-        parts.append("### Forward + backward time (median of interleaved rounds)\n\n" + speed_table(args, device))
-    if "memory" in sections:
-        parts.append("### Tensors of at least N elements kept for backward, beyond preds and target\n\n" + memory_table(args, device))
+    args.sections = sections
+    if "speed" in sections or "memory" in sections:
+        speed, memory = speed_and_memory_tables(args, device)
+        if "speed" in sections:
+            parts.append("### Forward + backward time (median of interleaved rounds)\n\n" + speed)
+        if "memory" in sections:
+            parts.append(
+                "### Tensors of at least N elements (the size of preds) kept for backward, beyond preds and target\n\n"
+                + memory
+            )
     if "compile" in sections:
         parts.append("### Compile time: string to loaded module (imports excluded)\n\n" + compile_table(args))
     if "first-call" in sections:

@@ -128,15 +128,17 @@ def _same_layout(preds: Tensor, target: Tensor) -> bool:
 
 def _check_binary_values(target: Tensor, ignore_index: Optional[int]) -> None:
     """Every kept target is 0 or 1: for a float target t - t * t is exactly zero there, nonzero elsewhere and NaN
-    at NaN or inf (two passes, no comparisons); an integer target by its range."""
+    at NaN or inf (no comparisons, which are slow); an integer target by its range."""
     if not value_checks_enabled() or target.dtype == torch.bool:
         return
     kept = target if ignore_index is None else target[target != ignore_index]
     if kept.numel() == 0:
         return
     if kept.is_floating_point():
-        low, high = torch.aminmax(torch.addcmul(kept, kept, kept, value=-1.0))
-        valid = float(low) == 0.0 and float(high) == 0.0
+        # in blocks of 2^20: a temporary the size of a large target costs more than the check (page faults)
+        blocks = kept.reshape(-1).split(1 << 20)
+        bounds = torch.stack([torch.stack(torch.aminmax(torch.addcmul(b, b, b, value=-1.0))) for b in blocks])
+        valid = float(bounds.abs().amax()) == 0.0
     else:
         low, high = torch.aminmax(kept)
         valid = int(low) >= 0 and int(high) <= 1
@@ -161,7 +163,8 @@ def approximate(probs: Tensor, approximation: str, steepness: float, threshold: 
     soft Dice. linear: a ramp of the given width around tau, clamped to [0, 1].
     """
     if approximation == "anyloss":
-        return torch.sub(probs, threshold).mul_(steepness).sigmoid_()
+        offset = torch.full((), -steepness * threshold, dtype=probs.dtype, device=probs.device)
+        return torch.add(offset, probs, alpha=steepness).sigmoid_()
     if approximation == "identity":
         return probs
     return torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
