@@ -201,6 +201,8 @@ def speed_and_memory_tables(args, device: torch.device) -> Tuple[str, str]:
     memory = ["| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in memory_keys) + " |"]
     memory.append("|" + "---|" * (memory[0].count("|") - 1))
     for workload in workloads(args.quick):
+        if args.only and args.only not in workload.name:
+            continue
         preds, target = workload.make(device)
         preds.requires_grad_(True)
         for metric in args.metrics:
@@ -371,6 +373,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--contenders", default="".join(CONTENDERS), help="subset of abcdef (default all)")
     parser.add_argument("--metrics", default=",".join(METRICS), help="subset of F1,MCC,custom")
+    parser.add_argument("--only", default="", help="only workloads whose name contains this text (e.g. binary)")
     parser.add_argument("--sections", default="speed,memory,compile,first-call,cli", help="which tables")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 15, quick 3)")
     parser.add_argument("--budget", type=float, help="seconds of measuring per contender and row (default 3, quick 0.2)")

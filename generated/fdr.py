@@ -32,34 +32,41 @@ import torch
 from torch import Tensor
 
 
+def class_index_target(preds: Tensor, target: Tensor, task: str) -> bool:
+    """Multiclass targets given as class indices, (N, *spatial) or MONAI's (N, 1, *spatial), beside preds (N, C, *spatial)."""
+    if task != "multiclass" or preds.dim() < 2:
+        return False
+    if target.dim() == preds.dim() - 1:
+        return True
+    return target.dim() == preds.dim() and preds.shape[1] > 1 and target.shape[1] == 1 and not target.is_floating_point()
+
+
 def canonical_layout(
     preds: Tensor, target: Tensor, task: str, ignore_index: Optional[int]
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
     """Reshape to (batch, classes, positions): preds, a one-hot target in the counting dtype, and a 0/1 mask
     of kept positions (None when nothing is ignored)."""
     dtype = torch.promote_types(preds.dtype, torch.float32)
-    if task == "binary":
-        shape = [preds.shape[0] if preds.dim() > 0 else 1, 1, -1]
+    target = target.detach()
+    # rows are images: a binary (N,) or (N, 1) input is one row of N positions; sizes are explicit for empty inputs
+    rows = preds.shape[0] if task != "binary" or preds.dim() > 2 else 1
+    classes = 1 if task == "binary" else preds.shape[1]
+    shape = [rows, classes, preds.numel() // max(rows * classes, 1)]
+    mask: Optional[Tensor] = None
+    if class_index_target(preds, target, task):
+        labels = target.reshape(rows, shape[2]).long()
+        if ignore_index is not None:
+            keep = labels != ignore_index
+            labels = torch.where(keep, labels, torch.zeros_like(labels))
+            mask = keep.unsqueeze(1).to(dtype)
+        one_hot = torch.zeros_like(preds.reshape(shape), dtype=dtype).scatter_(1, labels.unsqueeze(1), 1.0)
     else:
-        shape = [preds.shape[0], preds.shape[1], -1]
-    if task == "multiclass" and target.dim() == preds.dim() - 1:
-        labels = target.long()
-        keep = labels != (-1 if ignore_index is None else ignore_index)
-        labels = torch.where(keep, labels, torch.zeros_like(labels)).reshape(shape[0], 1, -1)
-        one_hot = torch.zeros(shape[0], shape[1], labels.shape[2], dtype=dtype, device=preds.device).scatter_(1, labels, 1.0)
-        keep = keep.unsqueeze(1)
-        mask_shape = [shape[0], 1, -1]
-    else:
-        one_hot = target.reshape(preds.shape)
-        keep = one_hot
+        one_hot = target.reshape(shape)
         if ignore_index is not None:
             keep = one_hot != ignore_index
             one_hot = torch.where(keep, one_hot, torch.zeros_like(one_hot))
-        mask_shape = shape
-    mask: Optional[Tensor] = None
-    if ignore_index is not None:
-        mask = keep.reshape(mask_shape).to(dtype)
-    return preds.reshape(shape), one_hot.reshape(shape).to(dtype), mask
+            mask = keep.to(dtype)
+    return preds.reshape(shape), one_hot.to(dtype), mask
 
 
 @torch.jit.unused
@@ -74,38 +81,32 @@ def value_checks_enabled() -> bool:
     return not _compiling()
 
 
-def validate_inputs(preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int]) -> None:
+def validate_inputs(
+    preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int], include_background: bool
+) -> None:
     """Raise ValueError naming the offending input; never let bad data become a silent number."""
     preds = preds.detach()
-    if task == "multiclass":
+    if task != "binary":
         if preds.dim() < 2:
-            raise ValueError(f"multiclass preds must have shape (N, C, ...), got {list(preds.shape)}")
-        if preds.shape[1] < 2 and from_logits:
-            raise ValueError(f"softmax over a single channel is constant; got preds of shape {list(preds.shape)}: use task='binary'")
-        if target.dim() == preds.dim() - 1:
-            if target.shape[0] != preds.shape[0] or target.shape[1:] != preds.shape[2:]:
-                raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}")
-            if target.is_floating_point():
-                raise ValueError(f"class-index targets must be integers, got dtype {target.dtype}")
-            kept = target if ignore_index is None else target[target != ignore_index]
-            if kept.numel() > 0 and value_checks_enabled():
-                low, high = int(kept.min()), int(kept.max())
-                if low < 0 or high >= preds.shape[1]:
-                    bad = low if low < 0 else high
-                    raise ValueError(
-                        f"target contains class index {bad}, outside [0, {preds.shape[1] - 1}] for preds with {preds.shape[1]} classes"
-                    )
-        elif target.shape != preds.shape:
-            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}")
-        else:
-            _check_binary_values(target, ignore_index)
+            raise ValueError(f"{task} preds must have shape (N, C, ...) with classes on axis 1, got {list(preds.shape)}")
+        classes = preds.shape[1]
+        if task == "multiclass" and from_logits and classes < 2:
+            raise ValueError(
+                f"softmax over a single channel is constant (1 everywhere), got preds of shape {list(preds.shape)}: "
+                "use task='binary' (sigmoid) for one channel"
+            )
+        if not include_background and classes < 2:
+            raise ValueError(f"include_background=False drops class 0 and leaves no class of preds of shape {list(preds.shape)}")
+    if class_index_target(preds, target, task):
+        _check_class_indices(preds, target, ignore_index)
     else:
-        if not _same_layout(preds, target):
-            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}")
-        if task == "multilabel" and preds.dim() < 2:
-            raise ValueError(f"multilabel preds must have shape (N, C, ...), got {list(preds.shape)}")
+        if not (target.shape == preds.shape or (task == "binary" and _channel_dropped(preds, target))):
+            classes_differ = task != "binary" and target.dim() == preds.dim() and target.dim() > 1 and target.shape[1] != preds.shape[1]
+            hint = f" ({preds.shape[1]} classes in preds, {target.shape[1]} in target)" if classes_differ else ""
+            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
         _check_binary_values(target, ignore_index)
     if preds.numel() > 0 and value_checks_enabled():
+        # one pass: aminmax propagates NaN, and an infinity is its own bound
         low, high = torch.aminmax(preds)
         low_p, high_p = float(low), float(high)
         if not (abs(low_p) < float("inf") and abs(high_p) < float("inf")):
@@ -114,10 +115,8 @@ def validate_inputs(preds: Tensor, target: Tensor, task: str, from_logits: bool,
             raise ValueError(f"preds lie in [{low_p}, {high_p}], outside [0, 1]; pass from_logits=True for raw scores")
 
 
-def _same_layout(preds: Tensor, target: Tensor) -> bool:
-    """Equal shapes, or preds with a channel axis of one that target leaves out ((N, 1) vs (N,))."""
-    if preds.shape == target.shape:
-        return True
+def _channel_dropped(preds: Tensor, target: Tensor) -> bool:
+    """preds with a channel axis of one that target leaves out: (N, 1) beside (N,), (B, 1, H, W) beside (B, H, W)."""
     return (
         preds.dim() == target.dim() + 1
         and preds.shape[1] == 1
@@ -126,11 +125,36 @@ def _same_layout(preds: Tensor, target: Tensor) -> bool:
     )
 
 
+def _check_class_indices(preds: Tensor, target: Tensor, ignore_index: Optional[int]) -> None:
+    classes = preds.shape[1]
+    spatial = target.shape[1:] if target.dim() == preds.dim() - 1 else target.shape[2:]
+    if target.shape[0] != preds.shape[0] or spatial != preds.shape[2:]:
+        raise ValueError(
+            f"class-index target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}: "
+            f"expected {[preds.shape[0]] + list(preds.shape[2:])} (or with a channel of 1 after the batch axis)"
+        )
+    if target.is_floating_point() or target.dtype == torch.bool:
+        raise ValueError(f"class-index targets must be integers, got dtype {target.dtype}; a one-hot target has the shape of preds")
+    if not value_checks_enabled():
+        return
+    kept = target if ignore_index is None else target[target != ignore_index]
+    if kept.numel() == 0:
+        return
+    low, high = torch.aminmax(kept)
+    if int(low) < 0 or int(high) >= classes:
+        outside = kept[(kept < 0) | (kept >= classes)]
+        raise ValueError(
+            f"target contains class index {int(outside[0])}, outside [0, {classes - 1}] for preds with {classes} classes"
+            + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
+        )
+
+
 def _check_binary_values(target: Tensor, ignore_index: Optional[int]) -> None:
     """Every kept target is 0 or 1: for a float target t - t * t is exactly zero there, nonzero elsewhere and NaN
     at NaN or inf (no comparisons, which are slow); an integer target by its range."""
     if not value_checks_enabled() or target.dtype == torch.bool:
         return
+    target = target.detach()
     kept = target if ignore_index is None else target[target != ignore_index]
     if kept.numel() == 0:
         return
@@ -156,32 +180,59 @@ def probabilities(preds: Tensor, task: str, from_logits: bool) -> Tensor:
     return torch.sigmoid(preds)
 
 
-def approximate(probs: Tensor, approximation: str, steepness: float, threshold: float, width: float) -> Tensor:
-    """A(p), the soft 0/1 prediction; a new tensor except for identity, which returns probs itself.
+def approximate(probs: Tensor, approximation: str, steepness: float, threshold: float, width: float) -> Tuple[Tensor, Tensor]:
+    """A(p) and 1 - A(p), the latter computed without cancellation.
 
-    anyloss: sigmoid(L (p - tau)), computed in place on one new tensor. identity: p, the soft-set counts of
-    soft Dice. linear: a ramp of the given width around tau, clamped to [0, 1].
+    anyloss: A(p) = sigmoid(L (p - tau)); in float32 it saturates to exactly 0 or 1 once L (1 - tau) exceeds
+    about 16.6 (L above ~33 at tau = 0.5), so 1 - A is taken as sigmoid(-L (p - tau)), which does not.
+    identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
     """
     if approximation == "anyloss":
-        offset = torch.full((), -steepness * threshold, dtype=probs.dtype, device=probs.device)
-        return torch.add(offset, probs, alpha=steepness).sigmoid_()
+        scaled = torch.add(probs.new_full((), -steepness * threshold), probs, alpha=steepness)
+        return torch.sigmoid(scaled), scaled.neg_().sigmoid_()
     if approximation == "identity":
-        return probs
-    return torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
+        return probs, torch.rsub(probs, 1.0)
+    hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
+    return hard, torch.rsub(hard, 1.0)
 
 
-def sum_of_products(x: Tensor, y: Tensor, dims: List[int]) -> Tensor:
-    """sum(x * y) over dims, keeping them.
+def approximation_scale(approximation: str, steepness: float, width: float) -> float:
+    """The constant factor of A'(p): L for anyloss, 1 / width for linear, 1 for identity."""
+    if approximation == "anyloss":
+        return steepness
+    if approximation == "linear":
+        return 1.0 / width
+    return 1.0
 
-    A large full reduction on the CPU is a dot product of 65536-element blocks: no temporary of the size of x
-    (whose allocation dominates at 1e7 elements), and float rounding at the level of torch.sum (one long BLAS
-    dot product rounds like a running sum, about 1e-4 relative at 1e7 float32 terms). Otherwise, and under
-    torch.compile, which fuses it into the reduction, it is the plain product and sum.
+
+def _soft_block(
+    values: Tensor, sigmoid_logits: bool, approximation: str, steepness: float, threshold: float, width: float, with_slope: bool
+) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """a = A(p), 1 - a and A'(p) / scale (None where it is 1), with p = sigmoid(values) for sigmoid logits.
+
+    A' / scale is a (1 - a) for anyloss and 1 inside the ramp for linear; sigmoid logits add p (1 - p). Each
+    product is of two values computed without cancellation, so the slope is as exact as autograd's.
     """
-    if len(dims) == 3 and x.numel() > 65536 and x.device.type == "cpu" and not fused_kernels():
-        blocks = [torch.dot(a, b) for a, b in zip(x.reshape(-1).split(65536), y.reshape(-1).split(65536))]
-        return torch.stack(blocks).sum().reshape(1, 1, 1)
-    return (x * y).sum(dims, keepdim=True)
+    probs = torch.sigmoid(values) if sigmoid_logits else values
+    hard, complement = approximate(probs, approximation, steepness, threshold, width)
+    slope: Optional[Tensor] = None
+    if with_slope:
+        if approximation == "anyloss":
+            slope = hard * complement
+        elif approximation == "linear":
+            slope = ((hard > 0.0) & (hard < 1.0)).to(hard.dtype)
+        if sigmoid_logits:
+            sigmoid_slope = probs * torch.sigmoid(-values)
+            slope = sigmoid_slope if slope is None else slope.mul_(sigmoid_slope)
+    return hard, complement, slope
+
+
+def _product_sums(hard: Tensor, complement: Tensor, target: Tensor, negative: Tensor, dims: List[int]) -> Tensor:
+    """TP, FP, FN, TN: sums over dims of a y, a (1 - y), (1 - a) y and (1 - a)(1 - y), stacked."""
+    if len(hard.shape) == 1:
+        return torch.stack([torch.dot(hard, target), torch.dot(hard, negative), torch.dot(complement, target), torch.dot(complement, negative)])
+    return torch.stack([(hard * target).sum(dims, keepdim=True), (hard * negative).sum(dims, keepdim=True),
+                        (complement * target).sum(dims, keepdim=True), (complement * negative).sum(dims, keepdim=True)])
 
 
 def fused_kernels() -> bool:
@@ -191,57 +242,54 @@ def fused_kernels() -> bool:
     return _compiling()
 
 
-def soft_counts(hard: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions.
+def soft_counts(
+    values: Tensor,
+    target: Tensor,
+    mask: Optional[Tensor],
+    dims: List[int],
+    sigmoid_logits: bool,
+    approximation: str,
+    steepness: float,
+    threshold: float,
+    width: float,
+    with_slope: bool,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float]:
+    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions, and
+    A'(p) as (slope tensor or None for a constant, constant factor) for the backward pass.
 
-    Three reductions (of a y, a and y) and the number of kept positions give all four; each count is then
-    exact to a few units of float rounding of the total count, the accuracy of a float sum of that many terms.
+    A large CPU input counted over all its axes goes through in blocks of 2^17 elements: each block's
+    temporaries stay in cache and are reused by the allocator, and the slope is the only tensor of the size of
+    the input written (a fresh tensor of 1e7 floats costs more in page faults than a pass over it). Elsewhere,
+    and under torch.compile, which fuses the same expressions into one kernel, the whole tensor is one block.
     """
+    scale = approximation_scale(approximation, steepness, width)
+    block = 1 << 17
+    if len(dims) == 3 and mask is None and values.numel() > block and values.device.type == "cpu" and not fused_kernels():
+        flat_values, flat_target = values.reshape(-1), target.reshape(-1)
+        slope: Optional[Tensor] = None
+        if with_slope and (approximation != "identity" or sigmoid_logits):
+            slope = torch.empty_like(flat_values)
+        sums: List[Tensor] = []
+        for start in range(0, flat_values.numel(), block):
+            target_block = flat_target[start : start + block]
+            hard, complement, slope_block = _soft_block(
+                flat_values[start : start + block], sigmoid_logits, approximation, steepness, threshold, width, with_slope
+            )
+            sums.append(_product_sums(hard, complement, target_block, torch.rsub(target_block, 1.0), [0]))
+            if slope is not None and slope_block is not None:
+                slope[start : start + block] = slope_block
+        tp, fp, fn, tn = torch.stack(sums).sum(0).reshape(4, 1, 1, 1).unbind(0)
+        return tp, fp, fn, tn, None if slope is None else slope.reshape(values.shape), scale
+    hard, complement, slope = _soft_block(values, sigmoid_logits, approximation, steepness, threshold, width, with_slope)
+    negative = torch.rsub(target, 1.0)
     if mask is not None:
-        hard, target = hard * mask, target * mask
-    tp = sum_of_products(hard, target, dims)
-    predicted = hard.sum(dims, keepdim=True)
-    fn = target.sum(dims, keepdim=True) - tp
-    if mask is None:
-        negatives = torch.rsub(predicted, float(_count_positions(hard.shape, dims)))
-    else:
-        negatives = mask.expand(hard.shape).sum(dims, keepdim=True) - predicted
-    return tp, predicted - tp, fn, negatives - fn
-
-
-def _count_positions(shape: List[int], dims: List[int]) -> int:
-    size = 1
-    for dim in dims:
-        size *= shape[dim]
-    return size
-
-
-def approximation_slope(
-    hard: Tensor, probs: Tensor, approximation: str, steepness: float, width: float, sigmoid_logits: bool
-) -> Tuple[Optional[Tensor], float]:
-    """d A / d (what the loss is differentiated by), as (tensor or None for a constant, constant factor).
-
-    Written in terms of a = A(p), overwriting `hard` and, for sigmoid_logits, `probs` (both temporaries then):
-    anyloss: A' = L a (1 - a); identity: 1; linear: 1 / width inside the ramp, 0 outside. With sigmoid logits
-    the chain rule adds p (1 - p). a.lerp_(0, a) is a + a (0 - a) = a (1 - a) in place; torch evaluates it as
-    a (1 - a) for a >= 1/2, so it has no cancellation where a is near 1.
-    """
-    slope: Optional[Tensor] = None
-    scale = 1.0
-    if approximation == "anyloss":
-        slope = hard.lerp_(torch.zeros((), dtype=hard.dtype, device=hard.device), hard)
-        scale = steepness
-    elif approximation == "linear":
-        slope = (hard > 0.0) & (hard < 1.0)
-        scale = 1.0 / width
-    if sigmoid_logits:
-        sigmoid_slope = probs.lerp_(torch.zeros((), dtype=probs.dtype, device=probs.device), probs)
-        slope = sigmoid_slope if slope is None else sigmoid_slope.mul_(slope)
-    return slope, scale
+        target, negative = target * mask, negative * mask
+    tp, fp, fn, tn = _product_sums(hard, complement, target, negative, dims).unbind(0)
+    return tp, fp, fn, tn, slope, scale
 
 
 def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
-    """The (batch, classes, positions) axes that one count sums over."""
+    """The (batch, classes, positions) axes that one count sums over; the axes it keeps are rows (batch) and classes."""
     if average == "samples":
         return [1, 2]
     if multidim_average == "samplewise":
@@ -251,42 +299,128 @@ def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
     return [0, 2]
 
 
-def average_weights(
-    tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, task: str, average: str, class_weights: Optional[Tensor]
-) -> Tensor:
-    """Weights that turn the per-count losses into the loss: a mean over images (rows) of a weighted mean over classes.
+def check_averaging(
+    task: str,
+    average: str,
+    multidim_average: str,
+    include_background: bool,
+    class_weights: Optional[List[float]],
+    zero_division: Optional[float],
+    sync: Optional[str],
+    count_momentum: Optional[float],
+) -> None:
+    """The constructor's checks of the layout and averaging options (metricc.options makes the same ones)."""
+    if average == "samples" and task != "multilabel":
+        raise ValueError(f"average='samples' needs task='multilabel', got task={task!r}")
+    if not include_background and task == "binary":
+        raise ValueError("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
+    if class_weights is not None:
+        if task == "binary" or average not in ("macro", "weighted"):
+            raise ValueError(f"class_weights weigh classes in average='macro' or 'weighted', not average={average!r} with task={task!r}")
+        if len(class_weights) == 0 or min(class_weights) <= 0:
+            raise ValueError(f"class_weights={class_weights} must be positive numbers, one per scored class")
+    if zero_division is not None and not abs(float(zero_division)) < float("inf"):
+        raise ValueError(f"zero_division={zero_division} must be a finite number or None")
+    if sync is not None and sync != "ddp":
+        raise ValueError(f"sync={sync!r} is not None or 'ddp'")
+    if count_momentum is not None:
+        if not 0 < count_momentum <= 1:
+            raise ValueError(f"count_momentum={count_momentum} must lie in (0, 1]")
+        if multidim_average != "global" or average == "samples":
+            raise ValueError("count_momentum needs counts pooled over the batch: multidim_average='global', average other than 'samples'")
 
-    Multiclass macro averaging leaves out a class absent from both targets and predictions (TP + FP + FN below
-    half a sample), as torchmetrics does; a row whose classes are all absent contributes zero.
+
+def absent_counts(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
+    """Counts of a class absent from both targets and predictions: TP + FP + FN below half a sample."""
+    return tp + fp + fn < 0.5
+
+
+def fill_absent(
+    value: Tensor, positive: Tensor, negative: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, zero_division: float
+) -> Tuple[Tensor, Tensor, Tensor]:
+    """zero_division as the value of absent counts; there the value no longer depends on the predictions."""
+    gone = absent_counts(tp, fp, fn)
+    return value.masked_fill(gone, zero_division), positive.masked_fill(gone, 0.0), negative.masked_fill(gone, 0.0)
+
+
+def average_weights(tp: Tensor, fp: Tensor, fn: Tensor, task: str, average: str, class_weights: Optional[Tensor]) -> Tensor:
+    """Each count's weight within its row (an image or sample, or the one row of counts pooled over the batch).
+
+    Weights of a row sum to one, or to zero when nothing in it counts: multiclass macro averaging leaves out
+    absent classes as torchmetrics does, weighted averaging weighs by support (TP + FN).
     """
-    rows = float(tp.shape[0])
-    if average == "none" or (average == "micro" and class_weights is None):
-        return torch.full_like(tp, 1.0 / rows)
-    weights = torch.ones_like(tp)
+    if average == "none":
+        return torch.ones_like(tp)
     if average == "weighted":
         weights = tp + fn
     elif average == "macro" and task == "multiclass":
-        weights = (tp + fp + fn >= 0.5).to(tp.dtype)
+        weights = (~absent_counts(tp, fp, fn)).to(tp.dtype)
+    else:
+        weights = torch.ones_like(tp)
     if class_weights is not None:
-        weights = weights * class_weights.to(tp.dtype).reshape(1, -1, 1)
-    return weights / torch.clamp(weights.sum(1, keepdim=True), min=1e-12) / rows
+        weights = weights * class_weights.to(tp).reshape(1, -1, 1)
+    return weights / torch.clamp(weights.sum(1, keepdim=True), min=1e-12)
 
 
-def reduce_loss(per_count: Tensor, weights: Tensor, average: str) -> Tensor:
-    """Weighted sum of the per-count losses: a scalar, or one loss per class for average='none'."""
-    weighted = weights * per_count
+def row_sums(value: Tensor, weights: Tensor, average: str) -> Tuple[Tensor, Tensor]:
+    """The weighted values summed over rows, and the number of rows that count: their quotient is the average.
+
+    average='none' keeps the classes: one sum per class, over all rows.
+    """
     if average == "none":
-        return weighted.sum([0, 2])
-    return weighted.sum()
+        total = value.sum([0, 2])
+        return total, torch.full_like(total, float(value.shape[0]))
+    kept = (weights.sum([1, 2]) > 0.5).to(value.dtype)
+    return (weights * value).sum(), kept.sum()
+
+
+def mean_over_rows(total: Tensor, rows: Tensor, fallback: float) -> Tensor:
+    """total / rows, or `fallback` when no row counts (every class absent, every position ignored)."""
+    return total / torch.clamp(rows, min=1.0) + (rows < 0.5).to(total.dtype) * fallback
+
+
+@torch.jit.unused
+def _all_reduce(tensor: Tensor) -> Tensor:
+    distributed = torch.distributed
+    if not (distributed.is_available() and distributed.is_initialized()):
+        raise RuntimeError(
+            "sync='ddp' needs an initialised torch.distributed process group: call "
+            "torch.distributed.init_process_group(...) before the first loss, or construct the loss with sync=None"
+        )
+    total = tensor.detach().clone()
+    distributed.all_reduce(total)
+    return total
+
+
+def all_reduce_sum(tensor: Tensor) -> Tensor:
+    """The detached sum of `tensor` over all torch.distributed ranks (sync='ddp').
+
+    Counts enter the backward pass only through the partials, as constants, so no gradient has to cross ranks:
+    each rank's closed-form gradient for its own samples, taken at the global counts, is already the gradient
+    of the global loss.
+    """
+    if torch.jit.is_scripting():
+        raise RuntimeError("sync='ddp' does not work in TorchScript, which cannot call torch.distributed; script the loss with sync=None")
+    return _all_reduce(tensor)
+
+
+def running_counts(batch: Tensor, history: Tensor, momentum: float) -> Tuple[Tensor, float]:
+    """(1 - momentum) history + momentum batch, as BatchNorm's running statistics, and d(result) / d(batch).
+
+    Without a history of the same shape (the first step, or another number of classes) the batch alone.
+    """
+    if history.shape != batch.shape:
+        return batch, 1.0
+    return (1.0 - momentum) * history.to(batch) + momentum * batch, momentum
 
 
 def closed_form_gradient(
     grad: Tensor, positive: Tensor, negative: Tensor, target: Tensor, slope: Optional[Tensor], mask: Optional[Tensor]
 ) -> Tensor:
-    """d loss / d p_i = grad (y_i positive + (1 - y_i) negative) A'(p_i), zero at ignored positions.
+    """d value / d p_i = grad (y_i positive + (1 - y_i) negative) A'(p_i), zero at ignored positions.
 
     positive = dTP - dFN and negative = dFP - dTN are the per-sample weights of the count the sample belongs
-    to; grad is d loss / d (that count's loss) times the constant factor of A'.
+    to; grad is the upstream gradient of that count's value times the constant factor of A'.
     """
     weights = torch.mul(target, (positive - negative) * grad).add_(negative * grad)
     if slope is not None:
@@ -297,7 +431,7 @@ def closed_form_gradient(
 
 
 class ClosedFormGradient(torch.autograd.Function):
-    """Identity on the detached per-count losses; the backward pass is the closed form, not autograd."""
+    """Identity on the detached per-count values; the backward pass is the closed form, not autograd."""
 
     @staticmethod
     def forward(ctx, per_count, leaf, positive, negative, target, slope, mask, scale: float):
@@ -332,7 +466,7 @@ def attach_gradient(
     leaf: Tensor,
     dims: List[int],
 ) -> Tensor:
-    """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
+    """Give the detached per-count metric values the closed-form gradient with respect to `leaf`.
 
     Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
     is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
@@ -379,9 +513,24 @@ _CHOICES = {
 
 
 class FdrLoss(torch.nn.Module):
-    """The metric as a loss on (preds, target); see the module docstring for the formula and options."""
+    """The metric as a loss on (preds, target); the module docstring has the formula.
+
+    preds: (N,) or (N, 1, *spatial) for task='binary'; (N, C, *spatial) for 'multiclass' and 'multilabel'.
+    Probabilities, or logits with from_logits=True (sigmoid; softmax over C for 'multiclass').
+    target: the shape of preds (0/1, one-hot or multi-hot), or class indices (N, *spatial) or (N, 1, *spatial)
+    for 'multiclass'. Positions whose target is ignore_index are left out; include_background=False leaves out
+    class 0. average: 'micro' pools the classes, 'macro' averages them (multiclass leaves out absent classes),
+    'weighted' weighs them by support, 'none' returns one loss per class, 'samples' one metric per sample
+    (multilabel). multidim_average='samplewise': counts per image, then the mean over images.
+    zero_division: the metric of a class absent from both targets and predictions (TP + FP + FN < 0.5);
+    None keeps the formula's own value there. sync='ddp': counts summed over torch.distributed ranks.
+    count_momentum: in training mode, counts mixed with running counts as BatchNorm's statistics are.
+    """
 
     ignore_index: Optional[int]
+    zero_division: Optional[float]
+    sync: Optional[str]
+    count_momentum: Optional[float]
 
     def __init__(
         self,
@@ -396,6 +545,9 @@ class FdrLoss(torch.nn.Module):
         ignore_index: Optional[int] = None,
         include_background: bool = True,
         class_weights: Optional[List[float]] = None,
+        zero_division: Optional[float] = None,
+        sync: Optional[str] = None,
+        count_momentum: Optional[float] = None,
         eps: float = 1e-07,
         direction: str = 'minimize',
         validate_args: bool = True,
@@ -407,6 +559,7 @@ class FdrLoss(torch.nn.Module):
                 raise ValueError(f"{option}={value!r} is not one of {_CHOICES[option]}")
         if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
             raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
+        check_averaging(task, average, multidim_average, include_background, class_weights, zero_division, sync, count_momentum)
         self.task = task
         self.from_logits = from_logits
         self.approximation = approximation
@@ -417,62 +570,100 @@ class FdrLoss(torch.nn.Module):
         self.multidim_average = multidim_average
         self.ignore_index = ignore_index
         self.include_background = include_background
+        self.zero_division = None if zero_division is None else float(zero_division)
+        self.sync = sync
+        self.count_momentum = None if count_momentum is None else float(count_momentum)
         self.eps = float(eps)
         self.sign = -1.0 if direction == "maximize" else 1.0
         self.offset = 1.0 if direction == "maximize" else 0.0
         self.validate_args = validate_args
         weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
+        self.register_buffer("running_counts", torch.zeros(0), persistent=False)
 
     def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
         if self.validate_args:
-            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index)
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
         preds, target, mask = canonical_layout(preds, target, self.task, self.ignore_index)
         values = preds.detach().to(target.dtype)
         leaf = preds
         if self.from_logits and self.task == "multiclass":
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
-            probs = leaf.detach()
-        else:
-            probs = probabilities(values, self.task, self.from_logits)
-        if not self.include_background and self.task != "binary":
-            leaf, probs, target = leaf[:, 1:], probs[:, 1:], target[:, 1:]
+            values = leaf.detach()
+        if not self.include_background:
+            leaf, values, target = leaf[:, 1:], values[:, 1:], target[:, 1:]
             if mask is not None and mask.shape[1] > 1:
                 mask = mask[:, 1:]
-        hard = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
         dims = count_dims(self.task, self.average, self.multidim_average)
-        tp, fp, fn, tn = soft_counts(hard, target, mask, dims)
-        slope: Optional[Tensor] = None
-        scale = 1.0
-        if leaf.requires_grad and torch.is_grad_enabled():
-            sigmoid_logits = self.from_logits and self.task != "multiclass"
-            slope, scale = approximation_slope(hard, probs, self.approximation, self.steepness, self.width, sigmoid_logits)
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        tp, fp, fn, tn, slope, scale = soft_counts(
+            values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope
+        )
         return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
 
-    def _weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+    def _pooled(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
+        """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
+        if (self.sync is None or 0 not in dims) and (self.count_momentum is None or not running):
+            return tp, fp, fn, tn, 1.0
+        counts = torch.stack([tp, fp, fn, tn])
+        if self.sync is not None and 0 in dims:
+            counts = all_reduce_sum(counts)
+        scale = 1.0
+        momentum = self.count_momentum
+        if momentum is not None and running:
+            counts, scale = running_counts(counts, self.running_counts, momentum)
+            self.running_counts = counts.detach()
+        return counts[0], counts[1], counts[2], counts[3], scale
+
+    def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
+        """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
         class_weights: Optional[Tensor] = None
         if self.class_weights.numel() > 0:
             if self.class_weights.numel() != tp.shape[1]:
-                raise ValueError(f"class_weights has {self.class_weights.numel()} entries for {tp.shape[1]} classes")
+                raise ValueError(
+                    f"class_weights has {self.class_weights.numel()} entries for {tp.shape[1]} scored classes"
+                    " (include_background=False leaves out class 0)"
+                )
             class_weights = self.class_weights
-        return average_weights(tp, fp, fn, tn, self.task, self.average, class_weights)
+        weights = average_weights(tp, fp, fn, self.task, self.average, class_weights)
+        total, rows = row_sums(value, weights, self.average)
+        if self.sync is not None and 0 not in dims:
+            total = total + (all_reduce_sum(total) - total.detach())
+            rows = all_reduce_sum(rows)
+        zero_division = self.zero_division
+        return mean_over_rows(total, rows, 0.0 if zero_division is None else zero_division)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {1 - metric or metric}, averaged as configured, with the closed-form gradient."""
         tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, self.training)
+        zero_division = self.zero_division
         if not (leaf.requires_grad and torch.is_grad_enabled()):
             value = metric_value(tp, fp, fn, tn, self.eps)
-            return reduce_loss(self.sign * value + self.offset, self._weights(tp, fp, fn, tn), self.average)
-        value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps)
-        per_count = torch.rsub(value, self.offset) if self.sign < 0 else value
-        per_count = attach_gradient(per_count, positive, negative, target, slope, self.sign * scale, mask, leaf, dims)
-        return reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+        else:
+            value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps)
+            if zero_division is not None:
+                value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
+            value = attach_gradient(value, positive, negative, target, slope, scale * count_scale, mask, leaf, dims)
+        return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
-        """The soft metric itself (no gradient), averaged like the loss."""
+        """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
             tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, False)
             value = metric_value(tp, fp, fn, tn, self.eps)
-            return reduce_loss(value, self._weights(tp, fp, fn, tn), self.average)
+            zero_division = self.zero_division
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+            return self._average(value, tp, fp, fn, dims)
+
+    @torch.jit.export
+    def reset_running_counts(self) -> None:
+        """Forget the running counts (count_momentum): the next training step starts from its own batch."""
+        self.running_counts = self.running_counts.new_zeros([0])

@@ -20,6 +20,9 @@ from .errors import (  # noqa: E402
     UnknownNameError,
 )
 
+# Load the emit stage now, so that the function `emit` below, not the submodule, is `metricc.emit`.
+from . import emit as _emit_stage  # noqa: E402,F401
+
 
 def emit(expression: str, name: str | None = None, **options) -> str:
     """The source of a self-contained loss module file for the metric."""

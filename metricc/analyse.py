@@ -174,36 +174,33 @@ class DirectionVerdict:
 
 
 def decide_direction(derivation: Derivation, samples: int = 2000) -> DirectionVerdict:
-    """Maximise when the metric rises with TP and TN and falls with FP and FN everywhere sampled; minimise when reversed."""
+    """Maximise when making any one prediction more correct raises the metric, minimise when it lowers it.
+
+    A prediction a_i moving towards its label changes the metric by dTP - dFN for a positive example and by
+    dTN - dFP for a negative one: exactly the per-sample weights the backward pass uses. Their signs, at
+    confusion matrices sampled over several orders of magnitude, decide the direction.
+    """
     values = sample_counts(samples)
     values.update({p.symbol: np.float64(p.default) for p in derivation.definition.parameters})
-    good_sign = np.array([1.0, -1.0, -1.0, 1.0])
-    signs = []
-    for name, partial, expected in zip(COUNT_NAMES, derivation.partials, good_sign):
-        gradient = np.broadcast_to(evaluate(partial, values), (samples,))
-        finite = np.isfinite(gradient)
-        scale = max(float(np.max(np.abs(gradient[finite]), initial=0.0)), 1e-300)
-        signed = expected * gradient[finite] / scale
-        signs.append((name, signed, values))
-    agrees = all(bool(np.all(s >= -1e-9)) for _, s, _ in signs)
-    disagrees = all(bool(np.all(s <= 1e-9)) for _, s, _ in signs)
-    if agrees and not disagrees:
+    d_tp, d_fp, d_fn, d_tn = (np.broadcast_to(evaluate(partial, values), (samples,)) for partial in derivation.partials)
+    weights = {"a positive example (dTP - dFN)": d_tp - d_fn, "a negative example (dTN - dFP)": d_tn - d_fp}
+    signs = {}
+    for label, weight in weights.items():
+        finite = weight[np.isfinite(weight)]
+        tolerance = 1e-9 * max(float(np.max(np.abs(finite), initial=0.0)), 1e-300)
+        signs[label] = (bool(np.any(finite > tolerance)), bool(np.any(finite < -tolerance)))
+    rises = any(up for up, _ in signs.values())
+    falls = any(down for _, down in signs.values())
+    if rises and not falls:
         return DirectionVerdict("maximize")
-    if disagrees and not agrees:
+    if falls and not rises:
         return DirectionVerdict("minimize")
-    if agrees and disagrees:
-        return DirectionVerdict(None, "the metric does not change with any count")
-    mixed = [name for name, s, _ in signs if s.size and s.min() < -1e-9 and s.max() > 1e-9]
-    up = [name for name, s, _ in signs if s.size and s.min() >= -1e-9 and s.max() > 1e-9]
-    down = [name for name, s, _ in signs if s.size and s.max() <= 1e-9 and s.min() < -1e-9]
-    parts = []
+    if not rises and not falls:
+        return DirectionVerdict(None, "no prediction changes the metric")
+    mixed = [label for label, (up, down) in signs.items() if up and down]
     if mixed:
-        parts.append(f"the partial with respect to {', '.join(mixed)} changes sign")
-    if up and down:
-        parts.append(
-            f"it improves (as a higher-is-better metric would) with {', '.join(up)} but worsens with {', '.join(down)}"
-        )
-    return DirectionVerdict(None, "; ".join(parts) or "the partials have no consistent signs")
+        return DirectionVerdict(None, f"the metric's response to {' and to '.join(mixed)} becoming more correct changes sign")
+    return DirectionVerdict(None, "a positive example becoming more correct moves the metric one way and a negative example the other")
 
 
 def resolve_direction(derivation: Derivation, requested: str, declared: Optional[str] = None) -> str:

@@ -11,9 +11,10 @@ from typing import List, Optional
 import sympy
 
 from .errors import MetricError
-from .options import AVERAGES, APPROXIMATIONS, DIRECTIONS, MULTIDIM_AVERAGES, TASKS
+from .options import AVERAGES, APPROXIMATIONS, DIRECTIONS, MULTIDIM_AVERAGES, SYNCS, TASKS
 
 EXAMPLES = """examples:
+  metricc demo                                      compile f1, show its gradient, train a small model
   metricc compile f1 -o generated/f1.py            a library metric, by name
   metricc compile "2*TP/(2*TP+FP+FN)" --name f1 -o f1.py
   metricc compile -f metric.txt --name my_metric    a multi-line metric from a file
@@ -50,16 +51,34 @@ def _add_loss_options(parser: argparse.ArgumentParser) -> None:
     group.add_argument("--steepness", type=float, help="L of the anyloss approximation (default 73)")
     group.add_argument("--threshold", type=float, help="tau, the decision threshold (default 0.5)")
     group.add_argument("--width", type=float, help="width of the linear approximation (default 0.2)")
-    group.add_argument("--average", choices=AVERAGES)
-    group.add_argument("--multidim-average", choices=MULTIDIM_AVERAGES)
-    group.add_argument("--ignore-index", type=int)
+    group.add_argument("--average", choices=AVERAGES, help="how per-class metrics combine, in torchmetrics' words (default micro)")
+    group.add_argument("--multidim-average", choices=MULTIDIM_AVERAGES, help="samplewise: counts per image, then the mean (default global)")
+    group.add_argument("--ignore-index", type=int, help="target value whose positions are left out")
+    group.add_argument(
+        "--include-background", action=argparse.BooleanOptionalAction, default=None, help="score class 0 (default yes; MONAI's meaning)"
+    )
+    group.add_argument("--class-weights", type=_float_list, metavar="W,W,...", help="per-class weights for macro / weighted averaging")
+    group.add_argument("--zero-division", type=float, metavar="Z", help="the metric of a class absent from targets and predictions")
+    group.add_argument("--sync", choices=SYNCS, help="ddp: sum the counts over torch.distributed ranks")
+    group.add_argument("--count-momentum", type=float, metavar="M", help="running counts: (1 - M) history + M batch, as BatchNorm")
     group.add_argument("--eps", type=float, help="guard for vanishing denominators (default 1e-7)")
     group.add_argument("--direction", choices=DIRECTIONS + ("maximise", "minimise"), help="default: auto")
 
 
 def _loss_options(args: argparse.Namespace) -> dict:
-    names = ("task", "from_logits", "approximation", "steepness", "threshold", "width", "average", "multidim_average", "ignore_index", "eps", "direction")
+    names = (
+        "task", "from_logits", "approximation", "steepness", "threshold", "width", "average", "multidim_average", "ignore_index",
+        "include_background", "class_weights", "zero_division", "sync", "count_momentum", "eps", "direction",
+    )
     return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
+
+
+def _float_list(text: str) -> tuple:
+    """'1,2.5,3' -> (1.0, 2.5, 3.0), for --class-weights."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,2,0.5, got {text!r}") from None
 
 
 def command_compile(args: argparse.Namespace) -> int:
@@ -163,6 +182,13 @@ def command_generate(args: argparse.Namespace) -> int:
     return 0
 
 
+def command_demo(args: argparse.Namespace) -> int:
+    from .demo import run
+
+    run(args.metric, args.seed, args.epochs)
+    return 0
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(
         prog="metricc",
@@ -187,6 +213,12 @@ def build_parser() -> argparse.ArgumentParser:
     generate_parser = commands.add_parser("generate", help="write a loss module for every library metric (generated/)")
     generate_parser.add_argument("directory", nargs="?", default="generated")
     generate_parser.set_defaults(run=command_generate)
+
+    demo_parser = commands.add_parser("demo", help="compile a metric, show its gradient, train a small model on built-in data")
+    demo_parser.add_argument("metric", nargs="?", default="f1", help="a library metric or formula (default f1)")
+    demo_parser.add_argument("--seed", type=int, default=0)
+    demo_parser.add_argument("--epochs", type=int, default=40)
+    demo_parser.set_defaults(run=command_demo)
 
     list_parser = commands.add_parser("list", help="list the library metrics")
     list_parser.set_defaults(run=command_list)

@@ -254,6 +254,9 @@ def _option_defaults(options: LossOptions, parameters: Sequence[Parameter]) -> L
         ("ignore_index", "Optional[int]", repr(options.ignore_index)),
         ("include_background", "bool", repr(options.include_background)),
         ("class_weights", "Optional[List[float]]", weights),
+        ("zero_division", "Optional[float]", repr(options.zero_division)),
+        ("sync", "Optional[str]", repr(options.sync)),
+        ("count_momentum", "Optional[float]", repr(options.count_momentum)),
         ("eps", "float", repr(options.eps)),
         ("direction", "str", repr(options.direction)),
         ("validate_args", "bool", repr(options.validate_args)),
@@ -360,9 +363,24 @@ _CHOICES = {{
 
 
 class {loss_class}(torch.nn.Module):
-    """The metric as a loss on (preds, target); see the module docstring for the formula and options."""
+    """The metric as a loss on (preds, target); the module docstring has the formula.
+
+    preds: (N,) or (N, 1, *spatial) for task='binary'; (N, C, *spatial) for 'multiclass' and 'multilabel'.
+    Probabilities, or logits with from_logits=True (sigmoid; softmax over C for 'multiclass').
+    target: the shape of preds (0/1, one-hot or multi-hot), or class indices (N, *spatial) or (N, 1, *spatial)
+    for 'multiclass'. Positions whose target is ignore_index are left out; include_background=False leaves out
+    class 0. average: 'micro' pools the classes, 'macro' averages them (multiclass leaves out absent classes),
+    'weighted' weighs them by support, 'none' returns one loss per class, 'samples' one metric per sample
+    (multilabel). multidim_average='samplewise': counts per image, then the mean over images.
+    zero_division: the metric of a class absent from both targets and predictions (TP + FP + FN < 0.5);
+    None keeps the formula's own value there. sync='ddp': counts summed over torch.distributed ranks.
+    count_momentum: in training mode, counts mixed with running counts as BatchNorm's statistics are.
+    """
 
     ignore_index: Optional[int]
+    zero_division: Optional[float]
+    sync: Optional[str]
+    count_momentum: Optional[float]
 
     def __init__(
         self,
@@ -375,6 +393,7 @@ class {loss_class}(torch.nn.Module):
                 raise ValueError(f"{{option}}={{value!r}} is not one of {{_CHOICES[option]}}")
         if not (steepness > 0 and width > 0 and eps > 0 and 0 < threshold < 1):
             raise ValueError("steepness, width and eps must be positive and threshold must lie in (0, 1)")
+        check_averaging(task, average, multidim_average, include_background, class_weights, zero_division, sync, count_momentum)
 {parameter_checks}        self.task = task
         self.from_logits = from_logits
         self.approximation = approximation
@@ -385,63 +404,101 @@ class {loss_class}(torch.nn.Module):
         self.multidim_average = multidim_average
         self.ignore_index = ignore_index
         self.include_background = include_background
+        self.zero_division = None if zero_division is None else float(zero_division)
+        self.sync = sync
+        self.count_momentum = None if count_momentum is None else float(count_momentum)
         self.eps = float(eps)
         self.sign = -1.0 if direction == "maximize" else 1.0
         self.offset = 1.0 if direction == "maximize" else 0.0
         self.validate_args = validate_args
 {parameter_assignments}        weights = torch.tensor(class_weights if class_weights is not None else [], dtype=torch.float32)
         self.register_buffer("class_weights", weights, persistent=False)
+        self.register_buffer("running_counts", torch.zeros(0), persistent=False)
 
     def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
         if self.validate_args:
-            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index)
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
         preds, target, mask = canonical_layout(preds, target, self.task, self.ignore_index)
         values = preds.detach().to(target.dtype)
         leaf = preds
         if self.from_logits and self.task == "multiclass":
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
-            probs = leaf.detach()
-        else:
-            probs = probabilities(values, self.task, self.from_logits)
-        if not self.include_background and self.task != "binary":
-            leaf, probs, target = leaf[:, 1:], probs[:, 1:], target[:, 1:]
+            values = leaf.detach()
+        if not self.include_background:
+            leaf, values, target = leaf[:, 1:], values[:, 1:], target[:, 1:]
             if mask is not None and mask.shape[1] > 1:
                 mask = mask[:, 1:]
-        hard = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
         dims = count_dims(self.task, self.average, self.multidim_average)
-        tp, fp, fn, tn = soft_counts(hard, target, mask, dims)
-        slope: Optional[Tensor] = None
-        scale = 1.0
-        if leaf.requires_grad and torch.is_grad_enabled():
-            sigmoid_logits = self.from_logits and self.task != "multiclass"
-            slope, scale = approximation_slope(hard, probs, self.approximation, self.steepness, self.width, sigmoid_logits)
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        tp, fp, fn, tn, slope, scale = soft_counts(
+            values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope
+        )
         return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
 
-    def _weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+    def _pooled(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
+        """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
+        if (self.sync is None or 0 not in dims) and (self.count_momentum is None or not running):
+            return tp, fp, fn, tn, 1.0
+        counts = torch.stack([tp, fp, fn, tn])
+        if self.sync is not None and 0 in dims:
+            counts = all_reduce_sum(counts)
+        scale = 1.0
+        momentum = self.count_momentum
+        if momentum is not None and running:
+            counts, scale = running_counts(counts, self.running_counts, momentum)
+            self.running_counts = counts.detach()
+        return counts[0], counts[1], counts[2], counts[3], scale
+
+    def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
+        """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
         class_weights: Optional[Tensor] = None
         if self.class_weights.numel() > 0:
             if self.class_weights.numel() != tp.shape[1]:
-                raise ValueError(f"class_weights has {{self.class_weights.numel()}} entries for {{tp.shape[1]}} classes")
+                raise ValueError(
+                    f"class_weights has {{self.class_weights.numel()}} entries for {{tp.shape[1]}} scored classes"
+                    " (include_background=False leaves out class 0)"
+                )
             class_weights = self.class_weights
-        return average_weights(tp, fp, fn, tn, self.task, self.average, class_weights)
+        weights = average_weights(tp, fp, fn, self.task, self.average, class_weights)
+        total, rows = row_sums(value, weights, self.average)
+        if self.sync is not None and 0 not in dims:
+            total = total + (all_reduce_sum(total) - total.detach())
+            rows = all_reduce_sum(rows)
+        zero_division = self.zero_division
+        return mean_over_rows(total, rows, 0.0 if zero_division is None else zero_division)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {{1 - metric or metric}}, averaged as configured, with the closed-form gradient."""
         tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, self.training)
+        zero_division = self.zero_division
         if not (leaf.requires_grad and torch.is_grad_enabled()):
             value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
-            return reduce_loss(self.sign * value + self.offset, self._weights(tp, fp, fn, tn), self.average)
-        value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps{parameter_arguments})
-        per_count = torch.rsub(value, self.offset) if self.sign < 0 else value
-        per_count = attach_gradient(per_count, positive, negative, target, slope, self.sign * scale, mask, leaf, dims)
-        return reduce_loss(per_count, self._weights(tp, fp, fn, tn), self.average)
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+        else:
+            value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps{parameter_arguments})
+            if zero_division is not None:
+                value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
+            value = attach_gradient(value, positive, negative, target, slope, scale * count_scale, mask, leaf, dims)
+        return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
-        """The soft metric itself (no gradient), averaged like the loss."""
+        """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
             tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, False)
             value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
-            return reduce_loss(value, self._weights(tp, fp, fn, tn), self.average)
+            zero_division = self.zero_division
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+            return self._average(value, tp, fp, fn, dims)
+
+    @torch.jit.export
+    def reset_running_counts(self) -> None:
+        """Forget the running counts (count_momentum): the next training step starts from its own batch."""
+        self.running_counts = self.running_counts.new_zeros([0])
 '''

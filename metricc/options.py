@@ -12,6 +12,7 @@ APPROXIMATIONS = ("anyloss", "identity", "linear")
 TASKS = ("binary", "multiclass", "multilabel")
 AVERAGES = ("micro", "macro", "weighted", "none", "samples")
 MULTIDIM_AVERAGES = ("global", "samplewise")
+SYNCS = ("ddp",)
 DIRECTIONS = ("auto", "maximize", "minimize")
 _DIRECTION_SPELLINGS = {"maximise": "maximize", "minimise": "minimize", "max": "maximize", "min": "minimize"}
 
@@ -31,6 +32,9 @@ class LossOptions:
     ignore_index: Optional[int] = None
     include_background: bool = True
     class_weights: Optional[Tuple[float, ...]] = None
+    zero_division: Optional[float] = None
+    sync: Optional[str] = None
+    count_momentum: Optional[float] = None
     eps: float = 1e-7
     direction: str = "auto"
     validate_args: bool = True
@@ -40,6 +44,10 @@ class LossOptions:
 
 
 OPTION_NAMES = tuple(f.name for f in fields(LossOptions))
+_NONE_ALLOWED = ("ignore_index", "class_weights", "zero_division", "sync", "count_momentum")
+
+#: Local names of the emitted formula functions; a metric parameter may not take one (nor x0, x1, ...).
+EMITTED_NAMES = ("tp", "fp", "fn", "tn", "eps", "value", "d_tp", "d_fp", "d_fn", "d_tn", "preds", "target", "signed_clamp")
 
 
 def _choice(name: str, value, allowed) -> None:
@@ -58,7 +66,7 @@ def make_options(**overrides) -> LossOptions:
     unknown = sorted(set(overrides) - set(OPTION_NAMES))
     if unknown:
         raise OptionError(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(OPTION_NAMES)}")
-    values = {name: value for name, value in overrides.items() if value is not None or name in ("ignore_index", "class_weights")}
+    values = {name: value for name, value in overrides.items() if value is not None or name in _NONE_ALLOWED}
     direction = values.get("direction", "auto")
     if isinstance(direction, str):
         values["direction"] = _DIRECTION_SPELLINGS.get(direction, direction)
@@ -84,6 +92,42 @@ def make_options(**overrides) -> LossOptions:
         weights = tuple(_positive_finite("class_weights entry", float(w)) for w in weights)
         if not weights:
             raise OptionError("class_weights must not be empty")
-    if options.average == "samples" and options.task == "binary":
-        raise OptionError("average='samples' needs task='multilabel' or 'multiclass': a binary sample has one count")
-    return replace(options, steepness=steepness, width=width, eps=eps, threshold=float(threshold), class_weights=weights)
+    _check_layout_options(options)
+    zero_division = options.zero_division
+    if zero_division is not None:
+        if isinstance(zero_division, bool) or not isinstance(zero_division, (int, float)) or not math.isfinite(zero_division):
+            raise OptionError(f"zero_division={zero_division!r} must be a finite number or None")
+        zero_division = float(zero_division)
+    if options.sync is not None:
+        _choice("sync", options.sync, SYNCS)
+    momentum = options.count_momentum
+    if momentum is not None:
+        if isinstance(momentum, bool) or not isinstance(momentum, (int, float)) or not 0.0 < momentum <= 1.0:
+            raise OptionError(f"count_momentum={momentum!r} must lie in (0, 1] (the weight of the current batch) or be None")
+        momentum = float(momentum)
+    return replace(
+        options,
+        steepness=steepness,
+        width=width,
+        eps=eps,
+        threshold=float(threshold),
+        class_weights=weights,
+        zero_division=zero_division,
+        count_momentum=momentum,
+    )
+
+
+def _check_layout_options(options: LossOptions) -> None:
+    """Options that only make sense together: averaging against the task and the counts' layout."""
+    if options.average == "samples" and options.task != "multilabel":
+        raise OptionError(f"average='samples' needs task='multilabel' (one metric per sample over its labels), got task={options.task!r}")
+    if not options.include_background and options.task == "binary":
+        raise OptionError("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
+    if options.class_weights is not None and (options.task == "binary" or options.average not in ("macro", "weighted")):
+        raise OptionError(
+            f"class_weights weigh classes in average='macro' or 'weighted', not average={options.average!r} with task={options.task!r}"
+        )
+    if options.count_momentum is not None and (options.multidim_average != "global" or options.average == "samples"):
+        raise OptionError(
+            "count_momentum needs counts pooled over the batch: multidim_average='global' and an average other than 'samples'"
+        )

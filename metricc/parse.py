@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import builtins
 import difflib
 import keyword
+import re
 from dataclasses import dataclass, field
 from fractions import Fraction
 from functools import lru_cache
@@ -16,7 +18,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
 
 from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
-from .options import OPTION_NAMES
+from .options import EMITTED_NAMES, OPTION_NAMES
 
 TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
 COUNT_NAMES = ("TP", "FP", "FN", "TN")
@@ -47,8 +49,13 @@ MAX_EXPONENT_DIGITS = 3
 
 _RESERVED = set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 _UNSAFE_PARAMETER_NAMES = (
-    set(keyword.kwlist) | set(OPTION_NAMES) | set(dir(__builtins__)) | {"self", "torch", "Tensor", "Optional", "List", "Tuple"}
+    set(keyword.kwlist)
+    | set(OPTION_NAMES)
+    | set(EMITTED_NAMES)
+    | set(dir(builtins))
+    | {"self", "torch", "Tensor", "Optional", "List", "Tuple", "math", "sign", "offset"}
 )
+_TEMPORARY_NAME = re.compile(r"x\d+\Z")
 
 
 @dataclass(frozen=True)
@@ -299,7 +306,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         default = _constant(default)
         name = name_token.value
         self._check_new_name(name_token)
-        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_"):
+        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_") or _TEMPORARY_NAME.match(name):
             raise MetricSyntaxError(
                 f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option or private name); choose another",
                 name_token.line,

@@ -1,0 +1,98 @@
+"""sync='ddp': with two gloo processes on CPU, every rank's loss and gradient equal one process on the whole batch."""
+
+import pytest
+import torch
+import torch.distributed as dist
+import torch.multiprocessing as mp
+
+import metricc
+
+WORLD = 2
+SPLIT = [5, 3]  # uneven shards: rank 0 holds 5 samples, rank 1 holds 3
+
+CASES = {
+    "multiclass-macro": dict(task="multiclass", average="macro"),
+    "multiclass-weighted-samplewise": dict(task="multiclass", average="weighted", multidim_average="samplewise", ignore_index=-1),
+    "multiclass-none": dict(task="multiclass", average="none", include_background=False),
+    "multilabel-samples": dict(task="multilabel", average="samples"),
+    "multilabel-micro": dict(task="multilabel", average="micro", zero_division=1.0),
+    "binary-samplewise": dict(task="binary", multidim_average="samplewise"),
+    "multiclass-running": dict(task="multiclass", average="macro", count_momentum=0.5),
+}
+
+
+def batch(case, step=0):
+    """The global batch of one step: logits (8, 3, 4) and targets, in float64."""
+    generator = torch.Generator().manual_seed(100 * step + sorted(CASES).index(case))
+    task = CASES[case]["task"]
+    logits = torch.randn(sum(SPLIT), 1 if task == "binary" else 3, 4, generator=generator, dtype=torch.float64)
+    if task == "multiclass":
+        target = torch.randint(0, 3, (sum(SPLIT), 4), generator=generator)
+        target[0, 0] = -1 if CASES[case].get("ignore_index") == -1 else target[0, 0]
+    else:
+        target = (torch.rand(logits.shape, generator=generator) < 0.5).long()
+    return logits, target
+
+
+def losses_and_gradients(loss, logits, target, steps):
+    """Loss value and d loss / d logits of each step."""
+    results = []
+    for step in range(steps):
+        leaf = logits[step].clone().requires_grad_(True)
+        value = loss(leaf, target[step])
+        (grad,) = torch.autograd.grad(value.sum(), leaf)
+        results.append((value.detach(), grad))
+    return results
+
+
+def steps_of(case):
+    return 2 if "count_momentum" in CASES[case] else 1
+
+
+def worker(rank, rendezvous, results):
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
+    try:
+        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
+        out = {}
+        for case, options in CASES.items():
+            loss = metricc.loss("mcc" if "micro" in case else "f1", from_logits=True, sync="ddp", **options)
+            shards = [batch(case, step) for step in range(steps_of(case))]
+            logits = [shard[0][start:stop] for shard in shards]
+            target = [shard[1][start:stop] for shard in shards]
+            out[case] = losses_and_gradients(loss, logits, target, steps_of(case))
+        torch.save(out, f"{results}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.fixture(scope="module")
+def ranks(tmp_path_factory):
+    directory = tmp_path_factory.mktemp("ddp")
+    mp.spawn(worker, args=(str(directory / "rendezvous"), str(directory / "results")), nprocs=WORLD, join=True)
+    return [torch.load(directory / f"results.{rank}") for rank in range(WORLD)]
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_rank_equals_one_process_on_the_concatenated_batch(ranks, case):
+    loss = metricc.loss("mcc" if "micro" in case else "f1", from_logits=True, **CASES[case])
+    shards = [batch(case, step) for step in range(steps_of(case))]
+    expected = losses_and_gradients(loss, [s[0] for s in shards], [s[1] for s in shards], steps_of(case))
+    for rank in range(WORLD):
+        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
+        for (value, grad), (expected_value, expected_grad) in zip(ranks[rank][case], expected):
+            torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
+            torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
+            assert grad.abs().max() > 0
+
+
+def test_sync_without_a_process_group_is_a_clear_error():
+    assert not (dist.is_available() and dist.is_initialized())
+    loss = metricc.loss("f1", task="multiclass", average="macro", from_logits=True, sync="ddp")
+    with pytest.raises(RuntimeError, match=r"sync='ddp' needs an initialised torch.distributed process group.*init_process_group"):
+        loss(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))
+
+
+def test_sync_is_refused_in_torchscript():
+    scripted = torch.jit.script(metricc.loss("f1", task="multiclass", average="macro", from_logits=True, sync="ddp"))
+    with pytest.raises(Exception, match="TorchScript"):
+        scripted(torch.randn(4, 3), torch.tensor([0, 1, 2, 0]))

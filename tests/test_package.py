@@ -1,0 +1,33 @@
+"""The grammar ships inside the wheel: an installed metricc parses without the source checkout."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+@pytest.mark.slow
+def test_wheel_contains_grammar_and_library(tmp_path):
+    build = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-w", str(tmp_path / "dist"), str(ROOT)],
+        capture_output=True,
+        text=True,
+    )
+    if build.returncode != 0:
+        pytest.fail(f"wheel build failed:\n{build.stdout}\n{build.stderr}")
+    (wheel,) = (tmp_path / "dist").glob("metricc-*.whl")
+    target = tmp_path / "site"
+    subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True)
+    assert (target / "metricc" / "grammar" / "metric.lark").is_file()
+    script = (
+        "import sys; sys.path = [p for p in sys.path if 'main' not in p];"
+        "import metricc, metricc.parse as p;"
+        f"assert p.grammar_path().is_relative_to({str(target)!r}), p.grammar_path();"
+        "print(metricc.gradient('f1')['TP'])"
+    )
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
+    assert result.returncode == 0, result.stderr
+    assert "FN + FP" in result.stdout
