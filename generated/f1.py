@@ -189,12 +189,26 @@ def approximate(probs: Tensor, approximation: str, steepness: float, threshold: 
     identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
     """
     if approximation == "anyloss":
-        scaled = torch.add(probs.new_full((), -steepness * threshold), probs, alpha=steepness)
-        return torch.sigmoid(scaled), scaled.neg_().sigmoid_()
+        return sigmoid_pair(torch.add(probs.new_full((), -steepness * threshold), probs, alpha=steepness))
     if approximation == "identity":
         return probs, torch.rsub(probs, 1.0)
     hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
     return hard, torch.rsub(hard, 1.0)
+
+
+def sigmoid_pair(x: Tensor) -> Tuple[Tensor, Tensor]:
+    """sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), each without cancellation; x is a temporary (overwritten).
+
+    Under torch.compile both come from one exponential, u = exp(-|x|): they are 1 / (1 + u) and u / (1 + u),
+    in the order the sign of x gives. Eagerly two sigmoids are fewer kernels than that.
+    """
+    if fused_kernels():
+        u = torch.exp(-x.abs())
+        near = 1.0 / (1.0 + u)
+        far = u * near
+        nonnegative = x >= 0.0
+        return torch.where(nonnegative, near, far), torch.where(nonnegative, far, near)
+    return torch.sigmoid(x), x.neg_().sigmoid_()
 
 
 def approximation_scale(approximation: str, steepness: float, width: float) -> float:
@@ -214,7 +228,9 @@ def _soft_block(
     A' / scale is a (1 - a) for anyloss and 1 inside the ramp for linear; sigmoid logits add p (1 - p). Each
     product is of two values computed without cancellation, so the slope is as exact as autograd's.
     """
-    probs = torch.sigmoid(values) if sigmoid_logits else values
+    probs, probs_complement = values, values
+    if sigmoid_logits:
+        probs, probs_complement = sigmoid_pair(values.clone()) if with_slope else (torch.sigmoid(values), values)
     hard, complement = approximate(probs, approximation, steepness, threshold, width)
     slope: Optional[Tensor] = None
     if with_slope:
@@ -223,7 +239,7 @@ def _soft_block(
         elif approximation == "linear":
             slope = ((hard > 0.0) & (hard < 1.0)).to(hard.dtype)
         if sigmoid_logits:
-            sigmoid_slope = probs * torch.sigmoid(-values)
+            sigmoid_slope = probs * probs_complement
             slope = sigmoid_slope if slope is None else slope.mul_(sigmoid_slope)
     return hard, complement, slope
 
