@@ -635,6 +635,8 @@ class FalseOmissionRateLoss(torch.nn.Module):
 
     def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
         """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
+        if self.average == "micro" and self.sync is None:
+            return value.mean()  # one pooled count per row, each row counts: the weights below are all one
         class_weights: Optional[Tensor] = None
         if self.class_weights.numel() > 0:
             if self.class_weights.numel() != tp.shape[1]:
