@@ -114,18 +114,58 @@ def validate_inputs(
             )
         if not include_background and classes < 2:
             raise ValueError(f"include_background=False drops class 0 and leaves no class of preds of shape {list(preds.shape)}")
-    if class_index_target(preds, target, task):
-        _check_class_indices(preds, target, ignore_index)
-    else:
-        if not (target.shape == preds.shape or (task == "binary" and _channel_dropped(preds, target))):
-            classes_differ = task != "binary" and target.dim() == preds.dim() and target.dim() > 1 and target.shape[1] != preds.shape[1]
-            hint = f" ({preds.shape[1]} classes in preds, {target.shape[1]} in target)" if classes_differ else ""
-            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
-        _check_binary_values(target, ignore_index)
-    if preds.numel() > 0 and value_checks_enabled():
-        # one pass: aminmax propagates NaN, and an infinity is its own bound
-        low, high = torch.aminmax(preds)
-        low_p, high_p = float(low), float(high)
+    class_indices = class_index_target(preds, target, task)
+    if class_indices:
+        _check_class_index_shape(preds, target)
+    elif not (target.shape == preds.shape or (task == "binary" and _channel_dropped(preds, target))):
+        classes_differ = task != "binary" and target.dim() == preds.dim() and target.dim() > 1 and target.shape[1] != preds.shape[1]
+        hint = f" ({preds.shape[1]} classes in preds, {target.shape[1]} in target)" if classes_differ else ""
+        raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
+    if value_checks_enabled():
+        _check_values(preds, target.detach(), class_indices, from_logits, ignore_index)
+
+
+def _check_values(preds: Tensor, target: Tensor, class_indices: bool, from_logits: bool, ignore_index: Optional[int]) -> None:
+    """The values of target and preds, decided from a few bounds fetched in one transfer (a GPU waits once).
+
+    Class indices and integer 0/1 targets by their range; a float 0/1 target by t - t * t, which is exactly
+    zero at 0 and 1, nonzero elsewhere and NaN at NaN or inf (no comparisons, which are slow); preds by their
+    range, which aminmax gives in one pass, NaN propagating and an infinity being its own bound.
+    """
+    kept = target if ignore_index is None else target[target != ignore_index]
+    checks: List[Tensor] = []
+    check_target = kept.numel() > 0 and kept.dtype != torch.bool
+    if check_target:
+        if class_indices or not kept.is_floating_point():
+            checks += list(torch.aminmax(kept))
+        else:
+            # in blocks of 2^20: a temporary the size of a large target costs more than the check (page faults)
+            blocks = kept.reshape(-1).split(1 << 20)
+            residual = torch.stack([torch.stack(torch.aminmax(torch.addcmul(b, b, b, value=-1.0))) for b in blocks])
+            checks.append(residual.abs().amax())
+    if preds.numel() > 0:
+        checks += list(torch.aminmax(preds))
+    if len(checks) == 0:
+        return
+    found: List[float] = torch.stack([check.double() for check in checks]).tolist()
+    if check_target:
+        if class_indices:
+            classes = preds.shape[1]
+            if found[0] < 0 or found[1] >= classes:
+                outside = kept[(kept < 0) | (kept >= classes)]
+                raise ValueError(
+                    f"target contains class index {int(outside[0])}, outside [0, {classes - 1}] for preds with {classes} classes"
+                    + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
+                )
+            found = found[2:]
+        else:
+            binary = found[0] == 0.0 if kept.is_floating_point() else found[0] >= 0 and found[1] <= 1
+            if not binary:
+                bad = kept[(kept != 0) & (kept != 1)][0]
+                raise ValueError(f"target must contain only 0 and 1 (or ignore_index), found {float(bad)}")
+            found = found[1:] if kept.is_floating_point() else found[2:]
+    if preds.numel() > 0:
+        low_p, high_p = found[0], found[1]
         if not (abs(low_p) < float("inf") and abs(high_p) < float("inf")):
             raise ValueError("preds contain NaN or infinite values; check the model's outputs (a loss cannot be computed from them)")
         if not from_logits and (low_p < 0.0 or high_p > 1.0):
@@ -142,8 +182,7 @@ def _channel_dropped(preds: Tensor, target: Tensor) -> bool:
     )
 
 
-def _check_class_indices(preds: Tensor, target: Tensor, ignore_index: Optional[int]) -> None:
-    classes = preds.shape[1]
+def _check_class_index_shape(preds: Tensor, target: Tensor) -> None:
     spatial = target.shape[1:] if target.dim() == preds.dim() - 1 else target.shape[2:]
     if target.shape[0] != preds.shape[0] or spatial != preds.shape[2:]:
         raise ValueError(
@@ -152,40 +191,6 @@ def _check_class_indices(preds: Tensor, target: Tensor, ignore_index: Optional[i
         )
     if target.is_floating_point() or target.dtype == torch.bool:
         raise ValueError(f"class-index targets must be integers, got dtype {target.dtype}; a one-hot target has the shape of preds")
-    if not value_checks_enabled():
-        return
-    kept = target if ignore_index is None else target[target != ignore_index]
-    if kept.numel() == 0:
-        return
-    low, high = torch.aminmax(kept)
-    if int(low) < 0 or int(high) >= classes:
-        outside = kept[(kept < 0) | (kept >= classes)]
-        raise ValueError(
-            f"target contains class index {int(outside[0])}, outside [0, {classes - 1}] for preds with {classes} classes"
-            + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-        )
-
-
-def _check_binary_values(target: Tensor, ignore_index: Optional[int]) -> None:
-    """Every kept target is 0 or 1: for a float target t - t * t is exactly zero there, nonzero elsewhere and NaN
-    at NaN or inf (no comparisons, which are slow); an integer target by its range."""
-    if not value_checks_enabled() or target.dtype == torch.bool:
-        return
-    target = target.detach()
-    kept = target if ignore_index is None else target[target != ignore_index]
-    if kept.numel() == 0:
-        return
-    if kept.is_floating_point():
-        # in blocks of 2^20: a temporary the size of a large target costs more than the check (page faults)
-        blocks = kept.reshape(-1).split(1 << 20)
-        bounds = torch.stack([torch.stack(torch.aminmax(torch.addcmul(b, b, b, value=-1.0))) for b in blocks])
-        valid = float(bounds.abs().amax()) == 0.0
-    else:
-        low, high = torch.aminmax(kept)
-        valid = int(low) >= 0 and int(high) <= 1
-    if not valid:
-        bad = kept[(kept != 0) & (kept != 1)][0]
-        raise ValueError(f"target must contain only 0 and 1 (or ignore_index), found {float(bad)}")
 
 
 def probabilities(preds: Tensor, task: str, from_logits: bool) -> Tensor:
