@@ -176,6 +176,7 @@ def median_times(steps: Dict[str, Callable[[], None]], device: torch.device, rou
 
 def build_contenders(metric: str, workload: Workload, device: torch.device, chosen: str) -> Dict[str, Callable]:
     expression, formula = METRICS[metric]
+    torch._dynamo.reset()  # each row compiles afresh: no recompile limits, no graphs shared between rows
     naive = NaiveLoss(formula, workload.layout, workload.classes).to(device)
     compiled = metricc.loss(expression, direction="maximize", **workload.options).to(device)
     built: Dict[str, Callable] = {}
