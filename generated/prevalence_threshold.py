@@ -150,10 +150,12 @@ def _check_values(preds: Tensor, target: Tensor, class_indices: bool, from_logit
         if class_indices or not kept.is_floating_point():
             checks += list(torch.aminmax(kept))
         else:
-            # in blocks of 2^20: a temporary the size of a large target costs more than the check (page faults)
-            blocks = kept.reshape(-1).split(1 << 20)
-            residual = torch.stack([torch.stack(torch.aminmax(torch.addcmul(b, b, b, value=-1.0))) for b in blocks])
-            checks.append(residual.abs().amax())
+            # in blocks through one scratch buffer: a fresh temporary the size of the target costs more in page
+            # faults than the check itself
+            flat = kept.reshape(-1)
+            scratch = torch.empty_like(flat[: 1 << 17])
+            residual = [torch.stack(torch.aminmax(torch.addcmul(b, b, b, value=-1.0, out=scratch[: b.numel()]))) for b in flat.split(1 << 17)]
+            checks.append(torch.stack(residual).abs().amax())
     if preds.numel() > 0:
         checks += list(torch.aminmax(preds))
     if len(checks) == 0:
@@ -213,23 +215,34 @@ def probabilities(preds: Tensor, task: str, from_logits: bool) -> Tensor:
     return torch.sigmoid(preds)
 
 
-def approximate(probs: Tensor, approximation: str, steepness: float, threshold: float, width: float) -> Tuple[Tensor, Tensor]:
-    """A(p) and 1 - A(p), the latter computed without cancellation.
+def approximate(
+    probs: Tensor, approximation: str, steepness: float, threshold: float, width: float, out: Optional[Tensor] = None
+) -> Tuple[Tensor, Tensor]:
+    """A(p) and 1 - A(p), the latter computed without cancellation; written into out[1] and out[0] when given.
 
     anyloss: A(p) = sigmoid(L (p - tau)); in float32 it saturates to exactly 0 or 1 once L (1 - tau) exceeds
     about 16.6 (L above ~33 at tau = 0.5), so 1 - A is taken as sigmoid(-L (p - tau)), which does not.
     identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
     """
+    offset = probs.new_full((), -steepness * threshold)
+    if out is None:
+        if approximation == "anyloss":
+            return sigmoid_pair(torch.add(offset, probs, alpha=steepness))
+        if approximation == "identity":
+            return probs, torch.rsub(probs, 1.0)
+        hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
+        return hard, torch.rsub(hard, 1.0)
     if approximation == "anyloss":
-        return sigmoid_pair(torch.add(probs.new_full((), -steepness * threshold), probs, alpha=steepness))
+        return sigmoid_pair(torch.add(offset, probs, alpha=steepness, out=out[0]), out[1])
     if approximation == "identity":
-        return probs, torch.rsub(probs, 1.0)
-    hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
-    return hard, torch.rsub(hard, 1.0)
+        return probs, torch.neg(probs, out=out[0]).add_(1.0)
+    hard = torch.sub(probs, threshold, out=out[1]).div_(width).add_(0.5).clamp_(0.0, 1.0)
+    return hard, torch.neg(hard, out=out[0]).add_(1.0)
 
 
-def sigmoid_pair(x: Tensor) -> Tuple[Tensor, Tensor]:
-    """sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), each without cancellation; x is a temporary (overwritten).
+def sigmoid_pair(x: Tensor, out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), each without cancellation; x is a temporary (it becomes the
+    second), the first goes to `out` when given.
 
     Under torch.compile both come from one exponential, u = exp(-|x|): they are 1 / (1 + u) and u / (1 + u),
     in the order the sign of x gives. Eagerly two sigmoids are fewer kernels than that.
@@ -240,7 +253,8 @@ def sigmoid_pair(x: Tensor) -> Tuple[Tensor, Tensor]:
         far = u * near
         nonnegative = x >= 0.0
         return torch.where(nonnegative, near, far), torch.where(nonnegative, far, near)
-    return torch.sigmoid(x), x.neg_().sigmoid_()
+    first = torch.sigmoid(x) if out is None else torch.sigmoid(x, out=out)
+    return first, x.neg_().sigmoid_()
 
 
 def approximation_scale(approximation: str, steepness: float, width: float) -> float:
@@ -253,35 +267,59 @@ def approximation_scale(approximation: str, steepness: float, width: float) -> f
 
 
 def _soft_block(
-    values: Tensor, sigmoid_logits: bool, approximation: str, steepness: float, threshold: float, width: float, with_slope: bool
+    values: Tensor,
+    sigmoid_logits: bool,
+    approximation: str,
+    steepness: float,
+    threshold: float,
+    width: float,
+    with_slope: bool,
+    slope_out: Optional[Tensor],
+    scratch: Optional[Tensor],
 ) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """a = A(p), 1 - a and A'(p) / scale (None where it is 1), with p = sigmoid(values) for sigmoid logits.
+    """a = A(p), 1 - a and A'(p) / scale (None where it is 1, else in slope_out when given), with p = sigmoid(values)
+    for sigmoid logits.
 
     A' / scale is a (1 - a) for anyloss and 1 inside the ramp for linear; sigmoid logits add p (1 - p). Each
-    product is of two values computed without cancellation, so the slope is as exact as autograd's.
+    product is of two values computed without cancellation, so the slope is as exact as autograd's. scratch:
+    buffers the shape of values to compute in (see soft_counts), or None to allocate.
     """
     probs, probs_complement = values, values
     if sigmoid_logits:
-        probs, probs_complement = sigmoid_pair(values.clone()) if with_slope else (torch.sigmoid(values), values)
-    hard, complement = approximate(probs, approximation, steepness, threshold, width)
+        if scratch is None:
+            probs, probs_complement = sigmoid_pair(values.clone())
+        else:
+            probs, probs_complement = sigmoid_pair(scratch[5].copy_(values), scratch[4])
+    hard, complement = approximate(probs, approximation, steepness, threshold, width, None if scratch is None else scratch[:2])
     slope: Optional[Tensor] = None
+    in_place = False
     if with_slope:
         if approximation == "anyloss":
-            slope = hard * complement
+            in_place = slope_out is not None
+            slope = hard * complement if slope_out is None else torch.mul(hard, complement, out=slope_out)
         elif approximation == "linear":
             slope = ((hard > 0.0) & (hard < 1.0)).to(hard.dtype)
         if sigmoid_logits:
             sigmoid_slope = probs * probs_complement
             slope = sigmoid_slope if slope is None else slope.mul_(sigmoid_slope)
+        if slope is not None and slope_out is not None and not in_place:
+            slope = slope_out.copy_(slope)
     return hard, complement, slope
 
 
-def _product_sums(hard: Tensor, complement: Tensor, target: Tensor, negative: Tensor, dims: List[int]) -> Tensor:
-    """TP, FP, FN, TN: sums over dims of a y, a (1 - y), (1 - a) y and (1 - a)(1 - y), stacked."""
-    if len(hard.shape) == 1:
-        return torch.stack([torch.dot(hard, target), torch.dot(hard, negative), torch.dot(complement, target), torch.dot(complement, negative)])
-    return torch.stack([(hard * target).sum(dims, keepdim=True), (hard * negative).sum(dims, keepdim=True),
-                        (complement * target).sum(dims, keepdim=True), (complement * negative).sum(dims, keepdim=True)])
+def _product_sums(
+    hard: Tensor, complement: Tensor, target: Tensor, negative: Tensor, dims: List[int], scratch: Optional[Tensor]
+) -> Tensor:
+    """TP, FP, FN, TN: sums over dims of a y, a (1 - y), (1 - a) y and (1 - a)(1 - y), stacked on a new axis 0.
+    A sum over every axis is a dot product; otherwise each product goes through `scratch` when given."""
+    if len(dims) == 3:
+        a, c, y, n = hard.reshape(-1), complement.reshape(-1), target.reshape(-1), negative.reshape(-1)
+        return torch.stack([torch.dot(a, y), torch.dot(a, n), torch.dot(c, y), torch.dot(c, n)]).reshape(4, 1, 1, 1)
+    sums: List[Tensor] = []
+    for x, y in ((hard, target), (hard, negative), (complement, target), (complement, negative)):
+        product = x * y if scratch is None else torch.mul(x, y, out=scratch)
+        sums.append(product.sum(dims, keepdim=True))
+    return torch.stack(sums)
 
 
 def fused_kernels() -> bool:
@@ -306,35 +344,62 @@ def soft_counts(
     """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions, and
     A'(p) as (slope tensor or None for a constant, constant factor) for the backward pass.
 
-    A large CPU input counted over all its axes goes through in blocks of 2^17 elements: each block's
-    temporaries stay in cache and are reused by the allocator, and the slope is the only tensor of the size of
-    the input written (a fresh tensor of 1e7 floats costs more in page faults than a pass over it). Elsewhere,
-    and under torch.compile, which fuses the same expressions into one kernel, the whole tensor is one block.
+    A large CPU input goes through in blocks of about 2^17 elements: each block's temporaries stay in cache and
+    are reused by the allocator, and the slope is the only tensor of the size of the input written (a fresh
+    tensor of 1e7 floats costs more in page faults than a pass over it). Elsewhere, and under torch.compile,
+    which fuses the same expressions into one kernel, the whole tensor is one block.
     """
     scale = approximation_scale(approximation, steepness, width)
     block = 1 << 17
-    if len(dims) == 3 and mask is None and values.numel() > block and values.device.type == "cpu" and not fused_kernels():
-        flat_values, flat_target = values.reshape(-1), target.reshape(-1)
-        slope: Optional[Tensor] = None
-        if with_slope and (approximation != "identity" or sigmoid_logits):
-            slope = torch.empty_like(flat_values)
-        sums: List[Tensor] = []
-        for start in range(0, flat_values.numel(), block):
-            target_block = flat_target[start : start + block]
-            hard, complement, slope_block = _soft_block(
-                flat_values[start : start + block], sigmoid_logits, approximation, steepness, threshold, width, with_slope
-            )
-            sums.append(_product_sums(hard, complement, target_block, torch.rsub(target_block, 1.0), [0]))
-            if slope is not None and slope_block is not None:
-                slope[start : start + block] = slope_block
-        tp, fp, fn, tn = torch.stack(sums).sum(0).reshape(4, 1, 1, 1).unbind(0)
-        return tp, fp, fn, tn, None if slope is None else slope.reshape(values.shape), scale
-    hard, complement, slope = _soft_block(values, sigmoid_logits, approximation, steepness, threshold, width, with_slope)
-    negative = torch.rsub(target, 1.0)
+    if values.numel() <= block or values.device.type != "cpu" or fused_kernels():
+        whole = _soft_counts_block(values, target, mask, dims, sigmoid_logits, approximation, steepness, threshold, width, with_slope, None, None)
+        return whole[0], whole[1], whole[2], whole[3], whole[4], scale
+    # blocks along the positions, or along the rows when there is one position per row (multiclass (N, C))
+    axis = 2 if values.shape[2] > 1 else 0
+    step = max(1, block * values.shape[axis] // values.numel())
+    slope: Optional[Tensor] = None
+    if with_slope and (approximation != "identity" or sigmoid_logits):
+        slope = torch.empty_like(values)
+    # buffers of one block, reused by every block (fresh pages cost more than the arithmetic): A and 1 - A,
+    # 1 - y, a product, and for sigmoid logits p and 1 - p
+    scratch = values.new_empty([6 if sigmoid_logits else 4] + list(values.narrow(axis, 0, step).shape))
+    parts: List[Tensor] = []
+    for start in range(0, values.shape[axis], step):
+        length = min(step, values.shape[axis] - start)
+        mask_block: Optional[Tensor] = None
+        if mask is not None:
+            mask_block = mask.narrow(axis, start, length) if mask.shape[axis] > 1 else mask
+        slope_block = None if slope is None else slope.narrow(axis, start, length)
+        counts_block = _soft_counts_block(
+            values.narrow(axis, start, length), target.narrow(axis, start, length), mask_block, dims,
+            sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_block, scratch.narrow(axis + 1, 0, length),
+        )
+        parts.append(torch.stack(counts_block[:4]))
+    counts = torch.stack(parts).sum(0) if axis == 2 or 0 in dims else torch.cat(parts, 1)
+    tp, fp, fn, tn = counts.unbind(0)
+    return tp, fp, fn, tn, slope, scale
+
+
+def _soft_counts_block(
+    values: Tensor,
+    target: Tensor,
+    mask: Optional[Tensor],
+    dims: List[int],
+    sigmoid_logits: bool,
+    approximation: str,
+    steepness: float,
+    threshold: float,
+    width: float,
+    with_slope: bool,
+    slope_out: Optional[Tensor],
+    scratch: Optional[Tensor],
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
+    hard, complement, slope = _soft_block(values, sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_out, scratch)
+    negative = torch.rsub(target, 1.0) if scratch is None else torch.neg(target, out=scratch[2]).add_(1.0)
     if mask is not None:
         target, negative = target * mask, negative * mask
-    tp, fp, fn, tn = _product_sums(hard, complement, target, negative, dims).unbind(0)
-    return tp, fp, fn, tn, slope, scale
+    tp, fp, fn, tn = _product_sums(hard, complement, target, negative, dims, None if scratch is None else scratch[3]).unbind(0)
+    return tp, fp, fn, tn, slope
 
 
 def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
