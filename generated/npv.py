@@ -4,12 +4,17 @@ Metric (maximized; the loss is 1 - npv):
 
     npv = TN/(FN + TN)
 
-Partial derivatives (the backward pass uses these, not autograd through the formula):
+Partial derivatives:
 
     d npv / d TP = 0
     d npv / d FP = 0
     d npv / d FN = -TN/(FN + TN)**2
     d npv / d TN = FN/(FN + TN)**2
+
+Per-sample weights d npv / d a_i (the backward pass uses these, not autograd through the formula):
+
+    positive, y_i = 1: dTP - dFN = TN/(FN + TN)**2
+    negative, y_i = 0: dFP - dTN = -FN/(FN + TN)**2
 
 Metric parameters:
     none
@@ -93,23 +98,64 @@ def validate_inputs(
             )
         if not include_background and classes < 2:
             raise ValueError(f"include_background=False drops class 0 and leaves no class of preds of shape {list(preds.shape)}")
-    if class_index_target(preds, target, task):
-        _check_class_indices(preds, target, ignore_index)
-    else:
-        if not (target.shape == preds.shape or (task == "binary" and _channel_dropped(preds, target))):
-            classes_differ = task != "binary" and target.dim() == preds.dim() and target.dim() > 1 and target.shape[1] != preds.shape[1]
-            hint = f" ({preds.shape[1]} classes in preds, {target.shape[1]} in target)" if classes_differ else ""
-            raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
-        _check_binary_values(target, ignore_index)
-    if preds.numel() > 0 and value_checks_enabled():
-        if not bool(torch.isfinite(preds).all()):
-            raise ValueError("preds contain NaN or infinite values; check the model's outputs (a loss cannot be computed from them)")
-        if not from_logits:
-            low_p, high_p = torch.aminmax(preds)
-            if float(low_p) < 0.0 or float(high_p) > 1.0:
+    class_indices = class_index_target(preds, target, task)
+    if class_indices:
+        _check_class_index_shape(preds, target)
+    elif not (target.shape == preds.shape or (task == "binary" and _channel_dropped(preds, target))):
+        classes_differ = task != "binary" and target.dim() == preds.dim() and target.dim() > 1 and target.shape[1] != preds.shape[1]
+        hint = f" ({preds.shape[1]} classes in preds, {target.shape[1]} in target)" if classes_differ else ""
+        raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
+    if value_checks_enabled():
+        _check_values(preds, target.detach(), class_indices, from_logits, ignore_index)
+
+
+def _check_values(preds: Tensor, target: Tensor, class_indices: bool, from_logits: bool, ignore_index: Optional[int]) -> None:
+    """The values of target and preds, decided from a few bounds fetched in one transfer (a GPU waits once).
+
+    Class indices and integer 0/1 targets by their range; a float 0/1 target by t - t * t, which is exactly
+    zero at 0 and 1, nonzero elsewhere and NaN at NaN or inf (no comparisons, which are slow); preds by their
+    range, which aminmax gives in one pass, NaN propagating and an infinity being its own bound.
+    """
+    kept = target if ignore_index is None else target[target != ignore_index]
+    checks: List[Tensor] = []
+    check_target = kept.numel() > 0 and kept.dtype != torch.bool
+    if check_target:
+        if class_indices or not kept.is_floating_point():
+            checks += list(torch.aminmax(kept))
+        else:
+            # in blocks through one scratch buffer: a fresh temporary the size of the target costs more in page
+            # faults than the check itself
+            flat = kept.reshape(-1)
+            scratch = torch.empty_like(flat[: 1 << 17])
+            residual = [torch.stack(torch.aminmax(torch.addcmul(b, b, b, value=-1.0, out=scratch[: b.numel()]))) for b in flat.split(1 << 17)]
+            checks.append(torch.stack(residual).abs().amax())
+    if preds.numel() > 0:
+        checks += list(torch.aminmax(preds))
+    if len(checks) == 0:
+        return
+    found: List[float] = torch.stack([check.double() for check in checks]).tolist()
+    if check_target:
+        if class_indices:
+            classes = preds.shape[1]
+            if found[0] < 0 or found[1] >= classes:
+                outside = kept[(kept < 0) | (kept >= classes)]
                 raise ValueError(
-                    f"preds lie in [{float(low_p)}, {float(high_p)}], outside [0, 1]; pass from_logits=True for raw scores"
+                    f"target contains class index {int(outside[0])}, outside [0, {classes - 1}] for preds with {classes} classes"
+                    + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
                 )
+            found = found[2:]
+        else:
+            binary = found[0] == 0.0 if kept.is_floating_point() else found[0] >= 0 and found[1] <= 1
+            if not binary:
+                bad = kept[(kept != 0) & (kept != 1)][0]
+                raise ValueError(f"target must contain only 0 and 1 (or ignore_index), found {float(bad)}")
+            found = found[1:] if kept.is_floating_point() else found[2:]
+    if preds.numel() > 0:
+        low_p, high_p = found[0], found[1]
+        if not (abs(low_p) < float("inf") and abs(high_p) < float("inf")):
+            raise ValueError("preds contain NaN or infinite values; check the model's outputs (a loss cannot be computed from them)")
+        if not from_logits and (low_p < 0.0 or high_p > 1.0):
+            raise ValueError(f"preds lie in [{low_p}, {high_p}], outside [0, 1]; pass from_logits=True for raw scores")
 
 
 def _channel_dropped(preds: Tensor, target: Tensor) -> bool:
@@ -122,8 +168,7 @@ def _channel_dropped(preds: Tensor, target: Tensor) -> bool:
     )
 
 
-def _check_class_indices(preds: Tensor, target: Tensor, ignore_index: Optional[int]) -> None:
-    classes = preds.shape[1]
+def _check_class_index_shape(preds: Tensor, target: Tensor) -> None:
     spatial = target.shape[1:] if target.dim() == preds.dim() - 1 else target.shape[2:]
     if target.shape[0] != preds.shape[0] or spatial != preds.shape[2:]:
         raise ValueError(
@@ -132,24 +177,6 @@ def _check_class_indices(preds: Tensor, target: Tensor, ignore_index: Optional[i
         )
     if target.is_floating_point() or target.dtype == torch.bool:
         raise ValueError(f"class-index targets must be integers, got dtype {target.dtype}; a one-hot target has the shape of preds")
-    if not value_checks_enabled():
-        return
-    kept = target if ignore_index is None else target[target != ignore_index]
-    outside = kept[(kept < 0) | (kept >= classes)]
-    if outside.numel() > 0:
-        raise ValueError(
-            f"target contains class index {int(outside[0])}, outside [0, {classes - 1}] for preds with {classes} classes"
-            + ("" if ignore_index is None else f" (ignore_index={ignore_index})")
-        )
-
-
-def _check_binary_values(target: Tensor, ignore_index: Optional[int]) -> None:
-    if not value_checks_enabled():
-        return
-    kept = target if ignore_index is None else target[target != ignore_index]
-    if kept.numel() > 0 and not bool(((kept == 0) | (kept == 1)).all()):
-        bad = kept[(kept != 0) & (kept != 1)][0]
-        raise ValueError(f"target must contain only 0 and 1 (or ignore_index), found {float(bad)}")
 
 
 def probabilities(preds: Tensor, task: str, from_logits: bool) -> Tensor:
@@ -161,37 +188,191 @@ def probabilities(preds: Tensor, task: str, from_logits: bool) -> Tensor:
     return torch.sigmoid(preds)
 
 
-def approximate(probs: Tensor, approximation: str, steepness: float, threshold: float, width: float) -> Tuple[Tensor, Tensor, Tensor]:
-    """A(p), 1 - A(p) computed without cancellation, and A'(p).
+def approximate(
+    probs: Tensor, approximation: str, steepness: float, threshold: float, width: float, out: Optional[Tensor] = None
+) -> Tuple[Tensor, Tensor]:
+    """A(p) and 1 - A(p), the latter computed without cancellation; written into out[1] and out[0] when given.
 
     anyloss: A(p) = sigmoid(L (p - tau)); in float32 it saturates to exactly 0 or 1 once L (1 - tau) exceeds
     about 16.6 (L above ~33 at tau = 0.5), so 1 - A is taken as sigmoid(-L (p - tau)), which does not.
     identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
     """
+    offset = probs.new_full((), -steepness * threshold)
+    if out is None:
+        if approximation == "anyloss":
+            return sigmoid_pair(torch.add(offset, probs, alpha=steepness))
+        if approximation == "identity":
+            return probs, torch.rsub(probs, 1.0)
+        hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
+        return hard, torch.rsub(hard, 1.0)
     if approximation == "anyloss":
-        scaled = steepness * (probs - threshold)
-        hard = torch.sigmoid(scaled)
-        complement = torch.sigmoid(-scaled)
-        return hard, complement, steepness * hard * complement
+        return sigmoid_pair(torch.add(offset, probs, alpha=steepness, out=out[0]), out[1])
     if approximation == "identity":
-        return probs, 1.0 - probs, torch.ones_like(probs)
-    ramp = (probs - threshold) / width + 0.5
-    hard = torch.clamp(ramp, 0.0, 1.0)
-    inside = ((ramp > 0.0) & (ramp < 1.0)).to(probs.dtype)
-    return hard, 1.0 - hard, inside / width
+        return probs, torch.neg(probs, out=out[0]).add_(1.0)
+    hard = torch.sub(probs, threshold, out=out[1]).div_(width).add_(0.5).clamp_(0.0, 1.0)
+    return hard, torch.neg(hard, out=out[0]).add_(1.0)
+
+
+def sigmoid_pair(x: Tensor, out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
+    """sigmoid(x) and sigmoid(-x) = 1 - sigmoid(x), each without cancellation; x is a temporary (it becomes the
+    second), the first goes to `out` when given.
+
+    Under torch.compile both come from one exponential, u = exp(-|x|): they are 1 / (1 + u) and u / (1 + u),
+    in the order the sign of x gives. Eagerly two sigmoids are fewer kernels than that.
+    """
+    if fused_kernels():
+        u = torch.exp(-x.abs())
+        near = 1.0 / (1.0 + u)
+        far = u * near
+        nonnegative = x >= 0.0
+        return torch.where(nonnegative, near, far), torch.where(nonnegative, far, near)
+    first = torch.sigmoid(x) if out is None else torch.sigmoid(x, out=out)
+    return first, x.neg_().sigmoid_()
+
+
+def approximation_scale(approximation: str, steepness: float, width: float) -> float:
+    """The constant factor of A'(p): L for anyloss, 1 / width for linear, 1 for identity."""
+    if approximation == "anyloss":
+        return steepness
+    if approximation == "linear":
+        return 1.0 / width
+    return 1.0
+
+
+def _soft_block(
+    values: Tensor,
+    sigmoid_logits: bool,
+    approximation: str,
+    steepness: float,
+    threshold: float,
+    width: float,
+    with_slope: bool,
+    slope_out: Optional[Tensor],
+    scratch: Optional[Tensor],
+) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+    """a = A(p), 1 - a and A'(p) / scale (None where it is 1, else in slope_out when given), with p = sigmoid(values)
+    for sigmoid logits.
+
+    A' / scale is a (1 - a) for anyloss and 1 inside the ramp for linear; sigmoid logits add p (1 - p). Each
+    product is of two values computed without cancellation, so the slope is as exact as autograd's. scratch:
+    buffers the shape of values to compute in (see soft_counts), or None to allocate.
+    """
+    probs, probs_complement = values, values
+    if sigmoid_logits:
+        if scratch is None:
+            probs, probs_complement = sigmoid_pair(values.clone())
+        else:
+            probs, probs_complement = sigmoid_pair(scratch[5].copy_(values), scratch[4])
+    hard, complement = approximate(probs, approximation, steepness, threshold, width, None if scratch is None else scratch[:2])
+    slope: Optional[Tensor] = None
+    in_place = False
+    if with_slope:
+        if approximation == "anyloss":
+            in_place = slope_out is not None
+            slope = hard * complement if slope_out is None else torch.mul(hard, complement, out=slope_out)
+        elif approximation == "linear":
+            slope = ((hard > 0.0) & (hard < 1.0)).to(hard.dtype)
+        if sigmoid_logits:
+            sigmoid_slope = probs * probs_complement
+            slope = sigmoid_slope if slope is None else slope.mul_(sigmoid_slope)
+        if slope is not None and slope_out is not None and not in_place:
+            slope = slope_out.copy_(slope)
+    return hard, complement, slope
+
+
+def _product_sums(
+    hard: Tensor, complement: Tensor, target: Tensor, negative: Tensor, dims: List[int], scratch: Optional[Tensor]
+) -> Tensor:
+    """TP, FP, FN, TN: sums over dims of a y, a (1 - y), (1 - a) y and (1 - a)(1 - y), stacked on a new axis 0.
+    A sum over every axis is a dot product; otherwise each product goes through `scratch` when given."""
+    if len(dims) == 3:
+        a, c, y, n = hard.reshape(-1), complement.reshape(-1), target.reshape(-1), negative.reshape(-1)
+        return torch.stack([torch.dot(a, y), torch.dot(a, n), torch.dot(c, y), torch.dot(c, n)]).reshape(4, 1, 1, 1)
+    sums: List[Tensor] = []
+    for x, y in ((hard, target), (hard, negative), (complement, target), (complement, negative)):
+        product = x * y if scratch is None else torch.mul(x, y, out=scratch)
+        sums.append(product.sum(dims, keepdim=True))
+    return torch.stack(sums)
+
+
+def fused_kernels() -> bool:
+    """True while torch.compile or torch.export traces: there elementwise work fuses and temporaries are free."""
+    if torch.jit.is_scripting():
+        return False
+    return _compiling()
 
 
 def soft_counts(
-    hard: Tensor, complement: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int]
-) -> Tuple[Tensor, Tensor, Tensor, Tensor]:
-    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions."""
-    positive = target if mask is None else target * mask
-    negative = 1.0 - target if mask is None else (1.0 - target) * mask
-    tp = (hard * positive).sum(dims, keepdim=True)
-    fp = (hard * negative).sum(dims, keepdim=True)
-    fn = (complement * positive).sum(dims, keepdim=True)
-    tn = (complement * negative).sum(dims, keepdim=True)
-    return tp, fp, fn, tn
+    values: Tensor,
+    target: Tensor,
+    mask: Optional[Tensor],
+    dims: List[int],
+    sigmoid_logits: bool,
+    approximation: str,
+    steepness: float,
+    threshold: float,
+    width: float,
+    with_slope: bool,
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float]:
+    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions, and
+    A'(p) as (slope tensor or None for a constant, constant factor) for the backward pass.
+
+    A large CPU input goes through in blocks of about 2^17 elements: each block's temporaries stay in cache and
+    are reused by the allocator, and the slope is the only tensor of the size of the input written (a fresh
+    tensor of 1e7 floats costs more in page faults than a pass over it). Elsewhere, and under torch.compile,
+    which fuses the same expressions into one kernel, the whole tensor is one block.
+    """
+    scale = approximation_scale(approximation, steepness, width)
+    block = 1 << 17
+    if values.numel() <= block or values.device.type != "cpu" or fused_kernels():
+        whole = _soft_counts_block(values, target, mask, dims, sigmoid_logits, approximation, steepness, threshold, width, with_slope, None, None)
+        return whole[0], whole[1], whole[2], whole[3], whole[4], scale
+    # blocks along the positions, or along the rows when there is one position per row (multiclass (N, C))
+    axis = 2 if values.shape[2] > 1 else 0
+    step = max(1, block * values.shape[axis] // values.numel())
+    slope: Optional[Tensor] = None
+    if with_slope and (approximation != "identity" or sigmoid_logits):
+        slope = torch.empty_like(values)
+    # buffers of one block, reused by every block (fresh pages cost more than the arithmetic): A and 1 - A,
+    # 1 - y, a product, and for sigmoid logits p and 1 - p
+    scratch = values.new_empty([6 if sigmoid_logits else 4] + list(values.narrow(axis, 0, step).shape))
+    parts: List[Tensor] = []
+    for start in range(0, values.shape[axis], step):
+        length = min(step, values.shape[axis] - start)
+        mask_block: Optional[Tensor] = None
+        if mask is not None:
+            mask_block = mask.narrow(axis, start, length) if mask.shape[axis] > 1 else mask
+        slope_block = None if slope is None else slope.narrow(axis, start, length)
+        counts_block = _soft_counts_block(
+            values.narrow(axis, start, length), target.narrow(axis, start, length), mask_block, dims,
+            sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_block, scratch.narrow(axis + 1, 0, length),
+        )
+        parts.append(torch.stack(counts_block[:4]))
+    counts = torch.stack(parts).sum(0) if axis == 2 or 0 in dims else torch.cat(parts, 1)
+    tp, fp, fn, tn = counts.unbind(0)
+    return tp, fp, fn, tn, slope, scale
+
+
+def _soft_counts_block(
+    values: Tensor,
+    target: Tensor,
+    mask: Optional[Tensor],
+    dims: List[int],
+    sigmoid_logits: bool,
+    approximation: str,
+    steepness: float,
+    threshold: float,
+    width: float,
+    with_slope: bool,
+    slope_out: Optional[Tensor],
+    scratch: Optional[Tensor],
+) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
+    hard, complement, slope = _soft_block(values, sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_out, scratch)
+    negative = torch.rsub(target, 1.0) if scratch is None else torch.neg(target, out=scratch[2]).add_(1.0)
+    if mask is not None:
+        target, negative = target * mask, negative * mask
+    tp, fp, fn, tn = _product_sums(hard, complement, target, negative, dims, None if scratch is None else scratch[3]).unbind(0)
+    return tp, fp, fn, tn, slope
 
 
 def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
@@ -242,17 +423,11 @@ def absent_counts(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
 
 
 def fill_absent(
-    value: Tensor, d_tp: Tensor, d_fp: Tensor, d_fn: Tensor, d_tn: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, zero_division: float
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
+    value: Tensor, positive: Tensor, negative: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, zero_division: float
+) -> Tuple[Tensor, Tensor, Tensor]:
     """zero_division as the value of absent counts; there the value no longer depends on the predictions."""
     gone = absent_counts(tp, fp, fn)
-    return (
-        value.masked_fill(gone, zero_division),
-        d_tp.masked_fill(gone, 0.0),
-        d_fp.masked_fill(gone, 0.0),
-        d_fn.masked_fill(gone, 0.0),
-        d_tn.masked_fill(gone, 0.0),
-    )
+    return value.masked_fill(gone, zero_division), positive.masked_fill(gone, 0.0), negative.masked_fill(gone, 0.0)
 
 
 def average_weights(tp: Tensor, fp: Tensor, fn: Tensor, task: str, average: str, class_weights: Optional[Tensor]) -> Tensor:
@@ -326,30 +501,72 @@ def running_counts(batch: Tensor, history: Tensor, momentum: float) -> Tuple[Ten
     return (1.0 - momentum) * history.to(batch) + momentum * batch, momentum
 
 
+def closed_form_gradient(
+    grad: Tensor, positive: Tensor, negative: Tensor, target: Tensor, slope: Optional[Tensor], mask: Optional[Tensor]
+) -> Tensor:
+    """d value / d p_i = grad (y_i positive + (1 - y_i) negative) A'(p_i), zero at ignored positions.
+
+    positive = dTP - dFN and negative = dFP - dTN are the per-sample weights of the count the sample belongs
+    to; grad is the upstream gradient of that count's value times the constant factor of A'.
+    """
+    weights = torch.mul(target, (positive - negative) * grad).add_(negative * grad)
+    if slope is not None:
+        weights.mul_(slope)
+    if mask is not None:
+        weights.mul_(mask)
+    return weights
+
+
+class ClosedFormGradient(torch.autograd.Function):
+    """Identity on the detached per-count values; the backward pass is the closed form, not autograd."""
+
+    @staticmethod
+    def forward(ctx, per_count, leaf, positive, negative, target, slope, mask, scale: float):
+        ctx.scale = scale
+        ctx.leaf_dtype = leaf.dtype
+        ctx.save_for_backward(positive, negative, target, slope, mask)
+        return per_count.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        positive, negative, target, slope, mask = ctx.saved_tensors
+        leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
+        return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None
+
+
+@torch.jit.unused
+def _closed_form_function(
+    per_count: Tensor, leaf: Tensor, positive: Tensor, negative: Tensor, target: Tensor,
+    slope: Optional[Tensor], mask: Optional[Tensor], scale: float,
+) -> Tensor:
+    return ClosedFormGradient.apply(per_count, leaf, positive, negative, target, slope, mask, scale)
+
+
 def attach_gradient(
     per_count: Tensor,
-    d_tp: Tensor,
-    d_fp: Tensor,
-    d_fn: Tensor,
-    d_tn: Tensor,
+    positive: Tensor,
+    negative: Tensor,
     target: Tensor,
+    slope: Optional[Tensor],
+    scale: float,
     mask: Optional[Tensor],
-    slope: Tensor,
     leaf: Tensor,
     dims: List[int],
 ) -> Tensor:
-    """Give the detached per-count losses the closed-form gradient with respect to `leaf`.
+    """Give the detached per-count metric values the closed-form gradient with respect to `leaf`.
 
-    Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) (and any activation
-    derivative folded into `slope`) it is the gradient. The surrogate sum(g * leaf) - its detached value is
-    zero in the forward pass and has exactly that gradient, so only g is kept for the backward pass.
+    Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
+    is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
+    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds).
+    TorchScript has no custom Functions, and for small inputs autograd's own nodes cost less than a Python
+    backward: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass, gives
+    autograd exactly g.
     """
-    negative_weight = d_fp - d_tn
-    grad = (target * (d_tp - d_fn - negative_weight) + negative_weight) * slope
-    if mask is not None:
-        grad = grad * mask
-    surrogate = (grad * leaf).sum(dims, keepdim=True)
-    return per_count + (surrogate - surrogate.detach())
+    if torch.jit.is_scripting() or (leaf.numel() <= 65536 and not fused_kernels()):
+        grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
+        surrogate = (grad * leaf).sum(dims, keepdim=True)
+        return per_count + (surrogate - surrogate.detach())
+    return _closed_form_function(per_count, leaf, positive, negative, target, slope, mask, scale)
 
 
 def cross_entropy(preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int]) -> Tensor:
@@ -385,16 +602,14 @@ def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> 
     return value
 
 
-def metric_value_and_partials(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor]:
-    """The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions."""
+def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = torch.clamp(fn + tn, min=eps)
-    x1 = 1.0 / x0 ** 2
+    x1 = torch.reciprocal(torch.square(x0))
     value = tn / x0
-    d_tp = torch.zeros_like(tp)
-    d_fp = torch.zeros_like(tp)
-    d_fn = -tn * x1
-    d_tn = fn * x1
-    return value, d_tp, d_fp, d_fn, d_tn
+    positive = tn * x1
+    negative = -fn * x1
+    return value, positive, negative
 
 
 _CHOICES = {
@@ -479,7 +694,7 @@ class NpvLoss(torch.nn.Module):
         self.register_buffer("class_weights", weights, persistent=False)
         self.register_buffer("running_counts", torch.zeros(0), persistent=False)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], List[int]]:
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
@@ -488,19 +703,18 @@ class NpvLoss(torch.nn.Module):
         leaf = preds
         if self.from_logits and self.task == "multiclass":
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
-            probs = leaf.detach()
-        else:
-            probs = probabilities(values, self.task, self.from_logits)
+            values = leaf.detach()
         if not self.include_background:
-            leaf, probs, values, target = leaf[:, 1:], probs[:, 1:], values[:, 1:], target[:, 1:]
+            leaf, values, target = leaf[:, 1:], values[:, 1:], target[:, 1:]
             if mask is not None and mask.shape[1] > 1:
                 mask = mask[:, 1:]
-        hard, complement, slope = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
-        if self.from_logits and self.task != "multiclass":
-            slope = slope * probs * torch.sigmoid(-values)
         dims = count_dims(self.task, self.average, self.multidim_average)
-        tp, fp, fn, tn = soft_counts(hard, complement, target, mask, dims)
-        return tp, fp, fn, tn, target, slope, leaf, mask, dims
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        tp, fp, fn, tn, slope, scale = soft_counts(
+            values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope
+        )
+        return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
 
     def _pooled(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
         """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
@@ -518,6 +732,8 @@ class NpvLoss(torch.nn.Module):
 
     def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
         """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
+        if self.average == "micro" and self.sync is None:
+            return value.mean()  # one pooled count per row, each row counts: the weights below are all one
         class_weights: Optional[Tensor] = None
         if self.class_weights.numel() > 0:
             if self.class_weights.numel() != tp.shape[1]:
@@ -536,14 +752,18 @@ class NpvLoss(torch.nn.Module):
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {1 - metric or metric}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, counted, slope, leaf, mask, dims = self._counts(preds, target)
-        tp, fp, fn, tn, scale = self._pooled(tp, fp, fn, tn, dims, self.training)
-        value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps)
+        tp, fp, fn, tn, counted, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, self.training)
         zero_division = self.zero_division
-        if zero_division is not None:
-            value, d_tp, d_fp, d_fn, d_tn = fill_absent(value, d_tp, d_fp, d_fn, d_tn, tp, fp, fn, zero_division)
-        if leaf.requires_grad and torch.is_grad_enabled():
-            value = attach_gradient(value, scale * d_tp, scale * d_fp, scale * d_fn, scale * d_tn, counted, mask, slope, leaf, dims)
+        if not (leaf.requires_grad and torch.is_grad_enabled()):
+            value = metric_value(tp, fp, fn, tn, self.eps)
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+        else:
+            value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps)
+            if zero_division is not None:
+                value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
+            value = attach_gradient(value, positive, negative, counted, slope, scale * count_scale, mask, leaf, dims)
         loss = self.sign * self._average(value, tp, fp, fn, dims) + self.offset
         if self.ce_weight > 0.0:
             loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
@@ -553,8 +773,8 @@ class NpvLoss(torch.nn.Module):
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
-            tp, fp, fn, tn, target, slope, leaf, mask, dims = self._counts(preds, target)
-            tp, fp, fn, tn, scale = self._pooled(tp, fp, fn, tn, dims, False)
+            tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, False)
             value = metric_value(tp, fp, fn, tn, self.eps)
             zero_division = self.zero_division
             if zero_division is not None:

@@ -28,9 +28,7 @@ from . import emit as _emit_stage  # noqa: E402,F401
 
 def emit(expression: str, name: str | None = None, **options) -> str:
     """The source of a self-contained loss module file for the metric."""
-    from .compiler import compile_metric
-
-    return compile_metric(expression, name, **options).source
+    return _compiled(expression, name, options)[2]
 
 
 def explain(expression: str):
@@ -50,13 +48,28 @@ def gradient(expression: str):
 
 def loss(expression: str, name: str | None = None, **options):
     """A `torch.nn.Module` loss for the metric, built from the same source `emit` returns."""
-    from .compiler import compile_metric
-    from .emit import class_name
     from .load import load_source
 
-    compilation = compile_metric(expression, name, **options)
-    module = load_source(compilation.source)
-    return getattr(module, class_name(compilation.name))()
+    _, loss_class, source = _compiled(expression, name, options)
+    return getattr(load_source(source), loss_class)()
+
+
+def _compiled(expression: str, name: str | None, options: dict):
+    """(name, class name, source): from the disk cache of earlier compilations (no SymPy import), or compiled."""
+    from .load import cached_source, source_key, store_source
+    from .options import make_options
+
+    key = source_key(expression, name, make_options(**options)) if isinstance(expression, str) else None
+    found = cached_source(key) if key else None
+    if found is None:
+        from .compiler import compile_metric
+        from .emit import class_name
+
+        compilation = compile_metric(expression, name, **options)
+        found = (compilation.name, class_name(compilation.name), compilation.source)
+        if key:
+            store_source(key, *found)
+    return found
 
 
 __all__ = [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Dict, Tuple
 
 import sympy
@@ -10,8 +11,6 @@ import sympy
 from .errors import InvalidMetricError
 from .parse import COUNT_NAMES, COUNTS, MAX_NODES, MetricDefinition, expression_size
 
-#: Above this many operations `sympy.simplify` can take seconds; cheaper rational cancellation is used instead.
-SIMPLIFY_LIMIT = 120
 #: Rational cancellation multiplies out denominators and powers: beyond these it can run for minutes.
 CANCEL_LIMIT = 400
 CANCEL_DENOMINATORS = 4
@@ -31,12 +30,13 @@ class Derivation:
 
 
 def tidy(expression: sympy.Expr) -> sympy.Expr:
-    """The shortest of a few equivalent forms; full `simplify` only where it is affordable."""
+    """The shortest of a few equivalent forms: as given, and its cancelled rational form with common factors
+    pulled out or fully factored; unchanged where cancelling could take minutes. (Full `sympy.simplify` rarely
+    does better here and costs ten times more.)"""
     if not _affordable(expression):
         return expression
-    candidates = [expression, sympy.factor_terms(sympy.cancel(expression))]
-    if sympy.count_ops(expression) <= SIMPLIFY_LIMIT:
-        candidates.append(sympy.simplify(expression))
+    cancelled = sympy.cancel(expression)
+    candidates = [expression, sympy.factor_terms(cancelled), sympy.factor(cancelled)]
     return min(candidates, key=lambda candidate: (sympy.count_ops(candidate), sympy.default_sort_key(candidate)))
 
 
@@ -62,6 +62,7 @@ def derive(definition: MetricDefinition) -> Derivation:
     return Derivation(definition, value, partials)
 
 
+@lru_cache(maxsize=256)
 def per_sample_weights(derivation: Derivation) -> Tuple[sympy.Expr, sympy.Expr]:
     """d metric / d a for one positive example (dTP - dFN) and one negative example (dFP - dTN)."""
     d_tp, d_fp, d_fn, d_tn = derivation.partials

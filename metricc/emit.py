@@ -13,14 +13,13 @@ from sympy.printing.precedence import precedence
 
 from . import __version__
 from .analyse import ClampAtZero, SafeDenominator, SignedDenominator, Singularity, guard
-from .derive import Derivation
+from .derive import Derivation, per_sample_weights
 from .errors import InvalidMetricError, OptionError
 from .options import LossOptions
 from .parse import COUNT_NAMES, COUNTS, Parameter
 
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _COUNT_VARIABLES = {count: name.lower() for count, name in zip(COUNTS, COUNT_NAMES)}
-_PARTIAL_VARIABLES = tuple(f"d_{name.lower()}" for name in COUNT_NAMES)
 
 
 def class_name(name: str) -> str:
@@ -70,6 +69,8 @@ class TorchPrinter:
 
     def _print_add(self, e: sympy.Expr) -> str:
         terms = sorted(e.args, key=sympy.default_sort_key)
+        # lead with a positive term: "b - a" is one tensor op, "-a + b" two
+        terms.sort(key=lambda term: bool(term.as_coeff_Mul()[0].is_negative))
         text = self._print(terms[0])
         for term in terms[1:]:
             coefficient, rest = term.as_coeff_Mul()
@@ -85,13 +86,16 @@ class TorchPrinter:
         numerator: List[sympy.Expr] = []
         denominator: List[sympy.Expr] = []
         for factor in sorted(factors, key=sympy.default_sort_key):
-            if factor.is_Pow and factor.exp.is_negative and factor.exp.is_number:
+            if factor.is_Pow and factor.exp.is_negative and factor.exp.is_number and factor.exp != sympy.Rational(-1, 2):
                 denominator.append(sympy.Pow(factor.base, -factor.exp, evaluate=False) if factor.exp != -1 else factor.base)
             else:
                 numerator.append(factor)
         level = precedence(e)
         if coefficient < 0:
             return f"-{self._parenthesize(sympy.Mul(-coefficient, *factors, evaluate=False), level + 1)}"
+        if coefficient == 1 and not numerator and self.is_tensor(e):
+            # 1 / (a b) as torch.reciprocal(a * b): a tensor op, where 1.0 / t goes through Python's reflected division
+            return f"torch.reciprocal({self._print(sympy.Mul(*denominator, evaluate=False))})"
         parts = [self._parenthesize(f, level) for f in numerator]
         if coefficient != 1 or not parts:
             parts.insert(0, self._print(coefficient))
@@ -108,6 +112,10 @@ class TorchPrinter:
             return self._call("torch.rsqrt", base)
         if not self.is_tensor(base) and self.is_tensor(exponent):
             return f"torch.pow({self._print(base)}, {self._print(exponent)})"
+        if self.is_tensor(base) and exponent == 2:
+            return f"torch.square({self._print(base)})"
+        if self.is_tensor(base) and exponent.is_Rational and exponent.is_negative:
+            return f"torch.reciprocal({self._print(sympy.Pow(base, -exponent, evaluate=False))})"
         operand = self._parenthesize(base, precedence(e) + 1)
         if exponent.is_Rational:
             magnitude = abs(exponent)
@@ -188,22 +196,24 @@ def _function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], param
 
 @dataclass(frozen=True)
 class GuardedDerivation:
-    """The value and partials with guards in place, and the singularities that put them there."""
+    """The value and the per-sample weights with guards in place, and the singularities that put them there."""
 
     value: sympy.Expr
-    partials: Tuple[sympy.Expr, ...]
+    positive: sympy.Expr
+    negative: sympy.Expr
     singularities: Tuple[Singularity, ...]
 
 
 def guarded(derivation: Derivation) -> GuardedDerivation:
+    """Guards for the value and for the weights dTP - dFN (positive sample) and dFP - dTN (negative sample)."""
     value, found = guard(derivation.value)
-    partials = []
-    for partial in derivation.partials:
-        guarded_partial, more = guard(partial)
-        partials.append(guarded_partial)
+    weights = []
+    for weight in per_sample_weights(derivation):
+        guarded_weight, more = guard(weight)
+        weights.append(guarded_weight)
         found += more
     unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in found}
-    return GuardedDerivation(value, tuple(partials), tuple(unique.values()))
+    return GuardedDerivation(value, weights[0], weights[1], tuple(unique.values()))
 
 
 def _runtime_source() -> str:
@@ -265,13 +275,14 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
     safe = guarded(derivation)
     value_function = _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts.")
     both_function = _function_source(
-        "metric_value_and_partials",
-        [("value", safe.value)] + list(zip(_PARTIAL_VARIABLES, safe.partials)),
+        "metric_value_and_weights",
+        [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)],
         parameters,
-        "The metric and its partial derivatives with respect to TP, FP, FN and TN, sharing subexpressions.",
+        "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
     )
     maximize = options.direction == "maximize"
     loss_text = f"1 - {name}" if maximize else name
+    positive, negative = per_sample_weights(derivation)
     partial_lines = "\n".join(
         _wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in zip(COUNT_NAMES, derivation.partials)
     )
@@ -281,8 +292,11 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
         f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
         f"Metric ({options.direction}d; the loss is {loss_text}):\n\n"
         f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
-        f"Partial derivatives (the backward pass uses these, not autograd through the formula):\n\n"
+        f"Partial derivatives:\n\n"
         f"{partial_lines}\n\n"
+        f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
+        f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
+        f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
         f"Metric parameters:\n{parameter_lines}\n\n"
         f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
         "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
@@ -406,7 +420,7 @@ class {loss_class}(torch.nn.Module):
         self.register_buffer("class_weights", weights, persistent=False)
         self.register_buffer("running_counts", torch.zeros(0), persistent=False)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], List[int]]:
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
@@ -415,19 +429,18 @@ class {loss_class}(torch.nn.Module):
         leaf = preds
         if self.from_logits and self.task == "multiclass":
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
-            probs = leaf.detach()
-        else:
-            probs = probabilities(values, self.task, self.from_logits)
+            values = leaf.detach()
         if not self.include_background:
-            leaf, probs, values, target = leaf[:, 1:], probs[:, 1:], values[:, 1:], target[:, 1:]
+            leaf, values, target = leaf[:, 1:], values[:, 1:], target[:, 1:]
             if mask is not None and mask.shape[1] > 1:
                 mask = mask[:, 1:]
-        hard, complement, slope = approximate(probs, self.approximation, self.steepness, self.threshold, self.width)
-        if self.from_logits and self.task != "multiclass":
-            slope = slope * probs * torch.sigmoid(-values)
         dims = count_dims(self.task, self.average, self.multidim_average)
-        tp, fp, fn, tn = soft_counts(hard, complement, target, mask, dims)
-        return tp, fp, fn, tn, target, slope, leaf, mask, dims
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        tp, fp, fn, tn, slope, scale = soft_counts(
+            values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope
+        )
+        return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
 
     def _pooled(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
         """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
@@ -445,6 +458,8 @@ class {loss_class}(torch.nn.Module):
 
     def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
         """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
+        if self.average == "micro" and self.sync is None:
+            return value.mean()  # one pooled count per row, each row counts: the weights below are all one
         class_weights: Optional[Tensor] = None
         if self.class_weights.numel() > 0:
             if self.class_weights.numel() != tp.shape[1]:
@@ -463,14 +478,18 @@ class {loss_class}(torch.nn.Module):
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {{1 - metric or metric}}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, counted, slope, leaf, mask, dims = self._counts(preds, target)
-        tp, fp, fn, tn, scale = self._pooled(tp, fp, fn, tn, dims, self.training)
-        value, d_tp, d_fp, d_fn, d_tn = metric_value_and_partials(tp, fp, fn, tn, self.eps{parameter_arguments})
+        tp, fp, fn, tn, counted, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, self.training)
         zero_division = self.zero_division
-        if zero_division is not None:
-            value, d_tp, d_fp, d_fn, d_tn = fill_absent(value, d_tp, d_fp, d_fn, d_tn, tp, fp, fn, zero_division)
-        if leaf.requires_grad and torch.is_grad_enabled():
-            value = attach_gradient(value, scale * d_tp, scale * d_fp, scale * d_fn, scale * d_tn, counted, mask, slope, leaf, dims)
+        if not (leaf.requires_grad and torch.is_grad_enabled()):
+            value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+        else:
+            value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps{parameter_arguments})
+            if zero_division is not None:
+                value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
+            value = attach_gradient(value, positive, negative, counted, slope, scale * count_scale, mask, leaf, dims)
         loss = self.sign * self._average(value, tp, fp, fn, dims) + self.offset
         if self.ce_weight > 0.0:
             loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
@@ -480,8 +499,8 @@ class {loss_class}(torch.nn.Module):
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
-            tp, fp, fn, tn, target, slope, leaf, mask, dims = self._counts(preds, target)
-            tp, fp, fn, tn, scale = self._pooled(tp, fp, fn, tn, dims, False)
+            tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, False)
             value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
             zero_division = self.zero_division
             if zero_division is not None:

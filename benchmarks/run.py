@@ -1,0 +1,426 @@
+"""metricc benchmarks: one command, Markdown tables of ratios measured side by side in one run.
+
+    python benchmarks/run.py                      # the full suite on the CPU (about 20 minutes on 2 cores)
+    python benchmarks/run.py --quick              # small sizes, few repetitions (a minute or two)
+    python benchmarks/run.py --device cuda        # the same suite on a GPU
+    python benchmarks/run.py --output benchmarks/RESULTS.md
+
+Contenders, for one forward and backward pass of the loss:
+  (a) naive: the AnyLoss-style hand-written module, a = 1/(1+exp(-L(p-0.5))), counts and formula in plain
+      torch ops, autograd through everything;   (b) torch.compile of (a);
+  (c) metricc's emitted module, eager;   (d) (c) under torch.compile;   (e) (c) under torch.jit.script;
+  (f) floor: one read of preds and target producing a sum (torch.dot, or two sums for class-index
+      targets), then one elementwise pass writing a tensor the size of preds (the gradient).
+Times are medians over interleaved rounds: every round runs each contender once in turn, so load from other
+processes falls on all of them alike. Ratios are of those medians.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import platform
+import statistics
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Callable, Dict, List, Optional, Tuple
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import torch  # noqa: E402
+
+import metricc  # noqa: E402
+
+L = 73.0
+CONTENDERS = ("a", "b", "c", "d", "e", "f")
+NAMES = {"a": "naive", "b": "compile(naive)", "c": "metricc", "d": "compile(metricc)", "e": "script(metricc)", "f": "floor"}
+CUSTOM = (
+    "(2*TP/(2*TP + FP + FN) + TP/(TP + FN) + TN/(TN + FP) + TP/(TP + FP) + TN/(TN + FN)) / 5"
+    " - FP/(FP + TN)/10 - FN/(FN + TP)/10 + (TP + TN)/(TP + TN + FP + FN)/5"
+    " + TP/(TP + FP + FN)/20 + (TP*TN - FP*FN)/(TP + FP + FN + TN)^2/20"
+)
+
+
+# The hand-written formulas of contender (a): what a user writes today.
+def f1_formula(tp, fp, fn, tn):
+    return 2 * tp / (2 * tp + fp + fn)
+
+
+def mcc_formula(tp, fp, fn, tn):
+    return (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
+
+
+def custom_formula(tp, fp, fn, tn):
+    total = tp + fp + fn + tn
+    mean = (2 * tp / (2 * tp + fp + fn) + tp / (tp + fn) + tn / (tn + fp) + tp / (tp + fp) + tn / (tn + fn)) / 5
+    return (
+        mean - fp / (fp + tn) / 10 - fn / (fn + tp) / 10 + (tp + tn) / total / 5
+        + tp / (tp + fp + fn) / 20 + (tp * tn - fp * fn) / total**2 / 20
+    )
+
+
+METRICS = {"F1": ("f1", f1_formula), "MCC": ("mcc", mcc_formula), "custom": (CUSTOM, custom_formula)}
+
+
+class NaiveLoss(torch.nn.Module):
+    """AnyLoss as users write it: a sigmoid approximation, four sums, the formula, autograd for the rest."""
+
+    def __init__(self, formula: Callable, layout: str, classes: int = 1):
+        super().__init__()
+        self.formula, self.layout, self.classes = formula, layout, classes
+
+    def forward(self, preds, target):
+        a = 1 / (1 + torch.exp(-L * (preds - 0.5)))
+        if self.layout == "binary":
+            y, dims = target, None
+        elif self.layout == "multiclass":
+            y, dims = torch.nn.functional.one_hot(target, self.classes).to(preds.dtype), (0,)
+        else:
+            y, dims = torch.nn.functional.one_hot(target, self.classes).permute(0, 3, 1, 2).to(preds.dtype), (2, 3)
+        tp = (a * y).sum(dims) if dims else (a * y).sum()
+        fp = (a * (1 - y)).sum(dims) if dims else (a * (1 - y)).sum()
+        fn = ((1 - a) * y).sum(dims) if dims else ((1 - a) * y).sum()
+        tn = ((1 - a) * (1 - y)).sum(dims) if dims else ((1 - a) * (1 - y)).sum()
+        return 1 - self.formula(tp, fp, fn, tn).mean()
+
+
+def floor(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    """One read of preds and target producing a sum, one elementwise pass writing the 'gradient'."""
+    if target.shape == preds.shape and target.dtype == preds.dtype:
+        total = torch.dot(preds.reshape(-1), target.reshape(-1))
+    else:
+        total = preds.sum() + target.sum()
+    return preds * total
+
+
+@dataclass
+class Workload:
+    name: str
+    layout: str
+    make: Callable[[torch.device], Tuple[torch.Tensor, torch.Tensor]]
+    options: Dict[str, object]
+    classes: int = 1
+
+
+def workloads(quick: bool) -> List[Workload]:
+    def binary(n):
+        def make(device):
+            g = torch.Generator().manual_seed(n)
+            preds = torch.rand(n, generator=g).to(device)
+            return preds, (torch.rand(n, generator=g) > 0.5).float().to(device)
+
+        return Workload(f"binary N={n:,}".replace(",", " "), "binary", make, {})
+
+    def multiclass(n, c):
+        def make(device):
+            g = torch.Generator().manual_seed(c)
+            preds = torch.softmax(torch.randn(n, c, generator=g) * 3, 1).to(device)
+            return preds, torch.randint(0, c, (n,), generator=g).to(device)
+
+        return Workload(f"multiclass N={n}, C={c}, macro", "multiclass", make, {"task": "multiclass", "average": "macro"}, c)
+
+    def dense(b, c, side):
+        def make(device):
+            g = torch.Generator().manual_seed(side)
+            preds = torch.softmax(torch.randn(b, c, side, side, generator=g) * 3, 1).to(device)
+            return preds, torch.randint(0, c, (b, side, side), generator=g).to(device)
+
+        options = {"task": "multiclass", "average": "macro", "multidim_average": "samplewise"}
+        return Workload(f"dense B={b}, C={c}, {side}x{side}, per image", "dense", make, options, c)
+
+    if quick:
+        return [binary(256), binary(10_000), multiclass(512, 10), dense(2, 4, 32)]
+    return [binary(256), binary(10_000), binary(1_000_000), binary(10_000_000), multiclass(4096, 100), dense(8, 4, 256)]
+
+
+def synchronize(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def step_function(loss: Callable, preds: torch.Tensor, target: torch.Tensor) -> Callable[[], None]:
+    def step():
+        preds.grad = None
+        loss(preds, target).backward()
+
+    return step
+
+
+def median_times(steps: Dict[str, Callable[[], None]], device: torch.device, rounds: int, budget: float) -> Dict[str, float]:
+    """Seconds per call: every round runs each step, in turn, enough times to fill its share of `budget`."""
+    for step in steps.values():
+        for _ in range(3):  # TorchScript's profiling executor optimises on the second call
+            step()
+    synchronize(device)
+    calls = {}
+    for key, step in steps.items():
+        start = time.perf_counter()
+        step()
+        synchronize(device)
+        calls[key] = max(1, int(budget / rounds / max(time.perf_counter() - start, 1e-6)))
+    samples: Dict[str, List[float]] = {key: [] for key in steps}
+    for _ in range(rounds):
+        for key, step in steps.items():
+            synchronize(device)
+            start = time.perf_counter()
+            for _ in range(calls[key]):
+                step()
+            synchronize(device)
+            samples[key].append((time.perf_counter() - start) / calls[key])
+    return {key: statistics.median(values) for key, values in samples.items()}
+
+
+def build_contenders(metric: str, workload: Workload, device: torch.device, chosen: str) -> Dict[str, Callable]:
+    expression, formula = METRICS[metric]
+    torch._dynamo.reset()  # each row compiles afresh: no recompile limits, no graphs shared between rows
+    naive = NaiveLoss(formula, workload.layout, workload.classes).to(device)
+    compiled = metricc.loss(expression, direction="maximize", **workload.options).to(device)
+    built: Dict[str, Callable] = {}
+    if "a" in chosen:
+        built["a"] = naive
+    if "b" in chosen:
+        built["b"] = torch.compile(naive, fullgraph=True)
+    if "c" in chosen:
+        built["c"] = compiled
+    if "d" in chosen:
+        built["d"] = torch.compile(compiled, fullgraph=True)
+    if "e" in chosen:
+        built["e"] = torch.jit.script(compiled)
+    return built
+
+
+def speed_and_memory_tables(args, device: torch.device) -> Tuple[str, str]:
+    """Both tables from one set of contenders per workload and metric (building (b), (d), (e) is the slow part)."""
+    keys = [k for k in args.contenders]
+    speed = ["| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in keys) + " | a/c | b/d | d/f | a/e |"]
+    speed.append("|" + "---|" * (speed[0].count("|") - 1))
+    memory_keys = [k for k in keys if k in "abcde"]
+    memory = ["| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in memory_keys) + " |"]
+    memory.append("|" + "---|" * (memory[0].count("|") - 1))
+    for workload in workloads(args.quick):
+        if args.only and args.only not in workload.name:
+            continue
+        preds, target = workload.make(device)
+        preds.requires_grad_(True)
+        for metric in args.metrics:
+            losses = build_contenders(metric, workload, device, args.contenders)
+            if "speed" in args.sections:
+                steps = {k: step_function(loss, preds, target) for k, loss in losses.items()}
+                if "f" in keys:
+                    detached = preds.detach()
+                    steps["f"] = lambda: floor(detached, target)
+                times = median_times(steps, device, args.rounds, args.budget)
+                cells = [_time(times.get(k)) for k in keys]
+                ratios = [_ratio(times, "a", "c"), _ratio(times, "b", "d"), _ratio(times, "d", "f"), _ratio(times, "a", "e")]
+                speed.append(f"| {workload.name} | {metric} | " + " | ".join(cells + ratios) + " |")
+                print(speed[-1], file=sys.stderr, flush=True)
+            if "memory" in args.sections:
+                cells = []
+                for key in memory_keys:
+                    count, mib = saved_tensors(losses[key], preds, target)
+                    cells.append(f"{count} ({mib:.1f} MiB)")
+                memory.append(f"| {workload.name} | {metric} | " + " | ".join(cells) + " |")
+    return "\n".join(speed), "\n".join(memory)
+
+
+def _time(seconds: Optional[float]) -> str:
+    if seconds is None:
+        return "-"
+    return f"{seconds * 1e3:.2f} ms" if seconds >= 1e-3 else f"{seconds * 1e6:.0f} µs"
+
+
+def _ratio(times: Dict[str, float], top: str, bottom: str) -> str:
+    if top not in times or bottom not in times:
+        return "-"
+    return f"{times[top] / times[bottom]:.2f}"
+
+
+def saved_tensors(loss: Callable, preds: torch.Tensor, target: torch.Tensor) -> Tuple[int, float]:
+    """Tensors with at least preds.numel() elements that autograd keeps for backward, beyond preds and target:
+    (how many, MiB)."""
+    inputs = {preds.untyped_storage().data_ptr(), target.untyped_storage().data_ptr()}
+    kept: Dict[int, int] = {}
+
+    def pack(tensor):
+        storage = tensor.untyped_storage()
+        if tensor.numel() >= preds.numel() and storage.data_ptr() not in inputs:
+            kept[storage.data_ptr()] = storage.nbytes()
+        return tensor
+
+    preds.grad = None
+    loss(preds, target).backward()  # compiled contenders compile outside the hooks
+    preds.grad = None
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        value = loss(preds, target)
+    value.backward()
+    return len(kept), sum(kept.values()) / 2**20
+
+
+_COMPILE_SNIPPET = """
+import sys, time
+sys.path.insert(0, {root!r})
+import torch, sympy, lark, metricc, metricc.compiler, metricc.library
+start = time.perf_counter()
+for name in {names!r}:
+    metricc.loss(name)
+first = time.perf_counter() - start
+start = time.perf_counter()
+for name in {names!r}:
+    metricc.loss(name)
+print(first, time.perf_counter() - start)
+"""
+
+
+def _python(code: str, env: Optional[Dict[str, str]] = None) -> str:
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True)
+    return result.stdout.strip()
+
+
+def compile_table(args) -> str:
+    """String -> loaded module, in fresh processes, imports excluded: no cache; the in-process cache; a warm
+    disk cache in a new process."""
+    import tempfile
+
+    from metricc.library import default_library
+
+    targets = {"F1": ["f1"], "MCC": ["mcc"], f"whole library ({len(default_library().names())})": default_library().names()}
+    rows = ["| metric | uncached | repeated in-process | new process, disk cache |", "|---|---|---|---|"]
+    for label, names in targets.items():
+        with tempfile.TemporaryDirectory() as cache:
+            env = dict(os.environ, METRICC_CACHE_DIR=cache)
+            snippet = _COMPILE_SNIPPET.format(root=str(ROOT), names=list(names))
+            first, repeated = (float(x) for x in _python(snippet, env).split())
+            warm, _ = (float(x) for x in _python(snippet, env).split())
+        rows.append(f"| {label} | {first:.3f} s | {repeated * 1e3:.2f} ms | {warm * 1e3:.1f} ms |")
+    return "\n".join(rows)
+
+
+_FIRST_CALL_SNIPPET = """
+import sys, time
+sys.path.insert(0, {root!r})
+import torch, metricc
+sys.path.insert(0, {bench!r})
+from run import NaiveLoss, f1_formula
+preds = torch.rand(10000, device={device!r}, requires_grad=True)
+target = (torch.rand(10000, device={device!r}) > 0.5).float()
+loss = NaiveLoss(f1_formula, "binary") if {naive!r} else metricc.loss("f1")
+compiled = torch.compile(loss, fullgraph=True)
+start = time.perf_counter()
+compiled(preds, target).backward()
+if preds.is_cuda:
+    torch.cuda.synchronize()
+print(time.perf_counter() - start)
+"""
+
+
+def first_call_table(args, device: torch.device) -> str:
+    rows = ["| loss | first forward+backward under torch.compile (fresh process) |", "|---|---|"]
+    for label, naive in (("(b) compile(naive) F1", True), ("(d) compile(metricc) F1", False)):
+        snippet = _FIRST_CALL_SNIPPET.format(root=str(ROOT), bench=str(ROOT / "benchmarks"), device=str(device), naive=naive)
+        rows.append(f"| {label} | {float(_python(snippet)):.1f} s |")
+    return "\n".join(rows)
+
+
+def cli_table(args) -> str:
+    """`metricc grad f1` wall time from a cold interpreter, and whether it imported torch."""
+    command = [sys.executable, "-m", "metricc.cli", "grad", "f1"]
+    env = dict(os.environ, PYTHONPATH=str(ROOT) + os.pathsep + os.environ.get("PYTHONPATH", ""))
+    times = []
+    for _ in range(3 if args.quick else 7):
+        start = time.perf_counter()
+        subprocess.run(command, capture_output=True, check=True, env=env)
+        times.append(time.perf_counter() - start)
+    probe = "import sys, runpy; sys.argv = ['metricc', 'grad', 'f1']\ntry:\n    runpy.run_module('metricc.cli', run_name='__main__')\nexcept SystemExit:\n    pass\nprint('torch' in sys.modules, file=sys.stderr)"
+    imported = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, env=env, check=True).stderr.strip()
+    return "\n".join(
+        [
+            "| command | median wall time | imports torch |",
+            "|---|---|---|",
+            f"| `metricc grad f1` | {statistics.median(times):.2f} s | {'yes' if imported == 'True' else 'no'} |",
+        ]
+    )
+
+
+def machine(device: torch.device) -> str:
+    cpu = platform.processor() or platform.machine()
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                cpu = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    text = f"{cpu}, {os.cpu_count()} logical CPUs, torch {torch.__version__}, {torch.get_num_threads()} threads"
+    if device.type == "cuda":
+        text += f", GPU {torch.cuda.get_device_name(device)}"
+    return text
+
+
+def load() -> str:
+    try:
+        return ", ".join(f"{x:.2f}" for x in os.getloadavg())
+    except OSError:
+        return "unknown"
+
+
+def main(argv: Optional[List[str]] = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--quick", action="store_true", help="small sizes and few repetitions")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
+    parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
+    parser.add_argument("--contenders", default="".join(CONTENDERS), help="subset of abcdef (default all)")
+    parser.add_argument("--metrics", default=",".join(METRICS), help="subset of F1,MCC,custom")
+    parser.add_argument("--only", default="", help="only workloads whose name contains this text (e.g. binary)")
+    parser.add_argument("--sections", default="speed,memory,compile,first-call,cli", help="which tables")
+    parser.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 15, quick 3)")
+    parser.add_argument("--budget", type=float, help="seconds of measuring per contender and row (default 3, quick 0.2)")
+    parser.add_argument("--output", help="also write the tables, machine and command to this Markdown file")
+    args = parser.parse_args(argv)
+    args.metrics = [m for m in args.metrics.split(",") if m]
+    unknown = sorted(set(args.metrics) - set(METRICS)) + sorted(set(args.contenders) - set(CONTENDERS))
+    if unknown:
+        parser.error(f"unknown metric or contender: {', '.join(unknown)}")
+    args.rounds = args.rounds or (3 if args.quick else 15)
+    args.budget = args.budget or (0.2 if args.quick else 3.0)
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    device = torch.device(args.device)
+    if device.type == "cuda" and not torch.cuda.is_available():
+        parser.error("--device cuda: CUDA is not available")
+    sections = [s for s in args.sections.split(",") if s]
+    load_before = load()
+    parts = []
+    args.sections = sections
+    if "speed" in sections or "memory" in sections:
+        speed, memory = speed_and_memory_tables(args, device)
+        if "speed" in sections:
+            parts.append("### Forward + backward time (median of interleaved rounds)\n\n" + speed)
+        if "memory" in sections:
+            parts.append(
+                "### Tensors of at least N elements (the size of preds) kept for backward, beyond preds and target\n\n"
+                + memory
+            )
+    if "compile" in sections:
+        parts.append("### Compile time: string to loaded module (imports excluded)\n\n" + compile_table(args))
+    if "first-call" in sections:
+        parts.append("### First call under torch.compile\n\n" + first_call_table(args, device))
+    if "cli" in sections:
+        parts.append("### CLI cold start\n\n" + cli_table(args))
+    command = "python benchmarks/run.py " + " ".join(argv if argv is not None else sys.argv[1:])
+    report = (
+        f"Machine: {machine(device)}; device {device}.\n"
+        f"Command: `{command.strip()}`\n"
+        f"Load average (1, 5, 15 min) before: {load_before}; after: {load()}.\n\n" + "\n\n".join(parts) + "\n"
+    )
+    print(report)
+    if args.output:
+        Path(args.output).write_text(report, encoding="utf-8")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,27 @@
+"""The benchmark command runs (quick mode, the cheap contenders) and prints its tables; no timings are checked."""
+
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def test_benchmark_quick_mode_prints_tables(tmp_path):
+    output = tmp_path / "results.md"
+    command = [
+        sys.executable, str(ROOT / "benchmarks" / "run.py"), "--quick", "--contenders", "acf", "--metrics", "F1,MCC",
+        "--sections", "speed,memory,cli", "--rounds", "1", "--budget", "0.01", "--output", str(output),
+    ]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    text = output.read_text(encoding="utf-8")
+    assert "| binary N=256 | F1 |" in text and "| dense B=2, C=4, 32x32, per image | MCC |" in text
+    assert "### Tensors of at least N elements" in text and "`metricc grad f1`" in text
+    assert text in result.stdout
+
+
+def test_benchmark_rejects_unknown_contender():
+    command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--contenders", "az"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
+    assert result.returncode != 0 and "unknown metric or contender: z" in result.stderr

@@ -1,0 +1,204 @@
+"""The fast closed-form path (counts from three sums, slope kept from the forward pass, custom autograd Function,
+TorchScript surrogate) against autograd through a plain eager formulation of the same loss, in float64."""
+
+import io
+import warnings
+
+import pytest
+import torch
+
+from metricc.compiler import compile_metric
+from metricc.emit import class_name
+from metricc.load import load_source
+
+CUSTOM = "(TP/(TP+FN) + TN/(TN+FP))/2 - FP/(FP+TN)/10 + (TP*TN - FP*FN)/(TP+FP+FN+TN)^2 + 2*TP/(2*TP+FP+FN)"
+CONFIGS = [
+    dict(),
+    dict(from_logits=True),
+    dict(approximation="identity"),
+    dict(approximation="linear", from_logits=True),
+    dict(ignore_index=-1),
+    dict(task="multilabel", average="macro"),
+    dict(task="multiclass", average="macro"),
+    dict(task="multiclass", average="weighted", from_logits=True),
+    dict(task="multiclass", average="macro", multidim_average="samplewise", include_background=False),
+    dict(task="multiclass", average="micro", ignore_index=2),
+]
+
+
+def module_for(metric, **options):
+    compilation = compile_metric(metric, direction="maximize", **options)
+    namespace = load_source(compilation.source)
+    return namespace, getattr(namespace, class_name(compilation.name))()
+
+
+def inputs(options, n=300, classes=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    task = options.get("task", "binary")
+    if task == "binary":
+        scores = torch.randn(n, generator=g, dtype=torch.float64) * 2
+        target = (torch.rand(n, generator=g) > 0.5).double()
+    elif task == "multilabel":
+        scores = torch.randn(n // classes, classes, generator=g, dtype=torch.float64) * 2
+        target = (torch.rand(n // classes, classes, generator=g) > 0.5).double()
+    elif options.get("multidim_average") == "samplewise":
+        side = max(2, int((n / 3 / classes) ** 0.5))
+        scores = torch.randn(3, classes, side, side + 1, generator=g, dtype=torch.float64) * 2
+        target = torch.randint(0, classes, (3, side, side + 1), generator=g)
+    else:
+        scores = torch.randn(n // classes, classes, generator=g, dtype=torch.float64) * 2
+        target = torch.randint(0, classes, (n // classes,), generator=g)
+    if "ignore_index" in options:
+        target = target.clone()
+        target.view(-1)[::7] = options["ignore_index"]
+    if not options.get("from_logits"):
+        scores = torch.softmax(scores, 1) if task == "multiclass" else torch.sigmoid(scores)
+    return scores.requires_grad_(True), target
+
+
+def reference_loss(namespace, loss, preds, target):
+    """Autograd through everything: the four counts summed directly, the emitted metric_value, the averaging
+    (whose weights, like the module's, are constants for the gradient)."""
+    p, y, mask = namespace.canonical_layout(preds, target, loss.task, loss.ignore_index)
+    if loss.from_logits:
+        p = torch.softmax(p, 1) if loss.task == "multiclass" else torch.sigmoid(p)
+    if not loss.include_background and loss.task != "binary":
+        p, y = p[:, 1:], y[:, 1:]
+        mask = mask[:, 1:] if mask is not None and mask.shape[1] > 1 else mask
+    if loss.approximation == "anyloss":
+        a = 1 / (1 + torch.exp(-loss.steepness * (p - loss.threshold)))
+    elif loss.approximation == "identity":
+        a = p
+    else:
+        a = torch.clamp((p - loss.threshold) / loss.width + 0.5, 0, 1)
+    m = torch.ones_like(a) if mask is None else mask
+    dims = namespace.count_dims(loss.task, loss.average, loss.multidim_average)
+    tp, fp = (a * y * m).sum(dims, keepdim=True), (a * (1 - y) * m).sum(dims, keepdim=True)
+    fn, tn = ((1 - a) * y * m).sum(dims, keepdim=True), ((1 - a) * (1 - y) * m).sum(dims, keepdim=True)
+    value = namespace.metric_value(tp, fp, fn, tn, loss.eps)
+    return loss.sign * loss._average(value, tp.detach(), fp.detach(), fn.detach(), dims) + loss.offset
+
+
+@pytest.mark.parametrize("options", CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
+@pytest.mark.parametrize("metric", ["f1", "mcc", CUSTOM], ids=["f1", "mcc", "custom"])
+@pytest.mark.parametrize("n", [300, 100_000, 300_000], ids=["surrogate", "function", "function-blocked"])
+def test_gradient_matches_autograd(metric, options, n):
+    """Small inputs take the surrogate path, larger ones (over 65536 elements) the custom autograd Function, and
+    on the CPU inputs over 2^17 elements are counted in blocks (of positions, or of rows for (N, C) inputs)."""
+    namespace, loss = module_for(metric, **options)
+    preds, target = inputs(options, n=n)
+    value = loss(preds, target)
+    (grad,) = torch.autograd.grad(value, preds)
+    expected_value = reference_loss(namespace, loss, preds, target)
+    (expected,) = torch.autograd.grad(expected_value, preds)
+    torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12 * float(expected.abs().max()))
+
+
+def test_uneven_last_block_matches_autograd():
+    namespace, loss = module_for("mcc")
+    preds, target = inputs({}, n=3 * 131_072 + 5)
+    (grad,) = torch.autograd.grad(loss(preds, target), preds)
+    (expected,) = torch.autograd.grad(reference_loss(namespace, loss, preds, target), preds)
+    torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12 * float(expected.abs().max()))
+
+
+def test_counts_are_accurate_in_float32_at_large_n():
+    """Each count is summed directly (no count is the difference of two others), in blocks on the CPU: accurate
+    relative to its own size, so a count made only of saturated tails is not lost."""
+    namespace, _ = module_for("f1")
+    g = torch.Generator().manual_seed(1)
+    n = 2_000_000
+    target = (torch.rand(n, generator=g) > 0.5).float()
+    for spread in (0.5, 0.3):  # some errors; then none, so FP and FN are tails below float32 resolution of 1
+        probs = (target + (0.5 - target) * 2 * spread * torch.rand(n, generator=g)).clamp(0, 1)
+        counts = namespace.soft_counts(probs.reshape(n, 1, 1), target.reshape(n, 1, 1), None, [0, 1, 2], False, "anyloss", 73.0, 0.5, 0.2, False)
+        a = torch.sigmoid(73.0 * (probs.double() - 0.5))
+        y = target.double()
+        exact = [(a * y).sum(), (a * (1 - y)).sum(), ((1 - a) * y).sum(), ((1 - a) * (1 - y)).sum()]
+        for count, truth in zip(counts[:4], exact):
+            assert abs(float(count) - float(truth)) <= 1e-5 * float(truth) + 1e-12
+
+
+def test_torchscript_surrogate_and_saved_module_match_eager():
+    warnings.simplefilter("ignore")
+    for options in (dict(), dict(task="multiclass", average="macro", from_logits=True)):
+        _, loss = module_for("mcc", **options)
+        preds, target = inputs(options)
+        (eager,) = torch.autograd.grad(loss(preds, target), preds)
+        scripted = torch.jit.script(loss)
+        buffer = io.BytesIO()
+        torch.jit.save(scripted, buffer)
+        buffer.seek(0)
+        for module in (scripted, torch.jit.load(buffer)):
+            (grad,) = torch.autograd.grad(module(preds, target), preds)
+            torch.testing.assert_close(grad, eager, rtol=1e-12, atol=0.0)
+
+
+def test_gradcheck_float64():
+    _, loss = module_for("mcc", from_logits=True)
+    preds, target = inputs(dict(from_logits=True), n=40)
+    assert torch.autograd.gradcheck(lambda x: loss(x, target), (preds,))
+
+
+def test_at_most_one_preds_sized_tensor_kept_for_backward():
+    """Between forward and backward the loss keeps one tensor the size of preds (the slope) beyond its inputs."""
+    _, loss = module_for("f1")
+    preds = torch.rand(5000, requires_grad=True)
+    target = (torch.rand(5000) > 0.5).float()
+    inputs_storage = {preds.untyped_storage().data_ptr(), target.untyped_storage().data_ptr()}
+    kept = set()
+
+    def pack(tensor):
+        if tensor.numel() >= preds.numel() and tensor.untyped_storage().data_ptr() not in inputs_storage:
+            kept.add(tensor.untyped_storage().data_ptr())
+        return tensor
+
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        value = loss(preds, target)
+    value.backward()
+    assert len(kept) == 1
+
+
+def test_no_gradient_work_without_grad():
+    _, loss = module_for("f1")
+    preds, target = torch.rand(100), (torch.rand(100) > 0.5).float()
+    with torch.no_grad():
+        assert not loss(preds.requires_grad_(True), target).requires_grad
+    assert not loss(preds.detach(), target).requires_grad
+
+
+def test_half_precision_gradient_has_preds_dtype():
+    _, loss = module_for("f1")
+    preds = torch.rand(64).half().requires_grad_(True)
+    target = (torch.rand(64) > 0.5).half()
+    loss(preds, target).backward()
+    assert preds.grad.dtype == torch.float16 and torch.isfinite(preds.grad).all()
+
+
+@pytest.mark.parametrize(
+    "target, message",
+    [
+        (torch.tensor([0.0, 0.5, 1.0]), "only 0 and 1"),
+        (torch.tensor([0.0, float("nan"), 1.0]), "only 0 and 1"),
+        (torch.tensor([0.0, float("inf"), 1.0]), "only 0 and 1"),
+        (torch.tensor([0, 2, 1]), "only 0 and 1"),
+    ],
+)
+def test_cheap_validation_rejects_non_binary_targets(target, message):
+    _, loss = module_for("f1")
+    with pytest.raises(ValueError, match=message):
+        loss(torch.tensor([0.2, 0.4, 0.9]), target)
+
+
+@pytest.mark.parametrize("preds", [torch.tensor([0.2, float("nan"), 0.9]), torch.tensor([0.2, float("inf"), 0.9])])
+def test_cheap_validation_rejects_non_finite_preds(preds):
+    _, loss = module_for("f1")
+    with pytest.raises(ValueError, match="NaN or infinite"):
+        loss(preds, torch.tensor([0.0, 1.0, 1.0]))
+
+
+def test_cheap_validation_rejects_preds_outside_unit_interval():
+    _, loss = module_for("f1")
+    with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
+        loss(torch.tensor([0.2, 1.5]), torch.tensor([0.0, 1.0]))
