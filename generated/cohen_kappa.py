@@ -29,9 +29,6 @@ Singular points and their guards (eps = 1e-07 by default):
     - the denominator (FN + TN)*(FN + TP) + (FP + TN)*(FP + TP) vanishes (there are no negatives
         and nothing is predicted negative or there are no positives and nothing is predicted
         positive); guarded by max(x, eps)
-    - the denominator FN**2 + FN*TN + FN*TP + FP**2 + FP*TN + FP*TP + 2*TN*TP vanishes (there are
-        no negatives and nothing is predicted negative or there are no positives and nothing is
-        predicted positive); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 ce_weight > 0 adds ce_weight * BCE (binary, multilabel) or CE (multiclass) of the same inputs (autograd).
@@ -617,13 +614,12 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = fn + tn
     x1 = fp + tp
-    x2 = tn * tp
-    x3 = torch.square(fp) + fn * tn + fp * tn
-    x4 = torch.square(fn) + fn * tp + fp * tp
-    x5 = 2.0 * (x0 + x1) / torch.square(torch.clamp(2.0 * x2 + x3 + x4, min=eps))
-    value = 2.0 * (tn * tp - fn * fp) / torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
-    positive = x5 * (x2 + x3)
-    negative = -x5 * (x2 + x4)
+    x2 = torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
+    x3 = tn * tp
+    x4 = 2.0 * (x0 + x1) / torch.square(x2)
+    value = 2.0 * (tn * tp - fn * fp) / x2
+    positive = x4 * (torch.square(fp) + x3 + fn * tn + fp * tn)
+    negative = -x4 * (torch.square(fn) + x3 + fn * tp + fp * tp)
     return value, positive, negative
 
 

@@ -23,8 +23,6 @@ Metric parameters:
 Singular points and their guards (eps = 1e-07 by default):
     - the denominator FN*beta**2 + FP + TP*(beta**2 + 1) vanishes (there are no positives and
         nothing is predicted positive); guarded by max(x, eps)
-    - the denominator FN*beta**2 + FP + TP*beta**2 + TP vanishes (there are no positives and
-        nothing is predicted positive); guarded by max(x, eps)
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 ce_weight > 0 adds ce_weight * BCE (binary, multilabel) or CE (multiclass) of the same inputs (autograd).
@@ -615,10 +613,10 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     x2 = tp * x1
     x3 = fp + fn * x0
     x4 = torch.clamp(x2 + x3, min=eps)
-    x5 = x3 + tp * x0
+    x5 = torch.reciprocal(torch.square(x4))
     value = x2 / x4
-    positive = x1 * x5 / torch.square(torch.clamp(tp + x5, min=eps))
-    negative = -x2 / torch.square(x4)
+    positive = x1 * x5 * (x3 + tp * x0)
+    negative = -x2 * x5
     return value, positive, negative
 
 

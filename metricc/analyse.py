@@ -203,11 +203,22 @@ def negative_condition(expression: sympy.Expr) -> str:
     return f"{right} > {left}"
 
 
-def guard(expression: sympy.Expr) -> Tuple[sympy.Expr, List[Singularity]]:
-    """Wrap every subexpression that can make the formula undefined, innermost first."""
+#: Arguments up to this size are compared after expansion, so that one denominator written two ways is one guard.
+_CANONICAL_FORM_LIMIT = 200
+
+
+def guard(expression: sympy.Expr, forms: Optional[Dict[sympy.Expr, sympy.Expr]] = None) -> Tuple[sympy.Expr, List[Singularity]]:
+    """Wrap every subexpression that can make the formula undefined, innermost first.
+
+    `forms`, shared across the value and the partials, maps each guarded argument (expanded) to the form first
+    met, so `TP*(b + 1) + FP` and `TP*b + TP + FP` become one guard that the emitted code computes once.
+    """
     found: Dict[str, Singularity] = {}
+    forms = {} if forms is None else forms
 
     def note(argument: sympy.Expr, kind: str, guard_class) -> sympy.Expr:
+        if sympy.count_ops(argument) <= _CANONICAL_FORM_LIMIT:
+            argument = forms.setdefault(sympy.expand(argument), argument)
         key = f"{kind}:{sympy.srepr(argument)}"
         found.setdefault(key, Singularity(argument, kind, guard_class.__name__))
         return guard_class(argument)
@@ -371,10 +382,11 @@ class SingularPoint:
 
 def singular_points(derivation: Derivation) -> List[SingularPoint]:
     """Where the emitted code guards the metric (first) and its partials, in the order it meets them."""
-    _, in_value = guard(derivation.value)
+    forms: Dict[sympy.Expr, sympy.Expr] = {}
+    _, in_value = guard(derivation.value, forms)
     points = {f"{s.kind}:{sympy.srepr(s.expression)}": SingularPoint(s, True) for s in in_value}
     for partial in derivation.partials:
-        for found in guard(partial)[1]:
+        for found in guard(partial, forms)[1]:
             points.setdefault(f"{found.kind}:{sympy.srepr(found.expression)}", SingularPoint(found, False))
     return list(points.values())
 
@@ -539,7 +551,8 @@ class OperationCount:
 
 def operation_counts(derivation: Derivation) -> OperationCount:
     """Count the guarded value and partials as the emitted code computes them, before and after `sympy.cse`."""
-    expressions = [guard(e)[0] for e in (derivation.value, *derivation.partials)]
+    forms: Dict[sympy.Expr, sympy.Expr] = {}
+    expressions = [guard(e, forms)[0] for e in (derivation.value, *derivation.partials)]
     replacements, reduced = sympy.cse(expressions, symbols=sympy.numbered_symbols("x"), order="canonical")
     before = sum(sympy.count_ops(e) for e in expressions)
     after = sum(sympy.count_ops(e) for _, e in replacements) + sum(sympy.count_ops(e) for e in reduced)

@@ -206,10 +206,11 @@ class GuardedDerivation:
 
 def guarded(derivation: Derivation) -> GuardedDerivation:
     """Guards for the value and for the weights dTP - dFN (positive sample) and dFP - dTN (negative sample)."""
-    value, found = guard(derivation.value)
+    forms: Dict[sympy.Expr, sympy.Expr] = {}
+    value, found = guard(derivation.value, forms)
     weights = []
     for weight in per_sample_weights(derivation):
-        guarded_weight, more = guard(weight)
+        guarded_weight, more = guard(weight, forms)
         weights.append(guarded_weight)
         found += more
     unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in found}
