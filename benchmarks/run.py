@@ -1,6 +1,6 @@
 """metricc benchmarks: one command, Markdown tables of ratios measured side by side in one run.
 
-    python benchmarks/run.py                      # the full suite on the CPU (about 20 minutes on 2 cores)
+    python benchmarks/run.py                      # the full suite on the CPU (about 15 minutes on 2 cores)
     python benchmarks/run.py --quick              # small sizes, few repetitions (a minute or two)
     python benchmarks/run.py --device cuda        # the same suite on a GPU
     python benchmarks/run.py --output benchmarks/RESULTS.md
