@@ -6,7 +6,7 @@ import keyword
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Tuple
+from typing import Dict, List, Sequence, Set, Tuple
 
 import sympy
 from sympy.printing.precedence import precedence
@@ -34,18 +34,15 @@ def class_name(name: str) -> str:
 class TorchPrinter:
     """Prints a SymPy expression as torch code over count tensors (tp, fp, fn, tn) and float parameters."""
 
-    def __init__(self, names: Dict[sympy.Symbol, str]):
+    def __init__(self, names: Dict[sympy.Symbol, str], tensor_symbols: Set[sympy.Symbol]):
         self.names = names
+        self.tensor_symbols = tensor_symbols
 
     def is_tensor(self, expression: sympy.Expr) -> bool:
+        """Whether the expression depends on a count (a tensor), not only on float parameters."""
         return any(symbol in self.tensor_symbols for symbol in expression.free_symbols)
 
-    @property
-    def tensor_symbols(self):
-        return self._tensor_symbols
-
-    def print(self, expression: sympy.Expr, tensor_symbols) -> str:
-        self._tensor_symbols = set(tensor_symbols)
+    def print(self, expression: sympy.Expr) -> str:
         return self._print(expression)
 
     def _parenthesize(self, expression: sympy.Expr, level: int) -> str:
@@ -169,21 +166,20 @@ def _function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], param
     names: Dict[sympy.Symbol, str] = dict(_COUNT_VARIABLES)
     names.update({p.symbol: p.name for p in parameters})
     replacements, reduced = _shared([expression for _, expression in outputs])
-    tensor_symbols = set(COUNTS)
-    printer = TorchPrinter(names)
+    printer = TorchPrinter(names, set(COUNTS))
     lines = []
     for symbol, expression in replacements:
         names[symbol] = str(symbol)
-        text = printer.print(expression, tensor_symbols)
+        text = printer.print(expression)
         if printer.is_tensor(expression):
-            tensor_symbols.add(symbol)
+            printer.tensor_symbols.add(symbol)
         lines.append(f"    {symbol} = {text}")
     results = []
     for (output, _), expression in zip(outputs, reduced):
         if expression == 0:
             text = "torch.zeros_like(tp)"
         else:
-            text = printer.print(expression, tensor_symbols)
+            text = printer.print(expression)
             if not printer.is_tensor(expression):
                 text = f"torch.full_like(tp, {text})"
         lines.append(f"    {output} = {text}")

@@ -8,6 +8,7 @@ from hypothesis import strategies as st
 from sklearn import metrics as skm
 
 import metricc
+from losses import compiled
 
 SKLEARN = {
     "f1": skm.f1_score,
@@ -18,16 +19,6 @@ SKLEARN = {
     "mcc": skm.matthews_corrcoef,
     "jaccard": skm.jaccard_score,
 }
-
-_losses = {}
-
-
-def compiled(expression, **options):
-    key = (expression, tuple(sorted(options.items())))
-    if key not in _losses:
-        _losses[key] = metricc.loss(expression, **options)
-    return _losses[key]
-
 
 def labels_from_counts(tp, fp, fn, tn):
     """Hard predictions and targets with exactly this confusion matrix."""

@@ -9,6 +9,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import metricc
+from losses import compiled
 from metricc import MetricError
 from metricc.library import default_library
 from metricc.parse import parse
@@ -116,16 +117,6 @@ def test_pathological_sizes_end_quickly(text):
 
 
 # Numerics.
-
-_cache = {}
-
-
-def compiled(name, **options):
-    key = (name, tuple(sorted(options.items())))
-    if key not in _cache:
-        _cache[key] = metricc.loss(name, **options)
-    return _cache[key]
-
 
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16, torch.float32, torch.float64])
 def test_low_precision_predictions_count_in_float32(dtype):
