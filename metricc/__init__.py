@@ -55,7 +55,8 @@ def loss(expression: str, name: str | None = None, **options):
 
 
 def _compiled(expression: str, name: str | None, options: dict):
-    """(name, class name, source): from the disk cache of earlier compilations (no SymPy import), or compiled."""
+    """(name, class name, source): from the disk cache of earlier compilations (no parsing or differentiation),
+    or compiled. SymPy itself is imported with the package, by the emit stage loaded above."""
     from .load import cached_source, source_key, store_source
     from .options import make_options
 
