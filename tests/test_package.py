@@ -23,8 +23,9 @@ def test_wheel_contains_grammar_and_library(tmp_path):
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True)
     assert (target / "metricc" / "grammar" / "metric.lark").is_file()
     script = (
-        "import sys; sys.path = [p for p in sys.path if 'main' not in p];"
+        f"import sys; sys.path = [p for p in sys.path if p != {str(ROOT)!r}];"
         "import metricc, metricc.parse as p;"
+        f"assert metricc.__file__.startswith({str(target)!r}), metricc.__file__;"
         f"assert p.grammar_path().is_relative_to({str(target)!r}), p.grammar_path();"
         "print(metricc.gradient('f1')['TP'])"
     )
