@@ -25,9 +25,10 @@ Singular points and their guards (eps = 1e-07 by default):
 
 Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
 ce_weight > 0 adds ce_weight * BCE (binary, multilabel) or CE (multiclass) of the same inputs (autograd).
-This file imports only torch and is generated: edit the metric, not this file.
+This file imports only torch (and Python's math) and is generated: edit the metric, not this file.
 """
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -45,9 +46,9 @@ def class_index_target(preds: Tensor, target: Tensor, task: str) -> bool:
 
 def canonical_layout(
     preds: Tensor, target: Tensor, task: str, ignore_index: Optional[int]
-) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-    """Reshape to (batch, classes, positions): preds, a one-hot target in the counting dtype, and a 0/1 mask
-    of kept positions (None when nothing is ignored)."""
+) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+    """Reshape to (batch, classes, positions): preds, a one-hot target in the counting dtype, a 0/1 mask of kept
+    positions (None when nothing is ignored), and class-index targets as (batch, 1, positions) labels (else None)."""
     dtype = torch.promote_types(preds.dtype, torch.float32)
     target = target.detach()
     # rows are images: a binary (N,) or (N, 1) input is one row of N positions; sizes are explicit for empty inputs
@@ -55,20 +56,35 @@ def canonical_layout(
     classes = 1 if task == "binary" else preds.shape[1]
     shape = [rows, classes, preds.numel() // max(rows * classes, 1)]
     mask: Optional[Tensor] = None
+    labels: Optional[Tensor] = None
     if class_index_target(preds, target, task):
-        labels = target.reshape(rows, shape[2]).long()
+        labels = target.reshape(rows, 1, shape[2]).long()
         if ignore_index is not None:
             keep = labels != ignore_index
             labels = torch.where(keep, labels, torch.zeros_like(labels))
-            mask = keep.unsqueeze(1).to(dtype)
-        one_hot = torch.zeros_like(preds.reshape(shape), dtype=dtype).scatter_(1, labels.unsqueeze(1), 1.0)
+            mask = keep.to(dtype)
+        one_hot = one_hot_labels(labels, classes, 0, dtype)
     else:
         one_hot = target.reshape(shape)
         if ignore_index is not None:
             keep = one_hot != ignore_index
             one_hot = torch.where(keep, one_hot, torch.zeros_like(one_hot))
             mask = keep.to(dtype)
-    return preds.reshape(shape), one_hot.to(dtype), mask
+    return preds.reshape(shape), one_hot.to(dtype), mask, labels
+
+
+def one_hot_labels(labels: Tensor, classes: int, first_class: int, dtype: torch.dtype) -> Tensor:
+    """(batch, 1, positions) class indices as 0/1 over classes first_class .. classes - 1, on axis 1.
+
+    Eagerly a scatter into zeros, the fastest way; under torch.compile a comparison, which fuses into the
+    kernels that read it instead of being written out.
+    """
+    if fused_kernels():
+        scored = torch.arange(first_class, classes, device=labels.device).reshape(1, -1, 1)
+        return (labels == scored).to(dtype)
+    shape = [labels.shape[0], classes, labels.shape[2]]
+    one_hot = torch.zeros(shape, dtype=dtype, device=labels.device).scatter_(1, labels, 1.0)
+    return one_hot[:, first_class:]
 
 
 @torch.jit.unused
@@ -123,18 +139,22 @@ def _check_values(preds: Tensor, target: Tensor, class_indices: bool, from_logit
     if check_target:
         if class_indices or not kept.is_floating_point():
             checks += list(torch.aminmax(kept))
+        elif kept.numel() <= 1 << 17:
+            checks.append(torch.addcmul(kept, kept, kept, value=-1.0).abs().amax())
         else:
             # in blocks through one scratch buffer: a fresh temporary the size of the target costs more in page
             # faults than the check itself
             flat = kept.reshape(-1)
             scratch = torch.empty_like(flat[: 1 << 17])
-            residual = [torch.stack(torch.aminmax(torch.addcmul(b, b, b, value=-1.0, out=scratch[: b.numel()]))) for b in flat.split(1 << 17)]
-            checks.append(torch.stack(residual).abs().amax())
+            residual = [torch.addcmul(b, b, b, value=-1.0, out=scratch[: b.numel()]).abs_().amax() for b in flat.split(1 << 17)]
+            checks.append(torch.stack(residual).amax())
     if preds.numel() > 0:
         checks += list(torch.aminmax(preds))
     if len(checks) == 0:
         return
-    found: List[float] = torch.stack([check.double() for check in checks]).tolist()
+    if any(check.dtype != checks[0].dtype for check in checks):
+        checks = [check.double() for check in checks]  # exact for class indices beside float16 preds
+    found: List[float] = torch.stack(checks).tolist()  # one transfer: a GPU waits once
     if check_target:
         if class_indices:
             classes = preds.shape[1]
@@ -198,16 +218,15 @@ def approximate(
     about 16.6 (L above ~33 at tau = 0.5), so 1 - A is taken as sigmoid(-L (p - tau)), which does not.
     identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
     """
-    offset = probs.new_full((), -steepness * threshold)
     if out is None:
         if approximation == "anyloss":
-            return sigmoid_pair(torch.add(offset, probs, alpha=steepness))
+            return sigmoid_pair(torch.mul(probs, steepness).sub_(steepness * threshold))
         if approximation == "identity":
             return probs, torch.rsub(probs, 1.0)
         hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
         return hard, torch.rsub(hard, 1.0)
     if approximation == "anyloss":
-        return sigmoid_pair(torch.add(offset, probs, alpha=steepness, out=out[0]), out[1])
+        return sigmoid_pair(torch.mul(probs, steepness, out=out[0]).sub_(steepness * threshold), out[1])
     if approximation == "identity":
         return probs, torch.neg(probs, out=out[0]).add_(1.0)
     hard = torch.sub(probs, threshold, out=out[1]).div_(width).add_(0.5).clamp_(0.0, 1.0)
@@ -314,9 +333,9 @@ def soft_counts(
     threshold: float,
     width: float,
     with_slope: bool,
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float]:
-    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions, and
-    A'(p) as (slope tensor or None for a constant, constant factor) for the backward pass.
+) -> Tuple[Tensor, Optional[Tensor], float]:
+    """TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y) over kept positions, stacked
+    on a new axis 0, and A'(p) as (slope tensor or None for a constant, constant factor) for the backward pass.
 
     A large CPU input goes through in blocks of about 2^17 elements: each block's temporaries stay in cache and
     are reused by the allocator, and the slope is the only tensor of the size of the input written (a fresh
@@ -326,8 +345,8 @@ def soft_counts(
     scale = approximation_scale(approximation, steepness, width)
     block = 1 << 17
     if values.numel() <= block or values.device.type != "cpu" or fused_kernels():
-        whole = _soft_counts_block(values, target, mask, dims, sigmoid_logits, approximation, steepness, threshold, width, with_slope, None, None)
-        return whole[0], whole[1], whole[2], whole[3], whole[4], scale
+        counts, slope = _soft_counts_block(values, target, mask, dims, sigmoid_logits, approximation, steepness, threshold, width, with_slope, None, None)
+        return counts, slope, scale
     # blocks along the positions, or along the rows when there is one position per row (multiclass (N, C))
     axis = 2 if values.shape[2] > 1 else 0
     step = max(1, block * values.shape[axis] // values.numel())
@@ -344,14 +363,13 @@ def soft_counts(
         if mask is not None:
             mask_block = mask.narrow(axis, start, length) if mask.shape[axis] > 1 else mask
         slope_block = None if slope is None else slope.narrow(axis, start, length)
-        counts_block = _soft_counts_block(
+        counts_block, _ = _soft_counts_block(
             values.narrow(axis, start, length), target.narrow(axis, start, length), mask_block, dims,
             sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_block, scratch.narrow(axis + 1, 0, length),
         )
-        parts.append(torch.stack(counts_block[:4]))
+        parts.append(counts_block)
     counts = torch.stack(parts).sum(0) if axis == 2 or 0 in dims else torch.cat(parts, 1)
-    tp, fp, fn, tn = counts.unbind(0)
-    return tp, fp, fn, tn, slope, scale
+    return counts, slope, scale
 
 
 def _soft_counts_block(
@@ -367,13 +385,12 @@ def _soft_counts_block(
     with_slope: bool,
     slope_out: Optional[Tensor],
     scratch: Optional[Tensor],
-) -> Tuple[Tensor, Tensor, Tensor, Tensor, Optional[Tensor]]:
+) -> Tuple[Tensor, Optional[Tensor]]:
     hard, complement, slope = _soft_block(values, sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_out, scratch)
     negative = torch.rsub(target, 1.0) if scratch is None else torch.neg(target, out=scratch[2]).add_(1.0)
     if mask is not None:
         target, negative = target * mask, negative * mask
-    tp, fp, fn, tn = _product_sums(hard, complement, target, negative, dims, None if scratch is None else scratch[3]).unbind(0)
-    return tp, fp, fn, tn, slope
+    return _product_sums(hard, complement, target, negative, dims, None if scratch is None else scratch[3]), slope
 
 
 def count_dims(task: str, average: str, multidim_average: str) -> List[int]:
@@ -519,28 +536,38 @@ def closed_form_gradient(
 
 
 class ClosedFormGradient(torch.autograd.Function):
-    """Identity on the detached per-count values; the backward pass is the closed form, not autograd."""
+    """Identity on the detached per-count values; the backward pass is the closed form, not autograd.
+
+    Class-index targets are kept as their labels, a tensor 1 / classes the size of the one-hot target (of the
+    classes from first_class on), which the backward pass rebuilds.
+    """
 
     @staticmethod
-    def forward(ctx, per_count, leaf, positive, negative, target, slope, mask, scale: float):
+    def forward(ctx, per_count, leaf, positive, negative, target, labels, first_class: int, slope, mask, scale: float):
         ctx.scale = scale
         ctx.leaf_dtype = leaf.dtype
-        ctx.save_for_backward(positive, negative, target, slope, mask)
+        ctx.target_dtype = target.dtype
+        ctx.from_labels = labels is not None
+        ctx.first_class = first_class
+        ctx.classes = first_class + target.shape[1]
+        ctx.save_for_backward(positive, negative, target if labels is None else labels, slope, mask)
         return per_count.clone()
 
     @staticmethod
     def backward(ctx, grad):
         positive, negative, target, slope, mask = ctx.saved_tensors
+        if ctx.from_labels:
+            target = one_hot_labels(target, ctx.classes, ctx.first_class, ctx.target_dtype)
         leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
-        return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None
+        return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None, None, None
 
 
 @torch.jit.unused
 def _closed_form_function(
-    per_count: Tensor, leaf: Tensor, positive: Tensor, negative: Tensor, target: Tensor,
-    slope: Optional[Tensor], mask: Optional[Tensor], scale: float,
+    per_count: Tensor, leaf: Tensor, positive: Tensor, negative: Tensor, target: Tensor, labels: Optional[Tensor],
+    first_class: int, slope: Optional[Tensor], mask: Optional[Tensor], scale: float,
 ) -> Tensor:
-    return ClosedFormGradient.apply(per_count, leaf, positive, negative, target, slope, mask, scale)
+    return ClosedFormGradient.apply(per_count, leaf, positive, negative, target, labels, first_class, slope, mask, scale)
 
 
 def attach_gradient(
@@ -548,6 +575,8 @@ def attach_gradient(
     positive: Tensor,
     negative: Tensor,
     target: Tensor,
+    labels: Optional[Tensor],
+    first_class: int,
     slope: Optional[Tensor],
     scale: float,
     mask: Optional[Tensor],
@@ -558,7 +587,8 @@ def attach_gradient(
 
     Per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN); times A'(p_i) = scale * slope_i it
     is the gradient. For large inputs, eagerly and under torch.compile, a custom autograd Function computes it
-    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds).
+    in the backward pass from what the forward pass kept (the slope: one tensor of the size of preds; for
+    class-index targets also their labels, from which it rebuilds target's classes first_class on).
     TorchScript has no custom Functions, and for small inputs autograd's own nodes cost less than a Python
     backward: there the surrogate sum(g * leaf) minus its detached value, zero in the forward pass, gives
     autograd exactly g.
@@ -567,7 +597,32 @@ def attach_gradient(
         grad = closed_form_gradient(torch.full_like(per_count, scale), positive, negative, target, slope, mask)
         surrogate = (grad * leaf).sum(dims, keepdim=True)
         return per_count + (surrogate - surrogate.detach())
-    return _closed_form_function(per_count, leaf, positive, negative, target, slope, mask, scale)
+    return _closed_form_function(per_count, leaf, positive, negative, target, labels, first_class, slope, mask, scale)
+
+
+def counts_fit_floats(counts: Tensor, leaf: Tensor) -> bool:
+    """Eagerly, for a small input on the CPU with one count to differentiate, the formula costs less on Python
+    floats (nanoseconds an operation) than on tensors (microseconds an operation)."""
+    if torch.jit.is_scripting() or fused_kernels():
+        return False
+    small = leaf.numel() <= 65536 and leaf.device.type == "cpu"
+    return small and counts.numel() == 4 and leaf.requires_grad and torch.is_grad_enabled()
+
+
+@torch.jit.unused
+def loss_from_floats(
+    loss: float, positive: float, negative: float, target: Tensor, slope: Optional[Tensor], scale: float,
+    mask: Optional[Tensor], leaf: Tensor,
+) -> Tensor:
+    """The loss value with the closed-form gradient attached: closed_form_gradient's weights, here from floats,
+    dotted with leaf, minus the detached dot product, which is zero but carries the gradient."""
+    weights = torch.mul(target, (positive - negative) * scale).add_(negative * scale)
+    if slope is not None:
+        weights.mul_(slope)
+    if mask is not None:
+        weights.mul_(mask)
+    surrogate = torch.dot(leaf.reshape(-1).to(weights.dtype), weights.reshape(-1))
+    return (surrogate - surrogate.detach()) + loss
 
 
 def cross_entropy(preds: Tensor, target: Tensor, task: str, from_logits: bool, ignore_index: Optional[int]) -> Tensor:
@@ -576,7 +631,7 @@ def cross_entropy(preds: Tensor, target: Tensor, task: str, from_logits: bool, i
     Matches torch.nn.functional.binary_cross_entropy(_with_logits) and cross_entropy (nll_loss of log(p) for
     probabilities, log clamped at -100 like BCE); its gradient is left to autograd.
     """
-    preds, target, mask = canonical_layout(preds, target, task, ignore_index)
+    preds, target, mask, _ = canonical_layout(preds, target, task, ignore_index)
     preds = preds.to(target.dtype)
     if task == "multiclass":
         log_probs = torch.log_softmax(preds, dim=1) if from_logits else torch.clamp(torch.log(preds), min=-100.0)
@@ -597,6 +652,23 @@ def signed_clamp(x: Tensor, eps: float) -> Tensor:
     return torch.where(x.abs() < eps, torch.where(x < 0, -eps, eps) * torch.ones_like(x), x)
 
 
+def signed_clamp_float(x: float, eps: float) -> float:
+    """signed_clamp of a Python float."""
+    if abs(x) >= eps:
+        return x
+    return -eps if x < 0 else eps
+
+
+def sign_float(x: float) -> float:
+    """torch.sign of a Python float."""
+    return 0.0 if x == 0 else math.copysign(1.0, x)
+
+
+def heaviside_float(x: float) -> float:
+    """torch.heaviside(x, 0.5) of a Python float."""
+    return 0.5 if x == 0 else float(x > 0)
+
+
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
     """The soft metric from the soft counts."""
     value = tp / torch.clamp(fn + fp + tp, min=eps)
@@ -610,6 +682,16 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     value = tp * x1
     positive = x1
     negative = -tp / torch.square(x0)
+    return value, positive, negative
+
+
+def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: float, eps: float) -> Tuple[float, float, float]:
+    """metric_value_and_weights on Python floats, for counts that are single numbers."""
+    x0 = max(fn + fp + tp, eps)
+    x1 = (1.0 / x0)
+    value = tp * x1
+    positive = x1
+    negative = -tp / x0 ** 2
     return value, positive, negative
 
 
@@ -695,11 +777,12 @@ class JaccardLoss(torch.nn.Module):
         self.register_buffer("class_weights", weights, persistent=False)
         self.register_buffer("running_counts", torch.zeros(0), persistent=False)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
-        """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
+        """Soft counts TP, FP, FN, TN stacked, of the canonical (batch, classes, positions) layout, and what the
+        backward pass needs."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
-        preds, target, mask = canonical_layout(preds, target, self.task, self.ignore_index)
+        preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
         values = preds.detach().to(target.dtype)
         leaf = preds
         if self.from_logits and self.task == "multiclass":
@@ -712,16 +795,15 @@ class JaccardLoss(torch.nn.Module):
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
         with_slope = leaf.requires_grad and torch.is_grad_enabled()
-        tp, fp, fn, tn, slope, scale = soft_counts(
+        counts, slope, scale = soft_counts(
             values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope
         )
-        return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
+        return counts, target, labels, slope, scale, leaf, mask, dims
 
-    def _pooled(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    def _pooled(self, counts: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
         """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
         if (self.sync is None or 0 not in dims) and (self.count_momentum is None or not running):
-            return tp, fp, fn, tn, 1.0
-        counts = torch.stack([tp, fp, fn, tn])
+            return counts[0], counts[1], counts[2], counts[3], 1.0
         if self.sync is not None and 0 in dims:
             counts = all_reduce_sum(counts)
         scale = 1.0
@@ -751,10 +833,42 @@ class JaccardLoss(torch.nn.Module):
         zero_division = self.zero_division
         return mean_over_rows(total, rows, 0.0 if zero_division is None else zero_division)
 
+    @torch.jit.unused
+    def _loss_of_floats(
+        self, counts: Tensor, target: Tensor, slope: Optional[Tensor], scale: float, mask: Optional[Tensor], leaf: Tensor
+    ) -> Optional[Tensor]:
+        """The loss of one count (binary, or micro-averaged) with the formula on Python floats; None where the
+        floats fail (0/0, an overflow) and the tensor formula is to decide."""
+        tp, fp, fn, tn = counts.reshape(4).tolist()
+        try:
+            value, positive, negative = metric_value_and_weights_of_floats(tp, fp, fn, tn, self.eps)
+        except (ArithmeticError, ValueError):
+            return None
+        if not all(math.isfinite(x) for x in (value, positive, negative)):
+            return None
+        if self.zero_division is not None and tp + fp + fn < 0.5:
+            value, positive, negative = self.zero_division, 0.0, 0.0
+        return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf)
+
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {1 - metric or metric}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, counted, slope, scale, leaf, mask, dims = self._counts(preds, target)
-        tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, self.training)
+        counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        loss: Optional[Tensor] = None
+        one_count = self.average == "micro" and self.sync is None and (self.count_momentum is None or not self.training)
+        if one_count and counts_fit_floats(counts, leaf):
+            loss = self._loss_of_floats(counts, counted, slope, scale, mask, leaf)
+        if loss is None:
+            loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
+
+    def _loss_of_tensors(
+        self, counts: Tensor, counted: Tensor, labels: Optional[Tensor], slope: Optional[Tensor], scale: float, leaf: Tensor,
+        mask: Optional[Tensor], dims: List[int],
+    ) -> Tensor:
+        """The loss with the formula on count tensors, pooled across ranks and steps as configured."""
+        tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         zero_division = self.zero_division
         if not (leaf.requires_grad and torch.is_grad_enabled()):
             value = metric_value(tp, fp, fn, tn, self.eps)
@@ -764,18 +878,16 @@ class JaccardLoss(torch.nn.Module):
             value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps)
             if zero_division is not None:
                 value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
-            value = attach_gradient(value, positive, negative, counted, slope, scale * count_scale, mask, leaf, dims)
-        loss = self.sign * self._average(value, tp, fp, fn, dims) + self.offset
-        if self.ce_weight > 0.0:
-            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
-        return loss
+            first_class = 0 if self.include_background else 1
+            value = attach_gradient(value, positive, negative, counted, labels, first_class, slope, scale * count_scale, mask, leaf, dims)
+        return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
-            tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
-            tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, False)
+            counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
             value = metric_value(tp, fp, fn, tn, self.eps)
             zero_division = self.zero_division
             if zero_division is not None:

@@ -34,6 +34,9 @@ def class_name(name: str) -> str:
 class TorchPrinter:
     """Prints a SymPy expression as torch code over count tensors (tp, fp, fn, tn) and float parameters."""
 
+    # x ** (-1/2) in a product: a factor torch.rsqrt(x) (one op), not a division by torch.sqrt(x)
+    rsqrt_factors = True
+
     def __init__(self, names: Dict[sympy.Symbol, str], tensor_symbols: Set[sympy.Symbol]):
         self.names = names
         self.tensor_symbols = tensor_symbols
@@ -83,7 +86,8 @@ class TorchPrinter:
         numerator: List[sympy.Expr] = []
         denominator: List[sympy.Expr] = []
         for factor in sorted(factors, key=sympy.default_sort_key):
-            if factor.is_Pow and factor.exp.is_negative and factor.exp.is_number and factor.exp != sympy.Rational(-1, 2):
+            rsqrt = factor.is_Pow and factor.exp == sympy.Rational(-1, 2) and self.rsqrt_factors
+            if factor.is_Pow and factor.exp.is_negative and factor.exp.is_number and not rsqrt:
                 denominator.append(sympy.Pow(factor.base, -factor.exp, evaluate=False) if factor.exp != -1 else factor.base)
             else:
                 numerator.append(factor)
@@ -156,17 +160,64 @@ class TorchPrinter:
         raise InvalidMetricError(f"metricc cannot emit code for {sympy.sstr(e)} ({type(e).__name__})")
 
 
+class FloatPrinter(TorchPrinter):
+    """The same expression over Python floats (tp, fp, fn, tn as numbers): for a batch whose counts are single
+    numbers, each operation is then a few nanoseconds instead of a tensor operation's microseconds.
+
+    Where torch would return inf or NaN (0/0, the log of 0, an overflow) math raises ArithmeticError or
+    ValueError, and a non-integer power of a negative number goes through math.pow, which raises too, rather
+    than turning complex: the caller then falls back to the tensor formula.
+    """
+
+    rsqrt_factors = False
+
+    def __init__(self, names: Dict[sympy.Symbol, str]):
+        super().__init__(names, set())
+
+    def _print_pow(self, e: sympy.Expr) -> str:
+        base, exponent = e.args
+        if exponent == sympy.Rational(1, 2):
+            return f"math.sqrt({self._print(base)})"
+        if exponent == sympy.Rational(-1, 2):
+            return f"(1.0 / math.sqrt({self._print(base)}))"
+        if exponent.is_Integer:
+            operand = self._parenthesize(base, precedence(e) + 1)
+            raised = operand if abs(exponent) == 1 else f"{operand} ** {abs(int(exponent))}"
+            return f"(1.0 / {raised})" if exponent.is_negative else raised
+        return f"math.pow({self._print(base)}, {self._print(exponent)})"
+
+    def _print_function(self, e: sympy.Expr) -> str:
+        argument = self._print(e.args[0])
+        if isinstance(e, SafeDenominator):
+            return f"max({argument}, eps)"
+        if isinstance(e, SignedDenominator):
+            return f"signed_clamp_float({argument}, eps)"
+        if isinstance(e, ClampAtZero):
+            return f"max({argument}, 0.0)"
+        simple = {sympy.exp: "math.exp", sympy.log: "math.log", sympy.Abs: "abs", sympy.sign: "sign_float"}
+        if e.func in simple:
+            return f"{simple[e.func]}({argument})"
+        if isinstance(e, sympy.Heaviside):
+            return f"heaviside_float({argument})"
+        if isinstance(e, (sympy.Min, sympy.Max)):
+            function = "min" if isinstance(e, sympy.Min) else "max"
+            return f"{function}({', '.join(self._print(a) for a in sorted(e.args, key=sympy.default_sort_key))})"
+        raise InvalidMetricError(f"metricc cannot emit code for {sympy.sstr(e)} ({type(e).__name__})")
+
+
 def _shared(expressions: Sequence[sympy.Expr]) -> Tuple[List[Tuple[sympy.Symbol, sympy.Expr]], List[sympy.Expr]]:
     """Common subexpressions, named x0, x1, ... in order of first use."""
     return sympy.cse(list(expressions), symbols=sympy.numbered_symbols("x"), order="canonical")
 
 
-def _function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str) -> str:
-    """One formula function: named intermediates, then the outputs, each a count-shaped tensor."""
+def _function_source(
+    name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str, on_floats: bool = False
+) -> str:
+    """One formula function: named intermediates, then the outputs, each a count-shaped tensor (or a float)."""
     names: Dict[sympy.Symbol, str] = dict(_COUNT_VARIABLES)
     names.update({p.symbol: p.name for p in parameters})
     replacements, reduced = _shared([expression for _, expression in outputs])
-    printer = TorchPrinter(names, set(COUNTS))
+    printer = FloatPrinter(names) if on_floats else TorchPrinter(names, set(COUNTS))
     lines = []
     for symbol, expression in replacements:
         names[symbol] = str(symbol)
@@ -176,7 +227,9 @@ def _function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], param
         lines.append(f"    {symbol} = {text}")
     results = []
     for (output, _), expression in zip(outputs, reduced):
-        if expression == 0:
+        if on_floats:
+            text = printer.print(expression)
+        elif expression == 0:
             text = "torch.zeros_like(tp)"
         else:
             text = printer.print(expression)
@@ -184,8 +237,9 @@ def _function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], param
                 text = f"torch.full_like(tp, {text})"
         lines.append(f"    {output} = {text}")
         results.append(output)
-    arguments = ", ".join(["tp: Tensor", "fp: Tensor", "fn: Tensor", "tn: Tensor", "eps: float"] + [f"{p.name}: float" for p in parameters])
-    returns = "Tensor" if len(results) == 1 else f"Tuple[{', '.join(['Tensor'] * len(results))}]"
+    count_type = "float" if on_floats else "Tensor"
+    arguments = ", ".join([f"{count}: {count_type}" for count in ("tp", "fp", "fn", "tn")] + ["eps: float"] + [f"{p.name}: float" for p in parameters])
+    returns = count_type if len(results) == 1 else f"Tuple[{', '.join([count_type] * len(results))}]"
     body = "\n".join(lines)
     return f'def {name}({arguments}) -> {returns}:\n    """{doc}"""\n{body}\n    return {", ".join(results)}\n'
 
@@ -277,6 +331,13 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
         parameters,
         "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
     )
+    floats_function = _function_source(
+        "metric_value_and_weights_of_floats",
+        [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)],
+        parameters,
+        "metric_value_and_weights on Python floats, for counts that are single numbers.",
+        on_floats=True,
+    )
     maximize = options.direction == "maximize"
     loss_text = f"1 - {name}" if maximize else name
     positive, negative = per_sample_weights(derivation)
@@ -298,7 +359,7 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
         f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
         "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
         "ce_weight > 0 adds ce_weight * BCE (binary, multilabel) or CE (multiclass) of the same inputs (autograd).\n"
-        "This file imports only torch and is generated: edit the metric, not this file."
+        "This file imports only torch (and Python's math) and is generated: edit the metric, not this file."
     )
     signature = ",\n".join(f"        {n}: {annotation} = {default}" for n, annotation, default in _option_defaults(options, parameters))
     parameter_checks = "".join(_parameter_check(p) for p in parameters)
@@ -309,6 +370,7 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions) -> str:
         runtime=_runtime_source(),
         value_function=value_function,
         both_function=both_function,
+        floats_function=floats_function,
         loss_class=loss_class,
         signature=signature,
         parameter_checks=parameter_checks,
@@ -335,6 +397,7 @@ def _parameter_check(parameter: Parameter) -> str:
 _MODULE_TEMPLATE = '''"""{docstring}
 """
 
+import math
 from typing import List, Optional, Tuple
 
 import torch
@@ -348,9 +411,28 @@ def signed_clamp(x: Tensor, eps: float) -> Tensor:
     return torch.where(x.abs() < eps, torch.where(x < 0, -eps, eps) * torch.ones_like(x), x)
 
 
+def signed_clamp_float(x: float, eps: float) -> float:
+    """signed_clamp of a Python float."""
+    if abs(x) >= eps:
+        return x
+    return -eps if x < 0 else eps
+
+
+def sign_float(x: float) -> float:
+    """torch.sign of a Python float."""
+    return 0.0 if x == 0 else math.copysign(1.0, x)
+
+
+def heaviside_float(x: float) -> float:
+    """torch.heaviside(x, 0.5) of a Python float."""
+    return 0.5 if x == 0 else float(x > 0)
+
+
 {value_function}
 
 {both_function}
+
+{floats_function}
 
 _CHOICES = {{
     "task": ["binary", "multiclass", "multilabel"],
@@ -417,11 +499,12 @@ class {loss_class}(torch.nn.Module):
         self.register_buffer("class_weights", weights, persistent=False)
         self.register_buffer("running_counts", torch.zeros(0), persistent=False)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Tensor, Tensor, Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
-        """Soft counts of the canonical (batch, classes, positions) layout, and what the backward pass needs."""
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
+        """Soft counts TP, FP, FN, TN stacked, of the canonical (batch, classes, positions) layout, and what the
+        backward pass needs."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
-        preds, target, mask = canonical_layout(preds, target, self.task, self.ignore_index)
+        preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
         values = preds.detach().to(target.dtype)
         leaf = preds
         if self.from_logits and self.task == "multiclass":
@@ -434,16 +517,15 @@ class {loss_class}(torch.nn.Module):
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
         with_slope = leaf.requires_grad and torch.is_grad_enabled()
-        tp, fp, fn, tn, slope, scale = soft_counts(
+        counts, slope, scale = soft_counts(
             values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope
         )
-        return tp, fp, fn, tn, target, slope, scale, leaf, mask, dims
+        return counts, target, labels, slope, scale, leaf, mask, dims
 
-    def _pooled(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
+    def _pooled(self, counts: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
         """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
         if (self.sync is None or 0 not in dims) and (self.count_momentum is None or not running):
-            return tp, fp, fn, tn, 1.0
-        counts = torch.stack([tp, fp, fn, tn])
+            return counts[0], counts[1], counts[2], counts[3], 1.0
         if self.sync is not None and 0 in dims:
             counts = all_reduce_sum(counts)
         scale = 1.0
@@ -473,10 +555,42 @@ class {loss_class}(torch.nn.Module):
         zero_division = self.zero_division
         return mean_over_rows(total, rows, 0.0 if zero_division is None else zero_division)
 
+    @torch.jit.unused
+    def _loss_of_floats(
+        self, counts: Tensor, target: Tensor, slope: Optional[Tensor], scale: float, mask: Optional[Tensor], leaf: Tensor
+    ) -> Optional[Tensor]:
+        """The loss of one count (binary, or micro-averaged) with the formula on Python floats; None where the
+        floats fail (0/0, an overflow) and the tensor formula is to decide."""
+        tp, fp, fn, tn = counts.reshape(4).tolist()
+        try:
+            value, positive, negative = metric_value_and_weights_of_floats(tp, fp, fn, tn, self.eps{parameter_arguments})
+        except (ArithmeticError, ValueError):
+            return None
+        if not all(math.isfinite(x) for x in (value, positive, negative)):
+            return None
+        if self.zero_division is not None and tp + fp + fn < 0.5:
+            value, positive, negative = self.zero_division, 0.0, 0.0
+        return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf)
+
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: {{1 - metric or metric}}, averaged as configured, with the closed-form gradient."""
-        tp, fp, fn, tn, counted, slope, scale, leaf, mask, dims = self._counts(preds, target)
-        tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, self.training)
+        counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        loss: Optional[Tensor] = None
+        one_count = self.average == "micro" and self.sync is None and (self.count_momentum is None or not self.training)
+        if one_count and counts_fit_floats(counts, leaf):
+            loss = self._loss_of_floats(counts, counted, slope, scale, mask, leaf)
+        if loss is None:
+            loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
+
+    def _loss_of_tensors(
+        self, counts: Tensor, counted: Tensor, labels: Optional[Tensor], slope: Optional[Tensor], scale: float, leaf: Tensor,
+        mask: Optional[Tensor], dims: List[int],
+    ) -> Tensor:
+        """The loss with the formula on count tensors, pooled across ranks and steps as configured."""
+        tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         zero_division = self.zero_division
         if not (leaf.requires_grad and torch.is_grad_enabled()):
             value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
@@ -486,18 +600,16 @@ class {loss_class}(torch.nn.Module):
             value, positive, negative = metric_value_and_weights(tp, fp, fn, tn, self.eps{parameter_arguments})
             if zero_division is not None:
                 value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
-            value = attach_gradient(value, positive, negative, counted, slope, scale * count_scale, mask, leaf, dims)
-        loss = self.sign * self._average(value, tp, fp, fn, dims) + self.offset
-        if self.ce_weight > 0.0:
-            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
-        return loss
+            first_class = 0 if self.include_background else 1
+            value = attach_gradient(value, positive, negative, counted, labels, first_class, slope, scale * count_scale, mask, leaf, dims)
+        return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
-            tp, fp, fn, tn, target, slope, scale, leaf, mask, dims = self._counts(preds, target)
-            tp, fp, fn, tn, count_scale = self._pooled(tp, fp, fn, tn, dims, False)
+            counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
             value = metric_value(tp, fp, fn, tn, self.eps{parameter_arguments})
             zero_division = self.zero_division
             if zero_division is not None:

@@ -2,6 +2,7 @@
 
 import ast
 import os
+import re
 import subprocess
 import sys
 import warnings
@@ -23,7 +24,7 @@ def test_emitted_module_imports_only_torch():
             imported |= {alias.name.split(".")[0] for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
             imported.add(node.module.split(".")[0])
-    assert imported <= {"torch", "typing"}
+    assert imported <= {"torch", "typing", "math"}
 
 
 def test_docstring_shows_formula_and_partials():
@@ -109,7 +110,8 @@ def test_module_follows_the_inputs_device_and_dtype(f1_and_batch):
     module, preds, target = f1_and_batch
     assert module(preds.float(), target.float()).dtype == torch.float32
     source = metricc.emit("mcc")
-    assert ".cuda(" not in source and "device=" not in source
+    assert ".cuda(" not in source
+    assert set(re.findall(r"device=([\w.]+)", source)) == {"labels.device"}, "a device is only ever taken from an input"
 
 
 # Hypothesis: random formulas compiled end to end agree with SymPy's own evaluation at the same counts.
