@@ -153,8 +153,13 @@ def step_function(loss: Callable, preds: torch.Tensor, target: torch.Tensor) -> 
 def median_times(steps: Dict[str, Callable[[], None]], device: torch.device, rounds: int, budget: float) -> Dict[str, float]:
     """Seconds per call: every round runs each step, in turn, enough times to fill its share of `budget`."""
     for step in steps.values():
-        for _ in range(3):  # TorchScript's profiling executor optimises on the second call
+        # TorchScript's profiling executor optimises on the second call; the allocator and the caches settle
+        # over the first fraction of a second of a new size (the first row of each size ran slower without this)
+        start = time.perf_counter()
+        for calls in range(1000):
             step()
+            if calls >= 2 and time.perf_counter() - start > budget / 20:
+                break
     synchronize(device)
     calls = {}
     for key, step in steps.items():
@@ -174,11 +179,11 @@ def median_times(steps: Dict[str, Callable[[], None]], device: torch.device, rou
     return {key: statistics.median(values) for key, values in samples.items()}
 
 
-def build_contenders(metric: str, workload: Workload, device: torch.device, chosen: str) -> Dict[str, Callable]:
+def build_contenders(metric: str, workload: Workload, device: torch.device, chosen: str, validate: bool = True) -> Dict[str, Callable]:
     expression, formula = METRICS[metric]
     torch._dynamo.reset()  # each row compiles afresh: no recompile limits, no graphs shared between rows
     naive = NaiveLoss(formula, workload.layout, workload.classes).to(device)
-    compiled = metricc.loss(expression, direction="maximize", **workload.options).to(device)
+    compiled = metricc.loss(expression, direction="maximize", validate_args=validate, **workload.options).to(device)
     built: Dict[str, Callable] = {}
     if "a" in chosen:
         built["a"] = naive
@@ -207,7 +212,7 @@ def speed_and_memory_tables(args, device: torch.device) -> Tuple[str, str]:
         preds, target = workload.make(device)
         preds.requires_grad_(True)
         for metric in args.metrics:
-            losses = build_contenders(metric, workload, device, args.contenders)
+            losses = build_contenders(metric, workload, device, args.contenders, not args.no_validation)
             if "speed" in args.sections:
                 steps = {k: step_function(loss, preds, target) for k, loss in losses.items()}
                 if "f" in keys:
@@ -378,6 +383,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--sections", default="speed,memory,compile,first-call,cli", help="which tables")
     parser.add_argument("--rounds", type=int, help="interleaved rounds per measurement (default 15, quick 3)")
     parser.add_argument("--budget", type=float, help="seconds of measuring per contender and row (default 3, quick 0.2)")
+    parser.add_argument("--no-validation", action="store_true", help="metricc modules with validate_args=False")
     parser.add_argument("--output", help="also write the tables, machine and command to this Markdown file")
     args = parser.parse_args(argv)
     args.metrics = [m for m in args.metrics.split(",") if m]

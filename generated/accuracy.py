@@ -224,12 +224,15 @@ def approximate(
             return probs, torch.rsub(probs, 1.0)
         hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
         return hard, torch.rsub(hard, 1.0)
+    # one pass each: a 0-dim tensor operand broadcasts, where an in-place second operation is another pass
     if approximation == "anyloss":
-        return sigmoid_pair(torch.mul(probs, steepness, out=out[0]).sub_(steepness * threshold), out[1])
+        offset = probs.new_full((), -steepness * threshold)
+        return sigmoid_pair(torch.add(offset, probs, alpha=steepness, out=out[0]), out[1])
+    one = probs.new_ones(())
     if approximation == "identity":
-        return probs, torch.neg(probs, out=out[0]).add_(1.0)
+        return probs, torch.sub(one, probs, out=out[0])
     hard = torch.sub(probs, threshold, out=out[1]).div_(width).add_(0.5).clamp_(0.0, 1.0)
-    return hard, torch.neg(hard, out=out[0]).add_(1.0)
+    return hard, torch.sub(one, hard, out=out[0])
 
 
 def sigmoid_pair(x: Tensor, out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
@@ -386,7 +389,7 @@ def _soft_counts_block(
     scratch: Optional[Tensor],
 ) -> Tuple[Tensor, Optional[Tensor]]:
     hard, complement, slope = _soft_block(values, sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_out, scratch)
-    negative = torch.rsub(target, 1.0) if scratch is None else torch.neg(target, out=scratch[2]).add_(1.0)
+    negative = torch.rsub(target, 1.0) if scratch is None else torch.sub(target.new_ones(()), target, out=scratch[2])
     if mask is not None:
         target, negative = target * mask, negative * mask
     return _product_sums(hard, complement, target, negative, dims, None if scratch is None else scratch[3]), slope
