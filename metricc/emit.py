@@ -6,7 +6,7 @@ import keyword
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Dict, List, Sequence, Set, Tuple
+from typing import Dict, List, Optional, Sequence, Set, Tuple
 
 import sympy
 from sympy.printing.precedence import precedence
@@ -36,6 +36,11 @@ class TorchPrinter:
 
     # x ** (-1/2) in a product: a factor torch.rsqrt(x) (one op), not a division by torch.sqrt(x)
     rsqrt_factors = True
+    guards = {
+        SafeDenominator: "torch.clamp({}, min=eps)",
+        SignedDenominator: "signed_clamp({}, eps)",
+        ClampAtZero: "torch.clamp({}, min=0.0)",
+    }
 
     def __init__(self, names: Dict[sympy.Symbol, str], tensor_symbols: Set[sympy.Symbol]):
         self.names = names
@@ -131,13 +136,15 @@ class TorchPrinter:
             text = f"torch.full_like(tp, {text})"
         return f"{function}({text})"
 
+    def _print_guard(self, e: sympy.Expr) -> Optional[str]:
+        """A guard (analyse.GUARDS) around its printed argument, or None for any other expression."""
+        template = self.guards.get(type(e))
+        return None if template is None else template.format(self._print(e.args[0]))
+
     def _print_function(self, e: sympy.Expr) -> str:
-        if isinstance(e, SafeDenominator):
-            return f"torch.clamp({self._print(e.args[0])}, min=eps)"
-        if isinstance(e, SignedDenominator):
-            return f"signed_clamp({self._print(e.args[0])}, eps)"
-        if isinstance(e, ClampAtZero):
-            return f"torch.clamp({self._print(e.args[0])}, min=0.0)"
+        guarded = self._print_guard(e)
+        if guarded is not None:
+            return guarded
         simple = {sympy.exp: "torch.exp", sympy.log: "torch.log", sympy.Abs: "torch.abs", sympy.sign: "torch.sign"}
         if e.func in simple:
             return self._call(simple[e.func], e.args[0])
@@ -170,6 +177,7 @@ class FloatPrinter(TorchPrinter):
     """
 
     rsqrt_factors = False
+    guards = {SafeDenominator: "max({}, eps)", SignedDenominator: "signed_clamp_float({}, eps)", ClampAtZero: "max({}, 0.0)"}
 
     def __init__(self, names: Dict[sympy.Symbol, str]):
         super().__init__(names, set())
@@ -187,13 +195,10 @@ class FloatPrinter(TorchPrinter):
         return f"math.pow({self._print(base)}, {self._print(exponent)})"
 
     def _print_function(self, e: sympy.Expr) -> str:
+        guarded = self._print_guard(e)
+        if guarded is not None:
+            return guarded
         argument = self._print(e.args[0])
-        if isinstance(e, SafeDenominator):
-            return f"max({argument}, eps)"
-        if isinstance(e, SignedDenominator):
-            return f"signed_clamp_float({argument}, eps)"
-        if isinstance(e, ClampAtZero):
-            return f"max({argument}, 0.0)"
         simple = {sympy.exp: "math.exp", sympy.log: "math.log", sympy.Abs: "abs", sympy.sign: "sign_float"}
         if e.func in simple:
             return f"{simple[e.func]}({argument})"

@@ -2,6 +2,8 @@
 
 from functools import lru_cache
 
+import torch
+
 import metricc
 
 
@@ -12,3 +14,11 @@ def _cached(expression, options):
 
 def compiled(expression, **options):
     return _cached(expression, tuple(sorted(options.items())))
+
+
+def value_and_gradient(module, preds, target):
+    """The loss of (preds, target) and its gradient with respect to preds."""
+    leaf = preds.clone().requires_grad_(True)
+    loss = module(leaf, target)
+    (gradient,) = torch.autograd.grad(loss, leaf)
+    return loss.detach(), gradient

@@ -15,6 +15,8 @@ import metricc
 from metricc.emit import class_name
 from metricc.load import load_source
 
+from losses import value_and_gradient
+
 
 def test_emitted_module_imports_only_torch():
     tree = ast.parse(metricc.emit("mcc"))
@@ -69,13 +71,6 @@ def f1_and_batch():
     return metricc.loss("mcc"), preds, target
 
 
-def _value_and_gradient(module, preds, target):
-    leaf = preds.clone().requires_grad_(True)
-    loss = module(leaf, target)
-    (gradient,) = torch.autograd.grad(loss, leaf)
-    return loss.detach(), gradient
-
-
 def test_torchscript_save_load_round_trip(f1_and_batch, tmp_path):
     module, preds, target = f1_and_batch
     with warnings.catch_warnings():
@@ -83,9 +78,9 @@ def test_torchscript_save_load_round_trip(f1_and_batch, tmp_path):
         scripted = torch.jit.script(module)
         torch.jit.save(scripted, tmp_path / "loss.pt")
         loaded = torch.jit.load(tmp_path / "loss.pt")
-    expected = _value_and_gradient(module, preds, target)
+    expected = value_and_gradient(module, preds, target)
     for candidate in (scripted, loaded):
-        value, gradient = _value_and_gradient(candidate, preds, target)
+        value, gradient = value_and_gradient(candidate, preds, target)
         torch.testing.assert_close(value, expected[0], rtol=0, atol=1e-12)
         torch.testing.assert_close(gradient, expected[1], rtol=0, atol=1e-12)
     torch.testing.assert_close(loaded.metric(preds, target), module.metric(preds, target))
@@ -94,8 +89,8 @@ def test_torchscript_save_load_round_trip(f1_and_batch, tmp_path):
 def test_torch_compile_fullgraph(f1_and_batch):
     module, preds, target = f1_and_batch
     compiled = torch.compile(module, fullgraph=True, backend="eager")
-    value, gradient = _value_and_gradient(compiled, preds, target)
-    expected = _value_and_gradient(module, preds, target)
+    value, gradient = value_and_gradient(compiled, preds, target)
+    expected = value_and_gradient(module, preds, target)
     torch.testing.assert_close(value, expected[0])
     torch.testing.assert_close(gradient, expected[1])
 

@@ -9,6 +9,8 @@ from metricc.emit import class_name
 from metricc.library import default_library
 from metricc.load import load_source
 
+from losses import value_and_gradient
+
 
 def module_for(metric, **options):
     compilation = compile_metric(metric, **options)
@@ -23,13 +25,6 @@ def batches():
     probs = torch.rand(64, generator=g, dtype=torch.float64)
     ones, zeros = torch.ones(64, dtype=torch.float64), torch.zeros(64, dtype=torch.float64)
     return [(probs, target), (probs, ones), (probs, zeros), (target * 0.9 + 0.05, target), (0.95 - target * 0.9, target)]
-
-
-def value_and_gradient(module, preds, target):
-    preds = preds.clone().requires_grad_(True)
-    loss = module(preds, target)
-    (gradient,) = torch.autograd.grad(loss, preds)
-    return loss.detach(), gradient
 
 
 def counting_float_losses(namespace, monkeypatch):
