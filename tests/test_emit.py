@@ -14,7 +14,6 @@ import torch
 import metricc
 from metricc.emit import class_name
 from metricc.load import load_source
-
 from losses import value_and_gradient
 
 

@@ -8,7 +8,6 @@ from metricc.compiler import compile_metric
 from metricc.emit import class_name
 from metricc.library import default_library
 from metricc.load import load_source
-
 from losses import value_and_gradient
 
 
