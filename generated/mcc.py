@@ -363,7 +363,7 @@ def soft_counts(
     step = max(1, block * values.shape[axis] // values.numel())
     slope: Optional[Tensor] = None
     if with_slope and (approximation != "identity" or sigmoid_logits):
-        slope = torch.empty_like(values)
+        slope = slope_buffer(values)
     # buffers of one block, reused by every block (fresh pages cost more than the arithmetic): A and 1 - A,
     # 1 - y, a product, and for sigmoid logits p and 1 - p
     scratch = values.new_empty([6 if sigmoid_logits else 4] + list(values.narrow(axis, 0, step).shape))
@@ -381,6 +381,41 @@ def soft_counts(
         parts.append(counts_block)
     counts = torch.stack(parts).sum(0) if axis == 2 or 0 in dims else torch.cat(parts, 1)
     return counts, slope, scale
+
+
+def slope_buffer(like: Tensor) -> Tensor:
+    """A tensor for the slope, kept for backward. Eagerly, the one of the last step whose backward pass has run,
+    if it has the same shape: a fresh tensor of this size costs more in page faults than what is written to it.
+
+    Reuse is safe: a graph that would read the old slope again (retain_graph=True) finds it overwritten, and
+    autograd's check of saved tensors raises instead of computing with it.
+    """
+    if torch.jit.is_scripting():
+        return torch.empty_like(like)
+    return _reused_slope(like)
+
+
+# The slope tensor of the last eager forward pass and whether its backward pass has run: one per emitted module.
+_last_slope: List[Optional[Tensor]] = [None]
+_last_slope_done: List[bool] = [False]
+
+
+@torch.jit.unused
+def _reused_slope(like: Tensor) -> Tensor:
+    last = _last_slope[0]
+    reusable = last is not None and _last_slope_done[0] and last.shape == like.shape
+    if not (reusable and last.dtype == like.dtype and last.device == like.device):
+        last = torch.empty_like(like)
+        _last_slope[0] = last
+    _last_slope_done[0] = False
+    return last
+
+
+@torch.jit.unused
+def release_slope(slope: Tensor) -> None:
+    """The backward pass has read the slope: the next forward pass may write over it."""
+    if _last_slope[0] is slope:
+        _last_slope_done[0] = True
 
 
 def _soft_counts_block(
@@ -570,6 +605,8 @@ class ClosedFormGradient(torch.autograd.Function):
         if ctx.from_labels:
             target = one_hot_labels(target, ctx.classes, ctx.first_class, ctx.target_dtype)
         leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
+        if slope is not None and not fused_kernels():
+            release_slope(slope)
         return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None, None, None
 
 

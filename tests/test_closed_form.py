@@ -202,3 +202,50 @@ def test_cheap_validation_rejects_preds_outside_unit_interval():
     _, loss = module_for("f1")
     with pytest.raises(ValueError, match=r"outside \[0, 1\]"):
         loss(torch.tensor([0.2, 1.5]), torch.tensor([0.0, 1.0]))
+
+
+def _large_binary_batch(seed):
+    g = torch.Generator().manual_seed(seed)
+    n = 150_000  # above the block size: the CPU path that keeps a slope tensor
+    return torch.rand(n, generator=g, dtype=torch.float64), (torch.rand(n, generator=g) > 0.5).double()
+
+
+def _gradient(loss, preds, target):
+    leaf = preds.clone().requires_grad_(True)
+    loss(leaf, target).backward()
+    return leaf.grad
+
+
+def test_slope_tensor_is_reused_once_its_backward_has_run():
+    namespace, loss = module_for("mcc")
+    (preds, target), (other_preds, other_target) = _large_binary_batch(0), _large_binary_batch(1)
+    expected = _gradient(loss, other_preds, other_target)
+    first = namespace._last_slope[0]
+    assert first is not None
+    torch.testing.assert_close(_gradient(loss, preds, target), _gradient(module_for("mcc")[1], preds, target))
+    torch.testing.assert_close(_gradient(loss, other_preds, other_target), expected)
+    assert namespace._last_slope[0] is first
+
+
+def test_pending_graphs_keep_their_own_slope():
+    """Two forward passes before either backward: the second may not write over the first one's slope."""
+    _, loss = module_for("mcc")
+    (preds, target), (other_preds, other_target) = _large_binary_batch(2), _large_binary_batch(3)
+    expected = _gradient(loss, preds, target), _gradient(loss, other_preds, other_target)
+    leaves = preds.clone().requires_grad_(True), other_preds.clone().requires_grad_(True)
+    (loss(leaves[0], target) + loss(leaves[1], other_target)).backward()
+    for leaf, gradient in zip(leaves, expected):
+        torch.testing.assert_close(leaf.grad, gradient)
+
+
+def test_retained_graph_backward_twice_or_raises_after_reuse():
+    _, loss = module_for("mcc")
+    (preds, target), (other_preds, other_target) = _large_binary_batch(4), _large_binary_batch(5)
+    leaf = preds.clone().requires_grad_(True)
+    value = loss(leaf, target)
+    (once,) = torch.autograd.grad(value, leaf, retain_graph=True)
+    (twice,) = torch.autograd.grad(value, leaf, retain_graph=True)
+    torch.testing.assert_close(once, twice)
+    _gradient(loss, other_preds, other_target)  # a new step writes its slope over the released one
+    with pytest.raises(RuntimeError, match="modified by an inplace operation"):
+        torch.autograd.grad(value, leaf)
