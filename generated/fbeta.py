@@ -388,27 +388,27 @@ def slope_buffer(like: Tensor) -> Tensor:
     return _reused_slope(like)
 
 
-# The slope tensor of the last eager forward pass and whether its backward pass has run: one per emitted module.
-_last_slope: List[Optional[Tensor]] = [None]
-_last_slope_done: List[bool] = [False]
+# A slope tensor whose backward pass has run, for the next eager forward pass: one per emitted module. A list
+# whose pop and append are single, atomic operations, so two threads never take the same tensor.
+_spare_slope: List[Tensor] = []
 
 
 @torch.jit.unused
 def _reused_slope(like: Tensor) -> Tensor:
-    last = _last_slope[0]
-    reusable = last is not None and _last_slope_done[0] and last.shape == like.shape
-    if not (reusable and last.dtype == like.dtype and last.device == like.device):
-        last = torch.empty_like(like)
-        _last_slope[0] = last
-    _last_slope_done[0] = False
-    return last
+    try:
+        spare = _spare_slope.pop()
+    except IndexError:
+        return torch.empty_like(like)
+    if spare.shape != like.shape or spare.dtype != like.dtype or spare.device != like.device:
+        return torch.empty_like(like)
+    return spare
 
 
 @torch.jit.unused
 def release_slope(slope: Tensor) -> None:
     """The backward pass has read the slope: the next forward pass may write over it."""
-    if _last_slope[0] is slope:
-        _last_slope_done[0] = True
+    _spare_slope.append(slope)
+    del _spare_slope[:-1]
 
 
 def _soft_counts_block(
