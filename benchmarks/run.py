@@ -207,7 +207,7 @@ def speed_and_memory_tables(args, device: torch.device) -> Tuple[str, str]:
     memory = ["| workload | metric | " + " | ".join(f"({k}) {NAMES[k]}" for k in memory_keys) + " |"]
     memory.append("|" + "---|" * (memory[0].count("|") - 1))
     for workload in workloads(args.quick):
-        if args.only and args.only not in workload.name or args.workload and args.workload != workload.name:
+        if (args.only and args.only not in workload.name) or (args.workload and args.workload != workload.name):
             continue
         if not args.workload:
             rows = workload_in_child(args, workload.name)

@@ -5,6 +5,9 @@ from functools import lru_cache
 import torch
 
 import metricc
+from metricc.compiler import compile_metric
+from metricc.emit import class_name
+from metricc.load import load_source
 
 
 @lru_cache(maxsize=None)
@@ -22,3 +25,10 @@ def value_and_gradient(module, preds, target):
     loss = module(leaf, target)
     (gradient,) = torch.autograd.grad(loss, leaf)
     return loss.detach(), gradient
+
+
+def namespace_and_module(metric, **options):
+    """The loaded module file of a compiled metric, and an instance of its loss class."""
+    compilation = compile_metric(metric, **options)
+    namespace = load_source(compilation.source)
+    return namespace, getattr(namespace, class_name(compilation.name))()

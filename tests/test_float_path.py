@@ -4,17 +4,8 @@ tensor formula of the same module, for every library metric, and its fallback wh
 import pytest
 import torch
 
-from metricc.compiler import compile_metric
-from metricc.emit import class_name
 from metricc.library import default_library
-from metricc.load import load_source
-from losses import value_and_gradient
-
-
-def module_for(metric, **options):
-    compilation = compile_metric(metric, **options)
-    namespace = load_source(compilation.source)
-    return namespace, getattr(namespace, class_name(compilation.name))()
+from losses import namespace_and_module, value_and_gradient
 
 
 def batches():
@@ -42,7 +33,7 @@ def counting_float_losses(namespace, monkeypatch):
 @pytest.mark.parametrize("name", default_library().names())
 @pytest.mark.parametrize("options", [dict(), dict(approximation="identity", zero_division=0.5)])
 def test_float_path_matches_tensor_path_for_every_library_metric(name, options, monkeypatch):
-    namespace, module = module_for(name, **options)
+    namespace, module = namespace_and_module(name, **options)
     calls = counting_float_losses(namespace, monkeypatch)
     on_floats = [value_and_gradient(module, preds, target) for preds, target in batches()]
     assert calls, "the float path never ran"
@@ -56,7 +47,7 @@ def test_float_path_matches_tensor_path_for_every_library_metric(name, options, 
 def test_float_failure_falls_back_to_the_tensor_formula(monkeypatch):
     """math.exp overflows with an error where torch.exp returns inf: the tensor formula decides, as it does for
     large inputs."""
-    namespace, module = module_for("exp(TP)", approximation="identity", direction="maximize")
+    namespace, module = namespace_and_module("exp(TP)", approximation="identity", direction="maximize")
     calls = counting_float_losses(namespace, monkeypatch)
     preds, target = torch.ones(1000, dtype=torch.float64), torch.ones(1000, dtype=torch.float64)
     value, _ = value_and_gradient(module, preds, target)
@@ -73,7 +64,7 @@ def test_float_path_is_only_for_one_count_on_small_cpu_inputs(monkeypatch):
         (dict(task="multilabel", average="micro"), torch.rand(10, 3), (torch.rand(10, 3) > 0.5).float(), True),
     ]
     for options, preds, target, expected in cases:
-        namespace, module = module_for("f1", **options)
+        namespace, module = namespace_and_module("f1", **options)
         calls = counting_float_losses(namespace, monkeypatch)
         module(preds.requires_grad_(True), target).backward()
         assert bool(calls) == expected, options
