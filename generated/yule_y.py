@@ -240,22 +240,21 @@ def approximate(
     about 16.6 (L above ~33 at tau = 0.5), so 1 - A is taken as sigmoid(-L (p - tau)), which does not.
     identity: A(p) = p, the soft-set counts of soft Dice. linear: a ramp of the given width around tau.
     """
-    if out is None:
-        if approximation == "anyloss":
-            return sigmoid_pair(torch.mul(probs, steepness).sub_(steepness * threshold))
-        if approximation == "identity":
-            return probs, torch.rsub(probs, 1.0)
-        hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
-        return hard, torch.rsub(hard, 1.0)
-    # one pass each: a 0-dim tensor operand broadcasts, where an in-place second operation is another pass
+    # with out, one pass each: a 0-dim tensor operand broadcasts, where an in-place second operation is another pass
     if approximation == "anyloss":
         offset = probs.new_full((), -steepness * threshold)
+        if out is None:
+            return sigmoid_pair(torch.add(offset, probs, alpha=steepness))
         return sigmoid_pair(torch.add(offset, probs, alpha=steepness, out=out[0]), out[1])
-    one = probs.new_ones(())
     if approximation == "identity":
-        return probs, torch.sub(one, probs, out=out[0])
-    hard = torch.sub(probs, threshold, out=out[1]).div_(width).add_(0.5).clamp_(0.0, 1.0)
-    return hard, torch.sub(one, hard, out=out[0])
+        hard = probs
+    elif out is None:
+        hard = torch.sub(probs, threshold).div_(width).add_(0.5).clamp_(0.0, 1.0)
+    else:
+        hard = torch.sub(probs, threshold, out=out[1]).div_(width).add_(0.5).clamp_(0.0, 1.0)
+    if out is None:
+        return hard, torch.rsub(hard, 1.0)
+    return hard, torch.sub(hard.new_ones(()), hard, out=out[0])
 
 
 def sigmoid_pair(x: Tensor, out: Optional[Tensor] = None) -> Tuple[Tensor, Tensor]:
@@ -368,13 +367,12 @@ def soft_counts(
     which fuses the same expressions into one kernel, the whole tensor is one block.
     """
     scale = approximation_scale(approximation, steepness, width)
-    block = 1 << 17
-    if values.numel() <= block or values.device.type != "cpu" or fused_kernels():
+    if not counted_in_blocks(values):
         counts, slope = _soft_counts_block(values, target, mask, dims, sigmoid_logits, approximation, steepness, threshold, width, with_slope, None, None)
         return counts, slope, scale
     # blocks along the positions, or along the rows when there is one position per row (multiclass (N, C))
     axis = 2 if values.shape[2] > 1 else 0
-    step = max(1, block * values.shape[axis] // values.numel())
+    step = max(1, block_size() * values.shape[axis] // values.numel())
     slope: Optional[Tensor] = None
     if with_slope and (approximation != "identity" or sigmoid_logits):
         slope = slope_buffer(values)
@@ -395,6 +393,17 @@ def soft_counts(
         parts.append(counts_block)
     counts = torch.stack(parts).sum(0) if axis == 2 or 0 in dims else torch.cat(parts, 1)
     return counts, slope, scale
+
+
+def block_size() -> int:
+    """Elements in one block of soft_counts: its temporaries, a few of this size, stay in the CPU's cache."""
+    return 1 << 17
+
+
+def counted_in_blocks(values: Tensor) -> bool:
+    """Whether soft_counts goes through values in blocks (eagerly, on the CPU, above block_size() elements), and
+    so takes its slope tensor from slope_buffer."""
+    return values.numel() > block_size() and values.device.type == "cpu" and not fused_kernels()
 
 
 def slope_buffer(like: Tensor) -> Tensor:
@@ -619,7 +628,7 @@ class ClosedFormGradient(torch.autograd.Function):
         if ctx.from_labels:
             target = one_hot_labels(target, ctx.classes, ctx.first_class, ctx.target_dtype)
         leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
-        if slope is not None and not fused_kernels():
+        if slope is not None and counted_in_blocks(slope):
             release_slope(slope)
         return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None, None, None
 

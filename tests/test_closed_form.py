@@ -7,9 +7,7 @@ import warnings
 import pytest
 import torch
 
-from metricc.compiler import compile_metric
-from metricc.emit import class_name
-from metricc.load import load_source
+from losses import namespace_and_module
 
 CUSTOM = "(TP/(TP+FN) + TN/(TN+FP))/2 - FP/(FP+TN)/10 + (TP*TN - FP*FN)/(TP+FP+FN+TN)^2 + 2*TP/(2*TP+FP+FN)"
 CONFIGS = [
@@ -27,9 +25,7 @@ CONFIGS = [
 
 
 def module_for(metric, **options):
-    compilation = compile_metric(metric, direction="maximize", **options)
-    namespace = load_source(compilation.source)
-    return namespace, getattr(namespace, class_name(compilation.name))()
+    return namespace_and_module(metric, direction="maximize", **options)
 
 
 def inputs(options, n=300, classes=4, seed=0):
@@ -248,3 +244,12 @@ def test_retained_graph_backward_twice_or_raises_after_reuse():
     _gradient(loss, other_preds, other_target)  # a new step writes its slope over the released one
     with pytest.raises(RuntimeError, match="modified by an inplace operation"):
         torch.autograd.grad(value, leaf)
+
+
+def test_only_block_path_slopes_are_kept_for_reuse():
+    """A slope that slope_buffer did not hand out (inputs too small for blocks) is not held between steps."""
+    namespace, loss = module_for("mcc")
+    namespace._spare_slope.clear()
+    preds, target = inputs({}, n=100_000)
+    torch.autograd.grad(loss(preds, target), preds)
+    assert namespace._spare_slope == []
