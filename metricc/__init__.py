@@ -6,11 +6,15 @@
     2*(FN + FP)/(FN + FP + 2*TP)**2
     >>> metricc.explain("f1").monotonicity.monotone
     True
+
+Importing metricc is cheap: the pipeline's stages (and SymPy, Lark, torch) load when first used.
 """
 
 from __future__ import annotations
 
-__version__ = "0.1.0"
+import importlib
+
+__version__ = "0.2.0"
 
 from .errors import (  # noqa: E402
     DirectionError,
@@ -22,12 +26,25 @@ from .errors import (  # noqa: E402
     UnknownNameError,
 )
 
-# Load the emit stage now, so that the function `emit` below, not the submodule, is `metricc.emit`.
-from . import emit as _emit_stage  # noqa: E402,F401
+#: Submodules reachable as attributes of the package, imported on first access.
+_SUBMODULES = (
+    "analyse", "cli", "compiler", "demo", "derive", "emitter", "library", "load", "options", "parse", "printer", "report", "runtime",
+)
 
 
-def emit(expression: str, name: str | None = None, **options) -> str:
-    """The source of a self-contained loss module file for the metric."""
+def __getattr__(name: str):
+    if name in _SUBMODULES:
+        return importlib.import_module(f"{__name__}.{name}")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+def emit(expression: str, name: str | None = None, standalone: bool = False, **options) -> str:
+    """The source of the loss module file for the metric: over metricc's runtime, or, with standalone=True,
+    with the runtime inlined so that the file imports only torch."""
+    if standalone:
+        from .compiler import compile_metric
+
+        return compile_metric(expression, name, standalone=True, **options).source
     return _compiled(expression, name, options)[2]
 
 
@@ -55,8 +72,8 @@ def loss(expression: str, name: str | None = None, **options):
 
 
 def _compiled(expression: str, name: str | None, options: dict):
-    """(name, class name, source): from the disk cache of earlier compilations (no parsing or differentiation),
-    or compiled. SymPy itself is imported with the package, by the emit stage loaded above."""
+    """(name, class name, source): from the disk cache of earlier compilations (no parsing, differentiation or
+    SymPy import), or compiled."""
     from .load import cached_source, source_key, store_source
     from .options import make_options
 
@@ -64,7 +81,7 @@ def _compiled(expression: str, name: str | None, options: dict):
     found = cached_source(key) if key else None
     if found is None:
         from .compiler import compile_metric
-        from .emit import class_name
+        from .emitter import class_name
 
         compilation = compile_metric(expression, name, **options)
         found = (compilation.name, class_name(compilation.name), compilation.source)

@@ -8,7 +8,7 @@ from pathlib import Path
 from typing import List, Optional
 
 from .errors import MetricError
-from .options import AVERAGES, APPROXIMATIONS, DIRECTIONS, MULTIDIM_AVERAGES, SYNCS, TASKS
+from .runtime.options import DIRECTION_SPELLINGS, OPTION_NAMES, OPTIONS, InvalidOption
 
 FORMATS = ("text", "latex", "json", "markdown")
 
@@ -17,6 +17,7 @@ EXAMPLES = """examples:
   metricc compile f1 -o generated/f1.py            a library metric, by name
   metricc compile "2*TP/(2*TP+FP+FN)" --name f1 -o f1.py
   metricc compile -f metric.txt --name my_metric    a multi-line metric from a file
+  metricc compile f1 --standalone -o f1.py          the runtime inlined: the file imports only torch
   metricc grad mcc                                  the four partial derivatives
   metricc grad "TP/(TP+FP)" --format latex
   metricc explain mcc                               direction, monotonicity, range, singular points, ...
@@ -46,48 +47,41 @@ def _add_expression(parser: argparse.ArgumentParser) -> None:
 
 
 def _add_loss_options(parser: argparse.ArgumentParser) -> None:
+    """One flag per row of the options table (metricc.runtime.options.OPTIONS), with its choices and help."""
     group = parser.add_argument_group("loss options (constructor defaults of the emitted module)")
-    group.add_argument("--task", choices=TASKS)
-    group.add_argument("--from-logits", action="store_true", default=None, help="preds are logits (sigmoid, or softmax for multiclass)")
-    group.add_argument("--approximation", choices=APPROXIMATIONS, help="how a prediction becomes a soft 0/1 (default: anyloss, identity for multiclass)")
-    group.add_argument("--steepness", type=float, help="L of the anyloss approximation (default 73)")
-    group.add_argument("--threshold", type=float, help="tau, the decision threshold (default 0.5)")
-    group.add_argument("--width", type=float, help="width of the linear approximation (default 0.2)")
-    group.add_argument("--average", choices=AVERAGES, help="how per-class metrics combine, in torchmetrics' words (default micro)")
-    group.add_argument("--multidim-average", choices=MULTIDIM_AVERAGES, help="samplewise: counts per image, then the mean (default global)")
-    group.add_argument("--ignore-index", type=int, help="target value whose positions are left out")
-    group.add_argument(
-        "--include-background", action=argparse.BooleanOptionalAction, default=None, help="score class 0 (default yes; MONAI's meaning)"
-    )
-    group.add_argument("--class-weights", type=_float_list, metavar="W,W,...", help="per-class weights for macro / weighted averaging")
-    group.add_argument("--zero-division", type=float, metavar="Z", help="the metric of a class absent from targets and predictions")
-    group.add_argument("--sync", choices=SYNCS, help="ddp: sum the counts over torch.distributed ranks")
-    group.add_argument("--count-momentum", type=float, metavar="M", help="running counts: (1 - M) history + M batch, as BatchNorm")
-    group.add_argument("--eps", type=float, help="guard for vanishing denominators (default 1e-7)")
-    group.add_argument("--direction", choices=DIRECTIONS + ("maximise", "minimise"), help="default: auto")
-    group.add_argument("--ce-weight", type=float, help="add CE_WEIGHT * BCE (or CE for multiclass) to the loss (default 0: off)")
+    for option in OPTIONS:
+        flag = "--" + option.name.replace("_", "-")
+        text = f"{option.help} (default {option.default})"
+        if option.annotation == "bool":
+            group.add_argument(flag, action=argparse.BooleanOptionalAction, default=None, help=text)
+        elif option.choices:
+            choices = option.choices + tuple(DIRECTION_SPELLINGS) if option.name == "direction" else option.choices
+            group.add_argument(flag, choices=choices, help=text)
+        else:
+            group.add_argument(flag, type=_flag_reader(option.flag_type), metavar=option.name.upper(), help=text)
+
+
+def _flag_reader(read):
+    """The table's reader of a flag's text, with its error shown by argparse as a usage error."""
+
+    def reader(text: str):
+        try:
+            return read(text)
+        except (InvalidOption, ValueError) as error:
+            raise argparse.ArgumentTypeError(str(error)) from None
+
+    reader.__name__ = getattr(read, "__name__", "value")
+    return reader
 
 
 def _loss_options(args: argparse.Namespace) -> dict:
-    names = (
-        "task", "from_logits", "approximation", "steepness", "threshold", "width", "average", "multidim_average", "ignore_index",
-        "include_background", "class_weights", "zero_division", "sync", "count_momentum", "eps", "direction", "ce_weight",
-    )
-    return {name: getattr(args, name) for name in names if getattr(args, name) is not None}
-
-
-def _float_list(text: str) -> tuple:
-    """'1,2.5,3' -> (1.0, 2.5, 3.0), for --class-weights."""
-    try:
-        return tuple(float(part) for part in text.split(","))
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers such as 1,2,0.5, got {text!r}") from None
+    return {name: getattr(args, name) for name in OPTION_NAMES if getattr(args, name) is not None}
 
 
 def command_compile(args: argparse.Namespace) -> int:
     from .compiler import compile_metric
 
-    compilation = compile_metric(_read_expression(args), args.name, **_loss_options(args))
+    compilation = compile_metric(_read_expression(args), args.name, standalone=args.standalone, **_loss_options(args))
     if args.output in (None, "-"):
         sys.stdout.write(compilation.source)
     else:
@@ -99,7 +93,7 @@ def command_compile(args: argparse.Namespace) -> int:
 
 
 def _class(name: str) -> str:
-    from .emit import class_name
+    from .emitter import class_name
 
     return class_name(name)
 
@@ -179,6 +173,9 @@ def build_parser() -> argparse.ArgumentParser:
     _add_expression(compile_parser)
     compile_parser.add_argument("--name", help="metric name: file, class (f1 -> F1Loss) and docstring (default: the library name, or 'metric')")
     compile_parser.add_argument("-o", "--output", help="output file (default: standard output)")
+    compile_parser.add_argument(
+        "--standalone", action="store_true", help="inline metricc's runtime: the file imports only torch (to deploy without metricc)"
+    )
     _add_loss_options(compile_parser)
     compile_parser.set_defaults(run=command_compile)
 

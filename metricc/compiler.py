@@ -11,7 +11,7 @@ import sympy
 
 from .analyse import resolve_direction
 from .derive import Derivation, derive
-from .emit import emit_module
+from .emitter import emit_module
 from .library import LibraryEntry, default_library
 from .options import LossOptions, make_options
 from .parse import COUNT_NAMES, parse
@@ -45,17 +45,18 @@ def _derive_cached(definition) -> Derivation:
 
 
 @lru_cache(maxsize=256)
-def _compile_cached(expression: str, name: Optional[str], options: LossOptions) -> Compilation:
+def _compile_cached(expression: str, name: Optional[str], options: LossOptions, standalone: bool) -> Compilation:
     entry, derivation = resolve(expression)
     direction = resolve_direction(derivation, options.direction, entry.direction if entry else None)
     resolved = options.with_direction(direction)
     name = name or (entry.name if entry else "metric")
-    return Compilation(name, entry, derivation, resolved, emit_module(derivation, name, resolved))
+    return Compilation(name, entry, derivation, resolved, emit_module(derivation, name, resolved, standalone))
 
 
-def compile_metric(expression: str, name: Optional[str] = None, **options) -> Compilation:
-    """Run the pipeline up to the emitted source; repeated calls with the same input are served from a cache."""
-    return _compile_cached(expression, name, make_options(**options))
+def compile_metric(expression: str, name: Optional[str] = None, standalone: bool = False, **options) -> Compilation:
+    """Run the pipeline up to the emitted source (standalone: with the runtime inlined); repeated calls with the
+    same input are served from a cache."""
+    return _compile_cached(expression, name, make_options(**options), bool(standalone))
 
 
 def gradient(expression: str) -> Dict[str, sympy.Expr]:

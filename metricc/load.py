@@ -28,7 +28,7 @@ def package_fingerprint() -> str:
     """A hash of every file that decides what the compiler emits: a changed metricc never reuses old source."""
     package = Path(__file__).resolve().parent
     digest = hashlib.sha256()
-    files = sorted(package.glob("*.py")) + [package / "library.toml"]
+    files = sorted(package.rglob("*.py"), key=lambda path: path.relative_to(package).as_posix()) + [package / "library.toml"]
     grammar = [package / "grammar" / "metric.lark", package.parent / "grammar" / "metric.lark"]
     files += [path for path in grammar if path.is_file()][:1]
     for path in files:

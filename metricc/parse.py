@@ -2,12 +2,10 @@
 
 from __future__ import annotations
 
-import builtins
 import difflib
 import keyword
 import math
-import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
@@ -19,7 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
 
 from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
-from .options import EMITTED_NAMES, OPTION_NAMES
+from .runtime.options import OPTION_NAMES
 
 TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
 COUNT_NAMES = ("TP", "FP", "FN", "TN")
@@ -51,14 +49,8 @@ MAX_EXPONENT_DIGITS = 3
 MAX_CONSTANT_DIGITS = 300
 
 _RESERVED = set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
-_UNSAFE_PARAMETER_NAMES = (
-    set(keyword.kwlist)
-    | set(OPTION_NAMES)
-    | set(EMITTED_NAMES)
-    | set(dir(builtins))
-    | {"self", "torch", "Tensor", "Optional", "List", "Tuple", "math", "sign", "offset", "option"}
-)
-_TEMPORARY_NAME = re.compile(r"x\d+\Z")
+#: A parameter becomes a keyword argument of the loss constructor, beside the loss options (docs/language.md).
+_CONSTRUCTOR_NAMES = set(keyword.kwlist) | set(OPTION_NAMES)
 
 
 @dataclass(frozen=True)
@@ -377,10 +369,11 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         default = _constant(default)
         name = name_token.value
         self._check_new_name(name_token)
-        if name in _UNSAFE_PARAMETER_NAMES or name.startswith("_") or _TEMPORARY_NAME.match(name):
+        if name in _CONSTRUCTOR_NAMES:
+            what = "a Python keyword" if keyword.iskeyword(name) else "a loss option"
             raise MetricSyntaxError(
-                f"parameter name {name!r} is reserved (a Python keyword, builtin, loss option, private name or a name "
-                "the emitted code uses); choose another",
+                f"parameter name {name!r} is {what}, and a parameter becomes a keyword argument of the loss "
+                "constructor beside the loss options; choose another",
                 name_token.line,
                 name_token.column,
                 _caret(self.text, name_token),

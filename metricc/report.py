@@ -122,7 +122,7 @@ def explain(expression: str) -> Explanation:
 
 
 def _class_name(explanation: Explanation) -> str:
-    from .emit import class_name
+    from .emitter import class_name
 
     return class_name(explanation.label)
 

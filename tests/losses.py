@@ -6,7 +6,7 @@ import torch
 
 import metricc
 from metricc.compiler import compile_metric
-from metricc.emit import class_name
+from metricc.emitter import class_name
 from metricc.load import load_source
 
 

@@ -8,6 +8,8 @@ import pytest
 import torch
 
 from losses import namespace_and_module
+from metricc.runtime.counts import soft_counts
+from metricc.runtime.inputs import canonical_layout, count_dims
 
 CUSTOM = "(TP/(TP+FN) + TN/(TN+FP))/2 - FP/(FP+TN)/10 + (TP*TN - FP*FN)/(TP+FP+FN+TN)^2 + 2*TP/(2*TP+FP+FN)"
 CONFIGS = [
@@ -55,7 +57,7 @@ def inputs(options, n=300, classes=4, seed=0):
 def reference_loss(namespace, loss, preds, target):
     """Autograd through everything: the four counts summed directly, the emitted metric_value, the averaging
     (whose weights, like the module's, are constants for the gradient)."""
-    p, y, mask, _ = namespace.canonical_layout(preds, target, loss.task, loss.ignore_index)
+    p, y, mask, _ = canonical_layout(preds, target, loss.task, loss.ignore_index)
     if loss.from_logits:
         p = torch.softmax(p, 1) if loss.task == "multiclass" else torch.sigmoid(p)
     if not loss.include_background and loss.task != "binary":
@@ -68,7 +70,7 @@ def reference_loss(namespace, loss, preds, target):
     else:
         a = torch.clamp((p - loss.threshold) / loss.width + 0.5, 0, 1)
     m = torch.ones_like(a) if mask is None else mask
-    dims = namespace.count_dims(loss.task, loss.average, loss.multidim_average)
+    dims = count_dims(loss.task, loss.average, loss.multidim_average)
     tp, fp = (a * y * m).sum(dims, keepdim=True), (a * (1 - y) * m).sum(dims, keepdim=True)
     fn, tn = ((1 - a) * y * m).sum(dims, keepdim=True), ((1 - a) * (1 - y) * m).sum(dims, keepdim=True)
     value = namespace.metric_value(tp, fp, fn, tn, loss.eps)
@@ -108,7 +110,7 @@ def test_counts_are_accurate_in_float32_at_large_n():
     target = (torch.rand(n, generator=g) > 0.5).float()
     for spread in (0.5, 0.3):  # some errors; then none, so FP and FN are tails below float32 resolution of 1
         probs = (target + (0.5 - target) * 2 * spread * torch.rand(n, generator=g)).clamp(0, 1)
-        counts = namespace.soft_counts(probs.reshape(n, 1, 1), target.reshape(n, 1, 1), None, [0, 1, 2], False, "anyloss", 73.0, 0.5, 0.2, False)
+        counts, _, _ = soft_counts(probs.reshape(n, 1, 1), target.reshape(n, 1, 1), None, [0, 1, 2], False, "anyloss", 73.0, 0.5, 0.2, False)
         a = torch.sigmoid(73.0 * (probs.double() - 0.5))
         y = target.double()
         exact = [(a * y).sum(), (a * (1 - y)).sum(), ((1 - a) * y).sum(), ((1 - a) * (1 - y)).sum()]
@@ -216,10 +218,20 @@ def test_slope_tensor_is_reused_once_its_backward_has_run():
     namespace, loss = module_for("mcc")
     (preds, target), (other_preds, other_target) = _large_binary_batch(0), _large_binary_batch(1)
     expected = _gradient(loss, other_preds, other_target)
-    (first,) = namespace._spare_slope
+    (first,) = loss.spare_slopes
     torch.testing.assert_close(_gradient(loss, preds, target), _gradient(module_for("mcc")[1], preds, target))
     torch.testing.assert_close(_gradient(loss, other_preds, other_target), expected)
-    assert len(namespace._spare_slope) == 1 and namespace._spare_slope[0] is first
+    assert len(loss.spare_slopes) == 1 and loss.spare_slopes[0] is first
+
+
+def test_spare_slopes_belong_to_their_module():
+    """Two losses of the same file keep their own spare slope tensors: no module-level state."""
+    _, first = module_for("mcc")
+    _, second = module_for("mcc")
+    first.spare_slopes.clear()
+    preds, target = _large_binary_batch(6)
+    _gradient(first, preds, target)
+    assert len(first.spare_slopes) == 1 and second.spare_slopes == []
 
 
 def test_pending_graphs_keep_their_own_slope():
@@ -248,8 +260,8 @@ def test_retained_graph_backward_twice_or_raises_after_reuse():
 
 def test_only_block_path_slopes_are_kept_for_reuse():
     """A slope that slope_buffer did not hand out (inputs too small for blocks) is not held between steps."""
-    namespace, loss = module_for("mcc")
-    namespace._spare_slope.clear()
+    _, loss = module_for("mcc")
+    loss.spare_slopes.clear()
     preds, target = inputs({}, n=100_000)
     torch.autograd.grad(loss(preds, target), preds)
-    assert namespace._spare_slope == []
+    assert loss.spare_slopes == []

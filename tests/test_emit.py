@@ -12,20 +12,27 @@ import sympy
 import torch
 
 import metricc
-from metricc.emit import class_name
+from metricc.emitter import class_name
 from metricc.load import load_source
 from losses import value_and_gradient
 
 
-def test_emitted_module_imports_only_torch():
-    tree = ast.parse(metricc.emit("mcc"))
+def imported_modules(source):
     imported = set()
-    for node in ast.walk(tree):
+    for node in ast.walk(ast.parse(source)):
         if isinstance(node, ast.Import):
-            imported |= {alias.name.split(".")[0] for alias in node.names}
+            imported |= {alias.name for alias in node.names}
         elif isinstance(node, ast.ImportFrom):
-            imported.add(node.module.split(".")[0])
-    assert imported <= {"torch", "typing", "math"}
+            imported.add(node.module)
+    return imported
+
+
+def test_emitted_module_imports_torch_and_the_runtime_only():
+    """The default form: the formula over metricc's torch-only runtime (the standalone form imports only torch)."""
+    imported = imported_modules(metricc.emit("log_diagnostic_odds_ratio"))
+    assert {"torch", "metricc.runtime", "metricc.runtime.loss"} <= imported
+    assert {name.split(".")[0] for name in imported} <= {"torch", "typing", "math", "metricc"}
+    assert all(name.startswith("metricc.runtime") for name in imported if name.startswith("metricc"))
 
 
 def test_docstring_shows_formula_and_partials():
@@ -34,7 +41,7 @@ def test_docstring_shows_formula_and_partials():
     for partial in metricc.gradient("f1").values():
         assert sympy.sstr(partial) in docstring
     assert "f1 = 2*TP/(FN + FP + 2*TP)" in docstring
-    assert "class F1Loss(torch.nn.Module)" in source
+    assert "class F1Loss(CountLossBase)" in source
 
 
 def test_same_input_gives_byte_identical_output_across_processes():
@@ -103,7 +110,7 @@ def test_torch_export(f1_and_batch):
 def test_module_follows_the_inputs_device_and_dtype(f1_and_batch):
     module, preds, target = f1_and_batch
     assert module(preds.float(), target.float()).dtype == torch.float32
-    source = metricc.emit("mcc")
+    source = metricc.emit("mcc", standalone=True)
     assert ".cuda(" not in source
     assert set(re.findall(r"device=([\w.]+)", source)) == {"labels.device"}, "a device is only ever taken from an input"
 

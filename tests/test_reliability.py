@@ -33,9 +33,6 @@ def test_unsafe_module_names_are_rejected(name):
         "ТP + FP",  # Cyrillic 'Т'
         "exec(TP)",
         "param lambda = 1; TP * lambda",
-        "param torch = 1; TP * torch",
-        "param x0 = 1; TP * x0",
-        "param tp = 1; TP * tp",
         "param eps = 1; TP * eps",
     ],
 )

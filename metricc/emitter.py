@@ -1,0 +1,289 @@
+"""Stage 4: a derivation becomes the source of a loss module file: the metric's docstring, its formula functions
+and a subclass of the runtime's CountLossBase; with standalone=True the runtime is inlined and the file imports
+only torch.
+
+Names: the emitter's own names (counts, intermediates, helpers) never start with PARAMETER_PREFIX, and a metric
+parameter `beta` is always written `param_beta`, so no name a user chooses can shadow one the code relies on.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import keyword
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+from pathlib import Path
+from typing import Dict, Sequence, Tuple
+
+import sympy
+
+from . import __version__
+from .analyse import Singularity, guard
+from .derive import Derivation, per_sample_weights
+from .errors import OptionError
+from .options import LossOptions
+from .parse import COUNT_NAMES, COUNTS, Parameter
+from .printer import FloatPrinter, TorchPrinter
+from .runtime import RUNTIME_VERSION
+from .runtime.options import DEFAULTS
+
+PARAMETER_PREFIX = "param_"
+_IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
+_COUNT_VARIABLES = {count: name.lower() for count, name in zip(COUNTS, COUNT_NAMES)}
+_RUNTIME = Path(__file__).resolve().parent / "runtime"
+#: The runtime's modules in an order where each comes after the ones it imports: the standalone file's body.
+RUNTIME_MODULES = ("options", "guards", "inputs", "approximate", "counts", "reduce", "backward", "compound", "loss")
+#: The imports a standalone file opens with; every runtime module's imports must be among them.
+STANDALONE_IMPORTS = (
+    "import math",
+    "from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple",
+    "",
+    "import torch",
+    "from torch import Tensor",
+)
+_GUARD_HELPERS = ("signed_clamp", "signed_clamp_float", "sign_float", "heaviside_float")
+
+
+def class_name(name: str) -> str:
+    """'balanced_accuracy' -> 'BalancedAccuracyLoss', after checking the name is a plain identifier."""
+    if not isinstance(name, str) or not _IDENTIFIER.match(name) or keyword.iskeyword(name):
+        raise OptionError(
+            f"name {name!r} is not usable: use letters, digits and underscores, starting with a letter (at most 64)"
+        )
+    return "".join(part[:1].upper() + part[1:] for part in name.split("_") if part) + "Loss"
+
+
+def parameter_variable(parameter: Parameter) -> str:
+    """The Python name of a metric parameter in emitted code."""
+    return PARAMETER_PREFIX + parameter.name
+
+
+@dataclass(frozen=True)
+class GuardedDerivation:
+    """The value and the per-sample weights with guards in place, and the singularities that put them there."""
+
+    value: sympy.Expr
+    positive: sympy.Expr
+    negative: sympy.Expr
+    singularities: Tuple[Singularity, ...]
+
+
+def guarded(derivation: Derivation) -> GuardedDerivation:
+    """Guards for the value and for the weights dTP - dFN (positive sample) and dFP - dTN (negative sample)."""
+    forms: Dict[sympy.Expr, sympy.Expr] = {}
+    value, found = guard(derivation.value, forms)
+    weights = []
+    for weight in per_sample_weights(derivation):
+        guarded_weight, more = guard(weight, forms)
+        weights.append(guarded_weight)
+        found += more
+    unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in found}
+    return GuardedDerivation(value, weights[0], weights[1], tuple(unique.values()))
+
+
+def _function_source(
+    name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str, on_floats: bool = False
+) -> str:
+    """One formula function: named intermediates (x0, x1, ... from SymPy's CSE), then the outputs, each a
+    count-shaped tensor (or a float)."""
+    names: Dict[sympy.Symbol, str] = dict(_COUNT_VARIABLES)
+    names.update({p.symbol: parameter_variable(p) for p in parameters})
+    replacements, reduced = sympy.cse([e for _, e in outputs], symbols=sympy.numbered_symbols("x"), order="canonical")
+    printer = FloatPrinter(names) if on_floats else TorchPrinter(names, set(COUNTS))
+    lines = []
+    for symbol, expression in replacements:
+        names[symbol] = str(symbol)
+        text = printer.doprint(expression)
+        if printer.is_tensor(expression):
+            printer.tensor_symbols.add(symbol)
+        lines.append(f"    {symbol} = {text}")
+    for (output, _), expression in zip(outputs, reduced):
+        if on_floats:
+            text = printer.doprint(expression)
+        elif expression == 0:
+            text = "torch.zeros_like(tp)"
+        else:
+            text = printer.doprint(expression)
+            if not printer.is_tensor(expression):
+                text = f"torch.full_like(tp, {text})"
+        lines.append(f"    {output} = {text}")
+    emitted = set(names.values()) - {parameter_variable(p) for p in parameters}
+    assert not any(n.startswith(PARAMETER_PREFIX) for n in emitted), "the emitter's names must stay out of the parameters' namespace"
+    count_type = "float" if on_floats else "Tensor"
+    arguments = ", ".join(
+        [f"{count}: {count_type}" for count in ("tp", "fp", "fn", "tn")] + ["eps: float"] + [f"{parameter_variable(p)}: float" for p in parameters]
+    )
+    results = [output for output, _ in outputs]
+    returns = count_type if len(results) == 1 else f"Tuple[{', '.join([count_type] * len(results))}]"
+    body = "\n".join(lines)
+    return f'def {name}({arguments}) -> {returns}:\n    """{doc}"""\n{body}\n    return {", ".join(results)}\n'
+
+
+def _doc_text(text: str) -> str:
+    """SymPy's printing of validated symbols holds no quotes or backslashes; make sure of it anyway."""
+    return text.replace("\\", "\\\\").replace('"""', '\\"\\"\\"')
+
+
+def _wrap(text: str, indent: str, width: int = 100) -> str:
+    words = text.split(" ")
+    lines, line = [], indent
+    for word in words:
+        if len(line) + len(word) + 1 > width and line.strip():
+            lines.append(line.rstrip())
+            line = indent + "    "
+        line += word + " "
+    lines.append(line.rstrip())
+    return "\n".join(lines)
+
+
+def class_defaults(options: LossOptions) -> Dict[str, object]:
+    """The compiled options that differ from the runtime's defaults: the emitted class's constructor defaults.
+    The approximation and the direction, resolved when compiling, are always among them."""
+    defaults = {}
+    for name, default in DEFAULTS.items():
+        value = getattr(options, name)
+        if value != default:
+            defaults[name] = list(value) if name == "class_weights" and value is not None else value
+    return defaults
+
+
+def _literal(value: object) -> str:
+    """A Python literal for an option or bound: repr, with infinities spelled so that they parse."""
+    if isinstance(value, float) and value in (float("inf"), float("-inf")):
+        return 'float("inf")' if value > 0 else '-float("inf")'
+    if isinstance(value, str):
+        return json.dumps(value)
+    return repr(value)
+
+
+def _docstring(derivation: Derivation, name: str, loss_class: str, options: LossOptions, safe: GuardedDerivation, standalone: bool) -> str:
+    parameters = derivation.definition.parameters
+    loss_text = f"1 - {name}" if options.direction == "maximize" else name
+    positive, negative = per_sample_weights(derivation)
+    partial_lines = "\n".join(
+        _wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in zip(COUNT_NAMES, derivation.partials)
+    )
+    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in safe.singularities) or "    none"
+    parameter_lines = "\n".join(
+        f"    {p.name} = {float(p.default)!r}, domain {p.domain_text()} (written {parameter_variable(p)} below)" for p in parameters
+    ) or "    none"
+    imports = (
+        "This file imports only torch: metricc's runtime is inlined below the formula (metricc compile --standalone)."
+        if standalone
+        else "This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula."
+    )
+    return _doc_text(
+        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
+        f"Metric ({options.direction}d; the loss is {loss_text}):\n\n"
+        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
+        f"Partial derivatives:\n\n{partial_lines}\n\n"
+        f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
+        f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
+        f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
+        f"Metric parameters:\n{parameter_lines}\n\n"
+        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
+        "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
+        f"{imports}\nIt is generated: edit the metric, not this file."
+    )
+
+
+def _class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter]) -> str:
+    """The subclass: name, constructor defaults, parameters with their domains, and the three formula hooks."""
+    defaults = ", ".join(f"{_literal(option)}: {_literal(value)}" for option, value in class_defaults(options).items())
+    domains = ", ".join(
+        f"{_literal(p.name)}: ({_literal(float(p.default))}, {_literal(p.lower)}, {_literal(p.upper)}, {p.lower_open}, {p.upper_open})"
+        for p in parameters
+    )
+    values = "".join(f', self.parameter_values["{p.name}"]' for p in parameters)
+    hooks = (
+        ("formula", "Tensor", "Tensor", "metric_value"),
+        ("formula_and_weights", "Tensor", "Tuple[Tensor, Tensor, Tensor]", "metric_value_and_weights"),
+        ("formula_on_floats", "float", "Tuple[float, float, float]", "metric_value_and_weights_of_floats"),
+    )
+    methods = "\n".join(
+        f"    def {hook}(self, tp: {kind}, fp: {kind}, fn: {kind}, tn: {kind}) -> {returns}:\n"
+        f"        return {function}(tp, fp, fn, tn, self.eps{values})\n"
+        for hook, kind, returns, function in hooks
+    )
+    return (
+        f"class {loss_class}(CountLossBase):\n"
+        f'    """{name} as a loss; CountLossBase documents the inputs and the options."""\n\n'
+        f"    metric_name = {_literal(name)}\n"
+        f"    defaults = {{{defaults}}}\n"
+        f"    metric_parameters = {{{domains}}}\n\n"
+        f"{methods}"
+    )
+
+
+def emit_module(derivation: Derivation, name: str, options: LossOptions, standalone: bool = False) -> str:
+    """The complete source of the loss module file; deterministic for the same input."""
+    if options.direction not in ("maximize", "minimize"):
+        raise OptionError("emit_module needs a resolved direction ('maximize' or 'minimize')")
+    loss_class = class_name(name)
+    parameters = derivation.definition.parameters
+    safe = guarded(derivation)
+    weights = [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)]
+    functions = [
+        _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts."),
+        _function_source(
+            "metric_value_and_weights", weights, parameters,
+            "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
+        ),
+        _function_source(
+            "metric_value_and_weights_of_floats", weights, parameters,
+            "metric_value_and_weights on Python floats, for counts that are single numbers.", on_floats=True,
+        ),
+    ]
+    metric_code = "\n\n".join(functions) + "\n\n" + _class_source(name, loss_class, options, parameters)
+    docstring = _docstring(derivation, name, loss_class, options, safe, standalone)
+    if standalone:
+        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime()
+    else:
+        helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
+        lines = ["import math"] if "math." in metric_code else []
+        lines += ["from typing import Tuple", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
+        if helpers:
+            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}")
+        lines += ["from metricc.runtime.loss import CountLossBase", "", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})"]
+        header = "\n".join(lines)
+    return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
+
+
+@lru_cache(maxsize=1)
+def inlined_runtime() -> str:
+    """The runtime's modules, in dependency order, without their docstrings and imports: one block of code that
+    a standalone file carries instead of importing metricc."""
+    parts = []
+    allowed = {line for line in STANDALONE_IMPORTS if line}
+    for module in RUNTIME_MODULES:
+        text = (_RUNTIME / f"{module}.py").read_text(encoding="utf-8")
+        tree = ast.parse(text)
+        lines = text.splitlines()
+        skipped = set()
+        for node in tree.body:
+            is_docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
+            if isinstance(node, (ast.Import, ast.ImportFrom)) or (is_docstring and node is tree.body[0]):
+                if isinstance(node, ast.ImportFrom) and node.level == 0 or isinstance(node, ast.Import):
+                    statement = ast.unparse(node)
+                    if not _import_allowed(statement, allowed):
+                        raise AssertionError(f"runtime/{module}.py imports {statement!r}, which a standalone file lacks")
+                skipped.update(range(node.lineno - 1, node.end_lineno))
+        body = "\n".join(line for index, line in enumerate(lines) if index not in skipped).strip("\n")
+        parts.append(f"# ---- metricc.runtime.{module} ----\n\n{body}\n")
+    return "\n\n".join(parts)
+
+
+def _import_allowed(statement: str, allowed: set) -> bool:
+    """Whether an import of a runtime module is covered by the standalone file's own imports."""
+    if statement in allowed:
+        return True
+    match = re.fullmatch(r"from (\S+) import (.+)", statement)
+    if not match:
+        return False
+    for line in allowed:
+        head = f"from {match.group(1)} import "
+        if line.startswith(head) and set(match.group(2).split(", ")) <= set(line[len(head):].split(", ")):
+            return True
+    return False

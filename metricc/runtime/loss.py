@@ -1,0 +1,274 @@
+"""The base module of every compiled loss: forward, metric, averaging, sync, running counts, the CE term and the
+closed-form backward. A compiled metric's subclass adds its name, its constructor defaults and three formula
+hooks; the emitted file holds nothing else."""
+
+from typing import Any, Dict, List, Optional, Tuple
+
+import torch
+from torch import Tensor
+
+from .approximate import probabilities
+from .backward import closed_form_function, counts_fit_floats, loss_from_floats, surrogate_gradient, uses_surrogate
+from .compound import cross_entropy
+from .counts import counted_in_blocks, slope_varies, soft_counts
+from .inputs import canonical_layout, count_dims, validate_inputs
+from .options import OPTION_NAMES, InvalidOption, parameter_problem, validate_options
+from .reduce import absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, row_sums, running_counts
+
+
+class CountLossBase(torch.nn.Module):
+    """A confusion-matrix metric as a loss on (preds, target); the subclass's module docstring has the formula.
+
+    preds: (N,) or (N, 1, *spatial) for task='binary'; (N, C, *spatial) for 'multiclass' and 'multilabel'.
+    Probabilities, or logits with from_logits=True (sigmoid; softmax over C for 'multiclass').
+    target: the shape of preds (0/1, one-hot or multi-hot), or class indices (N, *spatial) or (N, 1, *spatial)
+    for 'multiclass'. Positions whose target is ignore_index are left out; include_background=False leaves out
+    class 0. average: 'micro' pools the classes, 'macro' averages them (multiclass leaves out absent classes),
+    'weighted' weighs them by support, 'none' returns one loss per class, 'samples' one metric per sample
+    (multilabel). multidim_average='samplewise': counts per image, then the mean over images.
+    zero_division: the metric of a class absent from both targets and predictions (TP + FP + FN < 0.5);
+    None keeps the formula's own value there. sync='ddp': counts summed over torch.distributed ranks.
+    count_momentum: in training mode, counts mixed with running counts as BatchNorm's statistics are.
+
+    Keyword arguments are the loss options (metricc.runtime.options.OPTIONS) and the metric's parameters;
+    the subclass's `defaults` replace the options' own defaults, and `metric_parameters` maps each parameter to
+    (default, lower, upper, lower_open, upper_open).
+    """
+
+    metric_name = "metric"
+    defaults = {}  # type: Dict[str, Any]
+    metric_parameters = {}  # type: Dict[str, Tuple[float, float, float, bool, bool]]
+    # slope tensors whose backward pass has run, for the next eager step: Python state TorchScript never sees
+    __jit_ignored_attributes__ = ["spare_slopes"]
+
+    ignore_index: Optional[int]
+    zero_division: Optional[float]
+    sync: Optional[str]
+    count_momentum: Optional[float]
+    parameter_values: Dict[str, float]
+
+    def __init__(self, /, **arguments: Any):
+        super().__init__()
+        parameters = type(self).metric_parameters
+        unknown = sorted(set(arguments) - set(OPTION_NAMES) - set(parameters))
+        if unknown:
+            accepted = ", ".join(OPTION_NAMES + tuple(parameters))
+            raise InvalidOption(f"{type(self).__name__} got unknown argument(s) {', '.join(unknown)}; it accepts {accepted}")
+        given = {name: value for name, value in arguments.items() if name not in parameters}
+        options = validate_options({**type(self).defaults, **given})
+        if options["direction"] == "auto":
+            raise InvalidOption("direction='auto' is decided when a metric is compiled: pass 'maximize' or 'minimize'")
+        self.parameter_values = {}
+        for name, (default, lower, upper, lower_open, upper_open) in parameters.items():
+            value = arguments.get(name, default)
+            problem = parameter_problem(name, value, lower, upper, lower_open, upper_open)
+            if problem is not None:
+                raise InvalidOption(problem)
+            self.parameter_values[name] = float(value)
+        self.task: str = options["task"]
+        self.from_logits: bool = options["from_logits"]
+        self.approximation: str = options["approximation"]
+        self.steepness: float = options["steepness"]
+        self.threshold: float = options["threshold"]
+        self.width: float = options["width"]
+        self.average: str = options["average"]
+        self.multidim_average: str = options["multidim_average"]
+        self.ignore_index = options["ignore_index"]
+        self.include_background: bool = options["include_background"]
+        self.zero_division = options["zero_division"]
+        self.sync = options["sync"]
+        self.count_momentum = options["count_momentum"]
+        self.eps: float = options["eps"]
+        self.sign: float = -1.0 if options["direction"] == "maximize" else 1.0
+        self.offset: float = 1.0 if options["direction"] == "maximize" else 0.0
+        self.validate_args: bool = options["validate_args"]
+        self.ce_weight: float = options["ce_weight"]
+        weights = options["class_weights"]
+        self.register_buffer("class_weights", torch.tensor(list(weights or ()), dtype=torch.float32), persistent=False)
+        self.register_buffer("running_counts", torch.zeros(0), persistent=False)
+        self.spare_slopes = []  # type: List[Tensor]
+
+    # the formula hooks, written by the compiler in each metric's subclass
+
+    def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+        """The guarded metric of count tensors, element-wise."""
+        raise NotImplementedError("a compiled metric's subclass defines formula")
+
+    def formula_and_weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative)."""
+        raise NotImplementedError("a compiled metric's subclass defines formula_and_weights")
+
+    def formula_on_floats(self, tp: float, fp: float, fn: float, tn: float) -> Tuple[float, float, float]:
+        """formula_and_weights on Python floats; raises ArithmeticError or ValueError where torch would give inf or NaN."""
+        raise NotImplementedError("a compiled metric's subclass defines formula_on_floats")
+
+    # the loss
+
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
+        counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        loss: Optional[Tensor] = None
+        one_count = self.average == "micro" and self.sync is None and (self.count_momentum is None or not self.training)
+        if one_count and counts_fit_floats(counts, leaf):
+            loss = self._loss_of_floats(counts, counted, slope, scale, mask, leaf)
+        if loss is None:
+            loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
+
+    @torch.jit.export
+    def metric(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
+        with torch.no_grad():
+            counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+            tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
+            value = self.formula(tp, fp, fn, tn)
+            zero_division = self.zero_division
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+            return self._average(value, tp, fp, fn, dims)
+
+    @torch.jit.export
+    def metric_of_counts(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+        """The guarded formula on count tensors of any one shape, element-wise: no averaging, no zero_division."""
+        return self.formula(tp, fp, fn, tn)
+
+    @torch.jit.export
+    def reset_running_counts(self) -> None:
+        """Forget the running counts (count_momentum): the next training step starts from its own batch."""
+        self.running_counts = self.running_counts.new_zeros([0])
+
+    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
+        """Soft counts TP, FP, FN, TN stacked, of the canonical (batch, classes, positions) layout, and what the
+        backward pass needs."""
+        if self.validate_args:
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
+        preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
+        values = preds.detach().to(target.dtype)
+        leaf = preds
+        if self.from_logits and self.task == "multiclass":
+            leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
+            values = leaf.detach()
+        if not self.include_background:
+            leaf, values, target = leaf[:, 1:], values[:, 1:], target[:, 1:]
+            if mask is not None and mask.shape[1] > 1:
+                mask = mask[:, 1:]
+        dims = count_dims(self.task, self.average, self.multidim_average)
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        slope_out: Optional[Tensor] = None
+        if with_slope and slope_varies(self.approximation, sigmoid_logits) and counted_in_blocks(values):
+            slope_out = self._slope_buffer(values)
+        counts, slope, scale = soft_counts(
+            values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope, slope_out
+        )
+        return counts, target, labels, slope, scale, leaf, mask, dims
+
+    def _slope_buffer(self, like: Tensor) -> Tensor:
+        """A tensor for the slope, kept for backward: eagerly, the one of the last step whose backward has run."""
+        if torch.jit.is_scripting():
+            return torch.empty_like(like)
+        return self._spare_slope(like)
+
+    @torch.jit.unused
+    def _spare_slope(self, like: Tensor) -> Tensor:
+        """A fresh tensor of 1e7 floats costs more in page faults than what is written to it. Reuse is safe: a
+        graph that would read the old slope again (retain_graph=True) finds it overwritten, and autograd's check
+        of saved tensors raises instead of computing with it. pop and append are atomic: threads never share one."""
+        try:
+            spare = self.spare_slopes.pop()
+        except IndexError:
+            return torch.empty_like(like)
+        if spare.shape != like.shape or spare.dtype != like.dtype or spare.device != like.device:
+            return torch.empty_like(like)
+        return spare
+
+    def _pooled(self, counts: Tensor, dims: List[int], running: bool) -> Tuple[Tensor, Tensor, Tensor, Tensor, float]:
+        """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
+        if (self.sync is None or 0 not in dims) and (self.count_momentum is None or not running):
+            return counts[0], counts[1], counts[2], counts[3], 1.0
+        if self.sync is not None and 0 in dims:
+            counts = all_reduce_sum(counts)
+        scale = 1.0
+        momentum = self.count_momentum
+        if momentum is not None and running:
+            counts, scale = running_counts(counts, self.running_counts, momentum)
+            self.running_counts = counts.detach()
+        return counts[0], counts[1], counts[2], counts[3], scale
+
+    def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
+        """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
+        if self.average == "micro" and self.sync is None:
+            return value.mean()  # one pooled count per row, each row counts: the weights below are all one
+        class_weights: Optional[Tensor] = None
+        if self.class_weights.numel() > 0:
+            if self.class_weights.numel() != tp.shape[1]:
+                raise ValueError(
+                    f"class_weights has {self.class_weights.numel()} entries for {tp.shape[1]} scored classes"
+                    " (include_background=False leaves out class 0)"
+                )
+            class_weights = self.class_weights
+        weights = average_weights(tp, fp, fn, self.task, self.average, class_weights)
+        total, rows = row_sums(value, weights, self.average)
+        if self.sync is not None and 0 not in dims:
+            total = total + (all_reduce_sum(total) - total.detach())
+            rows = all_reduce_sum(rows)
+        zero_division = self.zero_division
+        return mean_over_rows(total, rows, 0.0 if zero_division is None else zero_division)
+
+    @torch.jit.unused
+    def _loss_of_floats(
+        self, counts: Tensor, target: Tensor, slope: Optional[Tensor], scale: float, mask: Optional[Tensor], leaf: Tensor
+    ) -> Optional[Tensor]:
+        """The loss of one count (binary, or micro-averaged) with the formula on Python floats; None where the
+        floats fail (0/0, an overflow) and the tensor formula is to decide."""
+        tp, fp, fn, tn = counts.reshape(4).tolist()
+        try:
+            value, positive, negative = self.formula_on_floats(tp, fp, fn, tn)
+        except (ArithmeticError, ValueError):
+            return None
+        if not all(abs(x) < float("inf") for x in (value, positive, negative)):
+            return None
+        if self.zero_division is not None and tp + fp + fn < 0.5:
+            value, positive, negative = self.zero_division, 0.0, 0.0
+        return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf)
+
+    def _loss_of_tensors(
+        self, counts: Tensor, counted: Tensor, labels: Optional[Tensor], slope: Optional[Tensor], scale: float, leaf: Tensor,
+        mask: Optional[Tensor], dims: List[int],
+    ) -> Tensor:
+        """The loss with the formula on count tensors, pooled across ranks and steps as configured."""
+        tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
+        zero_division = self.zero_division
+        if not (leaf.requires_grad and torch.is_grad_enabled()):
+            value = self.formula(tp, fp, fn, tn)
+            if zero_division is not None:
+                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+        else:
+            value, positive, negative = self.formula_and_weights(tp, fp, fn, tn)
+            if zero_division is not None:
+                value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
+            value = self._attach_gradient(value, positive, negative, counted, labels, slope, scale * count_scale, mask, leaf, dims)
+        return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
+
+    def _attach_gradient(
+        self, value: Tensor, positive: Tensor, negative: Tensor, target: Tensor, labels: Optional[Tensor], slope: Optional[Tensor],
+        scale: float, mask: Optional[Tensor], leaf: Tensor, dims: List[int],
+    ) -> Tensor:
+        """The detached per-count values with the closed-form gradient with respect to `leaf`: per sample,
+        d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN), times A'(p_i) = scale * slope_i."""
+        if uses_surrogate(leaf):
+            return surrogate_gradient(value, positive, negative, target, slope, scale, mask, leaf, dims)
+        return self._closed_form(value, leaf, positive, negative, target, labels, slope, mask, scale)
+
+    @torch.jit.unused
+    def _closed_form(
+        self, value: Tensor, leaf: Tensor, positive: Tensor, negative: Tensor, target: Tensor, labels: Optional[Tensor],
+        slope: Optional[Tensor], mask: Optional[Tensor], scale: float,
+    ) -> Tensor:
+        """ClosedFormGradient, keeping only the slope (and class-index labels, not their one-hot target); a slope
+        that _slope_buffer handed out goes back to spare_slopes once its backward pass has read it."""
+        spare = self.spare_slopes if slope is not None and counted_in_blocks(slope) else None
+        first_class = 0 if self.include_background else 1
+        return closed_form_function(value, leaf, positive, negative, target, labels, first_class, slope, mask, scale, spare)

@@ -1,0 +1,188 @@
+"""The one table of loss options: the compiler's LossOptions, the CLI flags, the emitted defaults and the
+constructor's checks all come from OPTIONS and `validate_options`. Pure Python: the CLI reads it without torch."""
+
+import math
+from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+
+
+class InvalidOption(ValueError):
+    """A loss option has a value it cannot take; the message names the option and what it accepts."""
+
+
+class Option(NamedTuple):
+    """One loss option: its name, TorchScript annotation, default, help text, accepted values and CLI reader."""
+
+    name: str
+    annotation: str
+    default: Any
+    help: str
+    choices: Tuple[str, ...] = ()
+    check: Optional[Callable[[str, Any], Any]] = None
+    flag_type: Optional[Callable[[str], Any]] = None
+
+
+def _flag(name: str, value: Any) -> bool:
+    if not isinstance(value, bool):
+        raise InvalidOption(f"{name}={value!r} must be True or False")
+    return value
+
+
+def _number(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        raise InvalidOption(f"{name}={value!r} must be a finite number")
+    return float(value)
+
+
+def _positive(name: str, value: Any) -> float:
+    number = _number(name, value) if not isinstance(value, bool) and isinstance(value, (int, float)) else None
+    if number is None or number <= 0:
+        raise InvalidOption(f"{name}={value!r} must be a positive finite number")
+    return number
+
+
+def _threshold(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+        raise InvalidOption(f"{name}={value!r} must lie strictly between 0 and 1")
+    return float(value)
+
+
+def _index(name: str, value: Any) -> Optional[int]:
+    if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
+        raise InvalidOption(f"{name}={value!r} must be an integer or None")
+    return value
+
+
+def _class_weights(name: str, value: Any) -> Optional[Tuple[float, ...]]:
+    if value is None:
+        return None
+    if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
+        raise InvalidOption(f"{name}={value!r} must be a sequence of positive numbers, one per scored class")
+    weights = tuple(_positive(f"{name} entry", w) for w in value)
+    if not weights:
+        raise InvalidOption(f"{name} must not be empty")
+    return weights
+
+
+def _zero_division(name: str, value: Any) -> Optional[float]:
+    return None if value is None else _number(name, value)
+
+
+def _momentum(name: str, value: Any) -> Optional[float]:
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+        raise InvalidOption(f"{name}={value!r} must lie in (0, 1] (the weight of the current batch) or be None")
+    return float(value)
+
+
+def _ce_weight(name: str, value: Any) -> float:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+        raise InvalidOption(f"{name}={value!r} must be a finite number >= 0 (0 turns the cross-entropy term off)")
+    return float(value)
+
+
+def float_list(text: str) -> Tuple[float, ...]:
+    """'1,2.5,3' -> (1.0, 2.5, 3.0): how the CLI reads --class-weights."""
+    try:
+        return tuple(float(part) for part in text.split(","))
+    except ValueError:
+        raise InvalidOption(f"expected comma-separated numbers such as 1,2,0.5, got {text!r}") from None
+
+
+DIRECTION_SPELLINGS = {"maximise": "maximize", "minimise": "minimize", "max": "maximize", "min": "minimize"}
+
+OPTIONS: Tuple[Option, ...] = (
+    Option("task", "str", "binary", "binary, multiclass (softmax over classes) or multilabel", ("binary", "multiclass", "multilabel")),
+    Option("from_logits", "bool", False, "preds are logits (sigmoid, or softmax for multiclass)", check=_flag),
+    Option(
+        "approximation", "str", "auto", "how a prediction becomes a soft 0/1 (auto: anyloss, identity for multiclass)",
+        ("auto", "anyloss", "identity", "linear"),
+    ),
+    Option("steepness", "float", 73.0, "L of the anyloss approximation", check=_positive, flag_type=float),
+    Option("threshold", "float", 0.5, "tau, the decision threshold of the approximation", check=_threshold, flag_type=float),
+    Option("width", "float", 0.2, "width of the linear approximation's ramp", check=_positive, flag_type=float),
+    Option("average", "str", "micro", "how per-class metrics combine, in torchmetrics' words", ("micro", "macro", "weighted", "none", "samples")),
+    Option("multidim_average", "str", "global", "samplewise: counts per image, then the mean over images", ("global", "samplewise")),
+    Option("ignore_index", "Optional[int]", None, "target value whose positions are left out", check=_index, flag_type=int),
+    Option("include_background", "bool", True, "score class 0 (MONAI's meaning)", check=_flag),
+    Option(
+        "class_weights", "Optional[List[float]]", None, "per-class weights for macro or weighted averaging",
+        check=_class_weights, flag_type=float_list,
+    ),
+    Option("zero_division", "Optional[float]", None, "the metric of a class absent from targets and predictions", check=_zero_division, flag_type=float),
+    Option("sync", "Optional[str]", None, "ddp: sum the counts over torch.distributed ranks", ("ddp",)),
+    Option("count_momentum", "Optional[float]", None, "running counts: (1 - M) history + M batch, as BatchNorm", check=_momentum, flag_type=float),
+    Option("eps", "float", 1e-7, "guard for vanishing denominators", check=_positive, flag_type=float),
+    Option("direction", "str", "auto", "maximize or minimize the metric (auto: from the library or the partials)", ("auto", "maximize", "minimize")),
+    Option("validate_args", "bool", True, "check the inputs' shapes and values on every call", check=_flag),
+    Option("ce_weight", "float", 0.0, "add CE_WEIGHT * BCE (or CE for multiclass) to the loss (0: off)", check=_ce_weight, flag_type=float),
+)
+OPTION_NAMES: Tuple[str, ...] = tuple(option.name for option in OPTIONS)
+DEFAULTS: Dict[str, Any] = {option.name: option.default for option in OPTIONS}
+
+
+def default_approximation(task: str) -> str:
+    """anyloss (the AnyLoss paper's A) for sigmoid outputs; identity for softmax outputs.
+
+    A fresh multiclass model puts about 1/C on every class, far below the 0.5 threshold, where the anyloss
+    and linear approximations are flat: the loss has no gradient and the model never trains
+    (examples/RESULTS.md: macro-F1 0.03 with anyloss, 0.92 with identity on digits).
+    """
+    return "identity" if task == "multiclass" else "anyloss"
+
+
+def validate_options(values: Dict[str, Any]) -> Dict[str, Any]:
+    """Every option checked and normalised (defaults filled in, 'auto' approximation resolved); raises
+    InvalidOption naming the first unknown or invalid one."""
+    unknown = sorted(set(values) - set(OPTION_NAMES))
+    if unknown:
+        raise InvalidOption(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(OPTION_NAMES)}")
+    checked: Dict[str, Any] = {}
+    for option in OPTIONS:
+        value = values.get(option.name, option.default)
+        if option.name == "direction" and isinstance(value, str):
+            value = DIRECTION_SPELLINGS.get(value, value)
+        if option.choices and not (value is None and option.default is None):
+            if value not in option.choices:
+                raise InvalidOption(f"{option.name}={value!r} is not one of {', '.join(map(repr, option.choices))}")
+        if option.check is not None:
+            value = option.check(option.name, value)
+        checked[option.name] = value
+    if checked["approximation"] == "auto":
+        checked["approximation"] = default_approximation(checked["task"])
+    _check_combinations(checked)
+    return checked
+
+
+def _check_combinations(options: Dict[str, Any]) -> None:
+    """Options that only make sense together: averaging against the task and the counts' layout."""
+    task, average = options["task"], options["average"]
+    if average == "samples" and task != "multilabel":
+        raise InvalidOption(f"average='samples' needs task='multilabel' (one metric per sample over its labels), got task={task!r}")
+    if not options["include_background"] and task == "binary":
+        raise InvalidOption("include_background=False needs task='multiclass' or 'multilabel': a binary input has one class")
+    if options["class_weights"] is not None and (task == "binary" or average not in ("macro", "weighted")):
+        raise InvalidOption(f"class_weights weigh classes in average='macro' or 'weighted', not average={average!r} with task={task!r}")
+    if options["count_momentum"] is not None and (options["multidim_average"] != "global" or average == "samples"):
+        raise InvalidOption(
+            "count_momentum needs counts pooled over the batch: multidim_average='global' and an average other than 'samples'"
+        )
+    if options["ce_weight"] > 0 and average == "none":
+        raise InvalidOption("ce_weight > 0 needs a scalar loss: average='none' returns one loss per class")
+
+
+def parameter_problem(name: str, value: Any, lower: float, upper: float, lower_open: bool, upper_open: bool) -> Optional[str]:
+    """Why a metric parameter's value is not accepted, or None: a finite number inside its declared domain."""
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+        return f"{name}={value!r} must be a finite number"
+    above = value > lower if lower_open else value >= lower
+    below = value < upper if upper_open else value <= upper
+    if above and below:
+        return None
+    left, right = "(" if lower_open else "[", ")" if upper_open else "]"
+    return f"{name}={value:g} lies outside its domain {left}{_bound(lower)}, {_bound(upper)}{right}"
+
+
+def _bound(value: float) -> str:
+    return "inf" if value == math.inf else "-inf" if value == -math.inf else f"{value:g}"
+

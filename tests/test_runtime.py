@@ -1,0 +1,175 @@
+"""The two forms of an emitted file (over metricc's runtime, or standalone with it inlined), the runtime's
+version check, the one table of options, and what `import metricc` costs."""
+
+import ast
+import os
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import metricc
+from metricc.cli import build_parser
+from metricc.compiler import compile_metric
+from metricc.emitter import class_name
+from metricc.load import load_source
+from metricc.options import LossOptions, make_options
+from metricc.runtime import RUNTIME_VERSION
+from metricc.runtime.options import OPTIONS, OPTION_NAMES
+
+ROOT = Path(__file__).resolve().parent.parent
+# a process in which `import metricc` fails, as where metricc is not installed
+WITHOUT_METRICC = "import sys; sys.modules['metricc'] = None\n"
+
+
+def imported_modules(source):
+    names = set()
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names |= {alias.name.split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            names.add(node.module.split(".")[0])
+    return names
+
+
+def run_python(script, cwd):
+    environment = {**os.environ, "PYTHONPATH": ""}
+    return subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=cwd, env=environment, timeout=300)
+
+
+def batch():
+    g = torch.Generator().manual_seed(0)
+    return torch.rand(64, generator=g, dtype=torch.float64), (torch.rand(64, generator=g) > 0.6).double()
+
+
+def test_standalone_file_imports_only_torch_and_agrees_with_the_default_form():
+    source = metricc.emit("fbeta(beta=2) + mcc/4", name="mixed", standalone=True)
+    assert imported_modules(source) <= {"torch", "typing", "math"}
+    standalone = getattr(load_source(source), "MixedLoss")()
+    default = metricc.loss("fbeta(beta=2) + mcc/4", name="mixed")
+    preds, target = batch()
+    for module in (standalone, default):
+        leaf = preds.clone().requires_grad_(True)
+        module(leaf, target).backward()
+        module.gradient = leaf.grad
+    torch.testing.assert_close(standalone(preds, target), default(preds, target), rtol=0, atol=0)
+    torch.testing.assert_close(standalone.gradient, default.gradient, rtol=0, atol=0)
+
+
+def test_standalone_file_scripts_saves_and_loads_without_metricc(tmp_path):
+    (tmp_path / "mcc_loss.py").write_text(metricc.emit("mcc", standalone=True), encoding="utf-8")
+    script = WITHOUT_METRICC + (
+        "import warnings, torch; warnings.simplefilter('ignore')\n"
+        "import mcc_loss\n"
+        "loss = mcc_loss.MccLoss(from_logits=True)\n"
+        "p = torch.randn(50, requires_grad=True); y = (torch.rand(50) > 0.5).float()\n"
+        "loss(p, y).backward(); assert torch.isfinite(p.grad).all()\n"
+        "torch.jit.save(torch.jit.script(loss), 'mcc.pt')\n"
+        "print(float(torch.jit.load('mcc.pt')(p, y)) == float(loss(p, y)))\n"
+    )
+    result = run_python(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "True"
+
+
+def test_default_form_archive_runs_where_metricc_is_not_installed(tmp_path):
+    loss = metricc.loss("f1", task="multiclass", average="macro", from_logits=True)
+    preds, labels = torch.randn(30, 4), torch.arange(30) % 4
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.jit.save(torch.jit.script(loss), str(tmp_path / "f1.pt"))
+    torch.save((preds, labels), tmp_path / "batch.pt")
+    script = WITHOUT_METRICC + (
+        "import torch\n"
+        "preds, labels = torch.load('batch.pt')\n"
+        "print(repr(float(torch.jit.load('f1.pt')(preds, labels))))\n"
+    )
+    result = run_python(script, tmp_path)
+    assert result.returncode == 0, result.stderr
+    assert float(result.stdout) == float(loss(preds, labels))
+
+
+@pytest.mark.parametrize("standalone", [False, True], ids=["default", "standalone"])
+def test_both_forms_compile_fullgraph_and_export(standalone):
+    compilation = compile_metric("mcc", standalone=standalone)
+    loss = getattr(load_source(compilation.source), class_name(compilation.name))()
+    preds, target = batch()
+    expected = loss(preds, target)
+    torch._dynamo.reset()
+    torch.testing.assert_close(torch.compile(loss, fullgraph=True)(preds, target), expected)
+    exported = torch.export.export(loss, (preds, target))
+    torch.testing.assert_close(exported.module()(preds, target), expected)
+
+
+def test_a_file_for_another_runtime_fails_at_import_naming_both_versions():
+    source = metricc.emit("f1").replace(f"require_runtime({RUNTIME_VERSION}, ", f"require_runtime({RUNTIME_VERSION + 1}, ")
+    source = source.replace(f'"{metricc.__version__}")', '"9.9.9")')
+    with pytest.raises(ImportError, match=rf"metricc 9\.9\.9 .*metricc {metricc.__version__}"):
+        load_source(source)
+
+
+def test_runtime_is_inlined_once_with_no_clashing_names():
+    """The standalone file's runtime: each top-level name is defined once, so no module's helper hides another's."""
+    tree = ast.parse(metricc.emit("f1", standalone=True))
+    names = [node.name for node in tree.body if isinstance(node, (ast.FunctionDef, ast.ClassDef))]
+    assert len(names) == len(set(names))
+
+
+def test_importing_metricc_or_its_runtime_loads_no_sympy_or_lark():
+    script = (
+        "import sys, metricc, metricc.errors\n"
+        "assert 'sympy' not in sys.modules and 'torch' not in sys.modules, 'metricc'\n"
+        "import metricc.runtime.loss\n"
+        "assert 'sympy' not in sys.modules and 'lark' not in sys.modules, 'runtime'\n"
+        "metricc.gradient('f1')\n"
+        "assert 'sympy' in sys.modules\n"
+    )
+    result = run_python(script, ROOT)
+    assert result.returncode == 0, result.stderr
+
+
+def test_generated_files_are_short():
+    generated = ROOT / "generated"
+    lengths = {path.name: len(path.read_text(encoding="utf-8").splitlines()) for path in generated.glob("*.py")}
+    assert lengths["f1.py"] <= 150
+    assert sum(lengths.values()) <= 6000
+
+
+# ---- the one table of options ----------------------------------------------------------------------------------
+
+
+def test_loss_options_and_cli_flags_come_from_the_table():
+    assert tuple(field for field in LossOptions.__dataclass_fields__) == OPTION_NAMES
+    compile_flags = {action.dest for action in build_parser()._subparsers._group_actions[0].choices["compile"]._actions}
+    assert set(OPTION_NAMES) <= compile_flags
+
+
+def test_validate_args_is_a_cli_flag(tmp_path):
+    output = tmp_path / "f1.py"
+    assert metricc.cli.main(["compile", "f1", "--no-validate-args", "-o", str(output)]) == 0
+    assert '"validate_args": False' in output.read_text()
+
+
+@pytest.mark.parametrize(
+    "option, bad",
+    [("steepness", -1.0), ("threshold", 1.5), ("average", "mean"), ("count_momentum", 2.0), ("class_weights", [0.0]), ("from_logits", 1)],
+)
+def test_compiler_and_constructor_give_the_same_message(option, bad):
+    """One validator: metricc.loss(...) at compile time and the module's constructor refuse a value alike."""
+    extra = dict(task="multiclass", average="macro") if option == "class_weights" else {}
+    with pytest.raises(metricc.OptionError) as compiling:
+        make_options(**extra, **{option: bad})
+    loss_class = type(metricc.loss("f1", **extra))
+    with pytest.raises(ValueError) as constructing:
+        loss_class(**{option: bad})
+    assert str(compiling.value) == str(constructing.value)
+    assert option in str(compiling.value)
+
+
+def test_every_option_has_help_and_a_default_that_validates():
+    assert all(option.help for option in OPTIONS)
+    defaults = make_options()
+    assert defaults.approximation == "anyloss" and defaults.direction == "auto"
