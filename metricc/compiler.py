@@ -5,16 +5,19 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Dict, Optional, Tuple
+from typing import Dict, Optional, Tuple, Union
 
 import sympy
 
 from .analyse import resolve_direction
 from .derive import Derivation, derive
-from .emitter import emit_module
+from .emitter import emit_matrix_module, emit_module
+from .errors import OptionError
 from .library import LibraryEntry, default_library
+from .matrix import MatrixDerivation, as_two_class, derive_matrix, resolve_matrix_direction
 from .options import LossOptions, make_options
-from .parse import COUNT_NAMES, parse
+from .parse import COUNT_NAMES, MetricDefinition, is_matrix_metric, parse
+from .runtime.options import matrix_option_problem
 
 _PLAIN_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
 
@@ -25,18 +28,32 @@ class Compilation:
 
     name: str
     entry: Optional[LibraryEntry]
-    derivation: Derivation
+    derivation: Union[Derivation, MatrixDerivation]
     options: LossOptions
     source: str
 
 
-def resolve(expression: str) -> Tuple[Optional[LibraryEntry], Derivation]:
-    """A library name (or alias) or a formula, parsed and differentiated."""
+def resolve(expression: str, task: str = "binary") -> Tuple[Optional[LibraryEntry], Union[Derivation, MatrixDerivation]]:
+    """A library name (or alias) or a formula, parsed and differentiated. With task='multiclass' a library metric
+    with a matrix form, or a formula of matrix aggregates, is a metric of the whole confusion matrix; with any
+    other task a matrix metric takes its two-class form, a formula of TP, FP, FN and TN."""
+    entry, definition = resolve_definition(expression, task == "multiclass")
+    if is_matrix_metric(definition):
+        if task == "multiclass":
+            return entry, derive_matrix(definition)
+        definition = as_two_class(definition)
+    return entry, _derive_cached(definition)
+
+
+def resolve_definition(expression: str, prefer_matrix: bool) -> Tuple[Optional[LibraryEntry], MetricDefinition]:
+    """The parsed metric: a library entry's (its matrix form if it has one and prefer_matrix), or the formula's."""
     library = default_library()
     plain = _PLAIN_NAME.match(expression) if isinstance(expression, str) else None
     entry = library.entry(plain.group(1)) if plain and plain.group(1) not in COUNT_NAMES else None
-    definition = library.definition(entry.name) if entry else parse(expression, library=library)
-    return entry, _derive_cached(definition)
+    if entry is None:
+        return None, parse(expression, library=library)
+    matrix = library.matrix_definition(entry.name) if prefer_matrix else None
+    return entry, matrix or library.definition(entry.name)
 
 
 @lru_cache(maxsize=256)
@@ -46,10 +63,16 @@ def _derive_cached(definition) -> Derivation:
 
 @lru_cache(maxsize=256)
 def _compile_cached(expression: str, name: Optional[str], options: LossOptions, standalone: bool) -> Compilation:
-    entry, derivation = resolve(expression)
+    entry, derivation = resolve(expression, options.task)
+    name = name or (entry.name if entry else "metric")
+    if isinstance(derivation, MatrixDerivation):
+        problem = matrix_option_problem(name, options.__dict__)
+        if problem is not None:
+            raise OptionError(problem)
+        resolved = options.with_direction(resolve_matrix_direction(derivation, options.direction, entry.direction if entry else None))
+        return Compilation(name, entry, derivation, resolved, emit_matrix_module(derivation, name, resolved, standalone))
     direction = resolve_direction(derivation, options.direction, entry.direction if entry else None)
     resolved = options.with_direction(direction)
-    name = name or (entry.name if entry else "metric")
     return Compilation(name, entry, derivation, resolved, emit_module(derivation, name, resolved, standalone))
 
 

@@ -24,7 +24,8 @@ from .analyse import Singularity, guard
 from .derive import Derivation, per_sample_weights
 from .errors import OptionError
 from .options import LossOptions
-from .parse import COUNT_NAMES, COUNTS, Parameter
+from .matrix import MatrixDerivation
+from .parse import COUNT_NAMES, COUNTS, MATRIX_AGGREGATES, MATRIX_NAMES, MATRIX_SYMBOLS, Parameter
 from .printer import FloatPrinter, TorchPrinter
 from .runtime import RUNTIME_VERSION
 from .runtime.options import DEFAULTS
@@ -34,7 +35,7 @@ _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
 _COUNT_VARIABLES = {count: name.lower() for count, name in zip(COUNTS, COUNT_NAMES)}
 _RUNTIME = Path(__file__).resolve().parent / "runtime"
 #: The runtime's modules in an order where each comes after the ones it imports: the standalone file's body.
-RUNTIME_MODULES = ("options", "guards", "inputs", "approximate", "counts", "reduce", "backward", "compound", "loss")
+RUNTIME_MODULES = ("options", "guards", "inputs", "approximate", "counts", "reduce", "backward", "compound", "matrix", "loss")
 #: The imports a standalone file opens with; every runtime module's imports must be among them.
 STANDALONE_IMPORTS = (
     "import math",
@@ -84,14 +85,16 @@ def guarded(derivation: Derivation) -> GuardedDerivation:
 
 
 def _function_source(
-    name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str, on_floats: bool = False
+    name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str, on_floats: bool = False,
+    inputs: Dict[sympy.Symbol, str] = _COUNT_VARIABLES,
 ) -> str:
-    """One formula function: named intermediates (x0, x1, ... from SymPy's CSE), then the outputs, each a
-    count-shaped tensor (or a float)."""
-    names: Dict[sympy.Symbol, str] = dict(_COUNT_VARIABLES)
+    """One formula function of the inputs (the four counts, or matrix aggregates): named intermediates (x0, x1, ...
+    from SymPy's CSE), then the outputs, each a tensor of the inputs' shape (or a float)."""
+    names: Dict[sympy.Symbol, str] = dict(inputs)
     names.update({p.symbol: parameter_variable(p) for p in parameters})
     replacements, reduced = sympy.cse([e for _, e in outputs], symbols=sympy.numbered_symbols("x"), order="canonical")
-    printer = FloatPrinter(names) if on_floats else TorchPrinter(names, set(COUNTS))
+    like = next(iter(inputs.values()))
+    printer = FloatPrinter(names) if on_floats else TorchPrinter(names, set(inputs), like)
     lines = []
     for symbol, expression in replacements:
         names[symbol] = str(symbol)
@@ -103,17 +106,17 @@ def _function_source(
         if on_floats:
             text = printer.doprint(expression)
         elif expression == 0:
-            text = "torch.zeros_like(tp)"
+            text = f"torch.zeros_like({like})"
         else:
             text = printer.doprint(expression)
             if not printer.is_tensor(expression):
-                text = f"torch.full_like(tp, {text})"
+                text = f"torch.full_like({like}, {text})"
         lines.append(f"    {output} = {text}")
     emitted = set(names.values()) - {parameter_variable(p) for p in parameters}
     assert not any(n.startswith(PARAMETER_PREFIX) for n in emitted), "the emitter's names must stay out of the parameters' namespace"
     count_type = "float" if on_floats else "Tensor"
     arguments = ", ".join(
-        [f"{count}: {count_type}" for count in ("tp", "fp", "fn", "tn")] + ["eps: float"] + [f"{parameter_variable(p)}: float" for p in parameters]
+        [f"{variable}: {count_type}" for variable in inputs.values()] + ["eps: float"] + [f"{parameter_variable(p)}: float" for p in parameters]
     )
     results = [output for output, _ in outputs]
     returns = count_type if len(results) == 1 else f"Tuple[{', '.join([count_type] * len(results))}]"
@@ -287,3 +290,101 @@ def _import_allowed(statement: str, allowed: set) -> bool:
         if line.startswith(head) and set(match.group(2).split(", ")) <= set(line[len(head):].split(", ")):
             return True
     return False
+
+
+def aggregate_variable(name: str) -> str:
+    """The Python name of a matrix aggregate in emitted code: SUM -> total (not the builtin), else lower case."""
+    return "total" if name == "SUM" else name.lower()
+
+
+def emit_matrix_module(derivation: MatrixDerivation, name: str, options: LossOptions, standalone: bool = False) -> str:
+    """The source of a matrix metric's loss module file: the subclass of MatrixLossBase and its formula."""
+    if options.direction not in ("maximize", "minimize"):
+        raise OptionError("emit_matrix_module needs a resolved direction ('maximize' or 'minimize')")
+    loss_class = class_name(name)
+    parameters = derivation.definition.parameters
+    inputs = {MATRIX_SYMBOLS[MATRIX_NAMES.index(a)]: aggregate_variable(a) for a in derivation.aggregates}
+    forms: Dict[sympy.Expr, sympy.Expr] = {}
+    value, singularities = guard(derivation.value, forms)
+    partials = []
+    for partial in derivation.partials:
+        guarded_partial, more = guard(partial, forms)
+        partials.append(guarded_partial)
+        singularities += more
+    unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in singularities}
+    outputs = [("value", value)] + [(f"d_{aggregate_variable(a)}", p) for a, p in zip(derivation.aggregates, partials)]
+    functions = [
+        _function_source("metric_value", outputs[:1], parameters, "The soft metric from the aggregates of the soft confusion matrix.", inputs=inputs),
+        _function_source(
+            "metric_value_and_partials", outputs, parameters,
+            "The metric and its partial derivative by each aggregate, sharing subexpressions.", inputs=inputs,
+        ),
+    ]
+    metric_code = "\n\n".join(functions) + "\n\n" + _matrix_class_source(name, loss_class, options, parameters, derivation.aggregates)
+    docstring = _matrix_docstring(derivation, name, loss_class, options, tuple(unique.values()), standalone)
+    if standalone:
+        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime()
+    else:
+        helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
+        lines = ["from typing import Dict, Tuple", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
+        if helpers:
+            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}")
+        lines += ["from metricc.runtime.loss import MatrixLossBase", "", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})"]
+        header = "\n".join(lines)
+    return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
+
+
+def _matrix_class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter], aggregates: Sequence[str]) -> str:
+    defaults = ", ".join(f"{_literal(option)}: {_literal(value)}" for option, value in class_defaults(options).items())
+    domains = ", ".join(
+        f"{_literal(p.name)}: ({_literal(float(p.default))}, {_literal(p.lower)}, {_literal(p.upper)}, {p.lower_open}, {p.upper_open})"
+        for p in parameters
+    )
+    arguments = ", ".join([f'aggregates["{a}"]' for a in aggregates] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
+    partial_names = ", ".join(f"d_{aggregate_variable(a)}" for a in aggregates)
+    partial_dict = ", ".join(f'"{a}": d_{aggregate_variable(a)}' for a in aggregates)
+    return (
+        f"class {loss_class}(MatrixLossBase):\n"
+        f'    """{name} as a loss; MatrixLossBase documents the inputs and the options."""\n\n'
+        f"    metric_name = {_literal(name)}\n"
+        f"    defaults = {{{defaults}}}\n"
+        f"    metric_parameters = {{{domains}}}\n"
+        f"    aggregates = ({', '.join(_literal(a) for a in aggregates)}{',' if len(aggregates) == 1 else ''})\n\n"
+        f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
+        f"        return metric_value({arguments})\n\n"
+        f"    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:\n"
+        f"        value, {partial_names} = metric_value_and_partials({arguments})\n"
+        f"        return value, {{{partial_dict}}}\n"
+    )
+
+
+def _matrix_docstring(
+    derivation: MatrixDerivation, name: str, loss_class: str, options: LossOptions, singularities: Tuple[Singularity, ...], standalone: bool
+) -> str:
+    parameters = derivation.definition.parameters
+    loss_text = f"1 - {name}" if options.direction == "maximize" else name
+    aggregate_lines = "\n".join(f"    {a}: {MATRIX_AGGREGATES[a]}" for a in derivation.aggregates)
+    partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
+    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in singularities) or "    none"
+    parameter_lines = "\n".join(
+        f"    {p.name} = {float(p.default)!r}, domain {p.domain_text()} (written {parameter_variable(p)} below)" for p in parameters
+    ) or "    none"
+    imports = (
+        "This file imports only torch: metricc's runtime is inlined below the formula (metricc compile --standalone)."
+        if standalone
+        else "This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula."
+    )
+    return _doc_text(
+        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
+        f"Metric of the whole C x C soft confusion matrix M[i, j] = sum_n y[n, i] a[n, j] (true class i, predicted\n"
+        f"class j; row sums r, column sums c), {options.direction}d; the loss is {loss_text}:\n\n"
+        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
+        f"Aggregates:\n\n{aggregate_lines}\n\n"
+        f"Partial derivatives:\n\n{partial_lines}\n\n"
+        "Gradient with respect to the matrix (the backward pass uses it, not autograd through the formula):\n\n"
+        f"{_wrap(f'G[i, j] = d {name} / d M[i, j] = {derivation.gradient_text()}', '    ')}\n"
+        "    and the weight of a[n, j] is G[label of n, j].\n\n"
+        f"Metric parameters:\n{parameter_lines}\n\n"
+        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
+        f"{imports}\nIt is generated: edit the metric, not this file."
+    )

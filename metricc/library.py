@@ -23,6 +23,7 @@ class LibraryEntry:
     range: Tuple[float, float]
     aliases: Tuple[str, ...]
     reference: str
+    matrix: Optional[str] = None
 
     @property
     def direction(self) -> str:
@@ -55,6 +56,7 @@ class Library:
                 range=(float(fields["range"][0]), float(fields["range"][1])),
                 aliases=tuple(fields.get("aliases", ())),
                 reference=fields["reference"],
+                matrix=fields["matrix"].strip() if "matrix" in fields else None,
             )
             for name, fields in data.items()
         ]
@@ -87,6 +89,16 @@ class Library:
             self._resolving.pop()
         self._definitions[entry.name] = definition
         return definition
+
+    def matrix_definition(self, name: str) -> Optional[MetricDefinition]:
+        """The entry's metric of the whole confusion matrix (used for task='multiclass'), or None."""
+        entry = self.entry(name)
+        if entry is None or entry.matrix is None:
+            return None
+        try:
+            return parse(entry.matrix, library=self)
+        except MetricError as error:
+            raise InvalidMetricError(f"library metric {entry.name!r}'s matrix form does not compile: {error}") from None
 
     def require(self, name: str) -> LibraryEntry:
         """The entry for `name`, or an error that suggests the closest names."""

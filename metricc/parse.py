@@ -22,6 +22,25 @@ from .runtime.options import OPTION_NAMES
 TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
 COUNT_NAMES = ("TP", "FP", "FN", "TN")
 
+#: Aggregates of the whole C x C soft confusion matrix M[i, j] (true class i, predicted class j), with row sums
+#: r (true counts) and column sums c (predicted counts); W is 1 - delta (UNWEIGHTED), |i - j| / (C - 1) (LINEAR)
+#: or (i - j)^2 / (C - 1)^2 (QUADRATIC). A metric of these is a matrix metric (docs/language.md).
+MATRIX_AGGREGATES = {
+    "SUM": "all samples, the sum of M",
+    "TRACE": "correctly classified samples, the trace of M",
+    "SUM_RC": "the sum over classes of true count times predicted count, sum_k r_k c_k",
+    "SUM_RR": "the sum of squared true counts, sum_k r_k^2",
+    "SUM_CC": "the sum of squared predicted counts, sum_k c_k^2",
+    "OBSERVED_UNWEIGHTED": "misclassified samples, sum_ij W_ij M_ij with W = 1 - delta",
+    "OBSERVED_LINEAR": "sum_ij W_ij M_ij with W_ij = |i - j| / (C - 1)",
+    "OBSERVED_QUADRATIC": "sum_ij W_ij M_ij with W_ij = (i - j)^2 / (C - 1)^2",
+    "EXPECTED_UNWEIGHTED": "sum_ij W_ij r_i c_j with W = 1 - delta",
+    "EXPECTED_LINEAR": "sum_ij W_ij r_i c_j with W_ij = |i - j| / (C - 1)",
+    "EXPECTED_QUADRATIC": "sum_ij W_ij r_i c_j with W_ij = (i - j)^2 / (C - 1)^2",
+}
+MATRIX_NAMES = tuple(MATRIX_AGGREGATES)
+MATRIX_SYMBOLS = tuple(sympy.Symbol(name, nonnegative=True) for name in MATRIX_NAMES)
+
 #: Totals users know from the confusion-matrix literature (Wikipedia's P, N, PP, PN).
 DERIVED = {
     "P": (TP + FN, "actual positives, TP + FN"),
@@ -48,7 +67,7 @@ MAX_EXPONENT_DIGITS = 3
 #: Constants (written or computed) must stay well inside the float64 range.
 MAX_CONSTANT_DIGITS = 300
 
-_RESERVED = set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
+_RESERVED = set(COUNT_NAMES) | set(MATRIX_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 #: A parameter becomes a keyword argument of the loss constructor, beside the loss options (docs/language.md).
 _CONSTRUCTOR_NAMES = set(keyword.kwlist) | set(OPTION_NAMES)
 
@@ -164,12 +183,22 @@ def _checked(definition: MetricDefinition, text: str) -> MetricDefinition:
         raise InvalidMetricError(f"{_short(text)!r} divides by a constant zero or is infinite; check the denominators")
     if expression.has(sympy.I):
         raise InvalidMetricError(f"{_short(text)!r} takes the square root or log of a negative constant")
-    if not expression.free_symbols & set(COUNTS):
+    if not expression.free_symbols & (set(COUNTS) | set(MATRIX_SYMBOLS)):
         raise InvalidMetricError(
-            f"{_short(text)!r} does not depend on TP, FP, FN or TN, so it cannot be trained on; "
-            "use at least one confusion-matrix count"
+            f"{_short(text)!r} does not depend on TP, FP, FN or TN (or on the matrix aggregates SUM, TRACE, ...), "
+            "so it cannot be trained on; use at least one confusion-matrix count"
+        )
+    if expression.free_symbols & set(COUNTS) and expression.free_symbols & set(MATRIX_SYMBOLS):
+        raise InvalidMetricError(
+            f"{_short(text)!r} mixes per-class counts (TP, FP, FN, TN) with whole-matrix aggregates (SUM, TRACE, ...): "
+            "with several classes they do not combine; write the metric with one kind of name"
         )
     return definition
+
+
+def is_matrix_metric(definition: MetricDefinition) -> bool:
+    """Whether the metric is written over the whole confusion matrix's aggregates, not the four counts."""
+    return bool(definition.expression.free_symbols & set(MATRIX_SYMBOLS))
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -468,6 +497,8 @@ class _ExpressionBuilder(Transformer_NonRecursive):
             return self.parameters[name].symbol
         if name in COUNT_NAMES:
             return COUNTS[COUNT_NAMES.index(name)]
+        if name in MATRIX_AGGREGATES:
+            return MATRIX_SYMBOLS[MATRIX_NAMES.index(name)]
         if name in DERIVED:
             return DERIVED[name][0]
         if name in FUNCTIONS:
@@ -517,7 +548,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
             if parameter is None:
                 valid = ", ".join(by_name) or "none"
                 raise self._error(name_token, f"{token.value} has no parameter {name_token.value!r} (its parameters: {valid})")
-            if value.free_symbols & set(COUNTS):
+            if value.free_symbols & (set(COUNTS) | set(MATRIX_SYMBOLS)):
                 raise self._error(name_token, f"parameter {name_token.value} must not depend on the counts")
             if value.is_number:
                 parameter.check(_float(value), owner=token.value)
@@ -550,7 +581,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
                 token.column,
                 _caret(self.text, token),
             )
-        known = list(COUNT_NAMES) + list(DERIVED) + list(FUNCTIONS) + list(self.bindings) + list(self.parameters)
+        known = list(COUNT_NAMES) + list(MATRIX_NAMES) + list(DERIVED) + list(FUNCTIONS) + list(self.bindings) + list(self.parameters)
         library_names = self.library.all_names() if self.library is not None else []
         close = difflib.get_close_matches(name, known + library_names, n=3, cutoff=0.6)
         close += [k for k in known + library_names if k.lower() == name.lower() and k not in close]

@@ -16,17 +16,18 @@ class TorchPrinter(PythonCodePrinter):
     """Prints a SymPy expression as torch code over count tensors (tp, fp, fn, tn) and float parameters.
 
     names: the Python name of each symbol; tensor_symbols: those that hold tensors (the counts, and the shared
-    intermediates computed from them), so that functions of constants only become full_like tensors.
+    intermediates computed from them), so that functions of constants only become full_like tensors of `like`.
     """
 
     # x ** (-1/2) in a product: a factor torch.rsqrt(x) (one op), not a division by torch.sqrt(x)
     rsqrt_factors = True
     functions = {"exp": "torch.exp", "log": "torch.log", "Abs": "torch.abs", "sign": "torch.sign"}
 
-    def __init__(self, names: Dict[sympy.Symbol, str], tensor_symbols: Set[sympy.Symbol]):
+    def __init__(self, names: Dict[sympy.Symbol, str], tensor_symbols: Set[sympy.Symbol], like: str = "tp"):
         super().__init__({"strict": False, "user_functions": dict(self.functions)})
         self.names = names
         self.tensor_symbols = tensor_symbols
+        self.like = like
 
     def is_tensor(self, expression: sympy.Expr) -> bool:
         """Whether the expression depends on a count (a tensor), not only on float parameters."""
@@ -35,7 +36,7 @@ class TorchPrinter(PythonCodePrinter):
     def _tensor_argument(self, expression: sympy.Expr) -> str:
         """A function's argument as a tensor: a constant becomes one of the counts' shape."""
         text = self._print(expression)
-        return text if self.is_tensor(expression) else f"torch.full_like(tp, {text})"
+        return text if self.is_tensor(expression) else f"torch.full_like({self.like}, {text})"
 
     def _print_Symbol(self, e: sympy.Symbol) -> str:
         return self.names[e]
@@ -119,7 +120,7 @@ class TorchPrinter(PythonCodePrinter):
         return f"torch.clamp({self._print(e.args[0])}, min=0.0)"
 
     def _print_Heaviside(self, e: sympy.Expr) -> str:
-        return f"torch.heaviside({self._tensor_argument(e.args[0])}, torch.full_like(tp, 0.5))"
+        return f"torch.heaviside({self._tensor_argument(e.args[0])}, torch.full_like({self.like}, 0.5))"
 
     def _print_MinMax(self, e: sympy.Expr) -> str:
         pairwise = "torch.minimum" if isinstance(e, sympy.Min) else "torch.maximum"
@@ -127,7 +128,7 @@ class TorchPrinter(PythonCodePrinter):
         arguments = sorted(e.args, key=sympy.default_sort_key)
         tensors = [a for a in arguments if self.is_tensor(a)]
         constants = [a for a in arguments if not self.is_tensor(a)]
-        text = self._print(tensors[0]) if tensors else f"torch.full_like(tp, {self._print(constants.pop())})"
+        text = self._print(tensors[0]) if tensors else f"torch.full_like({self.like}, {self._print(constants.pop())})"
         for other in tensors[1:]:
             text = f"{pairwise}({text}, {self._print(other)})"
         for constant in constants:

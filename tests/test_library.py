@@ -105,6 +105,13 @@ REFERENCES = {
     "mcc": _sk(skm.matthews_corrcoef),
     "normalized_mcc": lambda t, p, c: (_sk(skm.matthews_corrcoef)(t, p, c) + 1) / 2,
     "cohen_kappa": _sk(skm.cohen_kappa_score),
+    # with two classes, every weighting of kappa is Cohen's
+    "linear_kappa": _sk(skm.cohen_kappa_score, weights="linear"),
+    "quadratic_kappa": _sk(skm.cohen_kappa_score, weights="quadratic"),
+    # the one-vs-rest forms are the binary metrics themselves
+    "accuracy_ovr": _sk(skm.accuracy_score),
+    "mcc_ovr": _sk(skm.matthews_corrcoef),
+    "cohen_kappa_ovr": _sk(skm.cohen_kappa_score),
     "informedness": _sk(skm.balanced_accuracy_score, adjusted=True),
     "markedness": lambda t, p, c: _precision(t, p) + _precision(t, p, label=0) - 1,
     "fowlkes_mallows": lambda t, p, c: _sqrt(_precision(t, p) * _recall(t, p)),
@@ -208,7 +215,8 @@ def test_declared_direction_agrees_with_the_partials(name):
 def test_library_metrics_are_monotone_except_kappa_and_ets(name):
     """Cohen's kappa and the equitable threat score rise with FP near TP = TN = 0 (test_analyse checks a witness)."""
     entry, derivation = resolve(name)
-    assert monotonicity(derivation, entry.direction).monotone == (name not in {"cohen_kappa", "gilbert_skill_score"})
+    kappas = {"cohen_kappa", "cohen_kappa_ovr", "linear_kappa", "quadratic_kappa"}  # the last three are cohen_kappa with two classes
+    assert monotonicity(derivation, entry.direction).monotone == (name not in kappas | {"gilbert_skill_score"})
 
 
 @pytest.mark.parametrize("name", NAMES)

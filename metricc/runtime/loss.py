@@ -1,23 +1,25 @@
-"""The base module of every compiled loss: forward, metric, averaging, sync, running counts, the CE term and the
-closed-form backward. A compiled metric's subclass adds its name, its constructor defaults and three formula
-hooks; the emitted file holds nothing else."""
+"""The base modules of every compiled loss: LossBase (options, parameters, running counts), CountLossBase (the
+four counts: forward, metric, averaging, sync, the CE term and the closed-form backward) and MatrixLossBase (the
+whole C x C confusion matrix). A compiled metric's subclass adds its name, its constructor defaults and its
+formula hooks; the emitted file holds nothing else."""
 
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
-from .approximate import probabilities
+from .approximate import approximation_scale, probabilities, soft_block
 from .backward import closed_form_function, counts_fit_floats, loss_from_floats, surrogate_gradient, uses_surrogate
 from .compound import cross_entropy
 from .counts import counted_in_blocks, slope_varies, soft_counts
 from .inputs import canonical_layout, count_dims, validate_inputs
-from .options import OPTION_NAMES, InvalidOption, parameter_problem, validate_options
+from .matrix import matrix_aggregates, matrix_gradient, sample_weights, soft_matrix
+from .options import OPTION_NAMES, InvalidOption, matrix_option_problem, parameter_problem, validate_options
 from .reduce import absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, row_sums, running_counts
 
 
-class CountLossBase(torch.nn.Module):
-    """A confusion-matrix metric as a loss on (preds, target); the subclass's module docstring has the formula.
+class LossBase(torch.nn.Module):
+    """What every compiled loss shares: its options, its metric parameters and its running counts.
 
     preds: (N,) or (N, 1, *spatial) for task='binary'; (N, C, *spatial) for 'multiclass' and 'multilabel'.
     Probabilities, or logits with from_logits=True (sigmoid; softmax over C for 'multiclass').
@@ -46,6 +48,7 @@ class CountLossBase(torch.nn.Module):
     sync: Optional[str]
     count_momentum: Optional[float]
     parameter_values: Dict[str, float]
+    aggregate_names: List[str]
 
     def __init__(self, /, **arguments: Any):
         super().__init__()
@@ -58,6 +61,9 @@ class CountLossBase(torch.nn.Module):
         options = validate_options({**type(self).defaults, **given})
         if options["direction"] == "auto":
             raise InvalidOption("direction='auto' is decided when a metric is compiled: pass 'maximize' or 'minimize'")
+        problem = self.options_problem(options)
+        if problem is not None:
+            raise InvalidOption(problem)
         self.parameter_values = {}
         for name, (default, lower, upper, lower_open, upper_open) in parameters.items():
             value = arguments.get(name, default)
@@ -87,6 +93,20 @@ class CountLossBase(torch.nn.Module):
         self.register_buffer("class_weights", torch.tensor(list(weights or ()), dtype=torch.float32), persistent=False)
         self.register_buffer("running_counts", torch.zeros(0), persistent=False)
         self.spare_slopes = []  # type: List[Tensor]
+        self.aggregate_names = []
+
+    def options_problem(self, options: Dict[str, Any]) -> Optional[str]:
+        """Why these (valid) options do not suit this kind of loss, or None."""
+        return None
+
+    @torch.jit.export
+    def reset_running_counts(self) -> None:
+        """Forget the running counts (count_momentum): the next training step starts from its own batch."""
+        self.running_counts = self.running_counts.new_zeros([0])
+
+
+class CountLossBase(LossBase):
+    """A metric of the four counts TP, FP, FN, TN (per class, per image, or pooled) as a loss."""
 
     # the formula hooks, written by the compiler in each metric's subclass
 
@@ -133,11 +153,6 @@ class CountLossBase(torch.nn.Module):
     def metric_of_counts(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         """The guarded formula on count tensors of any one shape, element-wise: no averaging, no zero_division."""
         return self.formula(tp, fp, fn, tn)
-
-    @torch.jit.export
-    def reset_running_counts(self) -> None:
-        """Forget the running counts (count_momentum): the next training step starts from its own batch."""
-        self.running_counts = self.running_counts.new_zeros([0])
 
     def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts TP, FP, FN, TN stacked, of the canonical (batch, classes, positions) layout, and what the
@@ -272,3 +287,102 @@ class CountLossBase(torch.nn.Module):
         spare = self.spare_slopes if slope is not None and counted_in_blocks(slope) else None
         first_class = 0 if self.include_background else 1
         return closed_form_function(value, leaf, positive, negative, target, labels, first_class, slope, mask, scale, spare)
+
+
+class MatrixLossBase(LossBase):
+    """A metric of the whole C x C soft confusion matrix (task='multiclass') as a loss: M[i, j] = sum_n y[n, i] a[n, j]
+    over kept positions, per image with multidim_average='samplewise'. The backward pass gives a[n, j] the weight
+    G[label of n, j], G = d metric / d M, from the partials by each aggregate the formula reads (`aggregates`)."""
+
+    aggregates = ()  # type: Tuple[str, ...]
+
+    def __init__(self, /, **arguments: Any):
+        super().__init__(**arguments)
+        self.aggregate_names = list(type(self).aggregates)
+
+    def options_problem(self, options: Dict[str, Any]) -> Optional[str]:
+        return matrix_option_problem(type(self).metric_name, options)
+
+    # the formula hooks, written by the compiler in each metric's subclass
+
+    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:
+        """The guarded metric of each matrix's aggregates."""
+        raise NotImplementedError("a compiled matrix metric's subclass defines formula")
+
+    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:
+        """The metric and its partial derivative by each aggregate."""
+        raise NotImplementedError("a compiled matrix metric's subclass defines formula_and_partials")
+
+    # the loss
+
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
+        matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
+        pooled, count_scale = self._pooled(matrix, per_row, self.training)
+        aggregates = matrix_aggregates(pooled, self.aggregate_names)
+        if not (leaf.requires_grad and torch.is_grad_enabled()):
+            value = self.formula(aggregates)
+        else:
+            value, partials = self.formula_and_partials(aggregates)
+            weights = sample_weights(matrix_gradient(pooled, partials), counted, labels, mask, per_row)
+            weights = weights * (scale * count_scale) if slope is None else weights * slope * (scale * count_scale)
+            surrogate = (weights * leaf).sum([1, 2]) if per_row else (weights * leaf).sum().reshape(1)
+            value = value + (surrogate - surrogate.detach())
+        loss = self.sign * self._mean(value, per_row) + self.offset
+        if self.ce_weight > 0.0:
+            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
+
+    @torch.jit.export
+    def metric(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The soft metric of this batch (no gradient, no running counts), per image averaged with samplewise."""
+        with torch.no_grad():
+            matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
+            pooled, count_scale = self._pooled(matrix, per_row, False)
+            return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), per_row)
+
+    @torch.jit.export
+    def confusion_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The soft confusion matrix of this batch, (C, C), or (images, C, C) with samplewise."""
+        with torch.no_grad():
+            matrix = self._matrix(preds, target)[0]
+            return matrix if self.multidim_average == "samplewise" else matrix[0]
+
+    def _matrix(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
+        """M of the canonical (batch, classes, positions) layout, and what the backward pass needs: the masked
+        one-hot target, class-index labels, A'(p) as (slope or None, constant factor), the leaf and the mask."""
+        if self.validate_args:
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
+        preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
+        values = preds.detach().to(target.dtype)
+        leaf = preds
+        if self.from_logits:
+            leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
+            values = leaf.detach()
+        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        hard, complement, slope = soft_block(values, False, self.approximation, self.steepness, self.threshold, self.width, with_slope, None, None)
+        if mask is not None:
+            target = target * mask
+        per_row = self.multidim_average == "samplewise"
+        scale = approximation_scale(self.approximation, self.steepness, self.width)
+        return soft_matrix(hard, target, per_row), target, labels, slope, scale, leaf, mask, per_row
+
+    def _pooled(self, matrix: Tensor, per_row: bool, running: bool) -> Tuple[Tensor, float]:
+        """The matrix the formula sees (summed over ranks, mixed with running counts) and its derivative by this batch's."""
+        if self.sync is not None and not per_row:
+            matrix = all_reduce_sum(matrix)
+        momentum = self.count_momentum
+        if momentum is not None and running:
+            mixed, scale = running_counts(matrix, self.running_counts, momentum)
+            self.running_counts = mixed.detach()
+            return mixed, scale
+        return matrix, 1.0
+
+    def _mean(self, value: Tensor, per_row: bool) -> Tensor:
+        """The mean over images (rows); with sync='ddp' over every rank's images."""
+        if not per_row or self.sync is None:
+            return value.mean()
+        total = value.sum()
+        rows = torch.full_like(total, float(value.numel()))
+        total = total + (all_reduce_sum(total) - total.detach())
+        return mean_over_rows(total, all_reduce_sum(rows), 0.0)

@@ -171,6 +171,23 @@ def _check_combinations(options: Dict[str, Any]) -> None:
         raise InvalidOption("ce_weight > 0 needs a scalar loss: average='none' returns one loss per class")
 
 
+def matrix_option_problem(metric: str, options: Dict[str, Any]) -> Optional[str]:
+    """Why options do not apply to a metric of the whole confusion matrix, or None."""
+    if options["task"] != "multiclass":
+        return (
+            f"{metric} is compiled as a metric of the whole C x C confusion matrix, which needs task='multiclass', "
+            f"not task={options['task']!r} (compile it with that task for its two-class form)"
+        )
+    for name, default in (("average", "micro"), ("class_weights", None), ("zero_division", None), ("include_background", True)):
+        if options[name] != default:
+            return (
+                f"{name}={options[name]!r} does not apply to {metric}, a metric of the whole C x C confusion matrix: it "
+                "has no per-class values to average, weigh or leave out; for per-class values use a formula of TP, FP, "
+                "FN and TN (for a library metric, its one-vs-rest form, such as mcc_ovr)"
+            )
+    return None
+
+
 def parameter_problem(name: str, value: Any, lower: float, upper: float, lower_open: bool, upper_open: bool) -> Optional[str]:
     """Why a metric parameter's value is not accepted, or None: a finite number inside its declared domain."""
     if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
