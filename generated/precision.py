@@ -943,6 +943,11 @@ class PrecisionLoss(torch.nn.Module):
             return self._average(value, tp, fp, fn, dims)
 
     @torch.jit.export
+    def metric_of_counts(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+        """The guarded formula on count tensors of any one shape, element-wise: no averaging, no zero_division."""
+        return metric_value(tp, fp, fn, tn, self.eps)
+
+    @torch.jit.export
     def reset_running_counts(self) -> None:
         """Forget the running counts (count_momentum): the next training step starts from its own batch."""
         self.running_counts = self.running_counts.new_zeros([0])
