@@ -97,7 +97,7 @@ def _compiled_loss(metric: str, options: Tuple[Tuple[str, object], ...]):
 
 
 def _checked_inputs(scores, target, task: str, from_logits: bool) -> Tuple[Tensor, Tensor]:
-    """Scores as a float tensor and target as float64 0/1, of the same shape; a ThresholdError names what is wrong."""
+    """Scores as a float tensor and the target as bool, of the same shape; a ThresholdError names what is wrong."""
     scores = torch.as_tensor(scores)
     target = torch.as_tensor(target, device=scores.device)
     if not scores.is_floating_point():
@@ -108,57 +108,73 @@ def _checked_inputs(scores, target, task: str, from_logits: bool) -> Tuple[Tenso
         raise ThresholdError("scores and target are empty: a threshold needs at least one score of each class")
     if task == "multilabel" and scores.dim() != 2:
         raise ThresholdError(f"task='multilabel' takes (samples, labels) scores, got shape {list(scores.shape)}")
-    target = target.to(torch.float64)
-    low, high, off_binary = torch.stack([*torch.aminmax(scores.double()), (target * (1.0 - target)).abs().amax()]).tolist()
+    positive = target != 0
+    off_binary = positive & (target != 1)  # NaN is neither
+    low, high, bad_target = torch.stack([*torch.aminmax(scores), off_binary.any()]).double().tolist()  # one transfer
     if not (abs(low) < float("inf") and abs(high) < float("inf")):
         bad = int(torch.nonzero(~torch.isfinite(scores.reshape(-1)))[0])
         raise ThresholdError(f"scores contain {float(scores.reshape(-1)[bad])} at flat index {bad}: remove or fix non-finite scores")
-    if off_binary != 0.0:
-        bad = int(torch.nonzero((target.reshape(-1) != 0) & (target.reshape(-1) != 1))[0])
+    if bad_target:
+        bad = int(torch.nonzero(off_binary.reshape(-1))[0])
         raise ThresholdError(f"target must contain only 0 and 1, found {float(target.reshape(-1)[bad])} at flat index {bad}")
     if not from_logits and (low < 0.0 or high > 1.0):
         raise ThresholdError(f"scores lie in [{low}, {high}], outside [0, 1]; pass from_logits=True for logits (thresholds are then logits)")
-    return scores, target
+    return scores, positive
 
 
-def _curve(loss, metric: str, direction: str, scores: Tensor, target: Tensor, from_logits: bool, where: str) -> ThresholdCurve:
-    """The curve of one set of 1-D scores: counts at every cut, the metric on them, the best cut."""
-    sorted_scores, order = torch.sort(scores, descending=True)
-    positives = torch.cumsum(target[order], 0)
-    total_positives = float(positives[-1])
-    if total_positives in (0.0, float(len(target))):
+def _curve(loss, metric: str, direction: str, scores: Tensor, positive: Tensor, from_logits: bool, where: str) -> ThresholdCurve:
+    """The curve of one set of 1-D scores: counts at every cut, the metric on them, the best cut.
+
+    Ascending order: the cut after the j-th group of tied scores predicts that group and every lower score
+    negative, so FN and TN are cumulative sums there, and TP = P - FN, FP = N - TN. The first cut predicts
+    everything positive.
+    """
+    sorted_scores, order = sort_ascending(scores)
+    positives_below = torch.cumsum(positive[order], 0, dtype=torch.float64)  # positives at or below each position
+    total_positives, total = float(positives_below[-1]), len(positive)
+    if total_positives in (0.0, float(total)):
         only = "positive" if total_positives else "negative"
         raise ThresholdError(f"every target{where} is {only}: a threshold needs both classes (here any cut predicts one class perfectly or not at all)")
     last_of_group = torch.ones_like(sorted_scores, dtype=torch.bool)
-    last_of_group[:-1] = sorted_scores[:-1] != sorted_scores[1:]
+    torch.ne(sorted_scores[:-1], sorted_scores[1:], out=last_of_group[:-1])
     ends = torch.nonzero(last_of_group).squeeze(1)
-    zero = positives.new_zeros(1)
-    tp = torch.cat([zero, positives[ends]])
-    fp = torch.cat([zero, (ends + 1).to(torch.float64) - positives[ends]])
-    fn = total_positives - tp
-    tn = (len(target) - total_positives) - fp
+    # one allocation for the four count vectors: on a small CPU, page faults of fresh buffers cost more than the arithmetic
+    counts = torch.zeros(4, len(ends) + 1, dtype=torch.float64, device=ends.device)
+    tp, fp, fn, tn = counts.unbind(0)
+    torch.index_select(positives_below, 0, ends, out=fn[1:])
+    tn[1:].copy_(ends).add_(1.0).sub_(fn[1:])
+    torch.sub(total_positives, fn, out=tp)
+    torch.sub(total - total_positives, tn, out=fp)
     values = loss.metric_of_counts(tp, fp, fn, tn)
-    distinct = sorted_scores[ends]
     _check_finite(values, tp, fp, fn, tn, metric, where)
-    # cut i (descending) predicts the i largest distinct scores positive; flip so thresholds ascend
-    thresholds = torch.flip(cut_thresholds(distinct), [0])
-    values = torch.flip(values, [0])
+    distinct = sorted_scores[ends]
     best = torch.argmax(values) if direction == "maximize" else torch.argmin(values)
-    return ThresholdCurve(metric, thresholds, values, torch.flip(distinct, [0]), int(best), direction, from_logits)
+    return ThresholdCurve(metric, cut_thresholds(distinct), values, distinct, int(best), direction, from_logits)
+
+
+def sort_ascending(scores: Tensor) -> Tuple[Tensor, Tensor]:
+    """torch.sort of 1-D scores; float32 goes through order-preserving int32 keys, which torch sorts about
+    three times faster on a CPU (a radix sort)."""
+    if scores.dtype != torch.float32:
+        return torch.sort(scores)
+    bits = (scores + 0.0).view(torch.int32)  # + 0.0 turns -0.0 into 0.0
+    keys = torch.where(bits < 0, bits ^ 0x7FFFFFFF, bits)  # negative floats: larger magnitude, smaller key
+    _, order = torch.sort(keys)
+    return scores[order], order
 
 
 def cut_thresholds(distinct: Tensor) -> Tensor:
-    """For descending distinct scores, the threshold of each cut: the largest score (nothing positive), the
-    middle of each gap, and the next representable number below the smallest (everything positive).
+    """For ascending distinct scores, the threshold of each cut: the next representable number below the
+    smallest (everything positive), the middle of each gap, and the largest score (nothing positive).
 
     Midpoints are taken in the scores' dtype and fall back to the lower score where the middle rounds up onto
     the higher one, so that `scores > threshold` reproduces the cut exactly in that dtype.
     """
-    higher, lower = distinct[:-1], distinct[1:]
+    lower, higher = distinct[:-1], distinct[1:]
     middle = lower / 2 + higher / 2
     middle = torch.where((middle >= lower) & (middle < higher), middle, lower)
-    below = torch.nextafter(distinct[-1:], distinct.new_full((1,), float("-inf")))
-    return torch.cat([distinct[:1], middle, below])
+    below = torch.nextafter(distinct[:1], distinct.new_full((1,), float("-inf")))
+    return torch.cat([below, middle, distinct[-1:]])
 
 
 def _check_finite(values: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, metric: str, where: str) -> None:
