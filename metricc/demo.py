@@ -96,7 +96,7 @@ def run(metric: str = "f1", seed: int = 0, epochs: int = 40) -> dict:
         torch.set_num_threads(threads)
     print("\n" + summary(metric, results, loss.sign < 0))
     print("\nNext: `metricc threshold f1 scores.csv` (the best threshold of your own scores), `metricc compile f1 -o f1_loss.py`,")
-    print("`metricc list`, and examples/select.py (choosing the loss and the threshold by validation).")
+    print("`metricc list`, and examples/selection.py (choosing the loss and the threshold by validation).")
     return results
 
 
