@@ -134,6 +134,33 @@ def train(
     return run
 
 
+def tuned_scores(metrics: Dict[str, Callable], val_logits: torch.Tensor, val_target, test_logits: torch.Tensor, test_target) -> Dict[str, float]:
+    """For each metric (metricc library name -> score(target, predicted)): the threshold that is best on the
+    validation split (metricc.threshold_curve on logits), and the test score at it.
+
+    Keys: "<m> @ tuned" (test) and "val <m> @ tuned" (validation, what a user can see when choosing).
+    """
+    import metricc
+
+    found = {}
+    for name, score in metrics.items():
+        curve = metricc.threshold_curve(name, val_logits, torch.as_tensor(val_target), from_logits=True)
+        found[f"{name} @ tuned"] = float(score(np.asarray(test_target), (test_logits > curve.best_threshold).numpy().astype(int)))
+        found[f"val {name} @ tuned"] = curve.best_value
+    return found
+
+
+def chosen_by_validation(runs: Sequence[Run], column: str) -> List[float]:
+    """Per seed, the test value of `column` of the run whose validation value of the same column is best:
+    the recipe (loss, and with "@ tuned" its threshold) a user would pick without seeing the test split."""
+    chosen = []
+    for seed in sorted({r.seed for r in runs}):
+        candidates = [r for r in runs if r.seed == seed and f"val {column}" in r.final]
+        if candidates:
+            chosen.append(max(candidates, key=lambda r: r.final[f"val {column}"]).final[column])
+    return chosen
+
+
 def _mean_std(values: Sequence[float]) -> str:
     values = [v for v in values if not math.isnan(v)]
     if not values:
@@ -143,7 +170,8 @@ def _mean_std(values: Sequence[float]) -> str:
 
 
 def results_table(runs: Sequence[Run], dataset: str, metrics: Sequence[str], baseline: str) -> str:
-    """A markdown table for one dataset: mean ± std over seeds of each metric, and time per epoch relative to the baseline."""
+    """A markdown table for one dataset: mean ± std over seeds of each metric, and time per epoch relative to the
+    baseline; where runs recorded validation scores, a last row with the recipe chosen by validation."""
     chosen = [r for r in runs if r.dataset == dataset]
     names = list(dict.fromkeys(r.loss for r in chosen))
     base = [r.seconds_per_epoch for r in chosen if r.loss == baseline]
@@ -154,6 +182,9 @@ def results_table(runs: Sequence[Run], dataset: str, metrics: Sequence[str], bas
         cells = [_mean_std([r.final[m] for r in of_loss]) for m in metrics]
         relative = statistics.mean(r.seconds_per_epoch for r in of_loss) / base_time
         lines.append(f"| {name} | " + " | ".join(cells) + (f" | {relative:.2f}× |" if not math.isnan(relative) else " | n/a |"))
+    if len(names) > 1 and any(f"val {m}" in r.final for r in chosen for m in metrics):
+        cells = [_mean_std(chosen_by_validation(chosen, m)) for m in metrics]
+        lines.append("| *chosen by validation* | " + " | ".join(cells) + " | |")
     return "\n".join(lines)
 
 

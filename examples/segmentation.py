@@ -7,7 +7,9 @@ channels (background, disc, square), preds (B, 3, H, W) and labels (B, H, W).
 
 Losses are computed per image (multidim_average="samplewise"; --multidim-average global pools the batch);
 scores are the per-image Dice and IoU of the thresholded (binary) or arg-max (multiclass) prediction, averaged
-over the held-out images (and over the two shape classes for multiclass), after the last epoch.
+over the held-out images (and over the two shape classes for multiclass), after the last epoch. Binary tables
+also give them at the threshold best on a separate validation set ("@ tuned": the Dice or IoU of all
+validation pixels pooled, found with metricc.threshold_curve), and a row with the loss chosen by validation.
 
 Loss names: `bce` (binary) or `ce` (multiclass); `dice-<approximation>`; `tversky-<approximation>` (alpha = 0.3
 on FP, beta = 0.7 on FN: recall-leaning); `bce+dice-<approximation>` / `ce+dice-<approximation>`, the compound
@@ -91,11 +93,12 @@ def default_losses(task: str) -> list:
     return [base, "dice-anyloss", "dice-identity", "tversky-identity", f"{compound}dice-identity"]
 
 
-def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, task: str) -> dict:
-    """Per-image Dice and IoU of the hard prediction, averaged over images (and shape classes); empty vs empty counts 1."""
+def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor, task: str, threshold: float = 0.0) -> dict:
+    """Per-image Dice and IoU of the hard prediction, averaged over images (and shape classes); empty vs empty counts 1.
+    Binary: a pixel is foreground where its logit is >= threshold (0: p >= 0.5)."""
     logits = model(images)
     if task == "binary":
-        predicted, truth = (logits[:, 0] >= 0)[:, None], (labels > 0)[:, None]
+        predicted, truth = (logits[:, 0] >= threshold)[:, None], (labels > 0)[:, None]
     else:
         hard = logits.argmax(1)
         predicted = torch.stack([hard == c for c in (1, 2)], 1)
@@ -107,6 +110,22 @@ def evaluate(model: torch.nn.Module, images: torch.Tensor, labels: torch.Tensor,
     dice = torch.where(empty, 1.0, 2 * overlap / total.clamp(min=1))
     iou = torch.where(empty, 1.0, overlap / union.clamp(min=1))
     return {"dice": float(dice.mean()), "iou": float(iou.mean())}
+
+
+def evaluate_tuned(model: torch.nn.Module, validation, test) -> dict:
+    """Binary: for Dice and IoU (metricc's jaccard), the logit threshold best for the metric pooled over the
+    validation pixels (metricc.threshold_curve), and the per-image scores of validation and test there."""
+    found = {}
+    with torch.no_grad():
+        logits = model(validation[0])[:, 0]
+        for column, metric in (("dice", "dice"), ("iou", "jaccard")):
+            curve = metricc.threshold_curve(metric, logits.reshape(-1), (validation[1] > 0).reshape(-1).float(), from_logits=True)
+            # >= in evaluate: the next float above the threshold makes it the same cut as "> threshold"
+            at = float(np.nextafter(np.float32(curve.best_threshold), np.float32(np.inf)))
+            found[f"{column} @ tuned"] = evaluate(model, *test, "binary", at)[column]
+            found[f"val {column} @ tuned"] = evaluate(model, *validation, "binary", at)[column]
+        found.update({f"val {k}": v for k, v in evaluate(model, *validation, "binary").items()})
+    return found
 
 
 def main(argv=None) -> int:
@@ -134,17 +153,21 @@ def main(argv=None) -> int:
         if seed not in data:
             train_images, train_labels = shapes(count, seed=2 * seed)
             test_images, test_labels = shapes(count // 2, seed=2 * seed + 1)
-            data = {seed: (train_images, train_labels, test_images, test_labels)}
-        train_images, train_labels, test_images, test_labels = data[seed]
+            validation = shapes(count // 2, seed=1000 + seed)  # a third set, so the training and test sets stay as they were
+            data = {seed: (train_images, train_labels, test_images, test_labels, validation)}
+        train_images, train_labels, test_images, test_labels, validation = data[seed]
         targets = (train_labels > 0).float()[:, None] if args.task == "binary" else train_labels
         seed_everything(seed)
         run = Run(f"shapes, {args.task}", name, seed)
         model = cnn(1 if args.task == "binary" else 3)
         train(run, model, losses[name](), (train_images, targets), lambda m: evaluate(m, test_images, test_labels, args.task), "dice",
               args.epochs, args.batch_size, args.lr, max_steps=2 if args.smoke else None, show_progress=not args.no_progress)
+        if args.task == "binary":
+            run.final.update(evaluate_tuned(model.eval(), validation, (test_images, test_labels)))
         runs.append(run)
 
-    print(report(runs, METRICS, baseline="bce" if args.task == "binary" else "ce", seeds=args.seeds))
+    columns = [c for m in METRICS for c in (m, f"{m} @ tuned")] if args.task == "binary" else METRICS
+    print(report(runs, columns, baseline="bce" if args.task == "binary" else "ce", seeds=args.seeds))
     if args.plot:
         plot_curves(runs, "dice", args.plot)
         print(f"\nlearning curves: {args.plot}")

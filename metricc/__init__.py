@@ -23,12 +23,14 @@ from .errors import (  # noqa: E402
     MetricSyntaxError,
     OptionError,
     ParameterError,
+    ThresholdError,
     UnknownNameError,
 )
 
 #: Submodules reachable as attributes of the package, imported on first access.
 _SUBMODULES = (
-    "analyse", "cli", "compiler", "demo", "derive", "emitter", "library", "load", "options", "parse", "printer", "report", "runtime",
+    "analyse", "cli", "compiler", "demo", "derive", "emitter", "library", "load", "matrix", "options", "parse", "printer", "report",
+    "runtime", "threshold",
 )
 
 
@@ -71,6 +73,25 @@ def loss(expression: str, name: str | None = None, **options):
     return getattr(load_source(source), loss_class)()
 
 
+def threshold_curve(metric: str, scores, target, **options):
+    """The hard metric at every distinct decision threshold of `scores` (predict positive iff score > t), exactly.
+
+    One sort and cumulative sums give the counts at every cut; the compiled formula (`metric_of_counts`, the
+    guarded formula the loss uses) evaluates them all at once, so a cut where the formula is undefined gets the
+    guarded value (precision with nothing predicted positive is 0) and a non-finite value raises ThresholdError.
+    scores: probabilities, or logits with from_logits=True (thresholds are then logits); target: 0/1 of the
+    same shape. task='multilabel' takes (samples, labels) and returns one curve per label (`ThresholdCurves`);
+    otherwise every score is pooled into one `ThresholdCurve` with .thresholds (ascending), .values,
+    .best_threshold (the middle of its gap between adjacent distinct scores, so `scores > best_threshold`
+    reproduces .best_value), .best_value, .value_at(t) and .plot(path). The best is the arg-max (arg-min for a
+    metric to minimise), the lowest threshold among ties. Other options (eps, direction) go to `metricc.loss`.
+    NaN or infinite scores, a target that is not 0/1 or has one class, and empty inputs raise ThresholdError.
+    """
+    from .threshold import threshold_curve as _threshold_curve
+
+    return _threshold_curve(metric, scores, target, **options)
+
+
 def _compiled(expression: str, name: str | None, options: dict):
     """(name, class name, source): from the disk cache of earlier compilations (no parsing, differentiation or
     SymPy import), or compiled."""
@@ -97,9 +118,11 @@ __all__ = [
     "MetricSyntaxError",
     "OptionError",
     "ParameterError",
+    "ThresholdError",
     "UnknownNameError",
     "emit",
     "explain",
     "gradient",
     "loss",
+    "threshold_curve",
 ]

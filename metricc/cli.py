@@ -23,6 +23,7 @@ EXAMPLES = """examples:
   metricc explain mcc                               direction, monotonicity, range, singular points, ...
   metricc explain f1 --format json                  the same as JSON (schema: docs/explain.md)
   metricc explain f1 --plot f1.png --counts 20,10,10,60
+  metricc threshold f1 scores.csv --plot f1.png    best threshold of score,target columns
   metricc list                                      the metric library
   metricc generate generated/                       regenerate the committed library modules
 """
@@ -134,11 +135,17 @@ def command_list(args: argparse.Namespace) -> int:
 
 
 def generated_sources() -> dict:
-    """File name -> source for every library metric with default options: the contents of generated/."""
+    """File name -> source for every library metric with default options, and for each one with a matrix form
+    that form with task='multiclass' (<name>_multiclass.py): the contents of generated/."""
     from .compiler import compile_metric
     from .library import default_library
 
-    return {f"{name}.py": compile_metric(name).source for name in default_library().names()}
+    library = default_library()
+    sources = {f"{name}.py": compile_metric(name).source for name in library.names()}
+    for name in library.names():
+        if library.entry(name).matrix is not None:
+            sources[f"{name}_multiclass.py"] = compile_metric(name, f"{name}_multiclass", task="multiclass").source
+    return sources
 
 
 def command_generate(args: argparse.Namespace) -> int:
@@ -157,6 +164,72 @@ def command_demo(args: argparse.Namespace) -> int:
     from .demo import run
 
     run(args.metric, args.seed, args.epochs)
+    return 0
+
+
+def read_scores_csv(path: str) -> tuple:
+    """(scores, targets) as float lists from a CSV with a header naming `score` and `target` columns."""
+    import csv
+
+    try:
+        with open(path, newline="", encoding="utf-8") as handle:
+            rows = list(csv.reader(handle))
+    except (OSError, UnicodeDecodeError) as error:
+        raise MetricError(f"cannot read {path}: {error}") from None
+    if not rows or not any(cell.strip() for cell in rows[0]):
+        raise MetricError(f"{path} is empty: expected a header line with score,target columns and one row per sample")
+    header = [cell.strip() for cell in rows[0]]
+    missing = [name for name in ("score", "target") if name not in header]
+    if missing:
+        raise MetricError(f"{path}: the header has no {' or '.join(map(repr, missing))} column (found {', '.join(map(repr, header))})")
+    columns = header.index("score"), header.index("target")
+    scores, targets = [], []
+    for row_number, row in enumerate(rows[1:], start=1):
+        if not any(cell.strip() for cell in row):
+            continue
+        where = f"{path}, row {row_number} (line {row_number + 1})"
+        if len(row) <= max(columns):
+            raise MetricError(f"{where}: {len(row)} fields, expected {len(header)} as in the header")
+        score, target = _finite(row[columns[0]], "score", where), _finite(row[columns[1]], "target", where)
+        if target not in (0.0, 1.0):
+            raise MetricError(f"{where}: target {row[columns[1]].strip()!r} is not 0 or 1")
+        scores.append(score)
+        targets.append(target)
+    if not scores:
+        raise MetricError(f"{path} has a header but no rows: expected one score,target row per sample")
+    return scores, targets
+
+
+def _finite(text: str, column: str, where: str) -> float:
+    """A CSV field as a finite float, or an error naming the row and the column."""
+    try:
+        value = float(text)
+    except ValueError:
+        raise MetricError(f"{where}: {column} {text.strip()!r} is not a number") from None
+    if value != value or value in (float("inf"), float("-inf")):
+        raise MetricError(f"{where}: {column} {text.strip()!r} is not a finite number")
+    return value
+
+
+def command_threshold(args: argparse.Namespace) -> int:
+    from .threshold import threshold_curve
+
+    scores, targets = read_scores_csv(args.csv)
+    curve = threshold_curve(_read_expression(args), scores, targets, from_logits=args.from_logits)
+    half = 0.0 if args.from_logits else 0.5
+    better = "higher" if curve.direction == "maximize" else "lower"
+    rows = (
+        ("best threshold", f"{curve.best_threshold:.6g}", "predict positive for score > threshold"),
+        (f"{curve.metric} at best", f"{curve.best_value:.6g}", f"{better} is better"),
+        (f"{curve.metric} at {'logit 0' if args.from_logits else '0.5'}", f"{curve.value_at(half):.6g}", ""),
+    )
+    width = max(len(row[0]) for row in rows)
+    for label, value, note in rows:
+        print(f"{label.ljust(width)}  {value.ljust(10)}  {note}".rstrip())
+    print(f"{len(scores)} scores, {len(curve.thresholds)} distinct thresholds")
+    if args.plot:
+        curve.plot(args.plot)
+        print(f"wrote {args.plot}", file=sys.stderr)
     return 0
 
 
@@ -207,6 +280,18 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument("--seed", type=int, default=0)
     demo_parser.add_argument("--epochs", type=int, default=40)
     demo_parser.set_defaults(run=command_demo)
+
+    threshold_parser = commands.add_parser(
+        "threshold",
+        help="the metric at every decision threshold of scores in a CSV: the best one and the value at 0.5",
+        epilog=EXAMPLES,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    _add_expression(threshold_parser)
+    threshold_parser.add_argument("csv", metavar="FILE.csv", help="a CSV with a header and score,target columns (target 0 or 1)")
+    threshold_parser.add_argument("--from-logits", action="store_true", help="scores are logits: thresholds are logits, 0.5 becomes 0")
+    threshold_parser.add_argument("--plot", metavar="FILE.png", help="draw the metric against the threshold")
+    threshold_parser.set_defaults(run=command_threshold)
 
     list_parser = commands.add_parser("list", help="list the library metrics")
     list_parser.set_defaults(run=command_list)

@@ -36,3 +36,7 @@ class DirectionError(MetricError):
 
 class OptionError(MetricError):
     """An option given to `loss`, `emit` or the CLI has a value it cannot take."""
+
+
+class ThresholdError(MetricError):
+    """Scores, targets or a metric from which no decision threshold can be chosen (NaN, one class, ...)."""

@@ -75,4 +75,5 @@ def test_list_shows_the_library(capsys):
 def test_demo_runs_end_to_end(capsys):
     assert main(["demo", "--epochs", "1"]) == 0
     out = capsys.readouterr().out
-    assert "d f1 / d TP" in out and "held-out F1" in out
+    assert "d f1 / d TP" in out and "at the tuned threshold" in out
+    assert "BCE + f1 loss" in out and "Read it as:" in out

@@ -62,3 +62,15 @@ def test_bad_arguments_are_refused(arguments, capsys):
     with pytest.raises(SystemExit):
         _load("multiclass").main(arguments)
     assert "error:" in capsys.readouterr().err
+
+
+def test_selection_chooses_by_validation_and_tests_once(capsys):
+    assert _load("selection").main(["--smoke"]) == 0
+    printed = capsys.readouterr().out
+    assert "chosen by validation:" in printed and "test f1:" in printed
+
+
+def test_tabular_table_has_tuned_columns_and_a_chosen_row(capsys):
+    assert _load("tabular").main(["--losses", "bce,f1-anyloss", "--datasets", "breast_cancer", "--smoke", "--no-progress"]) == 0
+    printed = capsys.readouterr().out
+    assert "| f1 | f1 @ tuned | mcc | mcc @ tuned |" in printed and "| *chosen by validation* |" in printed

@@ -1,0 +1,82 @@
+"""AccuracyOvrLoss: accuracy_ovr as a loss, compiled by metricc 0.2.0.
+
+Metric (maximized; the loss is 1 - accuracy_ovr):
+
+    accuracy_ovr = (TN + TP)/(FN + FP + TN + TP)
+
+Partial derivatives:
+
+    d accuracy_ovr / d TP = (FN + FP)/(FN + FP + TN + TP)**2
+    d accuracy_ovr / d FP = -(TN + TP)/(FN + FP + TN + TP)**2
+    d accuracy_ovr / d FN = -(TN + TP)/(FN + FP + TN + TP)**2
+    d accuracy_ovr / d TN = (FN + FP)/(FN + FP + TN + TP)**2
+
+Per-sample weights d accuracy_ovr / d a_i (the backward pass uses these, not autograd through the formula):
+
+    positive, y_i = 1: dTP - dFN = 1/(FN + FP + TN + TP)
+    negative, y_i = 0: dFP - dTN = -1/(FN + FP + TN + TP)
+
+Metric parameters:
+    none
+
+Singular points and their guards (eps = 1e-07 by default):
+    - the denominator FN + FP + TN + TP vanishes (the batch is empty); guarded by max(x, eps)
+
+Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
+This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula.
+It is generated: edit the metric, not this file.
+"""
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from metricc.runtime import require_runtime
+from metricc.runtime.loss import CountLossBase
+
+require_runtime(1, "0.2.0")
+
+
+def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
+    """The soft metric from the soft counts."""
+    x0 = tn + tp
+    value = x0 / torch.clamp(fn + fp + x0, min=eps)
+    return value
+
+
+def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
+    x0 = tn + tp
+    x1 = torch.reciprocal(torch.clamp(fn + fp + x0, min=eps))
+    value = x0 * x1
+    positive = x1
+    negative = -x1
+    return value, positive, negative
+
+
+def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: float, eps: float) -> Tuple[float, float, float]:
+    """metric_value_and_weights on Python floats, for counts that are single numbers."""
+    x0 = tn + tp
+    x1 = (1.0 / max(fn + fp + x0, eps))
+    value = x0 * x1
+    positive = x1
+    negative = -x1
+    return value, positive, negative
+
+
+class AccuracyOvrLoss(CountLossBase):
+    """accuracy_ovr as a loss; CountLossBase documents the inputs and the options."""
+
+    metric_name = "accuracy_ovr"
+    defaults = {"approximation": "anyloss", "direction": "maximize"}
+    metric_parameters = {}
+
+    def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+        return metric_value(tp, fp, fn, tn, self.eps)
+
+    def formula_and_weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        return metric_value_and_weights(tp, fp, fn, tn, self.eps)
+
+    def formula_on_floats(self, tp: float, fp: float, fn: float, tn: float) -> Tuple[float, float, float]:
+        return metric_value_and_weights_of_floats(tp, fp, fn, tn, self.eps)

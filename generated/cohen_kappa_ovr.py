@@ -1,0 +1,95 @@
+"""CohenKappaOvrLoss: cohen_kappa_ovr as a loss, compiled by metricc 0.2.0.
+
+Metric (maximized; the loss is 1 - cohen_kappa_ovr):
+
+    cohen_kappa_ovr = 2*(-FN*FP + TN*TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))
+
+Partial derivatives:
+
+    d cohen_kappa_ovr / d TP = 2*(FN + FP)*(FN + TN)*(FP + TN)/(FN**2 + FN*TN + FN*TP + FP**2 +
+        FP*TN + FP*TP + 2*TN*TP)**2
+    d cohen_kappa_ovr / d FP = -2*FN/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + 2*(-FN*FP +
+        TN*TP)*(-2*FP - TN - TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
+    d cohen_kappa_ovr / d FN = -2*FP/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + 2*(-FN*FP +
+        TN*TP)*(-2*FN - TN - TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
+    d cohen_kappa_ovr / d TN = 2*(FN + FP)*(FN + TP)*(FP + TP)/(FN**2 + FN*TN + FN*TP + FP**2 +
+        FP*TN + FP*TP + 2*TN*TP)**2
+
+Per-sample weights d cohen_kappa_ovr / d a_i (the backward pass uses these, not autograd through the formula):
+
+    positive, y_i = 1: dTP - dFN = 2*(FN + FP + TN + TP)*(FN*TN + FP**2 + FP*TN + TN*TP)/(FN**2 +
+        FN*TN + FN*TP + FP**2 + FP*TN + FP*TP + 2*TN*TP)**2
+    negative, y_i = 0: dFP - dTN = -2*(FN + FP + TN + TP)*(FN**2 + FN*TP + FP*TP + TN*TP)/(FN**2 +
+        FN*TN + FN*TP + FP**2 + FP*TN + FP*TP + 2*TN*TP)**2
+
+Metric parameters:
+    none
+
+Singular points and their guards (eps = 1e-07 by default):
+    - the denominator (FN + TN)*(FN + TP) + (FP + TN)*(FP + TP) vanishes (there are no negatives
+        and nothing is predicted negative or there are no positives and nothing is predicted
+        positive); guarded by max(x, eps)
+
+Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).
+This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula.
+It is generated: edit the metric, not this file.
+"""
+
+from typing import Tuple
+
+import torch
+from torch import Tensor
+
+from metricc.runtime import require_runtime
+from metricc.runtime.loss import CountLossBase
+
+require_runtime(1, "0.2.0")
+
+
+def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
+    """The soft metric from the soft counts."""
+    value = 2.0 * (tn * tp - fn * fp) / torch.clamp((fn + tn) * (fn + tp) + (fp + tn) * (fp + tp), min=eps)
+    return value
+
+
+def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tuple[Tensor, Tensor, Tensor]:
+    """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
+    x0 = fn + tn
+    x1 = fp + tp
+    x2 = torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
+    x3 = tn * tp
+    x4 = 2.0 * (x0 + x1) / torch.square(x2)
+    value = 2.0 * (tn * tp - fn * fp) / x2
+    positive = x4 * (torch.square(fp) + x3 + fn * tn + fp * tn)
+    negative = -x4 * (torch.square(fn) + x3 + fn * tp + fp * tp)
+    return value, positive, negative
+
+
+def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: float, eps: float) -> Tuple[float, float, float]:
+    """metric_value_and_weights on Python floats, for counts that are single numbers."""
+    x0 = fn + tn
+    x1 = fp + tp
+    x2 = max(x0 * (fn + tp) + x1 * (fp + tn), eps)
+    x3 = tn * tp
+    x4 = 2.0 * (x0 + x1) / x2 ** 2
+    value = 2.0 * (tn * tp - fn * fp) / x2
+    positive = x4 * (fp ** 2 + x3 + fn * tn + fp * tn)
+    negative = -x4 * (fn ** 2 + x3 + fn * tp + fp * tp)
+    return value, positive, negative
+
+
+class CohenKappaOvrLoss(CountLossBase):
+    """cohen_kappa_ovr as a loss; CountLossBase documents the inputs and the options."""
+
+    metric_name = "cohen_kappa_ovr"
+    defaults = {"approximation": "anyloss", "direction": "maximize"}
+    metric_parameters = {}
+
+    def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
+        return metric_value(tp, fp, fn, tn, self.eps)
+
+    def formula_and_weights(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tuple[Tensor, Tensor, Tensor]:
+        return metric_value_and_weights(tp, fp, fn, tn, self.eps)
+
+    def formula_on_floats(self, tp: float, fp: float, fn: float, tn: float) -> Tuple[float, float, float]:
+        return metric_value_and_weights_of_floats(tp, fp, fn, tn, self.eps)
