@@ -24,7 +24,7 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator SUM vanishes (SUM = 0); guarded by max(x, eps)
+    - the denominator SUM vanishes (the batch is empty); guarded by max(x, eps)
 
 This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula.
 It is generated: edit the metric, not this file.

@@ -28,8 +28,8 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator SUM**2 - SUM_RC vanishes (SUM**2 - SUM_RC = 0); guarded by moving x to +-eps
-        when |x| < eps
+    - the denominator SUM**2 - SUM_RC vanishes (every sample is of one class and predicted to be of
+        it); guarded by moving x to +-eps when |x| < eps
 
 This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula.
 It is generated: edit the metric, not this file.

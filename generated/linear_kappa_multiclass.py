@@ -28,7 +28,8 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator EXPECTED_LINEAR vanishes (EXPECTED_LINEAR = 0); guarded by max(x, eps)
+    - the denominator EXPECTED_LINEAR vanishes (every sample is of one class and predicted to be of
+        it); guarded by max(x, eps)
 
 This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula.
 It is generated: edit the metric, not this file.

@@ -35,8 +35,10 @@ Metric parameters:
     none
 
 Singular points and their guards (eps = 1e-07 by default):
-    - the denominator SUM**2 - SUM_CC vanishes (SUM**2 - SUM_CC = 0); guarded by max(x, eps)
-    - the denominator SUM**2 - SUM_RR vanishes (SUM**2 - SUM_RR = 0); guarded by max(x, eps)
+    - the denominator SUM**2 - SUM_CC vanishes (every sample is predicted to be of one class);
+        guarded by max(x, eps)
+    - the denominator SUM**2 - SUM_RR vanishes (every sample is of one true class); guarded by
+        max(x, eps)
 
 This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula.
 It is generated: edit the metric, not this file.

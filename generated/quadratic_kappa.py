@@ -2,16 +2,19 @@
 
 Metric (maximized; the loss is 1 - quadratic_kappa):
 
-    quadratic_kappa = 2*(-FN*FP + TN*TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))
+    quadratic_kappa = -(FN + FP)*(FN + FP + TN + TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) +
+        1
 
 Partial derivatives:
 
     d quadratic_kappa / d TP = 2*(FN + FP)*(FN + TN)*(FP + TN)/(FN**2 + FN*TN + FN*TP + FP**2 +
         FP*TN + FP*TP + 2*TN*TP)**2
-    d quadratic_kappa / d FP = -2*FN/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + 2*(-FN*FP +
-        TN*TP)*(-2*FP - TN - TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
-    d quadratic_kappa / d FN = -2*FP/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) + 2*(-FN*FP +
-        TN*TP)*(-2*FN - TN - TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2
+    d quadratic_kappa / d FP = -(FN + FP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) - (FN +
+        FP)*(-2*FP - TN - TP)*(FN + FP + TN + TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2 -
+        (FN + FP + TN + TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))
+    d quadratic_kappa / d FN = -(FN + FP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP)) - (FN +
+        FP)*(-2*FN - TN - TP)*(FN + FP + TN + TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))**2 -
+        (FN + FP + TN + TP)/((FN + TN)*(FN + TP) + (FP + TN)*(FP + TP))
     d quadratic_kappa / d TN = 2*(FN + FP)*(FN + TP)*(FP + TP)/(FN**2 + FN*TN + FN*TP + FP**2 +
         FP*TN + FP*TP + 2*TN*TP)**2
 
@@ -48,7 +51,9 @@ require_runtime(1, "0.2.0")
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:
     """The soft metric from the soft counts."""
-    value = 2.0 * (tn * tp - fn * fp) / torch.clamp((fn + tn) * (fn + tp) + (fp + tn) * (fp + tp), min=eps)
+    x0 = fn + tn
+    x1 = fp + tp
+    value = 1.0 - (fn + fp) * (x0 + x1) / torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
     return value
 
 
@@ -56,12 +61,13 @@ def metric_value_and_weights(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps
     """The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions."""
     x0 = fn + tn
     x1 = fp + tp
-    x2 = torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
-    x3 = tn * tp
-    x4 = 2.0 * (x0 + x1) / torch.square(x2)
-    value = 2.0 * (tn * tp - fn * fp) / x2
-    positive = x4 * (torch.square(fp) + x3 + fn * tn + fp * tn)
-    negative = -x4 * (torch.square(fn) + x3 + fn * tp + fp * tp)
+    x2 = x0 + x1
+    x3 = torch.clamp(x0 * (fn + tp) + x1 * (fp + tn), min=eps)
+    x4 = tn * tp
+    x5 = 2.0 * x2 / torch.square(x3)
+    value = 1.0 - x2 * (fn + fp) / x3
+    positive = x5 * (torch.square(fp) + x4 + fn * tn + fp * tn)
+    negative = -x5 * (torch.square(fn) + x4 + fn * tp + fp * tp)
     return value, positive, negative
 
 
@@ -69,12 +75,13 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     """metric_value_and_weights on Python floats, for counts that are single numbers."""
     x0 = fn + tn
     x1 = fp + tp
-    x2 = max(x0 * (fn + tp) + x1 * (fp + tn), eps)
-    x3 = tn * tp
-    x4 = 2.0 * (x0 + x1) / x2 ** 2
-    value = 2.0 * (tn * tp - fn * fp) / x2
-    positive = x4 * (fp ** 2 + x3 + fn * tn + fp * tn)
-    negative = -x4 * (fn ** 2 + x3 + fn * tp + fp * tp)
+    x2 = x0 + x1
+    x3 = max(x0 * (fn + tp) + x1 * (fp + tn), eps)
+    x4 = tn * tp
+    x5 = 2.0 * x2 / x3 ** 2
+    value = 1.0 - x2 * (fn + fp) / x3
+    positive = x5 * (fp ** 2 + x4 + fn * tn + fp * tn)
+    negative = -x5 * (fn ** 2 + x4 + fn * tp + fp * tp)
     return value, positive, negative
 
 

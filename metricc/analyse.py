@@ -10,7 +10,7 @@ import sympy
 
 from .derive import Derivation
 from .errors import DirectionError
-from .parse import COUNT_NAMES, COUNTS
+from .parse import COUNT_NAMES, COUNTS, MATRIX_NAMES, MATRIX_SYMBOLS
 
 
 class SafeDenominator(sympy.Function):
@@ -179,10 +179,28 @@ def _factors(expression: sympy.Expr) -> List[sympy.Expr]:
         return [expression]
 
 
+def _matrix_zero_words() -> Dict[sympy.Expr, str]:
+    """When the usual denominators of matrix metrics vanish, in words."""
+    symbol = dict(zip(MATRIX_NAMES, MATRIX_SYMBOLS))
+    total = symbol["SUM"]
+    words = {
+        total: "the batch is empty",
+        total**2 - symbol["SUM_CC"]: "every sample is predicted to be of one class",
+        total**2 - symbol["SUM_RR"]: "every sample is of one true class",
+        total**2 - symbol["SUM_RC"]: "every sample is of one class and predicted to be of it",
+    }
+    for weighting in ("UNWEIGHTED", "LINEAR", "QUADRATIC"):
+        words[symbol[f"EXPECTED_{weighting}"]] = "every sample is of one class and predicted to be of it"
+    return words
+
+
 def zero_condition(expression: sympy.Expr) -> str:
     """When an expression over the counts is zero: in words where it is a nonnegative combination of counts
     ("the batch has no positives"), else as an equation ("TP*TN = FN*FP")."""
     expression = plain(expression)
+    matrix_words = _matrix_zero_words().get(sympy.expand(expression))
+    if matrix_words is not None:
+        return matrix_words
     condition = _zero(expression)
     if condition is not None:
         return _words(_simplest(condition))

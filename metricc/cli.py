@@ -99,7 +99,25 @@ def _class(name: str) -> str:
     return class_name(name)
 
 
+def _matrix_explanation(args: argparse.Namespace, detailed: bool):
+    """The matrix form's report, where the metric is one: a formula of matrix aggregates, a library metric defined
+    on the whole matrix alone (weighted kappa), or any library metric with a matrix form under --task multiclass."""
+    from .compiler import matrix_form
+
+    found = matrix_form(_read_expression(args), args.task)
+    if found is None:
+        return None
+    from .matrix_report import MatrixExplanation
+
+    entry, derivation = found
+    return MatrixExplanation(entry.name if entry else "metric", entry, derivation, detailed)
+
+
 def command_grad(args: argparse.Namespace) -> int:
+    matrix = _matrix_explanation(args, detailed=False)
+    if matrix is not None:
+        print(matrix.format(args.format))
+        return 0
     from .report import format_explanation, gradient_report
 
     print(format_explanation(gradient_report(_read_expression(args)), args.format))
@@ -109,6 +127,10 @@ def command_grad(args: argparse.Namespace) -> int:
 def command_explain(args: argparse.Namespace) -> int:
     from .report import explain, format_explanation, parse_counts, plot_weights
 
+    matrix = _matrix_explanation(args, detailed=True)
+    if matrix is not None:
+        print(matrix.format(args.format))
+        return 0
     counts = parse_counts(args.counts)
     explanation = explain(_read_expression(args))
     print(format_explanation(explanation, args.format))
@@ -126,7 +148,7 @@ def command_list(args: argparse.Namespace) -> int:
     for name in library.names():
         entry = library.entry(name)
         low, high = (f"{v:g}" for v in entry.range)
-        formula = " ".join(entry.formula.split())
+        formula = " ".join((entry.formula or f"matrix: {entry.matrix}").split())
         rows.append((name, "higher" if entry.higher_is_better else "lower", f"[{low}, {high}]", ", ".join(entry.aliases), formula))
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
@@ -255,6 +277,7 @@ def build_parser() -> argparse.ArgumentParser:
     grad_parser = commands.add_parser("grad", help="show the derived partial derivatives", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_expression(grad_parser)
     grad_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
+    grad_parser.add_argument("--task", choices=("binary", "multiclass"), help="multiclass: the matrix form of a metric that has one")
     grad_parser.set_defaults(run=command_grad)
 
     explain_parser = commands.add_parser(
@@ -265,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_expression(explain_parser)
     explain_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
+    explain_parser.add_argument("--task", choices=("binary", "multiclass"), help="multiclass: the matrix form of a metric that has one")
     explain_parser.add_argument("--plot", metavar="FILE.png", help="draw the loss and per-sample gradient weight against one prediction p")
     explain_parser.add_argument(
         "--counts", default="20,10,10,60", metavar="TP,FP,FN,TN", help="counts of the rest of the batch for --plot (default 20,10,10,60)"

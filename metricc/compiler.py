@@ -45,6 +45,17 @@ def resolve(expression: str, task: str = "binary") -> Tuple[Optional[LibraryEntr
     return entry, _derive_cached(definition)
 
 
+def matrix_form(expression: str, task: Optional[str]) -> Optional[Tuple[Optional[LibraryEntry], MatrixDerivation]]:
+    """The metric's matrix form, to report: with task='multiclass' whenever it has one; with no task only where the
+    metric has no four-count form of its own (a formula of aggregates, or weighted kappa)."""
+    if task not in (None, "multiclass"):
+        return None
+    entry, definition = resolve_definition(expression, True)
+    if not is_matrix_metric(definition) or (task is None and entry is not None and not entry.matrix_only):
+        return None
+    return entry, derive_matrix(definition)
+
+
 def resolve_definition(expression: str, prefer_matrix: bool) -> Tuple[Optional[LibraryEntry], MetricDefinition]:
     """The parsed metric: a library entry's (its matrix form if it has one and prefer_matrix), or the formula's."""
     library = default_library()

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .errors import InvalidMetricError, MetricError, UnknownNameError
+from .matrix import as_two_class
 from .parse import MetricDefinition, parse
 
 
@@ -25,6 +26,10 @@ class LibraryEntry:
     reference: str
     matrix: Optional[str] = None
 
+    @property
+    def matrix_only(self) -> bool:
+        """A metric defined on the whole confusion matrix alone (weighted kappa): its binary form is derived."""
+        return not self.formula
     @property
     def direction(self) -> str:
         return "maximize" if self.higher_is_better else "minimize"
@@ -51,7 +56,7 @@ class Library:
         entries = [
             LibraryEntry(
                 name=name,
-                formula=fields["formula"].strip(),
+                formula=fields.get("formula", "").strip(),
                 higher_is_better=bool(fields["higher_is_better"]),
                 range=(float(fields["range"][0]), float(fields["range"][1])),
                 aliases=tuple(fields.get("aliases", ())),
@@ -82,7 +87,10 @@ class Library:
             raise InvalidMetricError(f"library metric {entry.name!r} refers to itself: {cycle}")
         self._resolving.append(entry.name)
         try:
-            definition = parse(entry.formula, library=self)
+            if entry.matrix_only:
+                definition = as_two_class(parse(entry.matrix, library=self))
+            else:
+                definition = parse(entry.formula, library=self)
         except MetricError as error:
             raise InvalidMetricError(f"library metric {entry.name!r} does not compile: {error}") from None
         finally:

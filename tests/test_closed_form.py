@@ -78,7 +78,7 @@ def reference_loss(namespace, loss, preds, target):
 
 
 @pytest.mark.parametrize("options", CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
-@pytest.mark.parametrize("metric", ["f1", "mcc", CUSTOM], ids=["f1", "mcc", "custom"])
+@pytest.mark.parametrize("metric", ["f1", "mcc_ovr", CUSTOM], ids=["f1", "mcc_ovr", "custom"])
 @pytest.mark.parametrize("n", [300, 100_000, 300_000], ids=["surrogate", "function", "function-blocked"])
 def test_gradient_matches_autograd(metric, options, n):
     """Small inputs take the surrogate path, larger ones (over 65536 elements) the custom autograd Function, and
@@ -94,7 +94,7 @@ def test_gradient_matches_autograd(metric, options, n):
 
 
 def test_uneven_last_block_matches_autograd():
-    namespace, loss = module_for("mcc")
+    namespace, loss = module_for("mcc_ovr")
     preds, target = inputs({}, n=3 * 131_072 + 5)
     (grad,) = torch.autograd.grad(loss(preds, target), preds)
     (expected,) = torch.autograd.grad(reference_loss(namespace, loss, preds, target), preds)
@@ -121,7 +121,7 @@ def test_counts_are_accurate_in_float32_at_large_n():
 def test_torchscript_surrogate_and_saved_module_match_eager():
     warnings.simplefilter("ignore")
     for options in (dict(), dict(task="multiclass", average="macro", from_logits=True)):
-        _, loss = module_for("mcc", **options)
+        _, loss = module_for("mcc_ovr", **options)
         preds, target = inputs(options)
         (eager,) = torch.autograd.grad(loss(preds, target), preds)
         scripted = torch.jit.script(loss)
@@ -134,7 +134,7 @@ def test_torchscript_surrogate_and_saved_module_match_eager():
 
 
 def test_gradcheck_float64():
-    _, loss = module_for("mcc", from_logits=True)
+    _, loss = module_for("mcc_ovr", from_logits=True)
     preds, target = inputs(dict(from_logits=True), n=40)
     assert torch.autograd.gradcheck(lambda x: loss(x, target), (preds,))
 
@@ -215,19 +215,19 @@ def _gradient(loss, preds, target):
 
 
 def test_slope_tensor_is_reused_once_its_backward_has_run():
-    namespace, loss = module_for("mcc")
+    namespace, loss = module_for("mcc_ovr")
     (preds, target), (other_preds, other_target) = _large_binary_batch(0), _large_binary_batch(1)
     expected = _gradient(loss, other_preds, other_target)
     (first,) = loss.spare_slopes
-    torch.testing.assert_close(_gradient(loss, preds, target), _gradient(module_for("mcc")[1], preds, target))
+    torch.testing.assert_close(_gradient(loss, preds, target), _gradient(module_for("mcc_ovr")[1], preds, target))
     torch.testing.assert_close(_gradient(loss, other_preds, other_target), expected)
     assert len(loss.spare_slopes) == 1 and loss.spare_slopes[0] is first
 
 
 def test_spare_slopes_belong_to_their_module():
     """Two losses of the same file keep their own spare slope tensors: no module-level state."""
-    _, first = module_for("mcc")
-    _, second = module_for("mcc")
+    _, first = module_for("mcc_ovr")
+    _, second = module_for("mcc_ovr")
     first.spare_slopes.clear()
     preds, target = _large_binary_batch(6)
     _gradient(first, preds, target)
@@ -236,7 +236,7 @@ def test_spare_slopes_belong_to_their_module():
 
 def test_pending_graphs_keep_their_own_slope():
     """Two forward passes before either backward: the second may not write over the first one's slope."""
-    _, loss = module_for("mcc")
+    _, loss = module_for("mcc_ovr")
     (preds, target), (other_preds, other_target) = _large_binary_batch(2), _large_binary_batch(3)
     expected = _gradient(loss, preds, target), _gradient(loss, other_preds, other_target)
     leaves = preds.clone().requires_grad_(True), other_preds.clone().requires_grad_(True)
@@ -246,7 +246,7 @@ def test_pending_graphs_keep_their_own_slope():
 
 
 def test_retained_graph_backward_twice_or_raises_after_reuse():
-    _, loss = module_for("mcc")
+    _, loss = module_for("mcc_ovr")
     (preds, target), (other_preds, other_target) = _large_binary_batch(4), _large_binary_batch(5)
     leaf = preds.clone().requires_grad_(True)
     value = loss(leaf, target)
@@ -260,7 +260,7 @@ def test_retained_graph_backward_twice_or_raises_after_reuse():
 
 def test_only_block_path_slopes_are_kept_for_reuse():
     """A slope that slope_buffer did not hand out (inputs too small for blocks) is not held between steps."""
-    _, loss = module_for("mcc")
+    _, loss = module_for("mcc_ovr")
     loss.spare_slopes.clear()
     preds, target = inputs({}, n=100_000)
     torch.autograd.grad(loss(preds, target), preds)

@@ -18,7 +18,16 @@ CASES = {
     "multilabel-micro": dict(task="multilabel", average="micro", zero_division=1.0),
     "binary-samplewise": dict(task="binary", multidim_average="samplewise"),
     "multiclass-running": dict(task="multiclass", average="macro", count_momentum=0.5),
+    # metrics of the whole confusion matrix: the matrix is summed over ranks
+    "matrix-qwk": dict(task="multiclass"),
+    "matrix-mcc-samplewise": dict(task="multiclass", multidim_average="samplewise", ignore_index=-1),
+    "matrix-kappa-running": dict(task="multiclass", count_momentum=0.5),
 }
+MATRIX_METRICS = {"matrix-qwk": "qwk", "matrix-mcc-samplewise": "mcc", "matrix-kappa-running": "cohen_kappa"}
+
+
+def metric_of(case):
+    return MATRIX_METRICS.get(case, "mcc" if "micro" in case else "f1")
 
 
 def batch(case, step=0):
@@ -55,7 +64,7 @@ def worker(rank, rendezvous, results):
         start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
         out = {}
         for case, options in CASES.items():
-            loss = metricc.loss("mcc" if "micro" in case else "f1", from_logits=True, sync="ddp", **options)
+            loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **options)
             shards = [batch(case, step) for step in range(steps_of(case))]
             logits = [shard[0][start:stop] for shard in shards]
             target = [shard[1][start:stop] for shard in shards]
@@ -74,7 +83,7 @@ def ranks(tmp_path_factory):
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_rank_equals_one_process_on_the_concatenated_batch(ranks, case):
-    loss = metricc.loss("mcc" if "micro" in case else "f1", from_logits=True, **CASES[case])
+    loss = metricc.loss(metric_of(case), from_logits=True, **CASES[case])
     shards = [batch(case, step) for step in range(steps_of(case))]
     expected = losses_and_gradients(loss, [s[0] for s in shards], [s[1] for s in shards], steps_of(case))
     for rank in range(WORLD):

@@ -1,0 +1,263 @@
+"""Metrics of the whole C x C confusion matrix: values against sklearn and torchmetrics, the closed-form gradient
+against autograd through a plain torch soft matrix, the two-class forms, guards, options and runtimes."""
+
+import warnings
+
+import numpy as np
+import pytest
+import sklearn.metrics as skm
+import sympy
+import torch
+import torchmetrics.classification as tmc
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import metricc
+from metricc.cli import main
+from metricc.compiler import resolve
+from metricc.matrix import aggregate_values
+from metricc.parse import MATRIX_SYMBOLS
+
+SKLEARN = {
+    "accuracy": skm.accuracy_score,
+    "mcc": skm.matthews_corrcoef,
+    "cohen_kappa": skm.cohen_kappa_score,
+    "linear_kappa": lambda y, p: skm.cohen_kappa_score(y, p, weights="linear"),
+    "quadratic_kappa": lambda y, p: skm.cohen_kappa_score(y, p, weights="quadratic"),
+}
+TORCHMETRICS = {
+    "accuracy": lambda c: tmc.MulticlassAccuracy(c, average="micro"),
+    "mcc": lambda c: tmc.MulticlassMatthewsCorrCoef(c),
+    "cohen_kappa": lambda c: tmc.MulticlassCohenKappa(c),
+    "linear_kappa": lambda c: tmc.MulticlassCohenKappa(c, weights="linear"),
+    "quadratic_kappa": lambda c: tmc.MulticlassCohenKappa(c, weights="quadratic"),
+}
+CUSTOM = "param w = 0.5 in [0, 1]; w * TRACE / SUM + (1 - w) * (1 - OBSERVED_LINEAR / SUM) - SUM_RR / SUM^2 / 10 + SUM_CC / SUM^2 / 10"
+
+
+def loss_of(name, **options):
+    return metricc.loss(name, task="multiclass", **options)
+
+
+def hard_batch(classes, samples, seed):
+    """Labels and predictions that agree most of the time, and the predictions one-hot."""
+    g = torch.Generator().manual_seed(seed)
+    labels = torch.randint(0, classes, (samples,), generator=g)
+    guessed = torch.randint(0, classes, (samples,), generator=g)
+    predicted = torch.where(torch.rand(samples, generator=g) < 0.6, labels, guessed)
+    return labels, predicted, torch.nn.functional.one_hot(predicted, classes).double()
+
+
+@pytest.mark.parametrize("name", sorted(SKLEARN))
+@settings(max_examples=15)
+@given(classes=st.integers(2, 7), samples=st.integers(8, 120), seed=st.integers(0, 10_000))
+def test_values_equal_sklearn_and_torchmetrics_on_hard_predictions(name, classes, samples, seed):
+    labels, predicted, one_hot = hard_batch(classes, samples, seed)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = SKLEARN[name](labels.numpy(), predicted.numpy())
+        reference = float(TORCHMETRICS[name](classes)(predicted, labels))
+    value = float(loss_of(name, validate_args=True).metric(one_hot, labels))
+    if np.isfinite(expected) and not (name == "mcc" and expected == 0.0 and len(set(predicted.tolist())) == 1):
+        assert value == pytest.approx(expected, abs=1e-9)
+        assert value == pytest.approx(reference, abs=1e-5)
+    assert np.isfinite(value)
+
+
+@pytest.mark.parametrize("name", sorted(SKLEARN))
+def test_two_class_forms_agree_with_the_matrix(name):
+    """task='binary' compiles the 2 x 2 form over TP, FP, FN, TN: the same number as the matrix of two classes."""
+    labels, predicted, one_hot = hard_batch(2, 60, 3)
+    binary = float(metricc.loss(name, approximation="identity").metric(predicted.double(), labels.double()))
+    assert binary == pytest.approx(float(loss_of(name).metric(one_hot, labels)), abs=1e-12)
+    assert binary == pytest.approx(SKLEARN[name](labels.numpy(), predicted.numpy()), abs=1e-12)
+
+
+def soft_matrix_loss(name, probs, one_hot, mask, per_row, direction_sign, parameters=None):
+    """1 - metric (or the metric) through a plain torch soft matrix, autograd through everything."""
+    _, derivation = resolve(name, "multiclass")
+    rows = probs.shape[0] if per_row else 1
+    y = (one_hot * mask).reshape(rows, -1, probs.shape[-1])
+    a = probs.reshape(y.shape)
+    values = []
+    for row in range(rows):
+        matrix = y[row].t() @ a[row]
+        values.append(_evaluate(derivation, matrix, parameters or {}))
+    value = torch.stack(values).mean()
+    return 1 - value if direction_sign < 0 else value
+
+
+def _evaluate(derivation, matrix, parameters):
+    """The formula evaluated with torch ops on the aggregates of one matrix (no guards: batches stay away from them)."""
+    classes = matrix.shape[0]
+    rows, columns = matrix.sum(1), matrix.sum(0)
+    index = torch.arange(classes, dtype=matrix.dtype)
+    difference = index[:, None] - index[None, :]
+    weights = {
+        "UNWEIGHTED": (difference != 0).to(matrix.dtype),
+        "LINEAR": difference.abs() / (classes - 1),
+        "QUADRATIC": difference**2 / (classes - 1) ** 2,
+    }
+    aggregates = {
+        "SUM": matrix.sum(), "TRACE": matrix.trace(), "SUM_RC": rows @ columns, "SUM_RR": rows @ rows, "SUM_CC": columns @ columns,
+    }
+    for kind, w in weights.items():
+        aggregates[f"OBSERVED_{kind}"] = (w * matrix).sum()
+        aggregates[f"EXPECTED_{kind}"] = rows @ w @ columns
+    symbols = {symbol: aggregates[symbol.name] for symbol in MATRIX_SYMBOLS}
+    symbols.update({p.symbol: torch.tensor(parameters.get(p.name, float(p.default)), dtype=matrix.dtype) for p in derivation.definition.parameters})
+    return _torch_eval(derivation.value, symbols)
+
+
+def _torch_eval(expression, values):
+    if expression.is_Symbol:
+        return values[expression]
+    if expression.is_Number:
+        return torch.tensor(float(expression), dtype=torch.float64)
+    args = [_torch_eval(arg, values) for arg in expression.args]
+    if expression.is_Add:
+        return sum(args[1:], args[0])
+    if expression.is_Mul:
+        result = args[0]
+        for arg in args[1:]:
+            result = result * arg
+        return result
+    if expression.is_Pow:
+        return args[0] ** args[1]
+    raise TypeError(type(expression))
+
+
+def inputs(classes, samples, seed, dense=False, ignore=False):
+    g = torch.Generator().manual_seed(seed)
+    shape = (samples, classes, 3, 2) if dense else (samples, classes)
+    logits = torch.randn(shape, generator=g, dtype=torch.float64)
+    labels = torch.randint(0, classes, (samples, 3, 2) if dense else (samples,), generator=g)
+    labels.view(-1)[: classes] = torch.arange(classes)  # every class present: no guard is reached
+    if ignore:
+        labels.view(-1)[classes::5] = -100
+    return logits, labels
+
+
+@pytest.mark.parametrize("name", sorted(SKLEARN) + [CUSTOM])
+@settings(max_examples=8)
+@given(
+    classes=st.integers(3, 6), samples=st.integers(12, 60), seed=st.integers(0, 10_000), from_logits=st.booleans(),
+    dense=st.booleans(), samplewise=st.booleans(), ignore=st.booleans(),
+)
+def test_gradient_equals_autograd_through_a_plain_soft_matrix(name, classes, samples, seed, from_logits, dense, samplewise, ignore):
+    logits, labels = inputs(classes, samples, seed, dense, ignore)
+    per_row = samplewise and dense
+    options = dict(from_logits=from_logits, multidim_average="samplewise" if per_row else "global", ignore_index=-100 if ignore else None)
+    loss = metricc.loss(name, name="custom" if name == CUSTOM else None, task="multiclass", direction="maximize", **options)
+    preds = logits if from_logits else torch.softmax(logits, 1)
+    leaf = preds.clone().requires_grad_(True)
+    value = loss(leaf, labels)
+    (gradient,) = torch.autograd.grad(value, leaf)
+
+    reference = preds.clone().requires_grad_(True)
+    probs = torch.softmax(reference, 1) if from_logits else reference
+    kept = labels != -100
+    one_hot = torch.nn.functional.one_hot(torch.where(kept, labels, 0), classes).double()
+    flat_probs = probs.movedim(1, -1).reshape(samples, -1, classes)
+    expected_value = soft_matrix_loss(name, flat_probs, one_hot.reshape(samples, -1, classes), kept.reshape(samples, -1, 1).double(), per_row, -1)
+    (expected,) = torch.autograd.grad(expected_value, reference)
+    torch.testing.assert_close(value, expected_value, rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected, rtol=1e-9, atol=1e-9 * float(expected.abs().max()) + 1e-15)
+
+
+def test_class_index_and_one_hot_targets_agree():
+    logits, labels = inputs(4, 40, 1)
+    loss = loss_of("qwk", from_logits=True)
+    one_hot = torch.nn.functional.one_hot(labels, 4).double()
+    for target in (labels, one_hot):
+        leaf = logits.clone().requires_grad_(True)
+        loss(leaf, target).backward()
+        target_gradient = leaf.grad
+        if target is labels:
+            first = target_gradient
+    torch.testing.assert_close(first, target_gradient)
+
+
+@pytest.mark.parametrize("name", sorted(SKLEARN))
+def test_a_batch_of_one_class_gives_a_finite_loss_and_gradient(name):
+    """Kappa's and mcc's denominators vanish when every sample has one class: the guards keep both finite."""
+    loss = loss_of(name, from_logits=True)
+    for logits in (torch.randn(10, 4, dtype=torch.float64), torch.full((10, 4), -30.0, dtype=torch.float64).index_fill_(1, torch.tensor([0]), 30.0)):
+        leaf = logits.requires_grad_(True)
+        value = loss(leaf, torch.zeros(10, dtype=torch.long))
+        value.backward()
+        assert torch.isfinite(value) and torch.isfinite(leaf.grad).all()
+
+
+@pytest.mark.parametrize("option", [dict(average="macro"), dict(zero_division=0.0), dict(include_background=False), dict(class_weights=[1, 2, 3])])
+def test_options_that_do_not_apply_to_a_matrix_metric_are_refused_with_the_reason(option):
+    reason = "whole C x C confusion matrix|class_weights weigh classes in average='macro'"
+    with pytest.raises(metricc.OptionError, match=reason):
+        loss_of("qwk", **option)
+    with pytest.raises(ValueError, match=reason):
+        type(loss_of("qwk"))(**option)
+
+
+def test_the_one_vs_rest_reading_stays_reachable():
+    labels, predicted, one_hot = hard_batch(4, 80, 5)
+    per_class = metricc.loss("mcc_ovr", task="multiclass", average="none", approximation="identity").metric(one_hot, labels)
+    for k in range(4):
+        expected = skm.matthews_corrcoef((labels == k).numpy(), (predicted == k).numpy())
+        assert float(per_class[k]) == pytest.approx(expected, abs=1e-9)
+
+
+def test_mixing_counts_and_aggregates_is_an_error():
+    with pytest.raises(metricc.InvalidMetricError, match="mixes per-class counts"):
+        metricc.emit("TRACE / SUM + TP / P", task="multiclass")
+
+
+def test_direction_of_a_formula_is_found_by_sampling():
+    assert metricc.loss("TRACE / SUM", name="agreement", task="multiclass").sign == -1.0
+    assert metricc.loss("OBSERVED_QUADRATIC / SUM", name="cost", task="multiclass").sign == 1.0
+    with pytest.raises(metricc.DirectionError):
+        metricc.emit("(TRACE / SUM - 0.5)^2", name="odd", task="multiclass")
+
+
+def test_compound_loss_adds_cross_entropy():
+    logits, labels = inputs(5, 30, 2)
+    plain, compound = loss_of("qwk", from_logits=True), loss_of("qwk", from_logits=True, ce_weight=0.7)
+    expected = plain(logits, labels) + 0.7 * torch.nn.functional.cross_entropy(logits, labels)
+    torch.testing.assert_close(compound(logits, labels), expected)
+
+
+def test_running_matrix_mixes_history_and_batch():
+    first, second = inputs(4, 30, 3), inputs(4, 30, 4)
+    loss = loss_of("qwk", from_logits=True, count_momentum=0.25).train()
+    loss(*first)
+    running = loss(*second)
+    matrix = 0.75 * loss_of("qwk", from_logits=True).confusion_matrix(*first) + 0.25 * loss_of("qwk", from_logits=True).confusion_matrix(*second)
+    aggregates = aggregate_values(matrix.numpy()[None])
+    kappa = 1 - aggregates[MATRIX_SYMBOLS[0]] * aggregates[sympy.Symbol("OBSERVED_QUADRATIC", nonnegative=True)] / aggregates[
+        sympy.Symbol("EXPECTED_QUADRATIC", nonnegative=True)
+    ]
+    assert float(running) == pytest.approx(1 - float(kappa[0]), abs=1e-12)
+
+
+def test_scripted_compiled_and_exported_modules_agree():
+    logits, labels = inputs(5, 40, 6)
+    loss = loss_of("qwk", from_logits=True)
+    expected = loss(logits, labels)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(loss)
+    torch._dynamo.reset()
+    for module in (scripted, torch.compile(loss, fullgraph=True), torch.export.export(loss, (logits, labels)).module()):
+        torch.testing.assert_close(module(logits, labels), expected)
+    leaf = logits.clone().requires_grad_(True)
+    scripted(leaf, labels).backward()
+    other = logits.clone().requires_grad_(True)
+    loss(other, labels).backward()
+    torch.testing.assert_close(leaf.grad, other.grad)
+
+
+def test_grad_shows_partials_per_aggregate_and_the_matrix_gradient(capsys):
+    assert main(["grad", "qwk"]) == 0
+    out = capsys.readouterr().out
+    assert "d quadratic_kappa / d EXPECTED_QUADRATIC" in out and "G[i, j]" in out
+    assert main(["explain", "qwk"]) == 0
+    assert "G[i, j]" in capsys.readouterr().out
