@@ -111,8 +111,14 @@ def _cache_subdirectory(*parts: str) -> Optional[Path]:
 def _fallback_directory() -> Path:
     """A fresh directory only this process writes to (mkdtemp makes it 0700), removed when the process exits."""
     path = Path(tempfile.mkdtemp(prefix="metricc-"))
-    atexit.register(shutil.rmtree, path, True)
+    atexit.register(_remove_if_made_by, os.getpid(), path)
     return path
+
+
+def _remove_if_made_by(pid: int, path: Path) -> None:
+    """Remove path at exit, but not from a forked child, whose parent may still import from it."""
+    if os.getpid() == pid:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def _read_trusted(path: Path) -> Optional[str]:

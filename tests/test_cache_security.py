@@ -3,6 +3,7 @@
 import json
 import os
 import stat
+import subprocess
 import sys
 import warnings
 from pathlib import Path
@@ -163,3 +164,15 @@ def test_a_refused_cache_compiles_in_a_private_directory(cache, tmp_path, monkey
     folder = Path(module.__file__).parent
     assert module.VALUE == str(tmp_path) and folder != cache and folder.name.startswith("metricc-")
     assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="no permission bits on this platform")
+def test_the_private_directory_is_removed_when_the_process_exits(cache):
+    cache.mkdir()
+    cache.chmod(0o777)
+    script = "import metricc.load as l; print(l.load_source('VALUE = 3\\n').__file__)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert "UntrustedCacheWarning" in result.stderr and str(cache) in result.stderr
+    module = Path(result.stdout.strip())
+    assert module.name.startswith("metricc_generated_") and not module.parent.exists()
