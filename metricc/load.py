@@ -152,11 +152,11 @@ def package_fingerprint() -> str:
 
 
 def _fingerprinted_files(package: Path) -> List[Tuple[str, Path]]:
-    """(name, path) of every module in the package and its subpackages, library.toml and the grammar, in a fixed order."""
-    modules = [(path.relative_to(package).as_posix(), path) for path in package.rglob("*.py")]
-    grammar = [package / "grammar" / "metric.lark", package.parent / "grammar" / "metric.lark"]
-    data = [("library.toml", package / "library.toml")] + [("grammar/metric.lark", path) for path in grammar if path.is_file()][:1]
-    return sorted(modules) + data
+    """(name, path) of every module in the package and its subpackages, library.toml and the grammar, in order."""
+    modules = sorted((path.relative_to(package).as_posix(), path) for path in package.rglob("*.py"))
+    places = (package / "grammar" / "metric.lark", package.parent / "grammar" / "metric.lark")
+    grammar = [("grammar/metric.lark", path) for path in places if path.is_file()][:1]
+    return modules + [("library.toml", package / "library.toml")] + grammar
 
 
 def source_key(expression: str, name: Optional[str], options: object) -> str:
