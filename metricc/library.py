@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import difflib
-import tomllib
+import sys
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -12,6 +12,11 @@ from typing import Dict, List, Optional, Tuple
 from .errors import InvalidMetricError, MetricError, UnknownNameError
 from .matrix import as_two_class
 from .parse import MetricDefinition, parse
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:
+    import tomli as tomllib
 
 
 @dataclass(frozen=True)

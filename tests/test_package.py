@@ -1,5 +1,6 @@
 """The grammar ships inside the wheel: an installed metricc parses without the source checkout."""
 
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -32,3 +33,14 @@ def test_wheel_contains_grammar_and_library(tmp_path):
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, cwd=tmp_path, env={"PYTHONPATH": str(target), "PATH": "/usr/bin:/bin"})
     assert result.returncode == 0, result.stderr
     assert "FN + FP" in result.stdout
+
+
+def test_the_python_versions_claimed_are_those_ci_tests():
+    """requires-python, the classifiers, README and the wheel smoke in CI name one range of versions."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    lowest = int(re.search(r'^requires-python = ">=3\.(\d+)"', pyproject, re.M).group(1))
+    claimed = [f"3.{minor}" for minor in range(lowest, 14)]
+    assert re.findall(r"Programming Language :: Python :: (3\.\d+)", pyproject) == claimed
+    readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
+    assert f"a fresh Python {', '.join(claimed[:-1])} or {claimed[-1]} environment (the versions CI tests)" in readme
+    assert ".ci/wheel-smoke" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")

@@ -1,0 +1,178 @@
+"""The compilation cache is code metricc imports: another user's or a shared directory must never be used."""
+
+import json
+import os
+import stat
+import subprocess
+import sys
+import warnings
+from pathlib import Path
+
+import pytest
+import torch
+
+import metricc
+import metricc.compiler
+from metricc import load
+from metricc.load import UntrustedCacheWarning, cache_dir, load_source, source_key
+from metricc.options import make_options
+
+OTHER_UID = 12345
+PLANTED = "raise SystemExit('planted code ran')\n"
+
+
+@pytest.fixture(autouse=True)
+def _fresh_warnings(monkeypatch):
+    """Each test sees its own first warning."""
+    monkeypatch.setattr(load, "_warned", set())
+
+
+@pytest.fixture
+def cache(tmp_path, monkeypatch):
+    """A cache directory of this test's own, as METRICC_CACHE_DIR names it."""
+    directory = tmp_path / "cache"
+    monkeypatch.setenv("METRICC_CACHE_DIR", str(directory))
+    return directory
+
+
+def plant(directory: Path, expression: str) -> Path:
+    """What an attacker writes: a cache entry for expression whose source runs their code when imported."""
+    (directory / "sources").mkdir(parents=True, exist_ok=True)
+    entry = directory / "sources" / f"{source_key(expression, None, make_options())}.json"
+    entry.write_text(json.dumps({"name": "f1", "class": "F1Loss", "source": PLANTED}), encoding="utf-8")
+    return entry
+
+
+def refusals(caught) -> list:
+    return [warning for warning in caught if issubclass(warning.category, UntrustedCacheWarning)]
+
+
+def backward_once(loss) -> torch.Tensor:
+    preds = torch.rand(16, dtype=torch.float64, generator=torch.Generator().manual_seed(0)).requires_grad_()
+    loss(preds, (torch.arange(16) % 3 == 0).double()).backward()
+    return preds.grad
+
+
+def test_untrusted_reason_is_a_pure_check_of_owner_type_and_mode():
+    directory = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 1, 1000, 1000, 0, 0, 0, 0))
+    assert load.untrusted_reason(directory, 1000, "directory") is None
+    assert load.untrusted_reason(directory, None, "directory") is None
+    assert "uid 1000" in load.untrusted_reason(directory, 1001, "directory")
+    assert "not a file" in load.untrusted_reason(directory, 1000, "file")
+    for mode in (0o720, 0o702, 0o777):
+        shared = os.stat_result((stat.S_IFDIR | mode, 0, 0, 1, 1000, 1000, 0, 0, 0, 0))
+        assert "group or others can write" in load.untrusted_reason(shared, 1000, "directory")
+    link = os.stat_result((stat.S_IFLNK | 0o777, 0, 0, 1, 1000, 1000, 0, 0, 0, 0))
+    assert "symbolic link" in load.untrusted_reason(link, 1000, "directory")
+
+
+def test_an_entry_in_another_users_directory_is_never_executed(cache, monkeypatch):
+    plant(cache, "f1")
+    monkeypatch.setattr(load, "current_uid", lambda: OTHER_UID)
+    with pytest.warns(UntrustedCacheWarning, match=str(cache)):
+        loss = metricc.loss("f1")
+    assert backward_once(loss).abs().sum() > 0
+    assert Path(sys.modules[type(loss).__module__].__file__).parent != cache
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid") or os.getuid() != 0, reason="chown to another user needs root")
+def test_an_entry_chowned_to_another_user_is_never_executed(cache):
+    entry = plant(cache, "f1")
+    for path in (cache, cache / "sources", entry):
+        os.chown(path, OTHER_UID, OTHER_UID)
+    with pytest.warns(UntrustedCacheWarning, match=f"uid {OTHER_UID}"):
+        loss = metricc.loss("f1")
+    assert backward_once(loss).abs().sum() > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="no file owners on this platform")
+def test_another_users_entry_in_my_directory_is_not_read(cache):
+    entry = plant(cache, "f1")
+    for path in (cache, cache / "sources"):
+        path.chmod(0o700)
+    if os.getuid() == 0:
+        os.chown(entry, OTHER_UID, OTHER_UID)
+    else:
+        entry.chmod(0o666)
+    with pytest.warns(UntrustedCacheWarning, match=str(entry)):
+        loss = metricc.loss("f1")
+    assert backward_once(loss).abs().sum() > 0
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="no permission bits on this platform")
+@pytest.mark.parametrize("mode", [0o770, 0o707, 0o1777], ids=lambda mode: f"{mode:o}")
+def test_a_group_or_world_writable_cache_is_refused_with_one_warning(cache, mode):
+    plant(cache, "f1")
+    cache.chmod(mode)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        first = metricc.loss("f1")
+        metricc.loss("mcc")
+    (warning,) = refusals(caught)
+    assert str(cache) in str(warning.message) and "chmod 700" in str(warning.message)
+    assert backward_once(first).abs().sum() > 0
+    assert not list(cache.glob("*.py")), "nothing may be written to a refused cache"
+
+
+def test_a_symbolic_link_as_cache_is_refused(tmp_path, monkeypatch):
+    target = tmp_path / "elsewhere"
+    plant(target, "f1")
+    (tmp_path / "link").symlink_to(target, target_is_directory=True)
+    monkeypatch.setenv("METRICC_CACHE_DIR", str(tmp_path / "link"))
+    with pytest.warns(UntrustedCacheWarning, match="symbolic link"):
+        loss = metricc.loss("f1")
+    assert backward_once(loss).abs().sum() > 0
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="XDG_CACHE_HOME is the Linux convention")
+def test_the_default_cache_honours_xdg_and_is_private(tmp_path, monkeypatch):
+    monkeypatch.delenv("METRICC_CACHE_DIR")
+    monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "xdg"))
+    assert cache_dir() == tmp_path / "xdg" / "metricc"
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedCacheWarning)
+        load_source(f"VALUE = {str(tmp_path)!r}\n")
+    assert stat.S_IMODE(cache_dir().stat().st_mode) == 0o700
+    (module,) = cache_dir().glob("metricc_generated_*.py")
+    assert stat.S_IMODE(module.stat().st_mode) & 0o077 == 0
+
+
+def test_the_default_cache_is_not_in_the_shared_temporary_directory(monkeypatch):
+    monkeypatch.delenv("METRICC_CACHE_DIR")
+    monkeypatch.delenv("XDG_CACHE_HOME", raising=False)
+    assert not cache_dir().resolve().is_relative_to(Path(load.tempfile.gettempdir()).resolve())
+
+
+def test_a_second_compilation_is_served_from_the_cache(cache, monkeypatch):
+    expression = "(TP + 0.25) / (TP + FP + FN + 0.5)"
+    first = backward_once(metricc.loss(expression))
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("compiled again although the cache holds this metric")
+
+    monkeypatch.setattr(metricc.compiler, "compile_metric", refuse)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedCacheWarning)
+        second = backward_once(metricc.loss(expression))
+    torch.testing.assert_close(first, second, rtol=0, atol=0)
+
+
+def test_a_refused_cache_compiles_in_a_private_directory(cache, tmp_path, monkeypatch):
+    monkeypatch.setattr(load, "current_uid", lambda: OTHER_UID)
+    with pytest.warns(UntrustedCacheWarning):
+        module = load_source(f"VALUE = {str(tmp_path)!r}\n")
+    folder = Path(module.__file__).parent
+    assert module.VALUE == str(tmp_path) and folder != cache and folder.name.startswith("metricc-")
+    assert stat.S_IMODE(folder.stat().st_mode) == 0o700
+
+
+@pytest.mark.skipif(not hasattr(os, "getuid"), reason="no permission bits on this platform")
+def test_the_private_directory_is_removed_when_the_process_exits(cache):
+    cache.mkdir()
+    cache.chmod(0o777)
+    script = "import metricc.load as l; print(l.load_source('VALUE = 3\\n').__file__)"
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=dict(os.environ))
+    assert result.returncode == 0, result.stderr
+    assert "UntrustedCacheWarning" in result.stderr and str(cache) in result.stderr
+    module = Path(result.stdout.strip())
+    assert module.name.startswith("metricc_generated_") and not module.parent.exists()
