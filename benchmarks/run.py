@@ -1,6 +1,7 @@
 """metricc benchmarks: one command, Markdown tables of ratios measured side by side in one run.
 
-    python benchmarks/run.py                      # the full suite on the CPU (about 15 minutes on 2 cores)
+    python benchmarks/run.py                      # the full suite on the CPU (about 18 minutes on 2 cores)
+    python benchmarks/run.py --metrics QWK --sections speed,memory   # only the QWK rows (about 4 minutes)
     python benchmarks/run.py --quick              # small sizes, few repetitions (a minute or two)
     python benchmarks/run.py --device cuda        # the same suite on a GPU
     python benchmarks/run.py --output benchmarks/RESULTS.md
@@ -66,7 +67,8 @@ def custom_formula(tp, fp, fn, tn):
     )
 
 
-METRICS = {"F1": ("f1", f1_formula), "MCC": ("mcc", mcc_formula), "custom": (CUSTOM, custom_formula)}
+# mcc_ovr: the per-class (one-vs-rest) MCC the naive module averages; "mcc" with task="multiclass" is the matrix MCC
+METRICS = {"F1": ("f1", f1_formula), "MCC": ("mcc_ovr", mcc_formula), "custom": (CUSTOM, custom_formula)}
 MATRIX_METRICS = {"QWK": "qwk"}
 
 

@@ -31,6 +31,7 @@ def test_benchmark_rejects_unknown_contender():
 def test_naive_kappa_contender_computes_metricc_qwk_loss_and_gradient():
     spec = importlib.util.spec_from_file_location("benchmark_run", ROOT / "benchmarks" / "run.py")
     run = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = run  # its dataclasses look their module up there
     spec.loader.exec_module(run)
     kappa_rows = [w for w in run.workloads(quick=True) if "QWK" in w.metrics]
     assert len(kappa_rows) == 2
