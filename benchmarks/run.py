@@ -1,6 +1,7 @@
 """metricc benchmarks: one command, Markdown tables of ratios measured side by side in one run.
 
-    python benchmarks/run.py                      # the full suite on the CPU (about 15 minutes on 2 cores)
+    python benchmarks/run.py                      # the full suite on the CPU (about 18 minutes on 2 cores)
+    python benchmarks/run.py --metrics QWK --sections speed,memory   # only the QWK rows (about 4 minutes)
     python benchmarks/run.py --quick              # small sizes, few repetitions (a minute or two)
     python benchmarks/run.py --device cuda        # the same suite on a GPU
     python benchmarks/run.py --output benchmarks/RESULTS.md
@@ -11,6 +12,9 @@ Contenders, for one forward and backward pass of the loss:
   (c) metricc's emitted module, eager;   (d) (c) under torch.compile;   (e) (c) under torch.jit.script;
   (f) floor: one read of preds and target producing a sum (torch.dot, or two sums for class-index
       targets), then one elementwise pass writing a tensor the size of preds (the gradient).
+For QWK (a metric of the whole C x C soft confusion matrix, its own workloads), (a) is TensorFlow Addons'
+WeightedKappaLoss ported to torch (O / E = 1 - soft QWK, autograd through everything) and (c) is
+metricc.loss("qwk", task="multiclass"); the two must agree in loss and gradient before they are timed.
 Times are medians over interleaved rounds: every round runs each contender once in turn, so load from other
 processes falls on all of them alike. Ratios are of those medians. Each workload runs in a fresh process.
 """
@@ -63,7 +67,9 @@ def custom_formula(tp, fp, fn, tn):
     )
 
 
-METRICS = {"F1": ("f1", f1_formula), "MCC": ("mcc", mcc_formula), "custom": (CUSTOM, custom_formula)}
+# mcc_ovr: the per-class (one-vs-rest) MCC the naive module averages; "mcc" with task="multiclass" is the matrix MCC
+METRICS = {"F1": ("f1", f1_formula), "MCC": ("mcc_ovr", mcc_formula), "custom": (CUSTOM, custom_formula)}
+MATRIX_METRICS = {"QWK": "qwk"}
 
 
 class NaiveLoss(torch.nn.Module):
@@ -88,6 +94,44 @@ class NaiveLoss(torch.nn.Module):
         return 1 - self.formula(tp, fp, fn, tn).mean()
 
 
+class NaiveKappaLoss(torch.nn.Module):
+    """TensorFlow Addons' WeightedKappaLoss in torch: W = (i - j)^2 / (C - 1)^2, O = sum W * (y^T p),
+    E = sum W * (row sums x column sums) / N, loss O / E = 1 - soft QWK (per image for (B, C, H, W) preds)."""
+
+    def __init__(self, classes: int):
+        super().__init__()
+        index = torch.arange(classes, dtype=torch.float32)
+        self.register_buffer("weights", (index[:, None] - index[None, :]) ** 2 / (classes - 1) ** 2)
+        self.classes = classes
+
+    def forward(self, preds, target):
+        y = torch.nn.functional.one_hot(target, self.classes).to(preds.dtype)
+        weights = self.weights.to(preds.dtype)
+        if preds.dim() == 2:
+            observed, truth, predicted, count = y.t() @ preds, y.sum(0), preds.sum(0), preds.shape[0]
+        else:
+            observed = torch.einsum("bhwi,bjhw->bij", y, preds)
+            truth, predicted, count = y.sum((1, 2)), preds.sum((2, 3)), preds.shape[2] * preds.shape[3]
+        expected = truth.unsqueeze(-1) * predicted.unsqueeze(-2) / count
+        return ((weights * observed).sum((-2, -1)) / (weights * expected).sum((-2, -1))).mean()
+
+
+def assert_same_loss_and_gradient(naive: Callable, compiled: Callable, preds: torch.Tensor, target: torch.Tensor) -> None:
+    """A hand-written contender must compute metricc's loss: value and gradient by the logits agree to 1e-6 in
+    float64. By the logits, as in training: by the probabilities the two differ by a constant per row (metricc's
+    N is the matrix's sum, TFA's the batch size), which the softmax removes."""
+    results = []
+    for loss in (naive, compiled):
+        logits = preds.detach().double().log().requires_grad_(True)
+        value = loss(torch.softmax(logits, 1), target)
+        value.backward()
+        results.append((value.item(), logits.grad))
+    (value, gradient), (expected_value, expected_gradient) = results
+    assert abs(value - expected_value) <= 1e-6, f"naive loss {value} != metricc's {expected_value}"
+    difference = (gradient - expected_gradient).abs().max().item()
+    assert difference <= 1e-6 * expected_gradient.abs().max().item(), f"naive and metricc gradients differ by {difference}"
+
+
 def floor(preds: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
     """One read of preds and target producing a sum, one elementwise pass writing the 'gradient'."""
     if target.shape == preds.shape and target.dtype == preds.dtype:
@@ -104,6 +148,7 @@ class Workload:
     make: Callable[[torch.device], Tuple[torch.Tensor, torch.Tensor]]
     options: Dict[str, object]
     classes: int = 1
+    metrics: Tuple[str, ...] = tuple(METRICS)
 
 
 def workloads(quick: bool) -> List[Workload]:
@@ -132,9 +177,16 @@ def workloads(quick: bool) -> List[Workload]:
         options = {"task": "multiclass", "average": "macro", "multidim_average": "samplewise"}
         return Workload(f"dense B={b}, C={c}, {side}x{side}, per image", "dense", make, options, c)
 
+    def kappa(workload: Workload) -> Workload:
+        """The same inputs measured for QWK, the kappa of the whole matrix, rather than a per-class count metric."""
+        options = {key: value for key, value in workload.options.items() if key != "average"}
+        name = "qwk " + workload.name.replace(", macro", "")
+        return Workload(name, workload.layout, workload.make, options, workload.classes, tuple(MATRIX_METRICS))
+
     if quick:
-        return [binary(256), binary(10_000), multiclass(512, 10), dense(2, 4, 32)]
-    return [binary(256), binary(10_000), binary(1_000_000), binary(10_000_000), multiclass(4096, 100), dense(8, 4, 256)]
+        return [binary(256), binary(10_000), multiclass(512, 10), dense(2, 4, 32), kappa(multiclass(512, 5)), kappa(dense(2, 5, 32))]
+    counts = [binary(256), binary(10_000), binary(1_000_000), binary(10_000_000), multiclass(4096, 100), dense(8, 4, 256)]
+    return counts + [kappa(multiclass(4096, 5)), kappa(multiclass(4096, 100)), kappa(dense(8, 5, 256))]
 
 
 def synchronize(device: torch.device) -> None:
@@ -180,10 +232,15 @@ def median_times(steps: Dict[str, Callable[[], None]], device: torch.device, rou
 
 
 def build_contenders(metric: str, workload: Workload, device: torch.device, chosen: str, validate: bool = True) -> Dict[str, Callable]:
-    expression, formula = METRICS[metric]
     torch._dynamo.reset()  # each row compiles afresh: no recompile limits, no graphs shared between rows
-    naive = NaiveLoss(formula, workload.layout, workload.classes).to(device)
-    compiled = metricc.loss(expression, direction="maximize", validate_args=validate, **workload.options).to(device)
+    if metric in MATRIX_METRICS:
+        naive = NaiveKappaLoss(workload.classes).to(device)
+        compiled = metricc.loss(MATRIX_METRICS[metric], validate_args=validate, **workload.options).to(device)
+        assert_same_loss_and_gradient(naive, compiled, *workload.make(device))
+    else:
+        expression, formula = METRICS[metric]
+        naive = NaiveLoss(formula, workload.layout, workload.classes).to(device)
+        compiled = metricc.loss(expression, direction="maximize", validate_args=validate, **workload.options).to(device)
     built: Dict[str, Callable] = {}
     if "a" in chosen:
         built["a"] = naive
@@ -209,6 +266,9 @@ def speed_and_memory_tables(args, device: torch.device) -> Tuple[str, str]:
     for workload in workloads(args.quick):
         if (args.only and args.only not in workload.name) or (args.workload and args.workload != workload.name):
             continue
+        metrics = [m for m in args.metrics if m in workload.metrics]
+        if not metrics:
+            continue
         if not args.workload:
             rows = workload_in_child(args, workload.name)
             speed += [row for row in rows if row.count("|") == speed[0].count("|")]
@@ -216,7 +276,7 @@ def speed_and_memory_tables(args, device: torch.device) -> Tuple[str, str]:
             continue
         preds, target = workload.make(device)
         preds.requires_grad_(True)
-        for metric in args.metrics:
+        for metric in metrics:
             losses = build_contenders(metric, workload, device, args.contenders, not args.no_validation)
             if "speed" in args.sections:
                 steps = {k: step_function(loss, preds, target) for k, loss in losses.items()}
@@ -397,7 +457,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--device", default="cpu", help="cpu or cuda (default cpu)")
     parser.add_argument("--threads", type=int, help="torch.set_num_threads (default: torch's choice)")
     parser.add_argument("--contenders", default="".join(CONTENDERS), help="subset of abcdef (default all)")
-    parser.add_argument("--metrics", default=",".join(METRICS), help="subset of F1,MCC,custom")
+    parser.add_argument("--metrics", default=",".join([*METRICS, *MATRIX_METRICS]), help="subset of F1,MCC,custom (count metrics) and QWK (its own workloads)")
     parser.add_argument("--only", default="", help="only workloads whose name contains this text (e.g. binary)")
     parser.add_argument("--workload", default="", help="measure this one workload in this process (each runs in its own)")
     parser.add_argument("--sections", default="speed,memory,compile,first-call,cli", help="which tables")
@@ -407,7 +467,7 @@ def main(argv: Optional[List[str]] = None) -> int:
     parser.add_argument("--output", help="also write the tables, machine and command to this Markdown file")
     args = parser.parse_args(argv)
     args.metrics = [m for m in args.metrics.split(",") if m]
-    unknown = sorted(set(args.metrics) - set(METRICS)) + sorted(set(args.contenders) - set(CONTENDERS))
+    unknown = sorted(set(args.metrics) - set(METRICS) - set(MATRIX_METRICS)) + sorted(set(args.contenders) - set(CONTENDERS))
     if unknown:
         parser.error(f"unknown metric or contender: {', '.join(unknown)}")
     args.rounds = args.rounds or (3 if args.quick else 15)

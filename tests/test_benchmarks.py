@@ -1,5 +1,6 @@
 """The benchmark command runs (quick mode, the cheap contenders) and prints its tables; no timings are checked."""
 
+import importlib.util
 import subprocess
 import sys
 from pathlib import Path
@@ -25,3 +26,16 @@ def test_benchmark_rejects_unknown_contender():
     command = [sys.executable, str(ROOT / "benchmarks" / "run.py"), "--contenders", "az"]
     result = subprocess.run(command, capture_output=True, text=True, timeout=120, cwd=ROOT)
     assert result.returncode != 0 and "unknown metric or contender: z" in result.stderr
+
+
+def test_naive_kappa_contender_computes_metricc_qwk_loss_and_gradient():
+    spec = importlib.util.spec_from_file_location("benchmark_run", ROOT / "benchmarks" / "run.py")
+    run = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = run  # its dataclasses look their module up there
+    spec.loader.exec_module(run)
+    kappa_rows = [w for w in run.workloads(quick=True) if "QWK" in w.metrics]
+    assert len(kappa_rows) == 2
+    for workload in kappa_rows:
+        contenders = run.build_contenders("QWK", workload, run.torch.device("cpu"), "ac")  # asserts the agreement
+        preds, target = workload.make(run.torch.device("cpu"))
+        assert abs(contenders["a"](preds, target).item() - contenders["c"](preds, target).item()) < 1e-5

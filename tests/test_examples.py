@@ -36,6 +36,7 @@ def test_quickstart_exits_zero_in_a_fresh_process():
         ("multiclass", [], ["| ce |", "| ce+macro_f1-identity |"]),
         ("segmentation", [], ["| bce |", "| tversky-identity |", "| bce+dice-identity |"]),
         ("segmentation", ["--task", "multiclass", "--losses", "ce,dice-identity,ce+dice-anyloss"], ["| ce |", "| ce+dice-anyloss |"]),
+        ("ordinal", [], ["| loss | qwk | accuracy | mae |", "| ce |", "| qwk |", "| ce+qwk |", "### diabetes", "### synthetic"]),
     ],
 )
 def test_example_smoke_run_prints_a_table_and_plots(script, arguments, rows, tmp_path, capsys):
@@ -47,7 +48,7 @@ def test_example_smoke_run_prints_a_table_and_plots(script, arguments, rows, tmp
     assert plot.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.parametrize("script, valid", [("tabular", "bce+f1-identity"), ("multiclass", "ce+macro_f1-identity"), ("segmentation", "tversky-identity")])
+@pytest.mark.parametrize("script, valid", [("tabular", "bce+f1-identity"), ("multiclass", "ce+macro_f1-identity"), ("segmentation", "tversky-identity"), ("ordinal", "ce+qwk")])
 def test_unknown_loss_lists_the_valid_ones(script, valid, capsys):
     with pytest.raises(SystemExit) as stopped:
         _load(script).main(["--losses", "focal", "--smoke"])
