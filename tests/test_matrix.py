@@ -261,3 +261,31 @@ def test_grad_shows_partials_per_aggregate_and_the_matrix_gradient(capsys):
     assert "d quadratic_kappa / d EXPECTED_QUADRATIC" in out and "G[i, j]" in out
     assert main(["explain", "qwk"]) == 0
     assert "G[i, j]" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("dense", [False, True], ids=["rows", "dense"])
+def test_large_inputs_keep_nothing_prediction_sized_and_match_the_scripted_surrogate(dense):
+    """Above 65536 elements a custom autograd Function keeps G, the labels and the mask: no N x C tensor (identity
+    approximation, probabilities); its gradient equals TorchScript's surrogate path."""
+    shape, labels_shape = ((3, 5, 120, 120), (3, 120, 120)) if dense else ((20_000, 5), (20_000,))
+    g = torch.Generator().manual_seed(7)
+    probs = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), 1)
+    labels = torch.randint(0, 5, labels_shape, generator=g)
+    loss = loss_of("qwk")
+    kept = []
+
+    def pack(tensor):
+        kept.append(tensor.numel())
+        return tensor
+
+    leaf = probs.clone().requires_grad_(True)
+    with torch.autograd.graph.saved_tensors_hooks(pack, lambda tensor: tensor):
+        value = loss(leaf, labels)
+    value.backward()
+    assert max(kept) < probs.numel() / 2
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(loss_of("qwk"))
+    other = probs.clone().requires_grad_(True)
+    scripted(other, labels).backward()
+    torch.testing.assert_close(leaf.grad, other.grad, rtol=1e-12, atol=1e-15)

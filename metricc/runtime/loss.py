@@ -13,7 +13,7 @@ from .backward import closed_form_function, counts_fit_floats, loss_from_floats,
 from .compound import cross_entropy
 from .counts import counted_in_blocks, slope_varies, soft_counts
 from .inputs import canonical_layout, count_dims, validate_inputs
-from .matrix import matrix_aggregates, matrix_gradient, sample_weights, soft_matrix
+from .matrix import matrix_aggregates, matrix_gradient, matrix_gradient_function, sample_weights, soft_matrix
 from .options import OPTION_NAMES, InvalidOption, matrix_option_problem, parameter_problem, validate_options
 from .reduce import absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, row_sums, running_counts
 
@@ -324,10 +324,15 @@ class MatrixLossBase(LossBase):
             value = self.formula(aggregates)
         else:
             value, partials = self.formula_and_partials(aggregates)
-            weights = sample_weights(matrix_gradient(pooled, partials), counted, labels, mask, per_row)
-            weights = weights * (scale * count_scale) if slope is None else weights * slope * (scale * count_scale)
-            surrogate = (weights * leaf).sum([1, 2]) if per_row else (weights * leaf).sum().reshape(1)
-            value = value + (surrogate - surrogate.detach())
+            gradient = matrix_gradient(pooled, partials)
+            if uses_surrogate(leaf):
+                weights = sample_weights(gradient * (scale * count_scale), counted, labels, mask, per_row)
+                if slope is not None:
+                    weights = weights * slope
+                surrogate = (weights * leaf).sum([1, 2]) if per_row else (weights * leaf).sum().reshape(1)
+                value = value + (surrogate - surrogate.detach())
+            else:
+                value = matrix_gradient_function(value, leaf, gradient, counted, labels, slope, mask, scale * count_scale, per_row)
         loss = self.sign * self._mean(value, per_row) + self.offset
         if self.ce_weight > 0.0:
             loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
@@ -360,7 +365,10 @@ class MatrixLossBase(LossBase):
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
             values = leaf.detach()
         with_slope = leaf.requires_grad and torch.is_grad_enabled()
-        hard, complement, slope = soft_block(values, False, self.approximation, self.steepness, self.threshold, self.width, with_slope, None, None)
+        hard = values
+        slope: Optional[Tensor] = None
+        if self.approximation != "identity":
+            hard, complement, slope = soft_block(values, False, self.approximation, self.steepness, self.threshold, self.width, with_slope, None, None)
         if mask is not None:
             target = target * mask
         per_row = self.multidim_average == "samplewise"

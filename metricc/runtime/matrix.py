@@ -22,10 +22,12 @@ def weight_matrix(weighting: str, classes: int, like: Tensor) -> Tensor:
 
 def soft_matrix(hard: Tensor, target: Tensor, per_row: bool) -> Tensor:
     """M of (rows, classes, positions) soft predictions and a masked one-hot target: (rows, C, C) per image with
-    per_row, else (1, C, C) over everything."""
+    per_row, else (1, C, C) over everything. Matrix products on views, never a transposed copy of the inputs."""
     if per_row:
-        return torch.einsum("bip,bjp->bij", target, hard)
-    return torch.einsum("bip,bjp->ij", target, hard).unsqueeze(0)
+        return torch.bmm(target, hard.transpose(1, 2))
+    if hard.shape[2] == 1:
+        return torch.mm(target[:, :, 0].t(), hard[:, :, 0]).unsqueeze(0)
+    return torch.bmm(target, hard.transpose(1, 2)).sum(0, keepdim=True)
 
 
 def matrix_aggregates(matrix: Tensor, names: List[str]) -> Dict[str, Tensor]:
@@ -79,20 +81,46 @@ def matrix_gradient(matrix: Tensor, partials: Dict[str, Tensor]) -> Tensor:
 
 
 def sample_weights(gradient: Tensor, target: Tensor, labels: Optional[Tensor], mask: Optional[Tensor], per_row: bool) -> Tensor:
-    """d metric / d a[n, j] = sum_i y[n, i] G[i, j], as (rows, C, positions): one gather of G's rows by the labels
-    for class-index targets, else a product with the one-hot target; zero at ignored positions."""
+    """d metric / d a[n, j] = sum_i y[n, i] G[i, j], as (rows, C, positions): for class-index targets one gather
+    of G's columns by the labels, written in that layout; else a product with the one-hot target. Zero at
+    ignored positions."""
     if labels is not None:
         batch, _, positions = labels.shape
         classes = gradient.shape[2]
-        if per_row:
-            index = labels.reshape(batch, positions, 1).expand(batch, positions, classes)
-            weights = torch.gather(gradient, 1, index)
-        else:
-            weights = gradient[0].index_select(0, labels.reshape(-1)).reshape(batch, positions, classes)
-        weights = weights.transpose(1, 2)
-        if mask is not None:
-            weights = weights * mask
-        return weights
+        by_prediction = gradient.transpose(1, 2).expand(batch, classes, classes)
+        weights = torch.gather(by_prediction, 2, labels.expand(batch, classes, positions))
+        return weights if mask is None else weights.mul_(mask)
     if per_row:
-        return torch.einsum("bip,bij->bjp", target, gradient)
-    return torch.einsum("bip,ij->bjp", target, gradient[0])
+        return torch.bmm(gradient.transpose(1, 2), target)
+    return torch.matmul(gradient[0].t(), target)
+
+
+class MatrixGradient(torch.autograd.Function):
+    """Identity on the detached per-row metric values; the backward pass gives a[n, j] the weight G[label of n, j]
+    times A'(p). It keeps G (C x C), the labels (or the one-hot target), the mask and the slope where A' varies:
+    for class-index targets and the identity approximation, nothing the size of the predictions."""
+
+    @staticmethod
+    def forward(ctx, value, leaf, gradient, target, labels, slope, mask, scale: float, per_row: bool):
+        ctx.scale, ctx.per_row, ctx.leaf_dtype, ctx.from_labels = scale, per_row, leaf.dtype, labels is not None
+        ctx.save_for_backward(gradient, labels if labels is not None else target, slope, mask)
+        return value.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        gradient, target, slope, mask = ctx.saved_tensors
+        labels = target if ctx.from_labels else None
+        scaled = gradient * (grad.reshape(-1, 1, 1) * ctx.scale)
+        weights = sample_weights(scaled, target, labels, mask, ctx.per_row)
+        if slope is not None:
+            weights = weights.mul_(slope)
+        return None, weights.to(ctx.leaf_dtype), None, None, None, None, None, None, None
+
+
+@torch.jit.unused
+def matrix_gradient_function(
+    value: Tensor, leaf: Tensor, gradient: Tensor, target: Tensor, labels: Optional[Tensor], slope: Optional[Tensor],
+    mask: Optional[Tensor], scale: float, per_row: bool,
+) -> Tensor:
+    """value, with MatrixGradient's backward pass."""
+    return MatrixGradient.apply(value, leaf, gradient, target, labels, slope, mask, scale, per_row)
