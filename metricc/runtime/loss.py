@@ -373,7 +373,7 @@ class MatrixLossBase(LossBase):
             target = target * mask
         per_row = self.multidim_average == "samplewise"
         scale = approximation_scale(self.approximation, self.steepness, self.width)
-        return soft_matrix(hard, target, per_row), target, labels, slope, scale, leaf, mask, per_row
+        return soft_matrix(hard, target, labels, mask, per_row), target, labels, slope, scale, leaf, mask, per_row
 
     def _pooled(self, matrix: Tensor, per_row: bool, running: bool) -> Tuple[Tensor, float]:
         """The matrix the formula sees (summed over ranks, mixed with running counts) and its derivative by this batch's."""

@@ -7,6 +7,8 @@ from typing import Dict, List, Optional
 import torch
 from torch import Tensor
 
+from .inputs import fused_kernels
+
 
 def weight_matrix(weighting: str, classes: int, like: Tensor) -> Tensor:
     """W: 1 - delta (UNWEIGHTED), |i - j| / (C - 1) (LINEAR) or (i - j)^2 / (C - 1)^2 (QUADRATIC)."""
@@ -20,14 +22,21 @@ def weight_matrix(weighting: str, classes: int, like: Tensor) -> Tensor:
     return difference * difference / (scale * scale)
 
 
-def soft_matrix(hard: Tensor, target: Tensor, per_row: bool) -> Tensor:
+def soft_matrix(hard: Tensor, target: Tensor, labels: Optional[Tensor], mask: Optional[Tensor], per_row: bool) -> Tensor:
     """M of (rows, classes, positions) soft predictions and a masked one-hot target: (rows, C, C) per image with
-    per_row, else (1, C, C) over everything. Matrix products on views, never a transposed copy of the inputs."""
+    per_row, else (1, C, C) over everything. Matrix products on views, never a transposed copy of the inputs; for
+    (N, C) inputs with class indices, eagerly on the CPU, each row added to its label's row of M (N C additions,
+    where the product with the one-hot target takes N C^2; a GPU keeps the product, whose sums do not depend on
+    timing, and torch.compile the product, which it fuses with the one-hot comparison)."""
+    classes = hard.shape[1]
     if per_row:
         return torch.bmm(target, hard.transpose(1, 2))
-    if hard.shape[2] == 1:
+    if hard.shape[2] > 1:
+        return torch.bmm(target, hard.transpose(1, 2)).sum(0, keepdim=True)
+    if labels is None or hard.device.type != "cpu" or fused_kernels():
         return torch.mm(target[:, :, 0].t(), hard[:, :, 0]).unsqueeze(0)
-    return torch.bmm(target, hard.transpose(1, 2)).sum(0, keepdim=True)
+    rows = hard[:, :, 0] if mask is None else hard[:, :, 0] * mask[:, :, 0]
+    return torch.zeros([classes, classes], dtype=hard.dtype, device=hard.device).index_add_(0, labels.reshape(-1), rows).unsqueeze(0)
 
 
 def matrix_aggregates(matrix: Tensor, names: List[str]) -> Dict[str, Tensor]:
@@ -87,8 +96,13 @@ def sample_weights(gradient: Tensor, target: Tensor, labels: Optional[Tensor], m
     if labels is not None:
         batch, _, positions = labels.shape
         classes = gradient.shape[2]
-        by_prediction = gradient.transpose(1, 2).expand(batch, classes, classes)
-        weights = torch.gather(by_prediction, 2, labels.expand(batch, classes, positions))
+        if positions == 1:
+            # one position per row: the weights of row n are G's row of its label, copied whole
+            rows = torch.gather(gradient, 1, labels.expand(batch, 1, classes)) if per_row else gradient[0].index_select(0, labels.reshape(-1))
+            weights = rows.reshape(batch, classes, 1)
+        else:
+            by_prediction = gradient.transpose(1, 2).expand(batch, classes, classes)
+            weights = torch.gather(by_prediction, 2, labels.expand(batch, classes, positions))
         return weights if mask is None else weights.mul_(mask)
     if per_row:
         return torch.bmm(gradient.transpose(1, 2), target)
