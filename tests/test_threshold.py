@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 import torch
 from hypothesis import given, settings
+from torch.utils._python_dispatch import TorchDispatchMode
 from hypothesis import strategies as st
 from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, matthews_corrcoef, precision_score
 
@@ -218,3 +219,32 @@ def test_cli_bad_file_is_one_error_line_and_exit_2(tmp_path, capsys, text, messa
     error = capsys.readouterr().err
     assert error.startswith("metricc: error: ") and message in error
     assert error.count("\n") == 1
+
+
+class _HostReads(TorchDispatchMode):
+    """Counts what a computation reads back to the host: scalars, and copies to another device."""
+
+    def __init__(self):
+        super().__init__()
+        self.scalars, self.device_copies = 0, 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        kwargs = kwargs or {}
+        if func is torch.ops.aten._local_scalar_dense.default:
+            self.scalars += 1
+        if func is torch.ops.aten._to_copy.default and kwargs.get("device") is not None:
+            self.device_copies += 1
+        return func(*args, **kwargs)
+
+
+@pytest.mark.parametrize("n", [1_000, 200_000])
+def test_scores_never_leave_their_device_only_a_few_scalars_do(n):
+    """On a GPU tensor nothing of size N may be copied to the host: the same few scalar reads at any N, no copy
+    to another device (checked on the CPU through the dispatcher, since this machine has no GPU)."""
+    g = torch.Generator().manual_seed(n)
+    scores, target = torch.rand(n, generator=g), (torch.rand(n, generator=g) < 0.3).float()
+    metricc.threshold_curve("f1", scores, target)  # compiled outside the count
+    with _HostReads() as reads:
+        curve = metricc.threshold_curve("f1", scores, target)
+    assert reads.device_copies == 0 and reads.scalars <= 4
+    assert curve.thresholds.device == scores.device and curve.values.device == scores.device
