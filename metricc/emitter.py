@@ -161,6 +161,43 @@ def _literal(value: object) -> str:
     return repr(value)
 
 
+def _parameter_lines(parameters: Sequence[Parameter]) -> str:
+    return "\n".join(
+        f"    {p.name} = {float(p.default)!r}, domain {p.domain_text()} (written {parameter_variable(p)} below)" for p in parameters
+    ) or "    none"
+
+
+def _imports_text(standalone: bool) -> str:
+    if standalone:
+        return "This file imports only torch: metricc's runtime is inlined below the formula (metricc compile --standalone)."
+    return "This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula."
+
+
+def _class_attributes(name: str, options: LossOptions, parameters: Sequence[Parameter]) -> str:
+    """The subclass's name, constructor defaults and parameters with their domains, as class attributes."""
+    defaults = ", ".join(f"{_literal(option)}: {_literal(value)}" for option, value in class_defaults(options).items())
+    domains = ", ".join(
+        f"{_literal(p.name)}: ({_literal(float(p.default))}, {_literal(p.lower)}, {_literal(p.upper)}, {p.lower_open}, {p.upper_open})"
+        for p in parameters
+    )
+    return f"    metric_name = {_literal(name)}\n    defaults = {{{defaults}}}\n    metric_parameters = {{{domains}}}\n"
+
+
+def _module_file(docstring: str, metric_code: str, base_class: str, typing_names: str, standalone: bool) -> str:
+    """The file: docstring, imports (of the runtime, or the runtime inlined), then the metric's code."""
+    if standalone:
+        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime()
+    else:
+        helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
+        lines = ["import math"] if "math." in metric_code else []
+        lines += [f"from typing import {typing_names}", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
+        if helpers:
+            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}")
+        lines += [f"from metricc.runtime.loss import {base_class}", "", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})"]
+        header = "\n".join(lines)
+    return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
+
+
 def _docstring(derivation: Derivation, name: str, loss_class: str, options: LossOptions, safe: GuardedDerivation, standalone: bool) -> str:
     parameters = derivation.definition.parameters
     loss_text = f"1 - {name}" if options.direction == "maximize" else name
@@ -169,14 +206,6 @@ def _docstring(derivation: Derivation, name: str, loss_class: str, options: Loss
         _wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in zip(COUNT_NAMES, derivation.partials)
     )
     singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in safe.singularities) or "    none"
-    parameter_lines = "\n".join(
-        f"    {p.name} = {float(p.default)!r}, domain {p.domain_text()} (written {parameter_variable(p)} below)" for p in parameters
-    ) or "    none"
-    imports = (
-        "This file imports only torch: metricc's runtime is inlined below the formula (metricc compile --standalone)."
-        if standalone
-        else "This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula."
-    )
     return _doc_text(
         f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
         f"Metric ({options.direction}d; the loss is {loss_text}):\n\n"
@@ -185,20 +214,15 @@ def _docstring(derivation: Derivation, name: str, loss_class: str, options: Loss
         f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
         f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
         f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
-        f"Metric parameters:\n{parameter_lines}\n\n"
+        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
         f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
         "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
-        f"{imports}\nIt is generated: edit the metric, not this file."
+        f"{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
     )
 
 
 def _class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter]) -> str:
     """The subclass: name, constructor defaults, parameters with their domains, and the three formula hooks."""
-    defaults = ", ".join(f"{_literal(option)}: {_literal(value)}" for option, value in class_defaults(options).items())
-    domains = ", ".join(
-        f"{_literal(p.name)}: ({_literal(float(p.default))}, {_literal(p.lower)}, {_literal(p.upper)}, {p.lower_open}, {p.upper_open})"
-        for p in parameters
-    )
     values = "".join(f', self.parameter_values["{p.name}"]' for p in parameters)
     hooks = (
         ("formula", "Tensor", "Tensor", "metric_value"),
@@ -213,9 +237,7 @@ def _class_source(name: str, loss_class: str, options: LossOptions, parameters: 
     return (
         f"class {loss_class}(CountLossBase):\n"
         f'    """{name} as a loss; CountLossBase documents the inputs and the options."""\n\n'
-        f"    metric_name = {_literal(name)}\n"
-        f"    defaults = {{{defaults}}}\n"
-        f"    metric_parameters = {{{domains}}}\n\n"
+        f"{_class_attributes(name, options, parameters)}\n"
         f"{methods}"
     )
 
@@ -241,17 +263,7 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions, standal
     ]
     metric_code = "\n\n".join(functions) + "\n\n" + _class_source(name, loss_class, options, parameters)
     docstring = _docstring(derivation, name, loss_class, options, safe, standalone)
-    if standalone:
-        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime()
-    else:
-        helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
-        lines = ["import math"] if "math." in metric_code else []
-        lines += ["from typing import Tuple", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
-        if helpers:
-            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}")
-        lines += ["from metricc.runtime.loss import CountLossBase", "", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})"]
-        header = "\n".join(lines)
-    return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
+    return _module_file(docstring, metric_code, "CountLossBase", "Tuple", standalone)
 
 
 @lru_cache(maxsize=1)
@@ -322,33 +334,17 @@ def emit_matrix_module(derivation: MatrixDerivation, name: str, options: LossOpt
     ]
     metric_code = "\n\n".join(functions) + "\n\n" + _matrix_class_source(name, loss_class, options, parameters, derivation.aggregates)
     docstring = _matrix_docstring(derivation, name, loss_class, options, tuple(unique.values()), standalone)
-    if standalone:
-        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime()
-    else:
-        helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
-        lines = ["from typing import Dict, Tuple", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
-        if helpers:
-            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}")
-        lines += ["from metricc.runtime.loss import MatrixLossBase", "", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})"]
-        header = "\n".join(lines)
-    return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
+    return _module_file(docstring, metric_code, "MatrixLossBase", "Dict, Tuple", standalone)
 
 
 def _matrix_class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter], aggregates: Sequence[str]) -> str:
-    defaults = ", ".join(f"{_literal(option)}: {_literal(value)}" for option, value in class_defaults(options).items())
-    domains = ", ".join(
-        f"{_literal(p.name)}: ({_literal(float(p.default))}, {_literal(p.lower)}, {_literal(p.upper)}, {p.lower_open}, {p.upper_open})"
-        for p in parameters
-    )
     arguments = ", ".join([f'aggregates["{a}"]' for a in aggregates] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
     partial_names = ", ".join(f"d_{aggregate_variable(a)}" for a in aggregates)
     partial_dict = ", ".join(f'"{a}": d_{aggregate_variable(a)}' for a in aggregates)
     return (
         f"class {loss_class}(MatrixLossBase):\n"
         f'    """{name} as a loss; MatrixLossBase documents the inputs and the options."""\n\n'
-        f"    metric_name = {_literal(name)}\n"
-        f"    defaults = {{{defaults}}}\n"
-        f"    metric_parameters = {{{domains}}}\n"
+        f"{_class_attributes(name, options, parameters)}"
         f"    aggregates = ({', '.join(_literal(a) for a in aggregates)}{',' if len(aggregates) == 1 else ''})\n\n"
         f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
         f"        return metric_value({arguments})\n\n"
@@ -366,14 +362,6 @@ def _matrix_docstring(
     aggregate_lines = "\n".join(f"    {a}: {MATRIX_AGGREGATES[a]}" for a in derivation.aggregates)
     partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
     singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in singularities) or "    none"
-    parameter_lines = "\n".join(
-        f"    {p.name} = {float(p.default)!r}, domain {p.domain_text()} (written {parameter_variable(p)} below)" for p in parameters
-    ) or "    none"
-    imports = (
-        "This file imports only torch: metricc's runtime is inlined below the formula (metricc compile --standalone)."
-        if standalone
-        else "This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula."
-    )
     return _doc_text(
         f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
         f"Metric of the whole C x C soft confusion matrix M[i, j] = sum_n y[n, i] a[n, j] (true class i, predicted\n"
@@ -384,7 +372,7 @@ def _matrix_docstring(
         "Gradient with respect to the matrix (the backward pass uses it, not autograd through the formula):\n\n"
         f"{_wrap(f'G[i, j] = d {name} / d M[i, j] = {derivation.gradient_text()}', '    ')}\n"
         "    and the weight of a[n, j] is G[label of n, j].\n\n"
-        f"Metric parameters:\n{parameter_lines}\n\n"
+        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
         f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
-        f"{imports}\nIt is generated: edit the metric, not this file."
+        f"{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
     )
