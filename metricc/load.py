@@ -11,6 +11,7 @@ import atexit
 import hashlib
 import importlib.util
 import json
+import linecache
 import os
 import shutil
 import stat
@@ -226,7 +227,26 @@ def load_source(source: str) -> ModuleType:
     module_name = f"metricc_generated_{digest}"
     if module_name in sys.modules:
         return sys.modules[module_name]
-    return load_file(_module_file(module_name, source), module_name)
+    return _import_verified(_module_file(module_name, source), module_name, source)
+
+
+def _import_verified(path: Path, module_name: str, source: str) -> ModuleType:
+    """Run the module from the source metricc emitted and checked, not from whatever is at `path` by then, and
+    never from bytecode (a __pycache__ in the cache is not checked): the text is compiled here, registered in
+    linecache under the file's name for TorchScript's source lookup, and no .pyc is read or written."""
+    spec = importlib.util.spec_from_file_location(module_name, path)
+    if spec is None:
+        raise ImportError(f"cannot import {path}")
+    module = importlib.util.module_from_spec(spec)
+    linecache.cache[str(path)] = (len(source), None, source.splitlines(True), str(path))
+    code = compile(source, str(path), "exec", dont_inherit=True)
+    sys.modules[module_name] = module
+    try:
+        exec(code, module.__dict__)  # the emitter's own output, verified above; never user text
+    except BaseException:
+        del sys.modules[module_name]
+        raise
+    return module
 
 
 def load_file(path: Path, module_name: str = "") -> ModuleType:

@@ -176,3 +176,19 @@ def test_the_private_directory_is_removed_when_the_process_exits(cache):
     assert "UntrustedCacheWarning" in result.stderr and str(cache) in result.stderr
     module = Path(result.stdout.strip())
     assert module.name.startswith("metricc_generated_") and not module.parent.exists()
+
+
+def test_modules_run_the_checked_source_and_write_no_bytecode(tmp_path, monkeypatch):
+    """The text metricc emitted and checked is what runs (not whatever the file holds by import time), and no
+    __pycache__ appears in the cache, whose bytecode nothing would check."""
+    import metricc
+    from metricc.load import _import_verified, load_source
+
+    cache = tmp_path / "cache"
+    cache.mkdir(mode=0o700)
+    monkeypatch.setenv("METRICC_CACHE_DIR", str(cache))
+    load_source(metricc.emit("f1", name="bytecode_check"))
+    assert not list(cache.rglob("__pycache__")) and not list(cache.rglob("*.pyc"))
+    swapped = cache / "swapped.py"
+    swapped.write_text("VALUE = 'from the file'\n")
+    assert _import_verified(swapped, "metricc_test_swapped", "VALUE = 'checked'\n").VALUE == "checked"

@@ -289,3 +289,21 @@ def test_large_inputs_keep_nothing_prediction_sized_and_match_the_scripted_surro
     other = probs.clone().requires_grad_(True)
     scripted(other, labels).backward()
     torch.testing.assert_close(leaf.grad, other.grad, rtol=1e-12, atol=1e-15)
+
+
+@pytest.mark.parametrize("samplewise", [False, True], ids=["global", "samplewise"])
+def test_empty_batches_and_fully_ignored_images_are_left_out(samplewise):
+    """An image with no kept position does not count in the mean, as for the per-class metrics; with nothing kept
+    at all the metric is 0 (loss 1), never an error or NaN."""
+    options = dict(multidim_average="samplewise" if samplewise else "global", ignore_index=255, from_logits=True)
+    loss = loss_of("qwk", **options)
+    empty = torch.empty(0, 4, 3, 3, requires_grad=True)
+    value = loss(empty, torch.empty(0, 3, 3, dtype=torch.long))
+    value.backward()
+    assert float(value) == 1.0 and empty.grad.shape == empty.shape
+    logits, labels = inputs(4, 2, 8, dense=True)
+    assert float(loss(logits, torch.full_like(labels, 255))) == 1.0
+    if samplewise:
+        ignored = labels.clone()
+        ignored[1] = 255
+        torch.testing.assert_close(loss(logits, ignored), loss(logits[:1], labels[:1]))

@@ -319,6 +319,7 @@ class MatrixLossBase(LossBase):
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
         matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
         pooled, count_scale = self._pooled(matrix, per_row, self.training)
+        kept = self._kept_rows(counted, per_row)
         aggregates = matrix_aggregates(pooled, self.aggregate_names)
         if not (leaf.requires_grad and torch.is_grad_enabled()):
             value = self.formula(aggregates)
@@ -333,7 +334,7 @@ class MatrixLossBase(LossBase):
                 value = value + (surrogate - surrogate.detach())
             else:
                 value = matrix_gradient_function(value, leaf, gradient, counted, labels, slope, mask, scale * count_scale, per_row)
-        loss = self.sign * self._mean(value, per_row) + self.offset
+        loss = self.sign * self._mean(value, kept, per_row) + self.offset
         if self.ce_weight > 0.0:
             loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
         return loss
@@ -344,7 +345,8 @@ class MatrixLossBase(LossBase):
         with torch.no_grad():
             matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
             pooled, count_scale = self._pooled(matrix, per_row, False)
-            return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), per_row)
+            kept = self._kept_rows(counted, per_row)
+            return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), kept, per_row)
 
     @torch.jit.export
     def confusion_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -386,11 +388,21 @@ class MatrixLossBase(LossBase):
             return mixed, scale
         return matrix, 1.0
 
-    def _mean(self, value: Tensor, per_row: bool) -> Tensor:
-        """The mean over images (rows); with sync='ddp' over every rank's images."""
-        if not per_row or self.sync is None:
-            return value.mean()
-        total = value.sum()
-        rows = torch.full_like(total, float(value.numel()))
-        total = total + (all_reduce_sum(total) - total.detach())
-        return mean_over_rows(total, all_reduce_sum(rows), 0.0)
+    def _kept_rows(self, counted: Tensor, per_row: bool) -> Tensor:
+        """1 for each matrix (image, or the batch) with a kept position, else 0; the batch's over every rank."""
+        if per_row:
+            return (counted.sum([1, 2]) > 0.5).to(counted.dtype)
+        positions = counted.sum().reshape(1)
+        if self.sync is not None:
+            positions = all_reduce_sum(positions)
+        return (positions > 0.5).to(counted.dtype)
+
+    def _mean(self, value: Tensor, kept: Tensor, per_row: bool) -> Tensor:
+        """The mean over the matrices with a kept position (images, or the batch), over every rank's images with
+        sync='ddp'; 0 where there is none (an empty batch, every position ignored), as for the per-class metrics."""
+        total = (value * kept).sum()
+        rows = kept.sum()
+        if per_row and self.sync is not None:
+            total = total + (all_reduce_sum(total) - total.detach())
+            rows = all_reduce_sum(rows)
+        return mean_over_rows(total, rows, 0.0)

@@ -31,7 +31,7 @@ def soft_matrix(hard: Tensor, target: Tensor, labels: Optional[Tensor], mask: Op
     classes = hard.shape[1]
     if per_row:
         return torch.bmm(target, hard.transpose(1, 2))
-    if hard.shape[2] > 1:
+    if hard.shape[2] != 1:
         return torch.bmm(target, hard.transpose(1, 2)).sum(0, keepdim=True)
     if labels is None or hard.device.type != "cpu" or fused_kernels():
         return torch.mm(target[:, :, 0].t(), hard[:, :, 0]).unsqueeze(0)
