@@ -65,6 +65,9 @@ class AccuracyMulticlassLoss(MatrixLossBase):
     metric_parameters = {}
     aggregates = ("SUM", "TRACE")
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:
         return metric_value(aggregates["SUM"], aggregates["TRACE"], self.eps)
 

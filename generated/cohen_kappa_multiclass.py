@@ -76,6 +76,9 @@ class CohenKappaMulticlassLoss(MatrixLossBase):
     metric_parameters = {}
     aggregates = ("SUM", "TRACE", "SUM_RC")
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:
         return metric_value(aggregates["SUM"], aggregates["TRACE"], aggregates["SUM_RC"], self.eps)
 

@@ -83,6 +83,9 @@ class FbetaLoss(CountLossBase):
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {"beta": (1.0, 0.0, float("inf"), True, True)}
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         return metric_value(tp, fp, fn, tn, self.eps, self.parameter_values["beta"])
 

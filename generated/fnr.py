@@ -69,6 +69,9 @@ class FnrLoss(CountLossBase):
     defaults = {"approximation": "anyloss", "direction": "minimize"}
     metric_parameters = {}
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         return metric_value(tp, fp, fn, tn, self.eps)
 

@@ -87,6 +87,9 @@ class FocalTverskyLoss(CountLossBase):
     defaults = {"approximation": "anyloss", "direction": "minimize"}
     metric_parameters = {"alpha": (0.3, 0.0, float("inf"), False, True), "beta": (0.7, 0.0, float("inf"), False, True), "gamma": (0.75, 0.0, float("inf"), True, True)}
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         return metric_value(tp, fp, fn, tn, self.eps, self.parameter_values["alpha"], self.parameter_values["beta"], self.parameter_values["gamma"])
 

@@ -72,6 +72,9 @@ class LinearKappaMulticlassLoss(MatrixLossBase):
     metric_parameters = {}
     aggregates = ("SUM", "OBSERVED_LINEAR", "EXPECTED_LINEAR")
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:
         return metric_value(aggregates["SUM"], aggregates["OBSERVED_LINEAR"], aggregates["EXPECTED_LINEAR"], self.eps)
 

@@ -92,6 +92,9 @@ class MccMulticlassLoss(MatrixLossBase):
     metric_parameters = {}
     aggregates = ("SUM", "TRACE", "SUM_RC", "SUM_RR", "SUM_CC")
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:
         return metric_value(aggregates["SUM"], aggregates["TRACE"], aggregates["SUM_RC"], aggregates["SUM_RR"], aggregates["SUM_CC"], self.eps)
 

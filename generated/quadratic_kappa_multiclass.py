@@ -73,6 +73,9 @@ class QuadraticKappaMulticlassLoss(MatrixLossBase):
     metric_parameters = {}
     aggregates = ("SUM", "OBSERVED_QUADRATIC", "EXPECTED_QUADRATIC")
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:
         return metric_value(aggregates["SUM"], aggregates["OBSERVED_QUADRATIC"], aggregates["EXPECTED_QUADRATIC"], self.eps)
 

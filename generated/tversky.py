@@ -75,6 +75,9 @@ class TverskyLoss(CountLossBase):
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {"alpha": (0.5, 0.0, float("inf"), False, True), "beta": (0.5, 0.0, float("inf"), False, True)}
 
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        return self.compute_loss(preds, target)
+
     def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         return metric_value(tp, fp, fn, tn, self.eps, self.parameter_values["alpha"], self.parameter_values["beta"])
 

@@ -238,6 +238,8 @@ def _class_source(name: str, loss_class: str, options: LossOptions, parameters: 
         f"class {loss_class}(CountLossBase):\n"
         f'    """{name} as a loss; CountLossBase documents the inputs and the options."""\n\n'
         f"{_class_attributes(name, options, parameters)}\n"
+        f"    def forward(self, preds: Tensor, target: Tensor) -> Tensor:\n"
+        f"        return self.compute_loss(preds, target)\n\n"
         f"{methods}"
     )
 
@@ -346,6 +348,8 @@ def _matrix_class_source(name: str, loss_class: str, options: LossOptions, param
         f'    """{name} as a loss; MatrixLossBase documents the inputs and the options."""\n\n'
         f"{_class_attributes(name, options, parameters)}"
         f"    aggregates = ({', '.join(_literal(a) for a in aggregates)}{',' if len(aggregates) == 1 else ''})\n\n"
+        f"    def forward(self, preds: Tensor, target: Tensor) -> Tensor:\n"
+        f"        return self.compute_loss(preds, target)\n\n"
         f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
         f"        return metric_value({arguments})\n\n"
         f"    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:\n"

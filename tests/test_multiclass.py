@@ -459,7 +459,6 @@ def test_running_counts_under_script_and_compile_follow_eager():
     batches = [soft_inputs("multiclass", seed) for seed in range(3)]
     batches = [(preds.detach().float(), target) for preds, target in batches]
     expected = [loss(*b) for b in batches]
-    torch._dynamo.reset()  # every loss compiled in this process shares CountLossBase.forward and its recompile limit
     for wrap in (torch.jit.script, lambda module: torch.compile(module, fullgraph=True)):
         loss.reset_running_counts()
         wrapped = wrap(loss)  # a scripted module holds its own copy of the running counts

@@ -173,3 +173,10 @@ def test_every_option_has_help_and_a_default_that_validates():
     assert all(option.help for option in OPTIONS)
     defaults = make_options()
     assert defaults.approximation == "anyloss" and defaults.direction == "auto"
+
+
+def test_each_compiled_metric_has_a_forward_of_its_own():
+    """torch.compile limits recompilations per function: a forward shared by every metricc loss would let eight
+    differently configured losses in one process use up the limit of all of them."""
+    forwards = {type(metricc.loss(name, **options)).forward.__code__ for name, options in (("f1", {}), ("mcc", {}), ("qwk", {"task": "multiclass"}))}
+    assert len(forwards) == 3

@@ -108,7 +108,8 @@ class LossBase(torch.nn.Module):
 class CountLossBase(LossBase):
     """A metric of the four counts TP, FP, FN, TN (per class, per image, or pooled) as a loss."""
 
-    # the formula hooks, written by the compiler in each metric's subclass
+    # the formula hooks, written by the compiler in each metric's subclass (with a forward of its own, so that
+    # torch.compile's limit of recompilations per function counts per metric, not across every metricc loss)
 
     def formula(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
         """The guarded metric of count tensors, element-wise."""
@@ -125,6 +126,10 @@ class CountLossBase(LossBase):
     # the loss
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """compute_loss; a compiled metric repeats this line, so that torch.compile counts recompilations per metric."""
+        return self.compute_loss(preds, target)
+
+    def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
         counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
         loss: Optional[Tensor] = None
@@ -316,6 +321,10 @@ class MatrixLossBase(LossBase):
     # the loss
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """compute_loss; a compiled metric repeats this line, so that torch.compile counts recompilations per metric."""
+        return self.compute_loss(preds, target)
+
+    def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
         matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
         pooled, count_scale = self._pooled(matrix, per_row, self.training)
