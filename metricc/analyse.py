@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Dict, List, Optional, Tuple
+from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
 import sympy
@@ -265,6 +265,20 @@ def guard(expression: sympy.Expr, forms: Optional[Dict[sympy.Expr, sympy.Expr]] 
         return node.func(*args)
 
     return visit(expression), list(found.values())
+
+
+def guard_together(expressions: Sequence[sympy.Expr]) -> Tuple[List[sympy.Expr], Tuple[Singularity, ...]]:
+    """Guard a metric and the expressions computed beside it (its partials, its per-sample weights) with one set
+    of forms, so a denominator they share is one guard; the singular points once each, in the order met."""
+    forms: Dict[sympy.Expr, sympy.Expr] = {}
+    guarded: List[sympy.Expr] = []
+    found: Dict[str, Singularity] = {}
+    for expression in expressions:
+        safe, singularities = guard(expression, forms)
+        guarded.append(safe)
+        for singularity in singularities:
+            found.setdefault(f"{singularity.kind}:{sympy.srepr(singularity.expression)}", singularity)
+    return guarded, tuple(found.values())
 
 
 # Numeric evaluation of SymPy trees (no lambdify: it execs generated source).

@@ -20,7 +20,7 @@ from typing import Dict, Sequence, Tuple
 import sympy
 
 from . import __version__
-from .analyse import Singularity, guard
+from .analyse import Singularity, guard_together
 from .derive import Derivation, per_sample_weights
 from .errors import OptionError
 from .options import LossOptions
@@ -44,6 +44,8 @@ STANDALONE_IMPORTS = (
     "import torch",
     "from torch import Tensor",
 )
+#: Each compiled metric's own forward (the base's, repeated): torch.compile counts recompilations per function.
+_OWN_FORWARD = "    def forward(self, preds: Tensor, target: Tensor) -> Tensor:\n        return self.compute_loss(preds, target)\n"
 _GUARD_HELPERS = ("signed_clamp", "signed_clamp_float", "sign_float", "heaviside_float")
 
 
@@ -73,15 +75,8 @@ class GuardedDerivation:
 
 def guarded(derivation: Derivation) -> GuardedDerivation:
     """Guards for the value and for the weights dTP - dFN (positive sample) and dFP - dTN (negative sample)."""
-    forms: Dict[sympy.Expr, sympy.Expr] = {}
-    value, found = guard(derivation.value, forms)
-    weights = []
-    for weight in per_sample_weights(derivation):
-        guarded_weight, more = guard(weight, forms)
-        weights.append(guarded_weight)
-        found += more
-    unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in found}
-    return GuardedDerivation(value, weights[0], weights[1], tuple(unique.values()))
+    (value, positive, negative), singularities = guard_together([derivation.value, *per_sample_weights(derivation)])
+    return GuardedDerivation(value, positive, negative, singularities)
 
 
 def _function_source(
@@ -238,8 +233,7 @@ def _class_source(name: str, loss_class: str, options: LossOptions, parameters: 
         f"class {loss_class}(CountLossBase):\n"
         f'    """{name} as a loss; CountLossBase documents the inputs and the options."""\n\n'
         f"{_class_attributes(name, options, parameters)}\n"
-        f"    def forward(self, preds: Tensor, target: Tensor) -> Tensor:\n"
-        f"        return self.compute_loss(preds, target)\n\n"
+        f"{_OWN_FORWARD}\n"
         f"{methods}"
     )
 
@@ -318,14 +312,7 @@ def emit_matrix_module(derivation: MatrixDerivation, name: str, options: LossOpt
     loss_class = class_name(name)
     parameters = derivation.definition.parameters
     inputs = {MATRIX_SYMBOLS[MATRIX_NAMES.index(a)]: aggregate_variable(a) for a in derivation.aggregates}
-    forms: Dict[sympy.Expr, sympy.Expr] = {}
-    value, singularities = guard(derivation.value, forms)
-    partials = []
-    for partial in derivation.partials:
-        guarded_partial, more = guard(partial, forms)
-        partials.append(guarded_partial)
-        singularities += more
-    unique = {f"{s.kind}:{sympy.srepr(s.expression)}": s for s in singularities}
+    (value, *partials), singularities = guard_together([derivation.value, *derivation.partials])
     outputs = [("value", value)] + [(f"d_{aggregate_variable(a)}", p) for a, p in zip(derivation.aggregates, partials)]
     functions = [
         _function_source("metric_value", outputs[:1], parameters, "The soft metric from the aggregates of the soft confusion matrix.", inputs=inputs),
@@ -335,7 +322,7 @@ def emit_matrix_module(derivation: MatrixDerivation, name: str, options: LossOpt
         ),
     ]
     metric_code = "\n\n".join(functions) + "\n\n" + _matrix_class_source(name, loss_class, options, parameters, derivation.aggregates)
-    docstring = _matrix_docstring(derivation, name, loss_class, options, tuple(unique.values()), standalone)
+    docstring = _matrix_docstring(derivation, name, loss_class, options, singularities, standalone)
     return _module_file(docstring, metric_code, "MatrixLossBase", "Dict, Tuple", standalone)
 
 
@@ -348,8 +335,7 @@ def _matrix_class_source(name: str, loss_class: str, options: LossOptions, param
         f'    """{name} as a loss; MatrixLossBase documents the inputs and the options."""\n\n'
         f"{_class_attributes(name, options, parameters)}"
         f"    aggregates = ({', '.join(_literal(a) for a in aggregates)}{',' if len(aggregates) == 1 else ''})\n\n"
-        f"    def forward(self, preds: Tensor, target: Tensor) -> Tensor:\n"
-        f"        return self.compute_loss(preds, target)\n\n"
+        f"{_OWN_FORWARD}\n"
         f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
         f"        return metric_value({arguments})\n\n"
         f"    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:\n"

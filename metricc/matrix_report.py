@@ -9,7 +9,7 @@ from typing import Optional, Tuple
 
 import sympy
 
-from .analyse import Singularity, guard
+from .analyse import Singularity, guard_together
 from .library import LibraryEntry
 from .matrix import MatrixDerivation, resolve_matrix_direction
 from .parse import MATRIX_AGGREGATES
@@ -26,11 +26,7 @@ class MatrixExplanation:
 
     @property
     def singularities(self) -> Tuple[Singularity, ...]:
-        forms: dict = {}
-        _, found = guard(self.derivation.value, forms)
-        for partial in self.derivation.partials:
-            found += guard(partial, forms)[1]
-        return tuple({f"{s.kind}:{sympy.srepr(s.expression)}": s for s in found}.values())
+        return guard_together([self.derivation.value, *self.derivation.partials])[1]
 
     def to_dict(self) -> dict:
         derivation = self.derivation

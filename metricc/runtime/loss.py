@@ -13,7 +13,7 @@ from .backward import closed_form_function, counts_fit_floats, loss_from_floats,
 from .compound import cross_entropy
 from .counts import counted_in_blocks, slope_varies, soft_counts
 from .inputs import canonical_layout, count_dims, validate_inputs
-from .matrix import matrix_aggregates, matrix_gradient, matrix_gradient_function, sample_weights, soft_matrix
+from .matrix import leaf_gradient, matrix_aggregates, matrix_gradient, matrix_gradient_function, soft_matrix
 from .options import OPTION_NAMES, InvalidOption, matrix_option_problem, parameter_problem, validate_options
 from .reduce import absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, row_sums, running_counts
 
@@ -98,6 +98,27 @@ class LossBase(torch.nn.Module):
     def options_problem(self, options: Dict[str, Any]) -> Optional[str]:
         """Why these (valid) options do not suit this kind of loss, or None."""
         return None
+
+    def _pool(self, counts: Tensor, over_ranks: bool, running: bool) -> Tuple[Tensor, float]:
+        """Counts (or a confusion matrix) as the formula sees them: summed over ranks with sync='ddp' where they pool
+        the batch, mixed with the running counts in training with count_momentum; and their derivative by this
+        batch's."""
+        if self.sync is not None and over_ranks:
+            counts = all_reduce_sum(counts)
+        momentum = self.count_momentum
+        if momentum is not None and running:
+            mixed, scale = running_counts(counts, self.running_counts, momentum)
+            self.running_counts = mixed.detach()
+            return mixed, scale
+        return counts, 1.0
+
+    def _mean_over_ranks(self, total: Tensor, rows: Tensor, over_ranks: bool, fallback: float) -> Tensor:
+        """total / rows, both summed over ranks with sync='ddp' where rows are images or samples; `fallback` when no
+        row counts. Only this rank's total carries a gradient: each rank differentiates its own samples."""
+        if over_ranks and self.sync is not None:
+            total = total + (all_reduce_sum(total) - total.detach())
+            rows = all_reduce_sum(rows)
+        return mean_over_rows(total, rows, fallback)
 
     @torch.jit.export
     def reset_running_counts(self) -> None:
@@ -208,14 +229,8 @@ class CountLossBase(LossBase):
         """The counts the formula sees (summed over ranks, mixed with running counts) and their derivative by this batch's."""
         if (self.sync is None or 0 not in dims) and (self.count_momentum is None or not running):
             return counts[0], counts[1], counts[2], counts[3], 1.0
-        if self.sync is not None and 0 in dims:
-            counts = all_reduce_sum(counts)
-        scale = 1.0
-        momentum = self.count_momentum
-        if momentum is not None and running:
-            counts, scale = running_counts(counts, self.running_counts, momentum)
-            self.running_counts = counts.detach()
-        return counts[0], counts[1], counts[2], counts[3], scale
+        pooled, scale = self._pool(counts, 0 in dims, running)
+        return pooled[0], pooled[1], pooled[2], pooled[3], scale
 
     def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
         """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
@@ -231,11 +246,8 @@ class CountLossBase(LossBase):
             class_weights = self.class_weights
         weights = average_weights(tp, fp, fn, self.task, self.average, class_weights)
         total, rows = row_sums(value, weights, self.average)
-        if self.sync is not None and 0 not in dims:
-            total = total + (all_reduce_sum(total) - total.detach())
-            rows = all_reduce_sum(rows)
         zero_division = self.zero_division
-        return mean_over_rows(total, rows, 0.0 if zero_division is None else zero_division)
+        return self._mean_over_ranks(total, rows, 0 not in dims, 0.0 if zero_division is None else zero_division)
 
     @torch.jit.unused
     def _loss_of_floats(
@@ -327,7 +339,7 @@ class MatrixLossBase(LossBase):
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
         matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
-        pooled, count_scale = self._pooled(matrix, per_row, self.training)
+        pooled, count_scale = self._pool(matrix, not per_row, self.training)
         kept = self._kept_rows(counted, per_row)
         aggregates = matrix_aggregates(pooled, self.aggregate_names)
         if not (leaf.requires_grad and torch.is_grad_enabled()):
@@ -336,9 +348,7 @@ class MatrixLossBase(LossBase):
             value, partials = self.formula_and_partials(aggregates)
             gradient = matrix_gradient(pooled, partials)
             if uses_surrogate(leaf):
-                weights = sample_weights(gradient * (scale * count_scale), counted, labels, mask, per_row)
-                if slope is not None:
-                    weights = weights * slope
+                weights = leaf_gradient(gradient * (scale * count_scale), counted, labels, slope, mask, per_row)
                 surrogate = (weights * leaf).sum([1, 2]) if per_row else (weights * leaf).sum().reshape(1)
                 value = value + (surrogate - surrogate.detach())
             else:
@@ -353,7 +363,7 @@ class MatrixLossBase(LossBase):
         """The soft metric of this batch (no gradient, no running counts), per image averaged with samplewise."""
         with torch.no_grad():
             matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
-            pooled, count_scale = self._pooled(matrix, per_row, False)
+            pooled, count_scale = self._pool(matrix, not per_row, False)
             kept = self._kept_rows(counted, per_row)
             return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), kept, per_row)
 
@@ -386,17 +396,6 @@ class MatrixLossBase(LossBase):
         scale = approximation_scale(self.approximation, self.steepness, self.width)
         return soft_matrix(hard, target, labels, mask, per_row), target, labels, slope, scale, leaf, mask, per_row
 
-    def _pooled(self, matrix: Tensor, per_row: bool, running: bool) -> Tuple[Tensor, float]:
-        """The matrix the formula sees (summed over ranks, mixed with running counts) and its derivative by this batch's."""
-        if self.sync is not None and not per_row:
-            matrix = all_reduce_sum(matrix)
-        momentum = self.count_momentum
-        if momentum is not None and running:
-            mixed, scale = running_counts(matrix, self.running_counts, momentum)
-            self.running_counts = mixed.detach()
-            return mixed, scale
-        return matrix, 1.0
-
     def _kept_rows(self, counted: Tensor, per_row: bool) -> Tensor:
         """1 for each matrix (image, or the batch) with a kept position, else 0; the batch's over every rank."""
         if per_row:
@@ -409,9 +408,4 @@ class MatrixLossBase(LossBase):
     def _mean(self, value: Tensor, kept: Tensor, per_row: bool) -> Tensor:
         """The mean over the matrices with a kept position (images, or the batch), over every rank's images with
         sync='ddp'; 0 where there is none (an empty batch, every position ignored), as for the per-class metrics."""
-        total = (value * kept).sum()
-        rows = kept.sum()
-        if per_row and self.sync is not None:
-            total = total + (all_reduce_sum(total) - total.detach())
-            rows = all_reduce_sum(rows)
-        return mean_over_rows(total, rows, 0.0)
+        return self._mean_over_ranks((value * kept).sum(), kept.sum(), per_row, 0.0)

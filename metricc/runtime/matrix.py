@@ -109,6 +109,12 @@ def sample_weights(gradient: Tensor, target: Tensor, labels: Optional[Tensor], m
     return torch.matmul(gradient[0].t(), target)
 
 
+def leaf_gradient(gradient: Tensor, target: Tensor, labels: Optional[Tensor], slope: Optional[Tensor], mask: Optional[Tensor], per_row: bool) -> Tensor:
+    """d metric / d p: each sample's weights G[label, j], times A'(p) where it varies (the slope)."""
+    weights = sample_weights(gradient, target, labels, mask, per_row)
+    return weights if slope is None else weights.mul_(slope)
+
+
 class MatrixGradient(torch.autograd.Function):
     """Identity on the detached per-row metric values; the backward pass gives a[n, j] the weight G[label of n, j]
     times A'(p). It keeps G (C x C), the labels (or the one-hot target), the mask and the slope where A' varies:
@@ -124,10 +130,7 @@ class MatrixGradient(torch.autograd.Function):
     def backward(ctx, grad):
         gradient, target, slope, mask = ctx.saved_tensors
         labels = target if ctx.from_labels else None
-        scaled = gradient * (grad.reshape(-1, 1, 1) * ctx.scale)
-        weights = sample_weights(scaled, target, labels, mask, ctx.per_row)
-        if slope is not None:
-            weights = weights.mul_(slope)
+        weights = leaf_gradient(gradient * (grad.reshape(-1, 1, 1) * ctx.scale), target, labels, slope, mask, ctx.per_row)
         return None, weights.to(ctx.leaf_dtype), None, None, None, None, None, None, None
 
 

@@ -27,21 +27,25 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def _is_number(value: Any) -> bool:
+    """An int or a float, not a bool (True is an int to Python, never a number of ours)."""
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _number(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _is_number(value) or not math.isfinite(value):
         raise InvalidOption(f"{name}={value!r} must be a finite number")
     return float(value)
 
 
 def _positive(name: str, value: Any) -> float:
-    number = _number(name, value) if not isinstance(value, bool) and isinstance(value, (int, float)) else None
-    if number is None or number <= 0:
+    if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise InvalidOption(f"{name}={value!r} must be a positive finite number")
-    return number
+    return float(value)
 
 
 def _threshold(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value < 1.0:
+    if not _is_number(value) or not 0.0 < value < 1.0:
         raise InvalidOption(f"{name}={value!r} must lie strictly between 0 and 1")
     return float(value)
 
@@ -70,13 +74,13 @@ def _zero_division(name: str, value: Any) -> Optional[float]:
 def _momentum(name: str, value: Any) -> Optional[float]:
     if value is None:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0.0 < value <= 1.0:
+    if not _is_number(value) or not 0.0 < value <= 1.0:
         raise InvalidOption(f"{name}={value!r} must lie in (0, 1] (the weight of the current batch) or be None")
     return float(value)
 
 
 def _ce_weight(name: str, value: Any) -> float:
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value) or value < 0:
+    if not _is_number(value) or not math.isfinite(value) or value < 0:
         raise InvalidOption(f"{name}={value!r} must be a finite number >= 0 (0 turns the cross-entropy term off)")
     return float(value)
 
@@ -190,7 +194,7 @@ def matrix_option_problem(metric: str, options: Dict[str, Any]) -> Optional[str]
 
 def parameter_problem(name: str, value: Any, lower: float, upper: float, lower_open: bool, upper_open: bool) -> Optional[str]:
     """Why a metric parameter's value is not accepted, or None: a finite number inside its declared domain."""
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or not math.isfinite(value):
+    if not _is_number(value) or not math.isfinite(value):
         return f"{name}={value!r} must be a finite number"
     above = value > lower if lower_open else value >= lower
     below = value < upper if upper_open else value <= upper
