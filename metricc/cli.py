@@ -79,6 +79,11 @@ def _loss_options(args: argparse.Namespace) -> dict:
     return {name: getattr(args, name) for name in OPTION_NAMES if getattr(args, name) is not None}
 
 
+def _add_report_options(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
+    parser.add_argument("--task", choices=("binary", "multiclass"), help="multiclass: the matrix form of a metric that has one")
+
+
 def command_compile(args: argparse.Namespace) -> int:
     from .compiler import compile_metric
 
@@ -163,8 +168,9 @@ def generated_sources() -> dict:
     from .library import default_library
 
     library = default_library()
-    sources = {f"{name}.py": compile_metric(name).source for name in library.names()}
+    sources = {}
     for name in library.names():
+        sources[f"{name}.py"] = compile_metric(name).source
         if library.entry(name).matrix is not None:
             sources[f"{name}_multiclass.py"] = compile_metric(name, f"{name}_multiclass", task="multiclass").source
     return sources
@@ -276,8 +282,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     grad_parser = commands.add_parser("grad", help="show the derived partial derivatives", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_expression(grad_parser)
-    grad_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
-    grad_parser.add_argument("--task", choices=("binary", "multiclass"), help="multiclass: the matrix form of a metric that has one")
+    _add_report_options(grad_parser)
     grad_parser.set_defaults(run=command_grad)
 
     explain_parser = commands.add_parser(
@@ -287,8 +292,7 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_expression(explain_parser)
-    explain_parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
-    explain_parser.add_argument("--task", choices=("binary", "multiclass"), help="multiclass: the matrix form of a metric that has one")
+    _add_report_options(explain_parser)
     explain_parser.add_argument("--plot", metavar="FILE.png", help="draw the loss and per-sample gradient weight against one prediction p")
     explain_parser.add_argument(
         "--counts", default="20,10,10,60", metavar="TP,FP,FN,TN", help="counts of the rest of the batch for --plot (default 20,10,10,60)"

@@ -52,6 +52,7 @@ class Library:
                     raise InvalidMetricError(f"library name {key!r} is defined twice")
                 self._by_name[key.lower()] = entry
         self._definitions: Dict[str, MetricDefinition] = {}
+        self._matrix_definitions: Dict[str, MetricDefinition] = {}
         self._resolving: List[str] = []
 
     @classmethod
@@ -108,10 +109,12 @@ class Library:
         entry = self.entry(name)
         if entry is None or entry.matrix is None:
             return None
-        try:
-            return parse(entry.matrix, library=self)
-        except MetricError as error:
-            raise InvalidMetricError(f"library metric {entry.name!r}'s matrix form does not compile: {error}") from None
+        if entry.name not in self._matrix_definitions:
+            try:
+                self._matrix_definitions[entry.name] = parse(entry.matrix, library=self)
+            except MetricError as error:
+                raise InvalidMetricError(f"library metric {entry.name!r}'s matrix form does not compile: {error}") from None
+        return self._matrix_definitions[entry.name]
 
     def require(self, name: str) -> LibraryEntry:
         """The entry for `name`, or an error that suggests the closest names."""
