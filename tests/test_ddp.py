@@ -1,5 +1,7 @@
 """sync='ddp': with two gloo processes on CPU, every rank's loss and gradient equal one process on the whole batch."""
 
+import datetime
+
 import pytest
 import torch
 import torch.distributed as dist
@@ -59,7 +61,10 @@ def steps_of(case):
 
 
 def worker(rank, rendezvous, results):
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD)
+    # A rank that fails leaves the other waiting in a collective: a minute, not gloo's default half hour.
+    dist.init_process_group(
+        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60)
+    )
     try:
         start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
         out = {}
