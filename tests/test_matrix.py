@@ -106,25 +106,9 @@ def _evaluate(derivation, matrix, parameters):
         aggregates[f"EXPECTED_{kind}"] = rows @ w @ columns
     symbols = {symbol: aggregates[symbol.name] for symbol in MATRIX_SYMBOLS}
     symbols.update({p.symbol: torch.tensor(parameters.get(p.name, float(p.default)), dtype=matrix.dtype) for p in derivation.definition.parameters})
-    return _torch_eval(derivation.value, symbols)
-
-
-def _torch_eval(expression, values):
-    if expression.is_Symbol:
-        return values[expression]
-    if expression.is_Number:
-        return torch.tensor(float(expression), dtype=torch.float64)
-    args = [_torch_eval(arg, values) for arg in expression.args]
-    if expression.is_Add:
-        return sum(args[1:], args[0])
-    if expression.is_Mul:
-        result = args[0]
-        for arg in args[1:]:
-            result = result * arg
-        return result
-    if expression.is_Pow:
-        return args[0] ** args[1]
-    raise TypeError(type(expression))
+    # SymPy's own printer to torch, so the oracle shares no evaluation code with metricc
+    formula = sympy.lambdify(list(symbols), derivation.value, modules="torch")
+    return formula(*symbols.values())
 
 
 def inputs(classes, samples, seed, dense=False, ignore=False):
