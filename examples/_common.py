@@ -26,8 +26,10 @@ except ImportError:  # progress bars are optional
 torch.set_num_threads(1)
 
 
-def build_parser(description: str, losses: Dict[str, Callable], default_losses: Sequence[str], epochs: int, seeds: int) -> argparse.ArgumentParser:
-    """The command line every example shares; --losses is checked against `losses` by `parse_args`."""
+def build_parser(
+    description: str, losses: Dict[str, Callable], default_losses: Sequence[str], epochs: int, seeds: int, datasets: Sequence[str] = ()
+) -> argparse.ArgumentParser:
+    """The command line every example shares; --losses (and --datasets, where a script offers several) are checked by `parse_args`."""
     parser = argparse.ArgumentParser(description=description, formatter_class=argparse.RawDescriptionHelpFormatter,
                                      epilog="losses: " + ", ".join(losses))
     parser.add_argument("--losses", default=",".join(default_losses), help="comma-separated loss names (default: %(default)s)")
@@ -36,6 +38,8 @@ def build_parser(description: str, losses: Dict[str, Callable], default_losses: 
     parser.add_argument("--plot", metavar="FILE.png", help="save learning curves (validation metric per epoch) to this PNG")
     parser.add_argument("--smoke", action="store_true", help="a few steps on a little data: checks the script runs, measures nothing")
     parser.add_argument("--no-progress", action="store_true", help="no progress bars")
+    if datasets:
+        parser.add_argument("--datasets", default=",".join(datasets), help="comma-separated, from: " + ", ".join(datasets))
     return parser
 
 
@@ -53,6 +57,12 @@ def parse_args(parser: argparse.ArgumentParser, losses: Dict[str, Callable], arg
     if args.plot is not None and not args.plot.lower().endswith(".png"):
         parser.error(f"--plot {args.plot!r}: give a file name ending in .png")
     args.losses = names
+    if "datasets" in args:
+        available = parser.get_default("datasets").split(",")  # the default is every dataset the script offers
+        chosen = [d.strip() for d in args.datasets.split(",") if d.strip()]
+        if not chosen or any(d not in available for d in chosen):
+            parser.error(f"--datasets {args.datasets!r}: choose from {', '.join(available)}")
+        args.datasets = chosen
     if args.smoke:
         args.seeds, args.epochs = 1, min(args.epochs, 2)
     return args
@@ -195,6 +205,14 @@ def report(runs: Sequence[Run], metrics: Sequence[str], baseline: str, seeds: in
         parts.append(f"\n### {dataset} (mean ± std over {seeds} seed{'s' if seeds > 1 else ''}, last epoch)\n")
         parts.append(results_table(runs, dataset, metrics, baseline))
     return "\n".join(parts)
+
+
+def print_report(runs: Sequence[Run], metrics: Sequence[str], baseline: str, seeds: int, plot_path: Optional[str], target_metric: str) -> None:
+    """The end of every training script: the tables, then the learning curves of target_metric when asked for."""
+    print(report(runs, metrics, baseline, seeds))
+    if plot_path:
+        plot_curves(runs, target_metric, plot_path)
+        print(f"\nlearning curves: {plot_path}")
 
 
 def plot_curves(runs: Sequence[Run], target_metric: str, path: str) -> None:

@@ -26,7 +26,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metricc  # noqa: E402
-from _common import Run, build_parser, parse_args, plot_curves, progress, report, seed_everything, train  # noqa: E402
+from _common import Run, build_parser, parse_args, print_report, progress, seed_everything, train  # noqa: E402
 
 RARE_CLASSES = (5, 6, 7, 8, 9)
 RARE_FRACTION = 0.15
@@ -97,10 +97,7 @@ def main(argv=None) -> int:
               args.epochs, args.batch_size, args.lr, max_steps=2 if args.smoke else None, show_progress=not args.no_progress)
         runs.append(run)
 
-    print(report(runs, METRICS, baseline="ce", seeds=args.seeds))
-    if args.plot:
-        plot_curves(runs, "macro_f1", args.plot)
-        print(f"\nlearning curves: {args.plot}")
+    print_report(runs, METRICS, "ce", args.seeds, args.plot, "macro_f1")
     return 0
 
 

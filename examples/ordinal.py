@@ -28,7 +28,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metricc  # noqa: E402
-from _common import Run, build_parser, parse_args, plot_curves, progress, report, seed_everything, train  # noqa: E402
+from _common import Run, build_parser, parse_args, print_report, progress, seed_everything, train  # noqa: E402
 
 CLASSES = 5
 DATASETS = ("diabetes", "synthetic")
@@ -87,21 +87,17 @@ def evaluate(model: torch.nn.Module, x_test: torch.Tensor, y_test: np.ndarray) -
 
 
 def main(argv=None) -> int:
-    parser = build_parser(__doc__, loss_factories(), list(loss_factories()), epochs=40, seeds=5)
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, from: " + ", ".join(DATASETS))
+    parser = build_parser(__doc__, loss_factories(), list(loss_factories()), epochs=40, seeds=5, datasets=DATASETS)
     parser.add_argument("--ce-weight", type=float, default=1.0, help="lambda of the ce+qwk compound loss (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=64)
     parser.add_argument("--lr", type=float, default=3e-3)
     args = parse_args(parser, loss_factories(), argv)
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    if not datasets or any(d not in DATASETS for d in datasets):
-        parser.error(f"--datasets {args.datasets!r}: choose from {', '.join(DATASETS)}")
     if args.ce_weight < 0:
         parser.error("--ce-weight must be >= 0")
     losses = loss_factories(args.ce_weight)
 
     runs = []
-    jobs = [(d, name, seed) for d in datasets for seed in range(args.seeds) for name in args.losses]
+    jobs = [(d, name, seed) for d in args.datasets for seed in range(args.seeds) for name in args.losses]
     cache = {}
     for dataset, name, seed in progress(jobs, len(jobs), "runs", not args.no_progress):
         if (dataset, seed) not in cache:
@@ -113,10 +109,7 @@ def main(argv=None) -> int:
               args.epochs, args.batch_size, args.lr, max_steps=2 if args.smoke else None, show_progress=not args.no_progress)
         runs.append(run)
 
-    print(report(runs, METRICS, baseline="ce", seeds=args.seeds))
-    if args.plot:
-        plot_curves(runs, "qwk", args.plot)
-        print(f"\nlearning curves: {args.plot}")
+    print_report(runs, METRICS, "ce", args.seeds, args.plot, "qwk")
     return 0
 
 

@@ -31,7 +31,7 @@ import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metricc  # noqa: E402
-from _common import Run, build_parser, parse_args, plot_curves, progress, report, seed_everything, train  # noqa: E402
+from _common import Run, build_parser, parse_args, print_report, progress, seed_everything, train  # noqa: E402
 
 SIZE = 24
 APPROXIMATIONS = ("anyloss", "identity", "linear")
@@ -167,10 +167,7 @@ def main(argv=None) -> int:
         runs.append(run)
 
     columns = [c for m in METRICS for c in (m, f"{m} @ tuned")] if args.task == "binary" else METRICS
-    print(report(runs, columns, baseline="bce" if args.task == "binary" else "ce", seeds=args.seeds))
-    if args.plot:
-        plot_curves(runs, "dice", args.plot)
-        print(f"\nlearning curves: {args.plot}")
+    print_report(runs, columns, "bce" if args.task == "binary" else "ce", args.seeds, args.plot, "dice")
     return 0
 
 

@@ -30,7 +30,7 @@ from sklearn.preprocessing import StandardScaler
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
 import metricc  # noqa: E402
-from _common import Run, build_parser, parse_args, plot_curves, progress, report, seed_everything, train, tuned_scores  # noqa: E402
+from _common import Run, build_parser, parse_args, print_report, progress, seed_everything, train, tuned_scores  # noqa: E402
 
 METRICS = ("f1", "mcc", "balanced_accuracy", "gmean")
 APPROXIMATIONS = ("anyloss", "identity", "linear")
@@ -104,22 +104,18 @@ def evaluate_tuned(model: torch.nn.Module, x_val, y_val, x_test, y_test) -> dict
 
 
 def main(argv=None) -> int:
-    parser = build_parser(__doc__, loss_factories(), DEFAULT_LOSSES, epochs=25, seeds=3)
-    parser.add_argument("--datasets", default=",".join(DATASETS), help="comma-separated, from: " + ", ".join(DATASETS))
+    parser = build_parser(__doc__, loss_factories(), DEFAULT_LOSSES, epochs=25, seeds=3, datasets=DATASETS)
     parser.add_argument("--ce-weight", type=float, default=1.0, help="lambda of the bce+ compound losses (default: %(default)s)")
     parser.add_argument("--steepness", type=float, default=73.0, help="L of the anyloss approximation (default: %(default)s)")
     parser.add_argument("--batch-size", type=int, default=512)
     parser.add_argument("--lr", type=float, default=3e-3)
     args = parse_args(parser, loss_factories(), argv)
-    datasets = [d.strip() for d in args.datasets.split(",") if d.strip()]
-    if not datasets or any(d not in DATASETS for d in datasets):
-        parser.error(f"--datasets {args.datasets!r}: choose from {', '.join(DATASETS)}")
     if args.ce_weight < 0 or args.steepness <= 0:
         parser.error("--ce-weight must be >= 0 and --steepness > 0")
     losses = loss_factories(args.ce_weight, args.steepness)
 
     runs = []
-    jobs = [(d, name, seed) for d in datasets for seed in range(args.seeds) for name in args.losses]
+    jobs = [(d, name, seed) for d in args.datasets for seed in range(args.seeds) for name in args.losses]
     cache = {}
     for dataset, name, seed in progress(jobs, len(jobs), "runs", not args.no_progress):
         if (dataset, seed) not in cache:
@@ -134,10 +130,7 @@ def main(argv=None) -> int:
         runs.append(run)
 
     columns = [column for metric in METRICS for column in (metric, f"{metric} @ tuned")]
-    print(report(runs, columns, baseline="bce", seeds=args.seeds))
-    if args.plot:
-        plot_curves(runs, "f1", args.plot)
-        print(f"\nlearning curves: {args.plot}")
+    print_report(runs, columns, "bce", args.seeds, args.plot, "f1")
     return 0
 
 

@@ -65,6 +65,16 @@ def test_bad_arguments_are_refused(arguments, capsys):
     assert "error:" in capsys.readouterr().err
 
 
+@pytest.mark.parametrize("script", ["tabular", "ordinal"])
+@pytest.mark.parametrize("datasets", ["nope", " , "])
+def test_unknown_or_empty_datasets_list_the_valid_ones(script, datasets, capsys):
+    module = _load(script)
+    with pytest.raises(SystemExit) as stopped:
+        module.main(["--datasets", datasets, "--smoke"])
+    assert stopped.value.code == 2
+    assert f"--datasets {datasets!r}: choose from {', '.join(module.DATASETS)}" in capsys.readouterr().err
+
+
 def test_selection_chooses_by_validation_and_tests_once(capsys):
     assert _load("selection").main(["--smoke"]) == 0
     printed = capsys.readouterr().out
