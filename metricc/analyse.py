@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
 
 import numpy as np
@@ -179,6 +180,7 @@ def _factors(expression: sympy.Expr) -> List[sympy.Expr]:
         return [expression]
 
 
+@lru_cache(maxsize=1)
 def _matrix_zero_words() -> Dict[sympy.Expr, str]:
     """When the usual denominators of matrix metrics vanish, in words."""
     symbol = dict(zip(MATRIX_NAMES, MATRIX_SYMBOLS))

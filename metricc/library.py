@@ -35,6 +35,7 @@ class LibraryEntry:
     def matrix_only(self) -> bool:
         """A metric defined on the whole confusion matrix alone (weighted kappa): its binary form is derived."""
         return not self.formula
+
     @property
     def direction(self) -> str:
         return "maximize" if self.higher_is_better else "minimize"
