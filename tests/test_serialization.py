@@ -9,12 +9,15 @@ import os
 import pickle
 import subprocess
 import sys
+import warnings
 from pathlib import Path
+from typing import Tuple
 
 import pytest
 import torch
 
 import metricc
+import metricc.recipe
 
 ROOT = Path(__file__).resolve().parent.parent
 STEPS = 3
@@ -96,6 +99,13 @@ def test_state_dict_holds_running_counts_only_with_count_momentum():
     assert used.running_counts.shape == (0,)
     model = torch.nn.ModuleDict({"loss": trained(count_loss)})
     assert model.state_dict()["loss.running_counts"].numel() == 12
+    on_meta = count_loss().to("meta")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # copying into a meta tensor is a no-op, and torch says so
+        on_meta.load_state_dict(model["loss"].state_dict())
+    saved = model["loss"].running_counts
+    assert (on_meta.running_counts.device.type, on_meta.running_counts.dtype) == ("meta", saved.dtype)
+    assert on_meta.running_counts.shape == saved.shape
 
 
 def test_a_checkpoint_from_before_running_counts_were_saved_loads_strictly():
@@ -128,10 +138,16 @@ def test_a_scripted_loss_keeps_its_running_counts_through_torchscript_save_and_l
 # ---- pickling in this process ---------------------------------------------------------------------------------
 
 
+def halved(module, inputs: Tuple[torch.Tensor, torch.Tensor], output: torch.Tensor) -> torch.Tensor:
+    """A forward hook (TorchScript scripts it with the loss), to see that hooks survive a copy."""
+    return output / 2
+
+
 @pytest.mark.parametrize("kind", sorted(BUILDERS))
 def test_pickle_and_deepcopy_give_an_independent_loss_of_the_same_class(kind):
     original = trained(BUILDERS[kind])
     original.eval()
+    original.register_forward_hook(halved)
     original.spare_slopes.append(torch.zeros(3))
     copies = (pickle.loads(pickle.dumps(original)), copy.deepcopy(original))
     original.train()
@@ -139,6 +155,7 @@ def test_pickle_and_deepcopy_give_an_independent_loss_of_the_same_class(kind):
         assert type(copied) is type(original)
         assert copied.spare_slopes == [] and len(original.spare_slopes) == 1
         assert not copied.training and copied.parameter_values == original.parameter_values
+        assert list(copied._forward_hooks.values()) == [halved]
         copied.train()
         assert_same_step(step(copied, STEPS), step(copy.deepcopy(original), STEPS))
         if original.running_counts.numel() > 0:
@@ -155,6 +172,15 @@ def test_a_compiled_loss_pickles_as_its_recipe_and_an_importable_class_by_refere
     data = pickle.dumps(module.F1Loss())
     assert b"rebuild_loss" not in data and b"metricc_test_generated_f1" in data
     assert type(pickle.loads(data)) is module.F1Loss
+
+
+def test_a_pickle_rebuilds_its_class_from_the_cache_when_this_process_has_not_seen_the_recipe(monkeypatch):
+    original = trained(count_loss)
+    data = pickle.dumps(original)
+    monkeypatch.setattr(metricc.recipe, "_classes", {})
+    rebuilt = pickle.loads(data)
+    assert type(rebuilt) is type(original)  # the same source: load_source imports it once per process
+    assert_same_step(step(rebuilt, STEPS), step(original, STEPS))
 
 
 class SubclassedLoss(type(metricc.loss("f1"))):
@@ -217,6 +243,7 @@ def check_in_fresh_process(directory):
     assert_same_step(from_worker, expected["matrix"])
 
 
+@pytest.mark.slow
 def test_losses_and_a_model_holding_them_load_in_a_fresh_process_with_an_empty_cache(tmp_path):
     losses = {kind: trained(builder) for kind, builder in BUILDERS.items()}
     losses["parameter"].eval()
