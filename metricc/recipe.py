@@ -23,10 +23,9 @@ def loss_class(expression: str, name: Optional[str], options: Dict[str, Any]) ->
 
     _, class_name, source = _compiled(expression, name, options)
     compiled = getattr(load_source(source), class_name)
-    if isinstance(expression, str):
-        recipe = (expression, name, _recipe_options(options))
-        compiled.metricc_rebuild = (rebuild_loss, recipe)
-        _classes[_key(*recipe)] = compiled
+    recipe = (expression, name, _recipe_options(options))
+    compiled.metricc_rebuild = (rebuild_loss, recipe)  # read by LossBase.__reduce_ex__, on this class only
+    _classes[_key(*recipe)] = compiled
     return compiled
 
 
@@ -41,7 +40,7 @@ def _recipe_options(options: Dict[str, Any]) -> Dict[str, Any]:
     defaults only; they compile to the same source as the options given."""
     from .options import make_options
 
-    return {name: value for name, value in vars(make_options(**options)).items() if value != DEFAULTS[name]}
+    return {option: value for option, value in vars(make_options(**options)).items() if value != DEFAULTS[option]}
 
 
 def _key(expression: str, name: Optional[str], options: Dict[str, Any]) -> Tuple[str, Optional[str], Tuple[Tuple[str, Any], ...]]:
