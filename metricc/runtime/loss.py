@@ -158,7 +158,7 @@ class LossBase(torch.nn.Module):
                 state_dict[key] = self.running_counts.new_zeros([0])
             saved = state_dict.get(key)
             if isinstance(saved, Tensor):
-                self.running_counts = torch.empty(saved.shape, dtype=saved.dtype, device=self.running_counts.device)
+                self.running_counts = self.running_counts.new_empty(saved.shape, dtype=saved.dtype)
         super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
