@@ -163,15 +163,24 @@ def test_pickle_and_deepcopy_give_an_independent_loss_of_the_same_class(kind):
         torch.jit.script(copied)
 
 
-def test_a_compiled_loss_pickles_as_its_recipe_and_an_importable_class_by_reference(monkeypatch):
-    assert b"rebuild_loss" in pickle.dumps(count_loss())
-    spec = importlib.util.spec_from_file_location("metricc_test_generated_f1", ROOT / "generated" / "f1.py")
+def imported(monkeypatch, name, path):
+    """The module of a file, imported under `name` as a user's import would."""
+    spec = importlib.util.spec_from_file_location(name, path)
     module = importlib.util.module_from_spec(spec)
-    monkeypatch.setitem(sys.modules, spec.name, module)
+    monkeypatch.setitem(sys.modules, name, module)
     spec.loader.exec_module(module)
-    data = pickle.dumps(module.F1Loss())
-    assert b"rebuild_loss" not in data and b"metricc_test_generated_f1" in data
-    assert type(pickle.loads(data)) is module.F1Loss
+    return module
+
+
+def test_a_compiled_loss_pickles_as_its_recipe_and_an_importable_class_by_reference(monkeypatch, tmp_path):
+    assert b"rebuild_loss" in pickle.dumps(count_loss())
+    standalone = tmp_path / "standalone_f1.py"
+    standalone.write_text(metricc.emit("f1", standalone=True), encoding="utf-8")
+    for name, path in (("metricc_test_generated_f1", ROOT / "generated" / "f1.py"), ("metricc_test_standalone_f1", standalone)):
+        module = imported(monkeypatch, name, path)
+        data = pickle.dumps(module.F1Loss())
+        assert b"rebuild_loss" not in data and name.encode() in data
+        assert type(pickle.loads(data)) is module.F1Loss
 
 
 def test_a_pickle_rebuilds_its_class_from_the_cache_when_this_process_has_not_seen_the_recipe(monkeypatch):
