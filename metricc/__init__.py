@@ -67,10 +67,9 @@ def gradient(expression: str):
 
 def loss(expression: str, name: str | None = None, **options):
     """A `torch.nn.Module` loss for the metric, built from the same source `emit` returns."""
-    from .load import load_source
+    from .recipe import loss_class
 
-    _, loss_class, source = _compiled(expression, name, options)
-    return getattr(load_source(source), loss_class)()
+    return loss_class(expression, name, options)()
 
 
 def threshold_curve(metric: str, scores, target, **options):

@@ -91,7 +91,7 @@ class LossBase(torch.nn.Module):
         self.ce_weight: float = options["ce_weight"]
         weights = options["class_weights"]
         self.register_buffer("class_weights", torch.tensor(list(weights or ()), dtype=torch.float32), persistent=False)
-        self.register_buffer("running_counts", torch.zeros(0), persistent=False)
+        self.register_buffer("running_counts", torch.zeros(0), persistent=options["count_momentum"] is not None)
         self.spare_slopes = []  # type: List[Tensor]
         self.aggregate_names = []
 
@@ -124,6 +124,42 @@ class LossBase(torch.nn.Module):
     def reset_running_counts(self) -> None:
         """Forget the running counts (count_momentum): the next training step starts from its own batch."""
         self.running_counts = self.running_counts.new_zeros([0])
+
+    # pickling and checkpoints: Python-side protocol methods, never compiled by TorchScript
+
+    _version = 2  # 2: with count_momentum, state_dict holds the running counts (1: it held nothing)
+
+    def __getstate__(self) -> Dict[str, Any]:
+        """The module's state without the spare slope tensors, which belong to this process's last steps."""
+        state = super().__getstate__()
+        state["spare_slopes"] = []
+        return state
+
+    def __reduce_ex__(self, protocol: Any) -> Any:
+        """A class compiled at run time (metricc.loss) pickles as its recipe, so that another process can rebuild it
+        without the module of this process; nn.Module's __setstate__ then restores buffers, hooks and mode. A class
+        importable by its module's name (a file from generated/, a standalone file) pickles by reference."""
+        rebuild = vars(type(self)).get("metricc_rebuild")
+        if rebuild is None:
+            return super().__reduce_ex__(protocol)
+        function, recipe = rebuild
+        return function, recipe, self.__getstate__()
+
+    def _load_from_state_dict(
+        self, state_dict: Dict[str, Any], prefix: str, local_metadata: Dict[str, Any], strict: bool,
+        missing_keys: List[str], unexpected_keys: List[str], error_msgs: List[str],
+    ) -> None:
+        """Running counts take the saved shape and dtype (empty before the first step, then the counts'); a
+        checkpoint of version 1 has none, and its history starts empty, as after reset_running_counts()."""
+        key = prefix + "running_counts"
+        if "running_counts" not in self._non_persistent_buffers_set:
+            version = local_metadata.get("version")
+            if key not in state_dict and (version is None or version < 2):
+                state_dict[key] = self.running_counts.new_zeros([0])
+            saved = state_dict.get(key)
+            if isinstance(saved, Tensor):
+                self.running_counts = self.running_counts.new_empty(saved.shape, dtype=saved.dtype)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict, missing_keys, unexpected_keys, error_msgs)
 
 
 class CountLossBase(LossBase):
