@@ -69,7 +69,7 @@ class ThresholdCurves(tuple):
         return plot_curves(list(self), path, [f"label {i}" for i in range(len(self))])
 
 
-def threshold_curve(metric: str, scores, target, **options):
+def threshold_curve(metric: str, scores, target, /, **options):
     """The hard metric at every distinct threshold; see `metricc.threshold_curve`."""
     task = options.get("task", "binary")
     from_logits = options.get("from_logits", False)
