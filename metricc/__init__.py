@@ -54,12 +54,14 @@ def emit(expression: str, /, name: str | None = None, standalone: bool = False, 
     return _compiled(expression, name, options, parameters)[2]
 
 
-def explain(expression: str):
+def explain(expression: str, /, **parameters):
     """An `Explanation` of the metric: direction, monotonicity, range, singular points and guards, partials,
-    per-sample gradient weights and operation counts; `.format("text" | "latex" | "json" | "markdown")`."""
+    per-sample gradient weights and operation counts; `.format("text" | "latex" | "json" | "markdown")`.
+    Keyword arguments set the metric's parameters (`explain("fbeta", beta=2)`): the values it is sampled at."""
+    from .compiler import checked_parameter_defaults
     from .report import explain as _explain
 
-    return _explain(expression)
+    return _explain(expression, checked_parameter_defaults(expression, None, "binary", parameters))
 
 
 def gradient(expression: str):

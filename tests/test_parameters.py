@@ -15,6 +15,7 @@ import metricc
 from metricc.cli import main
 from metricc.compiler import compile_metric
 from metricc.load import load_file, load_source
+from metricc.report import weight_curves
 from metricc.runtime.options import OPTION_NAMES
 
 
@@ -111,6 +112,8 @@ def test_threshold_curve_refuses_a_bad_parameter():
     scores, target = [0.2, 0.7, 0.4], [0, 1, 1]
     with pytest.raises(metricc.ParameterError, match="beta of fbeta = -2"):
         metricc.threshold_curve("fbeta", scores, target, beta=-2)
+    with pytest.raises(metricc.ParameterError, match=r"beta of fbeta = \[2\] is not a finite number"):
+        metricc.threshold_curve("fbeta", scores, target, beta=[2])
     with pytest.raises(metricc.OptionError, match="bta"):
         metricc.threshold_curve("fbeta", scores, target, bta=2)
 
@@ -226,6 +229,18 @@ def test_cli_threshold_param_matches_sklearn(tmp_path, capsys):
     assert main(["threshold", "fbeta", str(path), "--param", "beta=2"]) == 0
     best = max(fbeta_score(target, (scores > t).astype(int), beta=2, zero_division=0) for t in np.concatenate([[-1.0], scores]))
     assert re.search(rf"fbeta at best\s+{re.escape(f'{best:.6g}')}\s", capsys.readouterr().out)
+
+
+def test_explain_takes_parameters_as_the_values_it_samples_at():
+    explained = metricc.explain("fbeta", beta=2)
+    assert [float(p.default) for p in explained.parameters] == [2.0]
+    curves, bound = weight_curves(explained, (20, 10, 10, 60)), weight_curves(metricc.explain("fbeta(beta=2)"), (20, 10, 10, 60))
+    for key in curves:
+        np.testing.assert_allclose(curves[key], bound[key], rtol=1e-12, err_msg=key)
+    with pytest.raises(metricc.ParameterError, match="outside its domain"):
+        metricc.explain("fbeta", beta=-1)
+    with pytest.raises(metricc.OptionError, match="bta \\(did you mean beta\\?\\)"):
+        metricc.explain("fbeta", bta=2)
 
 
 @pytest.mark.parametrize("command", [["grad", "fbeta"], ["explain", "fbeta"]])
