@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 from typing import List, Optional
 
-from .errors import MetricError
+from .errors import MetricError, OptionError, ParameterError
 from .runtime.options import DIRECTION_SPELLINGS, OPTION_NAMES, OPTIONS, InvalidOption
 
 FORMATS = ("text", "latex", "json", "markdown")
@@ -18,12 +18,14 @@ EXAMPLES = """examples:
   metricc compile "2*TP/(2*TP+FP+FN)" --name f1 -o f1.py
   metricc compile -f metric.txt --name my_metric    a multi-line metric from a file
   metricc compile f1 --standalone -o f1.py          the runtime inlined: the file imports only torch
+  metricc compile fbeta --param beta=2 -o f2.py     a metric parameter's value: the emitted default
   metricc grad mcc                                  the four partial derivatives
   metricc grad "TP/(TP+FP)" --format latex
   metricc explain mcc                               direction, monotonicity, range, singular points, ...
   metricc explain f1 --format json                  the same as JSON (schema: docs/explain.md)
   metricc explain f1 --plot f1.png --counts 20,10,10,60
   metricc threshold f1 scores.csv --plot f1.png    best threshold of score,target columns
+  metricc threshold fbeta scores.csv --param beta=2
   metricc list                                      the metric library
   metricc generate generated/                       regenerate the committed library modules
 """
@@ -45,6 +47,46 @@ def _read_expression(args: argparse.Namespace) -> str:
 def _add_expression(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("expression", nargs="?", metavar="EXPR", help='a formula such as "2*TP/(2*TP+FP+FN)" or a library name such as f1')
     parser.add_argument("-f", "--file", help="read the metric from a file (let-bindings, params and comments allowed)")
+
+
+def _add_parameters(parser: argparse.ArgumentParser, meaning: str) -> None:
+    parser.add_argument(
+        "--param", action="append", default=[], metavar="NAME=VALUE",
+        help=f"a metric parameter's value, such as --param beta=2 for fbeta ({meaning}); repeat it for each parameter",
+    )
+
+
+def _parameters(args: argparse.Namespace, expression: str, task: Optional[str]) -> dict:
+    """The --param flags as {name: value}, each a parameter of the metric inside its domain; errors name the flag."""
+    given = {}
+    for text in args.param:
+        name, equals, value = (part.strip() for part in text.partition("="))
+        if not equals or not name.isidentifier():
+            raise OptionError(f"--param {text!r} is not NAME=VALUE: write it as --param beta=2")
+        if name in given:
+            raise OptionError(f"--param {name} is given twice: give each parameter once")
+        try:
+            given[name] = float(value)
+        except ValueError:
+            raise OptionError(f"--param {name}={value}: {value!r} is not a number") from None
+    if not given:
+        return {}
+    from .compiler import resolve
+    from .options import checked_parameters, parameter_domains
+
+    entry, derivation = resolve(expression, task or "binary")
+    domains = parameter_domains(derivation.definition.parameters)
+    metric = getattr(args, "name", None) or (entry.name if entry else "metric")
+    for name in given:
+        if name not in domains:
+            accepted = f"its parameters are {', '.join(domains)}" if domains else "it has none"
+            raise OptionError(f"--param {name}: {metric} has no parameter {name!r} ({accepted})")
+    for name, value in given.items():
+        try:
+            checked_parameters(metric, domains, {name: value})
+        except ParameterError as error:
+            raise ParameterError(f"--param {name}={value:g}: {error}") from None
+    return given
 
 
 def _add_loss_options(parser: argparse.ArgumentParser) -> None:
@@ -87,7 +129,9 @@ def _add_report_options(parser: argparse.ArgumentParser) -> None:
 def command_compile(args: argparse.Namespace) -> int:
     from .compiler import compile_metric
 
-    compilation = compile_metric(_read_expression(args), args.name, standalone=args.standalone, **_loss_options(args))
+    expression, options = _read_expression(args), _loss_options(args)
+    parameters = _parameters(args, expression, options.get("task"))
+    compilation = compile_metric(expression, args.name, standalone=args.standalone, **options, **parameters)
     if args.output in (None, "-"):
         sys.stdout.write(compilation.source)
     else:
@@ -104,12 +148,17 @@ def _class(name: str) -> str:
     return class_name(name)
 
 
+def _parameter_defaults(args: argparse.Namespace) -> tuple:
+    """The --param flags of grad and explain, as the defaults the report shows and samples the metric at."""
+    return tuple(sorted(_parameters(args, _read_expression(args), args.task).items()))
+
+
 def _matrix_explanation(args: argparse.Namespace, detailed: bool):
     """The matrix form's report, where the metric is one: a formula of matrix aggregates, a library metric defined
     on the whole matrix alone (weighted kappa), or any library metric with a matrix form under --task multiclass."""
     from .compiler import matrix_form
 
-    found = matrix_form(_read_expression(args), args.task)
+    found = matrix_form(_read_expression(args), args.task, _parameter_defaults(args))
     if found is None:
         return None
     from .matrix_report import MatrixExplanation
@@ -125,7 +174,7 @@ def command_grad(args: argparse.Namespace) -> int:
         return 0
     from .report import format_explanation, gradient_report
 
-    print(format_explanation(gradient_report(_read_expression(args)), args.format))
+    print(format_explanation(gradient_report(_read_expression(args), _parameter_defaults(args)), args.format))
     return 0
 
 
@@ -137,7 +186,7 @@ def command_explain(args: argparse.Namespace) -> int:
         print(matrix.format(args.format))
         return 0
     counts = parse_counts(args.counts)
-    explanation = explain(_read_expression(args))
+    explanation = explain(_read_expression(args), _parameter_defaults(args))
     print(format_explanation(explanation, args.format))
     if args.plot:
         path = plot_weights(explanation, counts, args.plot)
@@ -243,7 +292,8 @@ def command_threshold(args: argparse.Namespace) -> int:
     from .threshold import threshold_curve
 
     scores, targets = read_scores_csv(args.csv)
-    curve = threshold_curve(_read_expression(args), scores, targets, from_logits=args.from_logits)
+    expression = _read_expression(args)
+    curve = threshold_curve(expression, scores, targets, from_logits=args.from_logits, **_parameters(args, expression, "binary"))
     half = 0.0 if args.from_logits else 0.5
     better = "higher" if curve.direction == "maximize" else "lower"
     rows = (
@@ -277,12 +327,14 @@ def build_parser() -> argparse.ArgumentParser:
     compile_parser.add_argument(
         "--standalone", action="store_true", help="inline metricc's runtime: the file imports only torch (to deploy without metricc)"
     )
+    _add_parameters(compile_parser, "the emitted class's default; the constructor still takes any value in its domain")
     _add_loss_options(compile_parser)
     compile_parser.set_defaults(run=command_compile)
 
     grad_parser = commands.add_parser("grad", help="show the derived partial derivatives", epilog=EXAMPLES, formatter_class=argparse.RawDescriptionHelpFormatter)
     _add_expression(grad_parser)
     _add_report_options(grad_parser)
+    _add_parameters(grad_parser, "the default the report shows; the partials stay symbolic in it")
     grad_parser.set_defaults(run=command_grad)
 
     explain_parser = commands.add_parser(
@@ -293,6 +345,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     _add_expression(explain_parser)
     _add_report_options(explain_parser)
+    _add_parameters(explain_parser, "where the range, the sampled checks and --plot evaluate the metric")
     explain_parser.add_argument("--plot", metavar="FILE.png", help="draw the loss and per-sample gradient weight against one prediction p")
     explain_parser.add_argument(
         "--counts", default="20,10,10,60", metavar="TP,FP,FN,TN", help="counts of the rest of the batch for --plot (default 20,10,10,60)"
@@ -319,6 +372,7 @@ def build_parser() -> argparse.ArgumentParser:
     threshold_parser.add_argument("csv", metavar="FILE.csv", help="a CSV with a header and score,target columns (target 0 or 1)")
     threshold_parser.add_argument("--from-logits", action="store_true", help="scores are logits: thresholds are logits, 0.5 becomes 0")
     threshold_parser.add_argument("--plot", metavar="FILE.png", help="draw the metric against the threshold")
+    _add_parameters(threshold_parser, "the value the metric is evaluated with at every cut")
     threshold_parser.set_defaults(run=command_threshold)
 
     list_parser = commands.add_parser("list", help="list the library metrics")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from functools import lru_cache
 from typing import Dict, Optional, Tuple, Union
 
@@ -15,11 +15,13 @@ from .emitter import emit_matrix_module, emit_module
 from .errors import OptionError
 from .library import LibraryEntry, default_library
 from .matrix import MatrixDerivation, as_two_class, derive_matrix, resolve_matrix_direction
-from .options import LossOptions, make_options
+from .options import LossOptions, checked_parameters, make_options, parameter_domains, split_arguments
 from .parse import COUNT_NAMES, MetricDefinition, is_matrix_metric, parse
 from .runtime.options import matrix_option_problem
 
 _PLAIN_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
+#: Metric parameters' new defaults, (name, value) sorted by name: what `--param` and emit's keywords give.
+ParameterDefaults = Tuple[Tuple[str, float], ...]
 
 
 @dataclass(frozen=True)
@@ -33,19 +35,46 @@ class Compilation:
     source: str
 
 
-def resolve(expression: str, task: str = "binary") -> Tuple[Optional[LibraryEntry], Union[Derivation, MatrixDerivation]]:
+def resolve(
+    expression: str, task: str = "binary", parameter_defaults: ParameterDefaults = ()
+) -> Tuple[Optional[LibraryEntry], Union[Derivation, MatrixDerivation]]:
     """A library name (or alias) or a formula, parsed and differentiated. With task='multiclass' a library metric
     with a matrix form, or a formula of matrix aggregates, is a metric of the whole confusion matrix; with any
-    other task a matrix metric takes its two-class form, a formula of TP, FP, FN and TN."""
+    other task a matrix metric takes its two-class form, a formula of TP, FP, FN and TN. parameter_defaults,
+    checked values (`checked_parameter_defaults`), replace the defaults of the metric's parameters."""
     entry, definition = resolve_definition(expression, task == "multiclass")
     if is_matrix_metric(definition):
         if task == "multiclass":
-            return entry, derive_matrix(definition)
+            return entry, _with_parameter_defaults(derive_matrix(definition), parameter_defaults)
         definition = as_two_class(definition)
-    return entry, _derive_cached(definition)
+    return entry, _with_parameter_defaults(_derive_cached(definition), parameter_defaults)
 
 
-def matrix_form(expression: str, task: Optional[str]) -> Optional[Tuple[Optional[LibraryEntry], MatrixDerivation]]:
+def _with_parameter_defaults(derivation, parameter_defaults: ParameterDefaults):
+    """The derivation with new parameter defaults: the partials do not depend on them, only what is reported,
+    sampled and emitted as the constructor's default."""
+    if not parameter_defaults:
+        return derivation
+    values = dict(parameter_defaults)
+    parameters = tuple(
+        replace(p, default=sympy.Rational(values[p.name])) if p.name in values else p for p in derivation.definition.parameters
+    )
+    return replace(derivation, definition=replace(derivation.definition, parameters=parameters))
+
+
+def checked_parameter_defaults(expression: str, name: Optional[str], task: str, values: dict) -> ParameterDefaults:
+    """Parameter values given by keyword (or `--param`), checked against the metric's parameters and their domains."""
+    if not values:
+        return ()
+    entry, derivation = resolve(expression, task)
+    metric = name or (entry.name if entry else "metric")
+    checked = checked_parameters(metric, parameter_domains(derivation.definition.parameters), values)
+    return tuple(sorted(checked.items()))
+
+
+def matrix_form(
+    expression: str, task: Optional[str], parameter_defaults: ParameterDefaults = ()
+) -> Optional[Tuple[Optional[LibraryEntry], MatrixDerivation]]:
     """The metric's matrix form, to report: with task='multiclass' whenever it has one; with no task only where the
     metric has no four-count form of its own (a formula of aggregates, or weighted kappa)."""
     if task not in (None, "multiclass"):
@@ -53,7 +82,7 @@ def matrix_form(expression: str, task: Optional[str]) -> Optional[Tuple[Optional
     entry, definition = resolve_definition(expression, True)
     if not is_matrix_metric(definition) or (task is None and entry is not None and not entry.matrix_only):
         return None
-    return entry, derive_matrix(definition)
+    return entry, _with_parameter_defaults(derive_matrix(definition), parameter_defaults)
 
 
 def resolve_definition(expression: str, prefer_matrix: bool) -> Tuple[Optional[LibraryEntry], MetricDefinition]:
@@ -73,8 +102,10 @@ def _derive_cached(definition) -> Derivation:
 
 
 @lru_cache(maxsize=256)
-def _compile_cached(expression: str, name: Optional[str], options: LossOptions, standalone: bool) -> Compilation:
-    entry, derivation = resolve(expression, options.task)
+def _compile_cached(
+    expression: str, name: Optional[str], options: LossOptions, standalone: bool, parameter_defaults: ParameterDefaults = ()
+) -> Compilation:
+    entry, derivation = resolve(expression, options.task, parameter_defaults)
     name = name or (entry.name if entry else "metric")
     if isinstance(derivation, MatrixDerivation):
         problem = matrix_option_problem(name, options.__dict__)
@@ -87,10 +118,14 @@ def _compile_cached(expression: str, name: Optional[str], options: LossOptions, 
     return Compilation(name, entry, derivation, resolved, emit_module(derivation, name, resolved, standalone))
 
 
-def compile_metric(expression: str, name: Optional[str] = None, standalone: bool = False, **options) -> Compilation:
+def compile_metric(expression: str, name: Optional[str] = None, standalone: bool = False, **arguments) -> Compilation:
     """Run the pipeline up to the emitted source (standalone: with the runtime inlined); repeated calls with the
-    same input are served from a cache."""
-    return _compile_cached(expression, name, make_options(**options), bool(standalone))
+    same input are served from a cache. Keyword arguments are loss options and metric parameters; a parameter's
+    value becomes the emitted class's default for it (the constructor still takes any value in its domain)."""
+    options, parameters = split_arguments(arguments)
+    checked = make_options(**options)
+    defaults = checked_parameter_defaults(expression, name, checked.task, parameters)
+    return _compile_cached(expression, name, checked, bool(standalone), defaults)
 
 
 def gradient(expression: str) -> Dict[str, sympy.Expr]:

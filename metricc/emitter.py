@@ -38,8 +38,10 @@ _RUNTIME = Path(__file__).resolve().parent / "runtime"
 RUNTIME_MODULES = ("options", "guards", "inputs", "approximate", "counts", "reduce", "backward", "compound", "matrix", "loss")
 #: The imports a standalone file opens with; every runtime module's imports must be among them.
 STANDALONE_IMPORTS = (
+    "import difflib",
+    "import inspect",
     "import math",
-    "from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple",
+    "from typing import Any, Callable, Dict, List, NamedTuple, Optional, Sequence, Tuple",
     "",
     "import torch",
     "from torch import Tensor",

@@ -74,22 +74,24 @@ class Explanation:
         return format_text(self)
 
 
-def _resolve(expression: str):
+def _resolve(expression: str, parameter_defaults=()):
     from .compiler import resolve
 
-    return resolve(expression)
+    return resolve(expression, parameter_defaults=parameter_defaults)
 
 
-def gradient_report(expression: str) -> Explanation:
-    """The formula, its four partials and the per-sample weights: what `metricc grad` prints."""
-    entry, derivation = _resolve(expression)
+def gradient_report(expression: str, parameter_defaults=()) -> Explanation:
+    """The formula, its four partials and the per-sample weights: what `metricc grad` prints. parameter_defaults
+    (checked, from `compiler.checked_parameter_defaults`) replace the parameters' defaults."""
+    entry, derivation = _resolve(expression, parameter_defaults)
     return Explanation(expression, entry.name if entry else None, entry, derivation, per_sample_weights(derivation))
 
 
-def explain(expression: str) -> Explanation:
+def explain(expression: str, parameter_defaults=()) -> Explanation:
     """Analyse a metric (a library name or a formula): direction, monotonicity, range, singular points and guards,
-    partials, per-sample gradient weights and operation counts."""
-    entry, derivation = _resolve(expression)
+    partials, per-sample gradient weights and operation counts; sampled (and plotted) with the parameters at their
+    defaults, which parameter_defaults replace."""
+    entry, derivation = _resolve(expression, parameter_defaults)
     verdict = decide_direction(derivation)
     if entry is not None:
         direction, source = entry.direction, "library"

@@ -69,7 +69,7 @@ class ThresholdCurves(tuple):
         return plot_curves(list(self), path, [f"label {i}" for i in range(len(self))])
 
 
-def threshold_curve(metric: str, scores, target, **options):
+def threshold_curve(metric: str, scores, target, /, **options):
     """The hard metric at every distinct threshold; see `metricc.threshold_curve`."""
     task = options.get("task", "binary")
     from_logits = options.get("from_logits", False)
@@ -77,7 +77,8 @@ def threshold_curve(metric: str, scores, target, **options):
         raise OptionError(f"task={task!r}: threshold_curve takes task='binary' or 'multilabel' (a threshold decides between two classes)")
     if not isinstance(from_logits, bool):
         raise OptionError(f"from_logits={from_logits!r} must be True or False")
-    loss = _compiled_loss(metric, tuple(sorted((k, v) for k, v in options.items() if k not in _OWN_OPTIONS)))
+    arguments = tuple(sorted((k, v) for k, v in options.items() if k not in _OWN_OPTIONS))  # other options, parameters
+    loss = _compiled_loss(metric, arguments) if _hashable(arguments) else _compiled_loss.__wrapped__(metric, arguments)
     direction = "maximize" if loss.sign < 0 else "minimize"
     scores, target = _checked_inputs(scores, target, task, from_logits)
     if task == "binary":
@@ -86,6 +87,16 @@ def threshold_curve(metric: str, scores, target, **options):
         _curve(loss, metric, direction, scores[:, label], target[:, label], from_logits, f" of label {label}")
         for label in range(scores.shape[1])
     )
+
+
+def _hashable(arguments: tuple) -> bool:
+    """Whether the arguments can key the cache; a list (a bad parameter value, say) goes to metricc.loss uncached,
+    which names what is wrong with it."""
+    try:
+        hash(arguments)
+    except TypeError:
+        return False
+    return True
 
 
 @lru_cache(maxsize=64)

@@ -1,6 +1,7 @@
 """Any parameter name the grammar accepts either compiles to the exact gradient or is refused by the rule in
 docs/language.md: no user-chosen name can shadow a name the emitted code relies on."""
 
+import inspect
 import keyword
 
 import pytest
@@ -67,6 +68,11 @@ def check_name(name):
         torch.testing.assert_close(gradient, expected, rtol=1e-9, atol=1e-12)
         other = type(loss)(**{name: 3.0})
         assert other.parameter_values == {name: 3.0}
+        assert inspect.signature(type(loss)).parameters[name].default == 2.0
+        assert repr(other).startswith(f"MLoss({name}=3.0")
+        if name != "name":  # metricc.loss's own `name` argument: such a parameter is set on the class, as above
+            keyword = metricc.loss(formula(name), name="m", direction="maximize", approximation="identity", **options, **{name: 3.0})
+            assert keyword.parameter_values == {name: 3.0}
 
 
 @pytest.mark.parametrize("name", ADVERSARIAL)

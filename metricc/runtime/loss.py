@@ -3,6 +3,7 @@ four counts: forward, metric, averaging, sync, the CE term and the closed-form b
 whole C x C confusion matrix). A compiled metric's subclass adds its name, its constructor defaults and its
 formula hooks; the emitted file holds nothing else."""
 
+import inspect
 from typing import Any, Dict, List, Optional, Tuple
 
 import torch
@@ -14,8 +15,47 @@ from .compound import cross_entropy
 from .counts import counted_in_blocks, slope_varies, soft_counts
 from .inputs import canonical_layout, count_dims, validate_inputs
 from .matrix import leaf_gradient, matrix_aggregates, matrix_gradient, matrix_gradient_function, soft_matrix
-from .options import OPTION_NAMES, InvalidOption, matrix_option_problem, parameter_problem, validate_options
+from .options import (
+    DEFAULTS, OPTION_NAMES, OPTIONS, InvalidOption, default_approximation, matrix_option_problem, parameter_problem,
+    unknown_arguments_problem, validate_options,
+)
 from .reduce import absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, row_sums, running_counts
+
+
+#: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
+_ANNOTATION_TYPES = {
+    "str": str, "bool": bool, "float": float, "Optional[int]": Optional[int], "Optional[float]": Optional[float],
+    "Optional[str]": Optional[str], "Optional[List[float]]": Optional[List[float]],
+}
+
+
+def constructor_signature(loss_class: Any) -> inspect.Signature:
+    """The keyword-only constructor of a loss class: every option with the class's compiled default, then each
+    metric parameter with its default. Built from the options table, so parameter names never become Python
+    names in emitted code (a parameter may be called `self` or `x0`)."""
+    defaults = {**DEFAULTS, **loss_class.defaults}
+    keyword = inspect.Parameter.KEYWORD_ONLY
+    options = [
+        inspect.Parameter(option.name, keyword, default=defaults[option.name], annotation=_ANNOTATION_TYPES.get(option.annotation, Any))
+        for option in OPTIONS
+    ]
+    parameters = [inspect.Parameter(name, keyword, default=domain[0], annotation=float) for name, domain in loss_class.metric_parameters.items()]
+    return inspect.Signature(options + parameters)
+
+
+class _ConstructorSignature:
+    """`inspect.signature(LossClass)` and `help(LossClass)` show the constructor's keywords; on an instance it is
+    None, so that inspect describes the instance's call (preds, target) as for any nn.Module."""
+
+    def __get__(self, instance: Any, owner: Any) -> Optional[inspect.Signature]:
+        return constructor_signature(owner) if instance is None else None
+
+
+def _weights_key(weights: Any) -> Optional[Tuple[float, ...]]:
+    """class_weights as the float32 buffer holds them, rounded to float32's precision: comparable and readable."""
+    if weights is None or len(weights) == 0:
+        return None
+    return tuple(float(f"{w:.7g}") for w in torch.tensor(list(weights), dtype=torch.float32).tolist())
 
 
 class LossBase(torch.nn.Module):
@@ -34,8 +74,11 @@ class LossBase(torch.nn.Module):
 
     Keyword arguments are the loss options (metricc.runtime.options.OPTIONS) and the metric's parameters;
     the subclass's `defaults` replace the options' own defaults, and `metric_parameters` maps each parameter to
-    (default, lower, upper, lower_open, upper_open).
+    (default, lower, upper, lower_open, upper_open). `inspect.signature(LossClass)` and help() show them all with
+    their compiled defaults; repr shows the ones that set an instance apart (`extra_repr`).
     """
+
+    __signature__ = _ConstructorSignature()
 
     metric_name = "metric"
     defaults = {}  # type: Dict[str, Any]
@@ -55,8 +98,7 @@ class LossBase(torch.nn.Module):
         parameters = type(self).metric_parameters
         unknown = sorted(set(arguments) - set(OPTION_NAMES) - set(parameters))
         if unknown:
-            accepted = ", ".join(OPTION_NAMES + tuple(parameters))
-            raise InvalidOption(f"{type(self).__name__} got unknown argument(s) {', '.join(unknown)}; it accepts {accepted}")
+            raise InvalidOption(unknown_arguments_problem(type(self).__name__, unknown, list(parameters)))
         given = {name: value for name, value in arguments.items() if name not in parameters}
         options = validate_options({**type(self).defaults, **given})
         if options["direction"] == "auto":
@@ -94,6 +136,30 @@ class LossBase(torch.nn.Module):
         self.register_buffer("running_counts", torch.zeros(0), persistent=options["count_momentum"] is not None)
         self.spare_slopes = []  # type: List[Tensor]
         self.aggregate_names = []
+
+    def option_values(self) -> Dict[str, Any]:
+        """The options this loss runs with, in the table's order, read from its attributes (the direction from its
+        sign, class_weights from their buffer)."""
+        values: Dict[str, Any] = {}
+        for name in OPTION_NAMES:
+            if name == "direction":
+                values[name] = "maximize" if self.sign < 0 else "minimize"
+            elif name == "class_weights":
+                values[name] = _weights_key(self.class_weights.tolist())
+            else:
+                values[name] = getattr(self, name)
+        return values
+
+    def extra_repr(self) -> str:
+        """What sets this loss apart, as keywords its class takes: the metric parameters that differ from the class's
+        defaults, then the options that differ from the options table's (compiled in or passed), so that
+        print(model) shows FbetaLoss(beta=2.0, from_logits=True) however from_logits was set. The approximation
+        is compared with its default for the task, the direction with the class's (the metric's own)."""
+        domains = type(self).metric_parameters
+        shown = [f"{name}={value!r}" for name, value in self.parameter_values.items() if value != domains[name][0]]
+        plain = dict(DEFAULTS, approximation=default_approximation(self.task), direction=type(self).defaults.get("direction"))
+        shown += [f"{name}={value!r}" for name, value in self.option_values().items() if value != plain[name]]
+        return ", ".join(shown)
 
     def options_problem(self, options: Dict[str, Any]) -> Optional[str]:
         """Why these (valid) options do not suit this kind of loss, or None."""

@@ -1,8 +1,9 @@
 """The one table of loss options: the compiler's LossOptions, the CLI flags, the emitted defaults and the
 constructor's checks all come from OPTIONS and `validate_options`. Pure Python: the CLI reads it without torch."""
 
+import difflib
 import math
-from typing import Any, Callable, Dict, NamedTuple, Optional, Tuple
+from typing import Any, Callable, Dict, NamedTuple, Optional, Sequence, Tuple
 
 
 class InvalidOption(ValueError):
@@ -207,3 +208,15 @@ def parameter_problem(name: str, value: Any, lower: float, upper: float, lower_o
 def _bound(value: float) -> str:
     return "inf" if value == math.inf else "-inf" if value == -math.inf else f"{value:g}"
 
+
+
+def unknown_arguments_problem(owner: str, unknown: Sequence[str], parameter_names: Sequence[str]) -> str:
+    """Why keyword arguments that are neither loss options nor metric parameters are refused: each one with the
+    closest accepted name, then every accepted name."""
+    accepted = list(OPTION_NAMES) + list(parameter_names)
+    named = []
+    for name in unknown:
+        close = difflib.get_close_matches(name, accepted, n=1)
+        named.append(f"{name} (did you mean {close[0]}?)" if close else name)
+    parameters = f"its metric parameters {', '.join(parameter_names)}" if parameter_names else "no metric parameters (it has none)"
+    return f"{owner} got unknown keyword argument(s) {', '.join(named)}; it accepts the loss options {', '.join(OPTION_NAMES)} and {parameters}"
