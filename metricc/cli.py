@@ -24,6 +24,7 @@ EXAMPLES = """examples:
   metricc explain f1 --format json                  the same as JSON (schema: docs/explain.md)
   metricc explain f1 --plot f1.png --counts 20,10,10,60
   metricc threshold f1 scores.csv --plot f1.png    best threshold of score,target columns
+  metricc threshold mcc val.csv --score-column prob --target-column label --delimiter ";"
   metricc list                                      the metric library
   metricc generate generated/                       regenerate the committed library modules
 """
@@ -196,7 +197,7 @@ def command_demo(args: argparse.Namespace) -> int:
 
 
 MAX_LINE_BYTES = 1 << 20  # a score,target row is short: a longer line is refused before it is held in memory
-SNIFF_BYTES = 4096  # csv.Sniffer's regular expressions take quadratic time on hostile text: sniff a bounded sample
+SNIFF_BYTES = 2048  # csv.Sniffer's regular expressions take quadratic time on hostile text: sniff a bounded sample
 DELIMITERS = ",;\t|"
 
 
@@ -227,12 +228,12 @@ def _text_lines(handle, path: str):
     import codecs
     import itertools
 
+    if handle.peek(2).startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+        raise MetricError(f"{path} is UTF-16 text: save it as UTF-8 (in Excel: CSV UTF-8)")
     for number in itertools.count(1):
         line = handle.readline(MAX_LINE_BYTES + 1)
         if not line:
             return
-        if number == 1 and line.startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-            raise MetricError(f"{path} is UTF-16 text: save it as UTF-8 (in Excel: CSV UTF-8)")
         if b"\0" in line:
             raise MetricError(f"{path}, line {number}: a NUL byte: this is a binary file (or UTF-16), not a CSV of scores")
         if len(line) > MAX_LINE_BYTES:
@@ -276,14 +277,20 @@ def _read_columns(reader, path: str, score_column: str, target_column: str, deli
     (score_at, target_at), (score_name, target_name) = columns, (header[columns[0]].strip(), header[columns[1]].strip())
     scores, targets = [], []
     for row_number, row in enumerate(reader, start=1):
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"{path}, row {row_number} (line {reader.line_num})"
-        if len(row) <= max(columns):
-            raise MetricError(f"{where}: {len(row)} fields, expected {len(header)} as in the header")
-        score, target = (_finite(row[at], name, where, delimiter) for at, name in ((score_at, score_name), (target_at, target_name)))
-        if target not in (0.0, 1.0):
-            raise MetricError(f"{where}: {target_name} {_shown(row[target_at])} is not 0 or 1")
+        try:  # the fast path of a well-formed row; anything else is looked at closely below
+            score, target = float(row[score_at]), float(row[target_at])
+            well_formed = score - score == 0.0 and (target == 0.0 or target == 1.0)
+        except (IndexError, ValueError):
+            well_formed = False
+        if not well_formed:
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"{path}, row {row_number} (line {reader.line_num})"
+            if len(row) <= max(columns):
+                raise MetricError(f"{where}: {len(row)} fields, expected {len(header)} as in the header")
+            score, target = (_finite(row[at], name, where, delimiter) for at, name in ((score_at, score_name), (target_at, target_name)))
+            if target not in (0.0, 1.0):
+                raise MetricError(f"{where}: {target_name} {_shown(row[target_at])} is not 0 or 1")
         scores.append(score)
         targets.append(target)
     if not scores:

@@ -354,7 +354,7 @@ MALFORMED = {
     "Latin-1": (b"score,target\n0.2,1\n0.3,0 \xe9\n", "line 3: byte 0xe9 at column 7 is not UTF-8"),
     "unterminated quote at the end": (b'score,target\n0.2,1\n"0.3,0\n0.4,1\n', 'a " quote that is never closed'),
     "quote then text": (b'score,target\n"0.2"x,1\n', "line 2: not a CSV: ',' expected after '\"'"),
-    "field over several lines": (b'score,target\n"0.2\n",1\n', "runs over several lines"),
+    "a quote that swallows a line": (b'score,target\n"0.2,1\n0.3",0\n', "row 1 (line 3): the score field runs over several lines"),
     "200,000-character field": (b"score,target\n0.2,1\n" + b"7" * 200_000 + b",0\n", "field larger than field limit"),
     "200,000-character quoted field": (b'score,target\n0.2,1\n"' + b"7" * 200_000 + b'",0\n', "field larger than field limit"),
     "unterminated quote in a long file": (b'score,target\n"0.2,1\n' + b"0.3,0\n" * 40_000, "field larger than field limit"),
@@ -443,3 +443,26 @@ def test_scores_never_leave_their_device_only_a_few_scalars_do(n):
         curve = metricc.threshold_curve("f1", scores, target)
     assert reads.device_copies == 0 and reads.scalars <= 4
     assert curve.thresholds.device == scores.device and curve.values.device == scores.device
+
+
+CSV_ALPHABET = st.sampled_from(list('01.,;\t|"\n\r \x00e-') + ["score", "target", "Score", "\ufeff", "\xe9", "nan", "0.5"])
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.one_of(st.binary(max_size=300), st.lists(CSV_ALPHABET, max_size=80).map(lambda parts: "".join(parts).encode("utf-8", "surrogatepass"))))
+def test_hypothesis_any_file_is_read_or_refused_in_one_line(data):
+    import contextlib
+    import io
+    import tempfile
+
+    with tempfile.TemporaryDirectory() as directory:
+        path = f"{directory}/scores.csv"
+        with open(path, "wb") as handle:
+            handle.write(data)
+        out, err = io.StringIO(), io.StringIO()
+        with contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+            code = main(["threshold", "f1", path])
+    if code == 2:
+        assert err.getvalue().startswith("metricc: error: ") and err.getvalue().count("\n") == 1 and out.getvalue() == ""
+    else:
+        assert code == 0 and "best threshold" in out.getvalue()
