@@ -196,53 +196,59 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-MAX_LINE_BYTES = 1 << 20  # a score,target row is short: a longer line is refused before it is held in memory
-SNIFF_BYTES = 2048  # csv.Sniffer's regular expressions take quadratic time on hostile text: sniff a bounded sample
+MAX_LINE_CHARACTERS = 1 << 20  # a score,target row is short: a longer line is refused before it is held in memory
+SNIFF_CHARACTERS = 2048  # csv.Sniffer's regular expressions take quadratic time on hostile text: sniff a bounded sample
 DELIMITERS = ",;\t|"
 
 
 def read_scores_csv(path: str, score_column: str = "score", target_column: str = "target", delimiter: Optional[str] = None) -> tuple:
-    """(scores, targets) as float lists from a UTF-8 CSV (a byte-order mark allowed) whose header names the two
-    columns, in any case; the delimiter is sniffed among , ; tab | unless given. Any defect is one MetricError."""
+    """(scores, targets) as float lists from a UTF-8 CSV (a byte-order mark allowed, any line ending) whose header
+    names the two columns, in any case; the delimiter is sniffed among , ; tab | unless given. Any defect of the
+    file is one MetricError."""
+    import codecs
     import csv
+    import io
     import itertools
 
     try:
-        with open(path, "rb") as handle:
-            lines = _text_lines(handle, path)
-            head = list(itertools.islice(lines, 20))
-            if delimiter is None:
-                delimiter = _sniffed_delimiter(head)
-            reader = csv.reader(itertools.chain(head, lines), delimiter=delimiter, strict=True)
-            try:
-                return _read_columns(reader, path, score_column, target_column, delimiter)
-            except csv.Error as error:
-                raise MetricError(f"{path}, line {reader.line_num}: not a CSV: {_csv_problem(error)}") from None
+        with open(path, "rb") as raw:
+            if raw.peek(2).startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                raise MetricError(f"{path} is UTF-16 text: save it as UTF-8 (in Excel: CSV UTF-8)")
+            # undecodable bytes become lone surrogates, so that _text_lines can name their line
+            with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape") as text:
+                lines = _text_lines(text, path)
+                head = list(itertools.islice(lines, 20))
+                if delimiter is None:
+                    delimiter = _sniffed_delimiter(head)
+                reader = csv.reader(itertools.chain(head, lines), delimiter=delimiter, strict=True)
+                try:
+                    return _read_columns(reader, path, score_column, target_column, delimiter)
+                except csv.Error as error:
+                    raise MetricError(f"{path}, line {reader.line_num}: not a CSV: {_csv_problem(error)}") from None
     except OSError as error:
         raise MetricError(f"cannot read {path}: {error.strerror or error}") from None
 
 
-def _text_lines(handle, path: str):
-    """The lines of a binary file handle as text; a NUL byte, a UTF-16 file, bytes that are not UTF-8 or a line
-    longer than MAX_LINE_BYTES end the reading with a MetricError naming the line."""
-    import codecs
+def _text_lines(text, path: str):
+    """The lines of a text handle; a NUL byte, a byte that is not UTF-8 or a line longer than MAX_LINE_CHARACTERS
+    ends the reading with a MetricError naming the line."""
     import itertools
+    import re
 
-    if handle.peek(2).startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-        raise MetricError(f"{path} is UTF-16 text: save it as UTF-8 (in Excel: CSV UTF-8)")
+    undecoded = re.compile("[\udc80-\udcff]")
     for number in itertools.count(1):
-        line = handle.readline(MAX_LINE_BYTES + 1)
+        line = text.readline(MAX_LINE_CHARACTERS + 1)
         if not line:
             return
-        if b"\0" in line:
+        if "\0" in line:
             raise MetricError(f"{path}, line {number}: a NUL byte: this is a binary file (or UTF-16), not a CSV of scores")
-        if len(line) > MAX_LINE_BYTES:
-            raise MetricError(f"{path}, line {number} is longer than {MAX_LINE_BYTES} bytes: not a CSV of scores")
-        try:
-            yield line.decode("utf-8-sig" if number == 1 else "utf-8")
-        except UnicodeDecodeError as error:
-            byte = error.object[error.start]
-            raise MetricError(f"{path}, line {number}: byte 0x{byte:02x} at column {error.start + 1} is not UTF-8: save the file as UTF-8 (in Excel: CSV UTF-8)") from None
+        if len(line) > MAX_LINE_CHARACTERS:
+            raise MetricError(f"{path}, line {number} is longer than {MAX_LINE_CHARACTERS} characters: not a CSV of scores")
+        bad = None if line.isascii() else undecoded.search(line)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00
+            raise MetricError(f"{path}, line {number}: byte 0x{byte:02x} at column {bad.start() + 1} is not UTF-8: save the file as UTF-8 (in Excel: CSV UTF-8)")
+        yield line
 
 
 def _csv_problem(error: Exception) -> str:
@@ -256,10 +262,10 @@ def _csv_problem(error: Exception) -> str:
 
 
 def _sniffed_delimiter(head: List[str]) -> str:
-    """The delimiter csv.Sniffer finds among , ; tab | in the first lines (at most SNIFF_BYTES), else a comma."""
+    """The delimiter csv.Sniffer finds among , ; tab | in the first lines (at most SNIFF_CHARACTERS), else a comma."""
     import csv
 
-    sample = "".join(head)[:SNIFF_BYTES]
+    sample = "".join(head)[:SNIFF_CHARACTERS]
     try:
         return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
     except csv.Error:

@@ -101,10 +101,10 @@ def _compiled_loss(metric: str, options: Tuple[Tuple[str, object], ...]):
 def rounded_down(threshold: float, scores: Tensor) -> Tensor:
     """The threshold as a 1-element tensor of the scores' dtype, rounded down: the largest number t of that dtype
     at or below it, so that `scores > t` is `scores > threshold` computed exactly."""
-    rounded = torch.tensor([threshold], dtype=scores.dtype, device=scores.device)
+    rounded = torch.tensor([threshold], dtype=scores.dtype)  # on the host: no device sync for the comparison
     if float(rounded) > threshold:
         rounded = torch.nextafter(rounded, torch.full_like(rounded, float("-inf")))
-    return rounded
+    return rounded.to(scores.device)
 
 
 def as_tensor(values, device=None) -> Tensor:

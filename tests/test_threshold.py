@@ -310,6 +310,8 @@ CSV_VARIANTS = {
     "tab given as 'tab'": (_variant(["score", "target"], delimiter="\t"), ["--delimiter", "tab"]),
     "pipe, quoted": (_variant(["score", "target"], delimiter="|", quoted=True), []),
     "custom names": (_variant(["Probability", "label"], extra="id"), ["--score-column", "probability", "--target-column", "LABEL"]),
+    "old Mac line endings": (_variant(["score", "target"], newline="\r"), []),
+    "non-ASCII names": (_variant(["Wahrscheinlichkeit (ä)", "Ziel"], delimiter=";", decimal=","), ["--score-column", "WAHRSCHEINLICHKEIT (Ä)", "--target-column", "ziel"]),
     "blank lines": (b"\n" + _variant(["score", "target"]).replace(b"\n", b"\n\n", 3), []),
 }
 
@@ -358,7 +360,7 @@ MALFORMED = {
     "200,000-character field": (b"score,target\n0.2,1\n" + b"7" * 200_000 + b",0\n", "field larger than field limit"),
     "200,000-character quoted field": (b'score,target\n0.2,1\n"' + b"7" * 200_000 + b'",0\n', "field larger than field limit"),
     "unterminated quote in a long file": (b'score,target\n"0.2,1\n' + b"0.3,0\n" * 40_000, "field larger than field limit"),
-    "a 2 MiB line": (b"score,target\n" + b"0," * (1 << 20) + b"\n", "line 2 is longer than 1048576 bytes"),
+    "a 2 MiB line": (b"score,target\n" + b"0," * (1 << 20) + b"\n", "line 2 is longer than 1048576 characters"),
     "logits": (b"score,target\n-1.5,0\n2,1\n", "pass --from-logits for logits"),
 }
 
