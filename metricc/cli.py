@@ -26,6 +26,7 @@ EXAMPLES = """examples:
   metricc explain f1 --plot f1.png --counts 20,10,10,60
   metricc threshold f1 scores.csv --plot f1.png    best threshold of score,target columns
   metricc threshold fbeta scores.csv --param beta=2
+  metricc threshold mcc val.csv --score-column prob --target-column label --delimiter ";"
   metricc list                                      the metric library
   metricc generate generated/                       regenerate the committed library modules
 """
@@ -244,66 +245,200 @@ def command_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def read_scores_csv(path: str) -> tuple:
-    """(scores, targets) as float lists from a CSV with a header naming `score` and `target` columns."""
+MAX_LINE_CHARACTERS = 1 << 20  # a score,target row is short: a longer line is refused before it is held in memory
+SNIFF_CHARACTERS = 2048  # csv.Sniffer's regular expressions take quadratic time on hostile text: sniff a bounded sample
+DELIMITERS = ",;\t|"
+
+
+def read_scores_csv(path: str, score_column: str = "score", target_column: str = "target", delimiter: Optional[str] = None) -> tuple:
+    """(scores, targets) as float lists from a UTF-8 CSV (a byte-order mark allowed, any line ending) whose header
+    names the two columns, in any case; the delimiter is sniffed among , ; tab | unless given. Any defect of the
+    file is one MetricError."""
+    import codecs
     import csv
+    import io
+    import itertools
 
     try:
-        with open(path, newline="", encoding="utf-8") as handle:
-            rows = list(csv.reader(handle))
-    except (OSError, UnicodeDecodeError) as error:
-        raise MetricError(f"cannot read {path}: {error}") from None
-    if not rows or not any(cell.strip() for cell in rows[0]):
-        raise MetricError(f"{path} is empty: expected a header line with score,target columns and one row per sample")
-    header = [cell.strip() for cell in rows[0]]
-    missing = [name for name in ("score", "target") if name not in header]
-    if missing:
-        raise MetricError(f"{path}: the header has no {' or '.join(map(repr, missing))} column (found {', '.join(map(repr, header))})")
-    columns = header.index("score"), header.index("target")
+        with open(path, "rb") as raw:
+            if raw.peek(2).startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
+                raise MetricError(f"{path} is UTF-16 text: save it as UTF-8 (in Excel: CSV UTF-8)")
+            # undecodable bytes become lone surrogates, so that _text_lines can name their line
+            with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape") as text:
+                lines = _text_lines(text, path)
+                head = list(itertools.islice(lines, 20))
+                if delimiter is None:
+                    delimiter = _sniffed_delimiter(head)
+                reader = csv.reader(itertools.chain(head, lines), delimiter=delimiter, strict=True)
+                try:
+                    return _read_columns(reader, path, score_column, target_column, delimiter)
+                except csv.Error as error:
+                    raise MetricError(f"{path}, line {reader.line_num}: not a CSV: {_csv_problem(error)}") from None
+    except OSError as error:
+        raise MetricError(f"cannot read {path}: {error.strerror or error}") from None
+
+
+def _text_lines(text, path: str):
+    """The lines of a text handle; a NUL byte, a byte that is not UTF-8 or a line longer than MAX_LINE_CHARACTERS
+    ends the reading with a MetricError naming the line."""
+    import itertools
+    import re
+
+    undecoded = re.compile("[\udc80-\udcff]")
+    for number in itertools.count(1):
+        line = text.readline(MAX_LINE_CHARACTERS + 1)
+        if not line:
+            return
+        if "\0" in line:
+            raise MetricError(f"{path}, line {number}: a NUL byte: this is a binary file (or UTF-16), not a CSV of scores")
+        if len(line) > MAX_LINE_CHARACTERS:
+            raise MetricError(f"{path}, line {number} is longer than {MAX_LINE_CHARACTERS} characters: not a CSV of scores")
+        bad = None if line.isascii() else undecoded.search(line)
+        if bad is not None:
+            byte = ord(bad.group()) - 0xDC00
+            raise MetricError(f"{path}, line {number}: byte 0x{byte:02x} at column {bad.start() + 1} is not UTF-8: save the file as UTF-8 (in Excel: CSV UTF-8)")
+        yield line
+
+
+def _csv_problem(error: Exception) -> str:
+    """csv's message, with the likely cause where the message alone is cryptic."""
+    text = str(error)
+    if text == "unexpected end of data":
+        return 'the file ends inside a " quote that is never closed'
+    if text.startswith("field larger than field limit"):
+        return f'{text}: a very long field, or a " quote that is never closed'
+    return text
+
+
+def _sniffed_delimiter(head: List[str]) -> str:
+    """The delimiter csv.Sniffer finds among , ; tab | in the first lines (at most SNIFF_CHARACTERS), else a comma."""
+    import csv
+
+    sample = "".join(head)[:SNIFF_CHARACTERS]
+    try:
+        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
+    except csv.Error:
+        return ","
+
+
+def _read_columns(reader, path: str, score_column: str, target_column: str, delimiter: str) -> tuple:
+    """The two named columns of the rows after the header, as finite floats; blank rows are skipped."""
+    header = next((row for row in reader if any(cell.strip() for cell in row)), None)
+    if header is None:
+        raise MetricError(f"{path} is empty: expected a header line with {score_column},{target_column} columns and one row per sample")
+    columns = tuple(_column_index(header, name, flag, path, delimiter) for name, flag in ((score_column, "--score-column"), (target_column, "--target-column")))
+    if columns[0] == columns[1]:
+        raise MetricError(f"{path}: --score-column and --target-column name the same column {header[columns[0]].strip()!r}")
+    (score_at, target_at), (score_name, target_name) = columns, (header[columns[0]].strip(), header[columns[1]].strip())
     scores, targets = [], []
-    for row_number, row in enumerate(rows[1:], start=1):
-        if not any(cell.strip() for cell in row):
-            continue
-        where = f"{path}, row {row_number} (line {row_number + 1})"
-        if len(row) <= max(columns):
-            raise MetricError(f"{where}: {len(row)} fields, expected {len(header)} as in the header")
-        score, target = _finite(row[columns[0]], "score", where), _finite(row[columns[1]], "target", where)
-        if target not in (0.0, 1.0):
-            raise MetricError(f"{where}: target {row[columns[1]].strip()!r} is not 0 or 1")
+    for row_number, row in enumerate(reader, start=1):
+        try:  # the fast path of a well-formed row; anything else is looked at closely below
+            score, target = float(row[score_at]), float(row[target_at])
+            well_formed = score - score == 0.0 and (target == 0.0 or target == 1.0)
+        except (IndexError, ValueError):
+            well_formed = False
+        if not well_formed:
+            if not any(cell.strip() for cell in row):
+                continue
+            where = f"{path}, row {row_number} (line {reader.line_num})"
+            if len(row) <= max(columns):
+                raise MetricError(f"{where}: {len(row)} fields, expected {len(header)} as in the header")
+            score, target = (_finite(row[at], name, where, delimiter) for at, name in ((score_at, score_name), (target_at, target_name)))
+            if target not in (0.0, 1.0):
+                raise MetricError(f"{where}: {target_name} {_shown(row[target_at])} is not 0 or 1")
         scores.append(score)
         targets.append(target)
     if not scores:
-        raise MetricError(f"{path} has a header but no rows: expected one score,target row per sample")
+        raise MetricError(f"{path} has a header but no rows: expected one {score_column},{target_column} row per sample")
     return scores, targets
 
 
-def _finite(text: str, column: str, where: str) -> float:
-    """A CSV field as a finite float, or an error naming the row and the column."""
+def _column_index(header: List[str], name: str, flag: str, path: str, delimiter: str) -> int:
+    """The one header cell equal to `name` up to case and surrounding spaces; otherwise a MetricError saying
+    what the header holds and which flag names another column or delimiter."""
+    wanted = name.strip().casefold()
+    found = [i for i, cell in enumerate(header) if cell.strip().casefold() == wanted]
+    if len(found) > 1:
+        raise MetricError(f"{path}: the header has {len(found)} columns named {name!r} (columns {', '.join(str(i + 1) for i in found)}): rename one")
+    if not found:
+        cells = ", ".join(_shown(cell.strip()) for cell in header[:20]) + (", ..." if len(header) > 20 else "")
+        raise MetricError(
+            f"{path}: the header has no {name!r} column (found {cells}; delimiter {delimiter!r}): "
+            f"name the column with {flag}, or the delimiter with --delimiter"
+        )
+    return found[0]
+
+
+def _shown(text: str, limit: int = 40) -> str:
+    """A cell quoted for an error message: on one line, and cut short."""
+    return repr(text if len(text) <= limit else text[:limit] + "...")
+
+
+def _finite(text: str, column: str, where: str, delimiter: str) -> float:
+    """A CSV field as a finite float, or an error naming the row and the column. Where the delimiter is not a
+    comma, a decimal comma (0,25: what Excel writes in many locales) is read as a decimal point."""
+    if "\n" in text or "\r" in text:
+        raise MetricError(f'{where}: the {column} field runs over several lines: is a " quote left open?')
+    if delimiter != "," and text.count(",") == 1 and "." not in text:
+        text = text.replace(",", ".")
     try:
         value = float(text)
     except ValueError:
-        raise MetricError(f"{where}: {column} {text.strip()!r} is not a number") from None
+        raise MetricError(f"{where}: {column} {_shown(text.strip())} is not a number") from None
     if value != value or value in (float("inf"), float("-inf")):
-        raise MetricError(f"{where}: {column} {text.strip()!r} is not a finite number")
+        raise MetricError(f"{where}: {column} {_shown(text.strip())} is not a finite number")
     return value
 
 
-def command_threshold(args: argparse.Namespace) -> int:
-    from .threshold import threshold_curve
+def _delimiter(text: str) -> str:
+    """--delimiter: one character; 'tab' or a typed backslash-t for a tab."""
+    character = "\t" if text in ("tab", "\\t") else text
+    if len(character) != 1 or character in "\"\r\n":
+        raise argparse.ArgumentTypeError(f"{text!r}: give one character such as ; or | (tab for a tab), not a quote or a newline")
+    return character
 
-    scores, targets = read_scores_csv(args.csv)
-    expression = _read_expression(args)
-    curve = threshold_curve(expression, scores, targets, from_logits=args.from_logits, **_parameters(args, expression, "binary"))
+
+def _metric_label(args: argparse.Namespace) -> str:
+    """How the output names the metric: the file's name for -f, else the expression on one line."""
+    return Path(args.file).name if args.file is not None else " ".join(args.expression.split())
+
+
+def threshold_text(curve) -> str:
+    """The best threshold with the fewest significant digits that still lie strictly between the two distinct
+    scores of its cut (six digits would print 0.3 for the cut between 0.30000001 and 0.30000002)."""
+    index, distinct = curve.best_index, curve.scores.double().tolist()
+    lower = distinct[index - 1] if index > 0 else float("-inf")
+    higher = distinct[index] if index < len(distinct) else float("inf")
+    for digits in range(1, 18):
+        text = f"{curve.best_threshold:.{digits}g}"
+        if lower < float(text) < higher:
+            return text
+    return repr(curve.best_threshold)  # the cut above the highest score: the highest score itself
+
+
+def command_threshold(args: argparse.Namespace) -> int:
+    import dataclasses
+
+    expression, label = _read_expression(args), _metric_label(args)
+    scores, targets = read_scores_csv(args.csv, args.score_column, args.target_column, args.delimiter)
+    from .errors import ThresholdError
+    from .threshold import threshold_curve  # torch: only once the file has been read
+
+    try:
+        curve = threshold_curve(expression, scores, targets, from_logits=args.from_logits, **_parameters(args, expression, "binary"))
+    except ThresholdError as error:
+        raise ThresholdError(error.cli_message) from None
+    curve = dataclasses.replace(curve, metric=label)
     half = 0.0 if args.from_logits else 0.5
     better = "higher" if curve.direction == "maximize" else "lower"
     rows = (
-        ("best threshold", f"{curve.best_threshold:.6g}", "predict positive for score > threshold"),
-        (f"{curve.metric} at best", f"{curve.best_value:.6g}", f"{better} is better"),
-        (f"{curve.metric} at {'logit 0' if args.from_logits else '0.5'}", f"{curve.value_at(half):.6g}", ""),
+        ("best threshold", threshold_text(curve), "predict positive for score > threshold"),
+        (f"{label} at best", f"{curve.best_value:.6g}", f"{better} is better"),
+        (f"{label} at {'logit 0' if args.from_logits else '0.5'}", f"{curve.value_at(half):.6g}", ""),
     )
     width = max(len(row[0]) for row in rows)
-    for label, value, note in rows:
-        print(f"{label.ljust(width)}  {value.ljust(10)}  {note}".rstrip())
+    for row_label, value, note in rows:
+        print(f"{row_label.ljust(width)}  {value.ljust(10)}  {note}".rstrip())
     print(f"{len(scores)} scores, {len(curve.thresholds)} distinct thresholds")
     if args.plot:
         curve.plot(args.plot)
@@ -369,7 +504,12 @@ def build_parser() -> argparse.ArgumentParser:
         formatter_class=argparse.RawDescriptionHelpFormatter,
     )
     _add_expression(threshold_parser)
-    threshold_parser.add_argument("csv", metavar="FILE.csv", help="a CSV with a header and score,target columns (target 0 or 1)")
+    threshold_parser.add_argument("csv", metavar="FILE.csv", help="a UTF-8 CSV with a header and score,target columns (target 0 or 1)")
+    threshold_parser.add_argument("--score-column", default="score", metavar="NAME", help="the header of the scores' column, in any case (default score)")
+    threshold_parser.add_argument("--target-column", default="target", metavar="NAME", help="the header of the targets' column, in any case (default target)")
+    threshold_parser.add_argument(
+        "--delimiter", type=_delimiter, metavar="CHAR", help="the field delimiter, 'tab' for a tab (default: sniffed among , ; tab |)"
+    )
     threshold_parser.add_argument("--from-logits", action="store_true", help="scores are logits: thresholds are logits, 0.5 becomes 0")
     threshold_parser.add_argument("--plot", metavar="FILE.png", help="draw the metric against the threshold")
     _add_parameters(threshold_parser, "the value the metric is evaluated with at every cut")

@@ -40,3 +40,7 @@ class OptionError(MetricError):
 
 class ThresholdError(MetricError):
     """Scores, targets or a metric from which no decision threshold can be chosen (NaN, one class, ...)."""
+
+    def __init__(self, message: str, cli_message: str = ""):
+        super().__init__(message)
+        self.cli_message = cli_message or message  # the same advice with keywords spelt as `metricc threshold` flags

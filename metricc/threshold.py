@@ -44,7 +44,9 @@ class ThresholdCurve:
 
     def value_at(self, threshold: float) -> float:
         """The metric of the prediction `scores > threshold`, for any threshold (0.5 or a logit of 0, say)."""
-        below = int(torch.searchsorted(self.scores, torch.tensor([threshold], dtype=self.scores.dtype, device=self.scores.device), right=True))
+        if threshold != threshold:
+            raise ThresholdError("value_at(nan): the threshold must be a number")
+        below = int(torch.searchsorted(self.scores, rounded_down(threshold, self.scores), right=True))
         return float(self.values[below])
 
     def plot(self, path, label: Optional[str] = None):
@@ -107,10 +109,27 @@ def _compiled_loss(metric: str, options: Tuple[Tuple[str, object], ...]):
     return metricc.loss(metric, **dict(options))
 
 
+def rounded_down(threshold: float, scores: Tensor) -> Tensor:
+    """The threshold as a 1-element tensor of the scores' dtype, rounded down: the largest number t of that dtype
+    at or below it, so that `scores > t` is `scores > threshold` computed exactly."""
+    rounded = torch.tensor([threshold], dtype=scores.dtype)  # on the host: no device sync for the comparison
+    if float(rounded) > threshold:
+        rounded = torch.nextafter(rounded, torch.full_like(rounded, float("-inf")))
+    return rounded.to(scores.device)
+
+
+def as_tensor(values, device=None) -> Tensor:
+    """A tensor or an array keeps its dtype; anything else (a list, a float) becomes float64, never the default
+    float32, whose 24 bits would merge scores such as 0.30000001 and 0.30000002 into one cut."""
+    if isinstance(values, Tensor) or hasattr(values, "dtype"):
+        return torch.as_tensor(values, device=device)
+    return torch.as_tensor(values, dtype=torch.float64, device=device)
+
+
 def _checked_inputs(scores, target, task: str, from_logits: bool) -> Tuple[Tensor, Tensor]:
     """Scores as a float tensor and the target as bool, of the same shape; a ThresholdError names what is wrong."""
-    scores = torch.as_tensor(scores)
-    target = torch.as_tensor(target, device=scores.device)
+    scores = as_tensor(scores)
+    target = as_tensor(target, device=scores.device)
     if not scores.is_floating_point():
         scores = scores.double()
     if scores.shape != target.shape:
@@ -129,7 +148,11 @@ def _checked_inputs(scores, target, task: str, from_logits: bool) -> Tuple[Tenso
         bad = int(torch.nonzero(off_binary.reshape(-1))[0])
         raise ThresholdError(f"target must contain only 0 and 1, found {float(target.reshape(-1)[bad])} at flat index {bad}")
     if not from_logits and (low < 0.0 or high > 1.0):
-        raise ThresholdError(f"scores lie in [{low}, {high}], outside [0, 1]; pass from_logits=True for logits (thresholds are then logits)")
+        outside = f"scores lie in [{low}, {high}], outside [0, 1]"
+        raise ThresholdError(
+            f"{outside}; pass from_logits=True for logits (thresholds are then logits)",
+            cli_message=f"{outside}; pass --from-logits for logits (thresholds are then logits)",
+        )
     return scores, positive
 
 
