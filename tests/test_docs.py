@@ -208,3 +208,12 @@ def test_quoted_file_lengths_are_the_emitted_files():
         (figures(r"imports only torch and Python's standard library, about ([\d,]+) lines"), standalone),
     ):
         assert all(abs(number - real) <= 0.15 * real for number in stated), (stated, real)
+
+
+def test_the_library_table_is_what_metricc_list_prints(capsys):
+    """docs/language.md's table of the library is `metricc list --format markdown`, row for row."""
+    assert main(["list", "--format", "markdown"]) == 0
+    table = capsys.readouterr().out.splitlines()
+    lines = (ROOT / "docs" / "language.md").read_text(encoding="utf-8").splitlines()
+    start = lines.index(table[0])
+    assert lines[start: start + len(table)] == table and not lines[start + len(table)].startswith("|")
