@@ -1,6 +1,7 @@
 """Docs that cannot go stale: every `$ metricc ...` block in README.md and docs/*.md quotes what the command prints
 now, the JSON examples are abridged real output, and the figures the prose takes from the code are the code's."""
 
+import doctest
 import json
 import re
 import shlex
@@ -217,3 +218,28 @@ def test_the_library_table_is_what_metricc_list_prints(capsys):
     lines = (ROOT / "docs" / "language.md").read_text(encoding="utf-8").splitlines()
     start = lines.index(table[0])
     assert lines[start: start + len(table)] == table and not lines[start + len(table)].startswith("|")
+
+
+def test_a_gradient_the_docs_show_is_the_gradient():
+    """`metricc.gradient("f1")   # {"TP": ..., ...}` in a Python block: each partial it spells out is SymPy's."""
+    shown = [
+        (block, match)
+        for doc in DOCS
+        for block in code_blocks(doc)
+        if block.info == "python"
+        for line in block.lines
+        for match in [re.match(r'\s*metricc\.gradient\("([^"]+)"\)\s*# (\{.*\})\s*$', line)]
+        if match
+    ]
+    assert shown, "no metricc.gradient example in the docs: update this test with them"
+    for block, match in shown:
+        partials = metricc.gradient(match.group(1))
+        pairs = re.findall(r'"(TP|FP|FN|TN)": (.*?)(?=, "(?:TP|FP|FN|TN)"|\}$)', match.group(2))
+        assert {count for count, _ in pairs} == set(partials), match.group(0)
+        for count, text in pairs:
+            assert ELISION.fullmatch(text) or text == str(partials[count]), f"{block.doc.name}:{block.line}: {count} is {partials[count]}"
+
+
+def test_the_package_docstrings_examples_run_as_shown():
+    failures, tried = doctest.testmod(metricc, optionflags=doctest.ELLIPSIS)
+    assert tried and not failures
