@@ -64,8 +64,9 @@ class LibraryEntry:
         }
 
 
-#: A line ending in one of these, or the next line starting with an operator, continues the statement.
-_OPERATORS = ("+", "-", "*", "/", "^", "(", ",", "=")
+#: A statement goes on to the next line after a line ending in one of these, or before one starting with one.
+_ENDS_UNFINISHED = ("+", "-", "*", "/", "^", "(", ",", "=")
+_STARTS_CONTINUED = ("+", "-", "*", "/", "^", ")")
 
 
 def one_line(formula: str) -> str:
@@ -76,7 +77,7 @@ def one_line(formula: str) -> str:
         if not line:
             continue
         if text:
-            continues = depth > 0 or text.endswith(_OPERATORS) or line.startswith(_OPERATORS[:5] + (")",))
+            continues = depth > 0 or text.endswith(_ENDS_UNFINISHED) or line.startswith(_STARTS_CONTINUED)
             text += " " if continues else "; "
         text += line
         depth += line.count("(") - line.count(")")
@@ -88,9 +89,7 @@ def bound_text(value: float) -> str:
     if math.isinf(value):
         return "inf" if value > 0 else "-inf"
     fraction = Fraction(value).limit_denominator(12)
-    if fraction.denominator > 1 and abs(float(fraction) - value) > 1e-12:
-        return f"{value:g}"
-    return str(fraction)
+    return str(fraction) if abs(float(fraction) - value) <= 1e-12 else f"{value:g}"
 
 
 class Library:

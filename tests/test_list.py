@@ -10,7 +10,7 @@ import sympy
 import metricc
 from metricc.cli import main
 from metricc.compiler import matrix_form
-from metricc.library import default_library, one_line
+from metricc.library import bound_text, default_library, one_line
 from metricc.parse import parse
 
 
@@ -95,3 +95,9 @@ def test_a_listed_matrix_form_has_the_matrix_metrics_partials(listing, name):
     _, pasted = matrix_form(metric["forms"]["matrix"], "multiclass")
     _, named = matrix_form(name, "multiclass")
     assert pasted.partials_by_name() == named.partials_by_name()
+
+
+def test_range_bounds_print_as_the_library_writes_them():
+    assert [bound_text(value) for value in (0.0, -1.0, -1 / 3, 0.5, 0.123456789, float("inf"), -float("inf"))] == [
+        "0", "-1", "-1/3", "1/2", "0.123457", "inf", "-inf"
+    ]
