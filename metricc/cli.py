@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -28,6 +29,7 @@ EXAMPLES = """examples:
   metricc threshold fbeta scores.csv --param beta=2
   metricc threshold mcc val.csv --score-column prob --target-column label --delimiter ";"
   metricc list                                      the metric library
+  metricc list --format json                        name, aliases, formula, direction, range, forms of each
   metricc generate generated/                       regenerate the committed library modules
 """
 
@@ -196,15 +198,22 @@ def command_explain(args: argparse.Namespace) -> int:
 
 
 def command_list(args: argparse.Namespace) -> int:
-    from .library import default_library
+    from .library import bound_text, default_library
 
-    library = default_library()
-    rows = [("name", "better", "range", "aliases", "formula")]
-    for name in library.names():
-        entry = library.entry(name)
-        low, high = (f"{v:g}" for v in entry.range)
-        formula = " ".join((entry.formula or f"matrix: {entry.matrix}").split())
-        rows.append((name, "higher" if entry.higher_is_better else "lower", f"[{low}, {high}]", ", ".join(entry.aliases), formula))
+    entries = [default_library().entry(name) for name in default_library().names()]
+    if args.format == "json":
+        print(json.dumps({"schema_version": 1, "command": "list", "metrics": [entry.to_dict() for entry in entries]}, indent=2))
+        return 0
+    rows = [("name", "aliases", "better", "range", "formula")]
+    for entry in entries:
+        low, high = (bound_text(value) for value in entry.range)
+        better = "higher" if entry.higher_is_better else "lower"
+        rows.append((entry.name, ", ".join(entry.aliases), better, f"[{low}, {high}]", entry.listed_formula))
+    if args.format == "markdown":
+        print("| " + " | ".join(rows[0]) + " |\n|" + "---|" * len(rows[0]))
+        for name, aliases, better, bounds, formula in rows[1:]:
+            print(f"| `{name}` | {aliases} | {better} | {bounds} | `{formula}` |")
+        return 0
     widths = [max(len(row[i]) for row in rows) for i in range(4)]
     for row in rows:
         print("  ".join(cell.ljust(width) for cell, width in zip(row[:4], widths)) + "  " + row[4])
@@ -515,7 +524,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parameters(threshold_parser, "the value the metric is evaluated with at every cut")
     threshold_parser.set_defaults(run=command_threshold)
 
-    list_parser = commands.add_parser("list", help="list the library metrics")
+    list_parser = commands.add_parser("list", help="list the library metrics, with formulas that paste into grad and explain")
+    list_parser.add_argument(
+        "--format", choices=("text", "json", "markdown"), default="text", help="json: one object per metric; markdown: docs/language.md's table"
+    )
     list_parser.set_defaults(run=command_list)
     return parser
 

@@ -3,8 +3,10 @@
 from __future__ import annotations
 
 import difflib
+import math
 import sys
 from dataclasses import dataclass
+from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
 from typing import Dict, List, Optional, Tuple
@@ -39,6 +41,55 @@ class LibraryEntry:
     @property
     def direction(self) -> str:
         return "maximize" if self.higher_is_better else "minimize"
+
+    @property
+    def listed_formula(self) -> str:
+        """What `metricc list` prints, on one line that pastes into `metricc grad`: the formula of TP, FP, FN and
+        TN, or for a metric of the whole matrix alone its formula of the matrix's aggregates."""
+        return one_line(self.formula or self.matrix or "")
+
+    def to_dict(self) -> dict:
+        """The entry as `metricc list --format json` prints it; infinite range bounds are null."""
+        return {
+            "name": self.name,
+            "aliases": list(self.aliases),
+            "formula": self.listed_formula,
+            "direction": self.direction,
+            "range": [None if math.isinf(bound) else bound for bound in self.range],
+            "forms": {
+                "counts": one_line(self.formula) if self.formula else None,
+                "matrix": one_line(self.matrix) if self.matrix else None,
+            },
+            "reference": self.reference,
+        }
+
+
+#: A statement goes on to the next line after a line ending in one of these, or before one starting with one.
+_ENDS_UNFINISHED = ("+", "-", "*", "/", "^", "(", ",", "=")
+_STARTS_CONTINUED = ("+", "-", "*", "/", "^", ")")
+
+
+def one_line(formula: str) -> str:
+    """A formula of several lines as one line that parses to the same metric: comments dropped, statements joined
+    by '; ', a line that continues the one before it (an operator or an open bracket between them) by a space."""
+    text, depth = "", 0
+    for line in (line.split("#", 1)[0].strip() for line in formula.splitlines()):
+        if not line:
+            continue
+        if text:
+            continues = depth > 0 or text.endswith(_ENDS_UNFINISHED) or line.startswith(_STARTS_CONTINUED)
+            text += " " if continues else "; "
+        text += line
+        depth += line.count("(") - line.count(")")
+    return text
+
+
+def bound_text(value: float) -> str:
+    """A range bound as the library's readers write it: inf, an integer, a small fraction (-1/3), else %g."""
+    if math.isinf(value):
+        return "inf" if value > 0 else "-inf"
+    fraction = Fraction(value).limit_denominator(12)
+    return str(fraction) if abs(float(fraction) - value) <= 1e-12 else f"{value:g}"
 
 
 class Library:

@@ -7,6 +7,7 @@ directory of this process takes its place, with one warning.
 
 from __future__ import annotations
 
+import ast
 import atexit
 import hashlib
 import importlib.util
@@ -167,14 +168,11 @@ def source_key(expression: str, name: Optional[str], options: object) -> str:
 
 
 def cached_source(key: str) -> Optional[Tuple[str, str, str]]:
-    """(metric name, class name, source) compiled earlier with this key, or None (also for an untrusted cache)."""
+    """(metric name, class name, source) compiled earlier with this key, or None (also for an untrusted cache, and
+    for an entry that is not exactly what store_source writes: the caller then compiles and rewrites it)."""
     directory = _cache_subdirectory("sources")
     text = _read_trusted(directory / f"{key}.json") if directory else None
-    try:
-        entry = json.loads(text) if text else None
-        return (entry["name"], entry["class"], entry["source"]) if entry else None
-    except (ValueError, KeyError, TypeError):
-        return None
+    return entry_fields(text) if text else None
 
 
 def store_source(key: str, name: str, class_name: str, source: str) -> None:
@@ -183,9 +181,52 @@ def store_source(key: str, name: str, class_name: str, source: str) -> None:
     if directory is None:
         return
     try:
-        _write_atomically(directory / f"{key}.json", json.dumps({"name": name, "class": class_name, "source": source}))
+        _write_atomically(directory / f"{key}.json", entry_text(name, class_name, source))
     except OSError:
         pass
+
+
+def entry_text(name: str, class_name: str, source: str) -> str:
+    """The JSON of one cache entry: the compilation and the hash of its source, which a source cut short fails."""
+    return json.dumps({"name": name, "class": class_name, "source": source, "sha256": _digest(source)})
+
+
+_ENTRY_KEYS = ("class", "name", "sha256", "source")
+
+
+def entry_fields(text: str) -> Optional[Tuple[str, str, str]]:
+    """(name, class name, source) of an entry with exactly entry_text's keys, every one a string, a source whose
+    hash matches and that defines the class; None for anything else (bad JSON, null, a number, a list, ...)."""
+    try:
+        entry = json.loads(text)
+    except (ValueError, RecursionError):
+        return None
+    if not isinstance(entry, dict) or sorted(entry) != list(_ENTRY_KEYS):
+        return None
+    if not all(isinstance(value, str) for value in entry.values()):
+        return None
+    name, class_name, source = entry["name"], entry["class"], entry["source"]
+    try:
+        whole = _digest(source) == entry["sha256"]
+    except UnicodeEncodeError:  # a lone surrogate, which JSON can spell and no emitted source holds
+        return None
+    return (name, class_name, source) if name and whole and defines_class(source, class_name) else None
+
+
+def _digest(source: str) -> str:
+    return hashlib.sha256(source.encode("utf-8")).hexdigest()
+
+
+@lru_cache(maxsize=64)
+def defines_class(source: str, class_name: str) -> bool:
+    """Whether source parses as Python and defines class_name at its top level; parsed once per process."""
+    if not class_name.isidentifier():
+        return False
+    try:
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return False
+    return any(isinstance(node, ast.ClassDef) and node.name == class_name for node in tree.body)
 
 
 def _write_atomically(path: Path, text: str) -> None:

@@ -18,7 +18,7 @@ from metricc.load import UntrustedCacheWarning, cache_dir, load_source, source_k
 from metricc.options import make_options
 
 OTHER_UID = 12345
-PLANTED = "raise SystemExit('planted code ran')\n"
+PLANTED = "raise SystemExit('planted code ran')\n\n\nclass F1Loss:\n    pass\n"
 
 
 @pytest.fixture(autouse=True)
@@ -36,11 +36,16 @@ def cache(tmp_path, monkeypatch):
 
 
 def plant(directory: Path, expression: str) -> Path:
-    """What an attacker writes: a cache entry for expression whose source runs their code when imported."""
+    """What an attacker writes: a well-formed cache entry for expression whose source runs their code when imported
+    (only the trust checks keep it out: test_a_planted_entry_passes_the_entry_checks)."""
     (directory / "sources").mkdir(parents=True, exist_ok=True)
-    entry = directory / "sources" / f"{source_key(expression, None, make_options())}.json"
-    entry.write_text(json.dumps({"name": "f1", "class": "F1Loss", "source": PLANTED}), encoding="utf-8")
+    entry = entry_path(directory, expression)
+    entry.write_text(load.entry_text("f1", "F1Loss", PLANTED), encoding="utf-8")
     return entry
+
+
+def entry_path(directory: Path, expression: str) -> Path:
+    return directory / "sources" / f"{source_key(expression, None, make_options())}.json"
 
 
 def refusals(caught) -> list:
@@ -197,3 +202,78 @@ def test_modules_run_the_checked_source_and_write_no_bytecode(tmp_path, monkeypa
     swapped = cache / "swapped.py"
     swapped.write_text("VALUE = 'from the file'\n")
     assert _import_verified(swapped, "metricc_test_swapped", "VALUE = 'checked'\n").VALUE == "checked"
+
+
+def test_a_planted_entry_passes_the_entry_checks():
+    """The planted entry is refused for its owner and mode alone, so the trust tests above test the trust checks."""
+    assert load.entry_fields(load.entry_text("f1", "F1Loss", PLANTED)) == ("f1", "F1Loss", PLANTED)
+
+
+def _resealed(entry: dict, source: str) -> dict:
+    """entry with another source and that source's hash: only the parse check can tell it is no loss module."""
+    return {**entry, "source": source, "sha256": load._digest(source)}
+
+
+def _without(entry: dict, key: str) -> dict:
+    return {name: value for name, value in entry.items() if name != key}
+
+
+def _up_to_forward(source: str) -> str:
+    return source[: source.index("    def forward")]
+
+
+#: Entries that are well-formed JSON (or nearly) but not what store_source writes, each from the valid entry.
+MALFORMED = {
+    "source null": lambda e: json.dumps({**e, "source": None}),
+    "source a number": lambda e: json.dumps({**e, "source": 3}),
+    "source a list": lambda e: json.dumps({**e, "source": e["source"].splitlines()}),
+    "source cut short": lambda e: json.dumps({**e, "source": e["source"][: len(e["source"]) // 2]}),
+    "source cut at a line": lambda e: json.dumps({**e, "source": _up_to_forward(e["source"])}),
+    "source cut, resealed": lambda e: json.dumps(_resealed(e, e["source"][: len(e["source"]) // 2])),
+    "source not Python, resealed": lambda e: json.dumps(_resealed(e, e["source"] + "\ndef (:\n")),
+    "source with a NUL, resealed": lambda e: json.dumps(_resealed(e, e["source"] + "\0")),
+    "class renamed in the source, resealed": lambda e: json.dumps(_resealed(e, e["source"].replace("class F1Loss(", "class Other("))),
+    "class missing": lambda e: json.dumps(_without(e, "class")),
+    "class null": lambda e: json.dumps({**e, "class": None}),
+    "class not an identifier": lambda e: json.dumps({**e, "class": "F1Loss()"}),
+    "class another name": lambda e: json.dumps({**e, "class": "MccLoss"}),
+    "name null": lambda e: json.dumps({**e, "name": None}),
+    "name empty": lambda e: json.dumps({**e, "name": ""}),
+    "hash missing": lambda e: json.dumps(_without(e, "sha256")),
+    "hash a number": lambda e: json.dumps({**e, "sha256": 0}),
+    "an extra key": lambda e: json.dumps({**e, "extra": "x"}),
+    "an object without keys": lambda e: "{}",
+    "a list instead of an object": lambda e: json.dumps(list(e.values())),
+    "a string": lambda e: json.dumps(e["source"]),
+    "null": lambda e: "null",
+    "a number": lambda e: "7",
+    "not JSON": lambda e: "{'name': 'f1'",
+    "empty": lambda e: "",
+    "nested too deep": lambda e: "[" * 100_000 + "]" * 100_000,
+    "a lone surrogate": lambda e: json.dumps({**e, "source": "\ud800"}),
+}
+
+
+@pytest.fixture(scope="module")
+def valid_f1_entry(tmp_path_factory) -> dict:
+    """The entry store_source writes for f1, made once in a cache of its own."""
+    directory = tmp_path_factory.mktemp("valid") / "cache"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("METRICC_CACHE_DIR", str(directory))
+        metricc.loss("f1")
+    return json.loads(entry_path(directory, "f1").read_text(encoding="utf-8"))
+
+
+@pytest.mark.parametrize("text_of", [*MALFORMED.values(), lambda e: b"\xff\xfe{"], ids=[*MALFORMED, "not UTF-8"])
+def test_a_malformed_entry_is_a_miss_that_is_compiled_and_rewritten(cache, valid_f1_entry, text_of, monkeypatch):
+    text = text_of(valid_f1_entry)
+    entry = entry_path(cache, "f1")
+    entry.parent.mkdir(parents=True)
+    entry.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
+    assert load.cached_source(entry.stem) is None
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", UntrustedCacheWarning)
+        assert backward_once(metricc.loss("f1")).abs().sum() > 0
+    assert json.loads(entry.read_text(encoding="utf-8")) == valid_f1_entry
+    monkeypatch.setattr(metricc.compiler, "compile_metric", lambda *args, **kwargs: pytest.fail("the rewritten entry missed"))
+    assert backward_once(metricc.loss("f1")).abs().sum() > 0

@@ -9,7 +9,8 @@ from torch import Tensor
 
 def signed_clamp(x: Tensor, eps: float) -> Tensor:
     """x moved to +-eps where |x| < eps, keeping its sign (zero goes to +eps)."""
-    return torch.where(x.abs() < eps, torch.where(x < 0, -eps, eps) * torch.ones_like(x), x)
+    bound = torch.full_like(x, eps)  # in x's dtype: a float64 x keeps an eps that float32 would round to 0
+    return torch.where(x.abs() < eps, torch.where(x < 0, -bound, bound), x)
 
 
 def signed_clamp_float(x: float, eps: float) -> float:

@@ -6,6 +6,8 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
+from .options import InvalidOption, eps_problem, smallest_eps
+
 
 def value_check_block() -> int:
     """Float targets above this many elements are checked in blocks through one scratch buffer of this size.
@@ -109,6 +111,12 @@ def validate_inputs(
         raise ValueError(f"target of shape {list(target.shape)} does not match preds of shape {list(preds.shape)}{hint}")
     if value_checks_enabled():
         _check_values(preds, target.detach(), class_indices, from_logits, ignore_index)
+
+
+def check_eps(eps: float, preds_dtype: torch.dtype) -> None:
+    """Refuse an eps that the constructor accepted for float64 counts when this input is counted in float32."""
+    if preds_dtype != torch.float64 and eps < smallest_eps(False):
+        raise InvalidOption(eps_problem(eps, False))
 
 
 def _check_values(preds: Tensor, target: Tensor, class_indices: bool, from_logits: bool, ignore_index: Optional[int]) -> None:

@@ -13,7 +13,7 @@ from .approximate import approximation_scale, probabilities, soft_block
 from .backward import closed_form_function, counts_fit_floats, loss_from_floats, surrogate_gradient, uses_surrogate
 from .compound import cross_entropy
 from .counts import counted_in_blocks, slope_varies, soft_counts
-from .inputs import canonical_layout, count_dims, validate_inputs
+from .inputs import canonical_layout, check_eps, count_dims, validate_inputs
 from .matrix import leaf_gradient, matrix_aggregates, matrix_gradient, matrix_gradient_function, soft_matrix
 from .options import (
     DEFAULTS, OPTION_NAMES, OPTIONS, InvalidOption, default_approximation, matrix_option_problem, parameter_problem,
@@ -287,6 +287,7 @@ class CountLossBase(LossBase):
         backward pass needs."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
+        check_eps(self.eps, preds.dtype)
         preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
         values = preds.detach().to(target.dtype)
         leaf = preds
@@ -481,6 +482,7 @@ class MatrixLossBase(LossBase):
         one-hot target, class-index labels, A'(p) as (slope or None, constant factor), the leaf and the mask."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
+        check_eps(self.eps, preds.dtype)
         preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
         values = preds.detach().to(target.dtype)
         leaf = preds

@@ -45,6 +45,31 @@ def _positive(name: str, value: Any) -> float:
     return float(value)
 
 
+def smallest_eps(double: bool) -> float:
+    """The smallest eps the guards accept for float64 counts (double) or float32 counts (from float16, bfloat16 or
+    float32 preds): the fourth root of the dtype's smallest normal number (2**-1022, 2**-126), rounded up. A guarded
+    partial derivative divides by up to eps**2, and this leaves room for counts up to 1/eps**2 in its numerator
+    before it overflows to inf, whose product with a zero weight is NaN."""
+    return 1.3e-77 if double else 3.3e-10
+
+
+def eps_problem(eps: float, double: bool) -> str:
+    """Why eps is too small for float64 (double) or float32 counts; scriptable, for the check at forward time."""
+    return (
+        "eps=" + str(eps) + " is below " + str(smallest_eps(double)) + ", the smallest eps for "
+        + ("float64" if double else "float32") + " counts: a smaller one rounds to 0 in them or overflows the guarded "
+        "partial derivatives to inf and NaN. Float16, bfloat16 and float32 preds are counted in float32 (eps >= "
+        + str(smallest_eps(False)) + "), float64 preds in float64 (eps >= " + str(smallest_eps(True)) + ")"
+    )
+
+
+def _eps(name: str, value: Any) -> float:
+    value = _positive(name, value)
+    if value < smallest_eps(True):
+        raise InvalidOption(eps_problem(value, True))
+    return value
+
+
 def _threshold(name: str, value: Any) -> float:
     if not _is_number(value) or not 0.0 < value < 1.0:
         raise InvalidOption(f"{name}={value!r} must lie strictly between 0 and 1")
@@ -117,7 +142,7 @@ OPTIONS: Tuple[Option, ...] = (
     Option("zero_division", "Optional[float]", None, "the metric of a class absent from targets and predictions", check=_zero_division, flag_type=float),
     Option("sync", "Optional[str]", None, "ddp: sum the counts over torch.distributed ranks", ("ddp",)),
     Option("count_momentum", "Optional[float]", None, "running counts: (1 - M) history + M batch, as BatchNorm", check=_momentum, flag_type=float),
-    Option("eps", "float", 1e-7, "guard for vanishing denominators", check=_positive, flag_type=float),
+    Option("eps", "float", 1e-7, f"guard for vanishing denominators (>= {smallest_eps(False):g} for float32 counts)", check=_eps, flag_type=float),
     Option("direction", "str", "auto", "maximize or minimize the metric (auto: from the library or the partials)", ("auto", "maximize", "minimize")),
     Option("validate_args", "bool", True, "check the inputs' shapes and values on every call", check=_flag),
     Option("ce_weight", "float", 0.0, "add CE_WEIGHT * BCE (or CE for multiclass) to the loss (0: off)", check=_ce_weight, flag_type=float),
