@@ -43,14 +43,16 @@ def average_weights(
     """Each count's weight within its row (an image or sample, or the one row of counts pooled over the batch).
 
     Weights of a row sum to one, or to zero when nothing in it counts: multiclass macro averaging leaves out
-    absent classes (absent_counts) as torchmetrics does, weighted averaging weighs by support (TP + FN). None of
-    them moves with predictions inside (0, 1), so the closed-form gradient, which takes them as constants, is exact.
+    absent classes (`absent`, from absent_counts; None where no weight reads it) as torchmetrics does, weighted
+    averaging weighs by support (TP + FN). None of them moves with predictions inside (0, 1), so the closed-form
+    gradient, which takes them as constants, is exact.
     """
     if average == "none":
         return torch.ones_like(tp)
     if average == "weighted":
         weights = tp + fn
-    elif average == "macro" and task == "multiclass" and absent is not None:
+    elif average == "macro" and task == "multiclass":
+        assert absent is not None, "multiclass macro averaging reads absent_counts"
         weights = (~absent).to(tp.dtype)
     else:
         weights = torch.ones_like(tp)
