@@ -16,7 +16,7 @@ from .inputs import canonical_layout, count_dims, validate_inputs
 from .matrix import leaf_gradient, matrix_aggregates, matrix_gradient, matrix_gradient_function, soft_matrix
 from .options import OPTION_NAMES, InvalidOption, matrix_option_problem, parameter_problem, validate_options
 from .reduce import (
-    absent_counts, absent_float, all_reduce_sum, average_weights, fill_absent, mean_over_rows, probability_mass, row_sums,
+    absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, probability_mass, row_sums,
     running_counts,
 )
 
@@ -244,14 +244,15 @@ class CountLossBase(LossBase):
             return None
         predicted = fp
         if self.approximation != "identity":
-            predicted = self._probability_mass(leaf, mask, dims).to(tp.dtype)
+            predicted = self._probability_mass(leaf, mask, dims)
             if self.sync is not None and 0 in dims:
                 predicted = all_reduce_sum(predicted)
         return absent_counts(tp, fn, predicted)
 
     def _probability_mass(self, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
-        """probability_mass of the leaf's probabilities (the sigmoid of sigmoid logits), in float64."""
-        probs = leaf.detach().double()
+        """probability_mass of the leaf's probabilities (the sigmoid of sigmoid logits); only its zeros matter, and a
+        sum of non-negative numbers is 0 only where each is, in any dtype."""
+        probs = leaf.detach()
         return probability_mass(torch.sigmoid(probs) if self.from_logits and self.task != "multiclass" else probs, mask, dims)
 
     def _average(self, value: Tensor, tp: Tensor, fn: Tensor, absent: Optional[Tensor], dims: List[int]) -> Tensor:
@@ -284,10 +285,16 @@ class CountLossBase(LossBase):
             return None
         if not all(abs(x) < float("inf") for x in (value, positive, negative)):
             return None
-        predicted = fp if self.approximation == "identity" else float(self._probability_mass(leaf, mask, [0, 1, 2]))
-        if self.zero_division is not None and absent_float(tp, fn, predicted):
+        if self.zero_division is not None and self._absent_float(tp, fp, fn, leaf, mask):
             value, positive, negative = self.zero_division, 0.0, 0.0
         return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf)
+
+    @torch.jit.unused
+    def _absent_float(self, tp: float, fp: float, fn: float, leaf: Tensor, mask: Optional[Tensor]) -> bool:
+        """absent_counts of _loss_of_floats' one count; the probabilities are summed only where it has no target."""
+        if tp + fn != 0.0:
+            return False
+        return (fp if self.approximation == "identity" else float(self._probability_mass(leaf, mask, [0, 1, 2]))) == 0.0
 
     def _loss_of_tensors(
         self, counts: Tensor, counted: Tensor, labels: Optional[Tensor], slope: Optional[Tensor], scale: float, leaf: Tensor,

@@ -17,11 +17,6 @@ def absent_counts(tp: Tensor, fn: Tensor, predicted: Tensor) -> Tensor:
     return (tp + fn == 0.0) & (predicted == 0.0)
 
 
-def absent_float(tp: float, fn: float, predicted: float) -> bool:
-    """absent_counts of one count on Python floats."""
-    return tp + fn == 0.0 and predicted == 0.0
-
-
 def probability_mass(probs: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
     """The probabilities summed over kept positions, count by count (the shape of TP): what absent_counts reads
     where A(p) is not p (anyloss never reaches 0, linear is 0 on a whole interval)."""
