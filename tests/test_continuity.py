@@ -13,6 +13,7 @@ import torchmetrics.classification as tmc
 
 from tests.losses import compiled
 
+
 def largest_jump(curve, low=-30.0, high=4.0, points=80, levels=20, settled=1e-4):
     """The largest increment of curve(shift) that survives halving: the suspect intervals of an even grid (the
     three largest increments, the three largest against both neighbours', the three least like their neighbours'
@@ -126,7 +127,6 @@ def test_the_check_finds_a_step_and_passes_a_steep_curve():
     assert largest_jump(lambda shift: torch.sigmoid(torch.tensor(73.0 * (shift + 1.3), dtype=torch.float64))) < JUMP
 
 
-
 # ---- hard predictions keep torchmetrics' rule, whatever the approximation ----------------------------------------
 
 
@@ -135,6 +135,7 @@ def hard_predictions(seed=0, samples=40, classes=5):
     generator = torch.Generator().manual_seed(seed)
     target = torch.randint(0, 3, (samples,), generator=generator)
     predicted = torch.where(torch.rand(samples, generator=generator) < 0.6, target, torch.randint(0, 4, (samples,), generator=generator))
+    assert (predicted == 3).any() and not (predicted == 4).any()
     return torch.nn.functional.one_hot(predicted, classes).double(), predicted, target
 
 
