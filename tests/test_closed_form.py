@@ -74,7 +74,8 @@ def reference_loss(namespace, loss, preds, target):
     tp, fp = (a * y * m).sum(dims, keepdim=True), (a * (1 - y) * m).sum(dims, keepdim=True)
     fn, tn = ((1 - a) * y * m).sum(dims, keepdim=True), ((1 - a) * (1 - y) * m).sum(dims, keepdim=True)
     value = namespace.metric_value(tp, fp, fn, tn, loss.eps)
-    return loss.sign * loss._average(value, tp.detach(), fp.detach(), fn.detach(), dims) + loss.offset
+    absent = ((tp + fn == 0) & ((p * m).sum(dims, keepdim=True) == 0)).detach()  # no target, no probability
+    return loss.sign * loss._average(value, tp.detach(), fn.detach(), absent, dims) + loss.offset
 
 
 @pytest.mark.parametrize("options", CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")

@@ -20,6 +20,8 @@ CASES = {
     "multilabel-micro": dict(task="multilabel", average="micro", zero_division=1.0),
     "binary-samplewise": dict(task="binary", multidim_average="samplewise"),
     "multiclass-running": dict(task="multiclass", average="macro", count_momentum=0.5),
+    # class 2 has no target and probability exactly 0 on rank 0 only: absent there, present in the global batch
+    "multiclass-absent-on-rank-0": dict(task="multiclass", average="macro", approximation="anyloss", zero_division=1.0),
     # metrics of the whole confusion matrix: the matrix is summed over ranks
     "matrix-qwk": dict(task="multiclass"),
     "matrix-mcc-samplewise": dict(task="multiclass", multidim_average="samplewise", ignore_index=-1),
@@ -40,6 +42,9 @@ def batch(case, step=0):
     if task == "multiclass":
         target = torch.randint(0, 3, (sum(SPLIT), 4), generator=generator)
         target[0, 0] = -1 if CASES[case].get("ignore_index") == -1 else target[0, 0]
+        if case == "multiclass-absent-on-rank-0":
+            target[target == 2] = 0
+            logits[: SPLIT[0], 2] = -1000.0
     else:
         target = (torch.rand(logits.shape, generator=generator) < 0.5).long()
     return logits, target

@@ -90,6 +90,37 @@ def test_binary_segmentation_layouts_equal_monai():
     ours_and_monai(ours, monai, logits, mask[:, None], mask[:, None])
 
 
+README_DICE = dict(task="multiclass", from_logits=True, approximation="identity", average="macro",
+                   multidim_average="samplewise", include_background=False, ignore_index=255)
+
+
+@pytest.mark.parametrize("ignored", [False, True])
+def test_readme_dice_equals_monai_where_a_class_is_absent_from_images(ignored):
+    """The README's configuration exactly. Class 3 has targets in image 0 only; its logits sweep its soft mass in
+    the other images from about 1e-12 past 0.5, where the old rule (soft TP + FP + FN < 0.5) left it out."""
+    logits, labels = segmentation(7)
+    labels[labels == 3] = 1
+    labels[0, 0, :3] = 3
+    if ignored:
+        labels[:, -1] = 255
+    ours = metricc.loss(MONAI_DICE, **README_DICE)
+    monai = DiceLoss(softmax=True, to_onehot_y=True, include_background=False, ignore_index=255 if ignored else None)
+    for shift in torch.linspace(-30.0, 4.0, 18, dtype=torch.float64):
+        moved = logits.detach().clone()
+        moved[:, 3] += shift
+        ours_and_monai(ours, monai, moved.requires_grad_(True), labels, labels[:, None])
+
+
+def test_readme_dice_equals_monai_on_an_image_of_background_only():
+    """Every foreground class is absent from image 1's target and has little soft mass there."""
+    logits, labels = segmentation(8)
+    labels[1] = 0
+    with torch.no_grad():
+        logits[1, 1:] -= 8.0
+    ours = metricc.loss(MONAI_DICE, **README_DICE)
+    ours_and_monai(ours, DiceLoss(softmax=True, to_onehot_y=True, include_background=False), logits, labels, labels[:, None])
+
+
 # ---- hard dense predictions: torchmetrics per image and pooled -------------------------------------------------
 
 

@@ -195,7 +195,7 @@ def eager_loss(name, preds, target, task, average, multidim_average="global", fr
         probs, target, keep = probs[:, 1:], target[:, 1:], keep[:, 1:]
     a = torch.sigmoid(steepness * (probs - threshold))
     batch, classes = a.shape[:2]
-    a, y, keep = (t.reshape(batch, classes, -1) for t in (a, target, keep))
+    a, y, keep, probs = (t.reshape(batch, classes, -1) for t in (a, target, keep, probs))
     per_row = multidim_average == "samplewise" or average == "samples"
     pooled_classes = average in ("micro", "samples") or task == "binary"
     rows = [slice(b, b + 1) for b in range(batch)] if per_row else [slice(None)]
@@ -210,7 +210,9 @@ def eager_loss(name, preds, target, task, average, multidim_average="global", fr
     ])  # (rows, columns, 4)
     tp, fp, fn, tn = counts.unbind(-1)
     metric = EAGER[name](tp, fp, fn, tn)
-    absent = (tp + fp + fn < 0.5).detach()
+    # absent: no target and no probability at any kept position (exact zeros, never a soft threshold)
+    mass = torch.stack([torch.stack([(probs * keep)[r, c].sum() for c in columns]) for r in rows])
+    absent = ((tp + fn == 0) & (mass == 0)).detach()
     if zero_division is not None:
         metric = torch.where(absent, torch.full_like(metric, zero_division), metric)
     if average == "none":

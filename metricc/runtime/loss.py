@@ -19,7 +19,10 @@ from .options import (
     DEFAULTS, OPTION_NAMES, OPTIONS, InvalidOption, default_approximation, matrix_option_problem, parameter_problem,
     unknown_arguments_problem, validate_options,
 )
-from .reduce import absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, row_sums, running_counts
+from .reduce import (
+    absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, probability_mass, row_sums,
+    running_counts,
+)
 
 
 #: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
@@ -68,8 +71,9 @@ class LossBase(torch.nn.Module):
     class 0. average: 'micro' pools the classes, 'macro' averages them (multiclass leaves out absent classes),
     'weighted' weighs them by support, 'none' returns one loss per class, 'samples' one metric per sample
     (multilabel). multidim_average='samplewise': counts per image, then the mean over images.
-    zero_division: the metric of a class absent from both targets and predictions (TP + FP + FN < 0.5);
-    None keeps the formula's own value there. sync='ddp': counts summed over torch.distributed ranks.
+    zero_division: the metric of a class absent from both targets and predictions (no target, and probability
+    exactly 0 at every kept position, so inside (0, 1) no class is absent and no weight jumps); None keeps the
+    formula's own value there. sync='ddp': counts summed over torch.distributed ranks.
     count_momentum: in training mode, counts mixed with running counts as BatchNorm's statistics are.
 
     Keyword arguments are the loss options (metricc.runtime.options.OPTIONS) and the metric's parameters;
@@ -272,10 +276,11 @@ class CountLossBase(LossBase):
             counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
             tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
             value = self.formula(tp, fp, fn, tn)
+            absent = self._absent(tp, fp, fn, leaf, mask, dims)
             zero_division = self.zero_division
-            if zero_division is not None:
-                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
-            return self._average(value, tp, fp, fn, dims)
+            if zero_division is not None and absent is not None:
+                value = value.masked_fill(absent, zero_division)
+            return self._average(value, tp, fn, absent, dims)
 
     @torch.jit.export
     def metric_of_counts(self, tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor) -> Tensor:
@@ -335,7 +340,25 @@ class CountLossBase(LossBase):
         pooled, scale = self._pool(counts, 0 in dims, running)
         return pooled[0], pooled[1], pooled[2], pooled[3], scale
 
-    def _average(self, value: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, dims: List[int]) -> Tensor:
+    def _absent(self, tp: Tensor, fp: Tensor, fn: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Optional[Tensor]:
+        """absent_counts where zero_division or a multiclass macro average reads them, else None. With A(p) = p the
+        probability on a class without target is its FP; other approximations sum it from the probabilities."""
+        if self.zero_division is None and not (self.average == "macro" and self.task == "multiclass"):
+            return None
+        predicted = fp
+        if self.approximation != "identity":
+            predicted = self._probability_mass(leaf, mask, dims)
+            if self.sync is not None and 0 in dims:
+                predicted = all_reduce_sum(predicted)
+        return absent_counts(tp, fn, predicted)
+
+    def _probability_mass(self, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
+        """probability_mass of the leaf's probabilities (the sigmoid of sigmoid logits); only its zeros matter, and a
+        sum of non-negative numbers is 0 only where each is, in any dtype."""
+        probs = leaf.detach()
+        return probability_mass(torch.sigmoid(probs) if self.from_logits and self.task != "multiclass" else probs, mask, dims)
+
+    def _average(self, value: Tensor, tp: Tensor, fn: Tensor, absent: Optional[Tensor], dims: List[int]) -> Tensor:
         """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
         if self.average == "micro" and self.sync is None:
             return value.mean()  # one pooled count per row, each row counts: the weights below are all one
@@ -347,7 +370,7 @@ class CountLossBase(LossBase):
                     " (include_background=False leaves out class 0)"
                 )
             class_weights = self.class_weights
-        weights = average_weights(tp, fp, fn, self.task, self.average, class_weights)
+        weights = average_weights(tp, fn, absent, self.task, self.average, class_weights)
         total, rows = row_sums(value, weights, self.average)
         zero_division = self.zero_division
         return self._mean_over_ranks(total, rows, 0 not in dims, 0.0 if zero_division is None else zero_division)
@@ -365,9 +388,16 @@ class CountLossBase(LossBase):
             return None
         if not all(abs(x) < float("inf") for x in (value, positive, negative)):
             return None
-        if self.zero_division is not None and tp + fp + fn < 0.5:
+        if self.zero_division is not None and self._absent_float(tp, fp, fn, leaf, mask):
             value, positive, negative = self.zero_division, 0.0, 0.0
         return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf)
+
+    @torch.jit.unused
+    def _absent_float(self, tp: float, fp: float, fn: float, leaf: Tensor, mask: Optional[Tensor]) -> bool:
+        """absent_counts of _loss_of_floats' one count; the probabilities are summed only where it has no target."""
+        if tp + fn != 0.0:
+            return False
+        return (fp if self.approximation == "identity" else float(self._probability_mass(leaf, mask, [0, 1, 2]))) == 0.0
 
     def _loss_of_tensors(
         self, counts: Tensor, counted: Tensor, labels: Optional[Tensor], slope: Optional[Tensor], scale: float, leaf: Tensor,
@@ -375,17 +405,18 @@ class CountLossBase(LossBase):
     ) -> Tensor:
         """The loss with the formula on count tensors, pooled across ranks and steps as configured."""
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
+        absent = self._absent(tp, fp, fn, leaf, mask, dims)
         zero_division = self.zero_division
         if not (leaf.requires_grad and torch.is_grad_enabled()):
             value = self.formula(tp, fp, fn, tn)
-            if zero_division is not None:
-                value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
+            if zero_division is not None and absent is not None:
+                value = value.masked_fill(absent, zero_division)
         else:
             value, positive, negative = self.formula_and_weights(tp, fp, fn, tn)
-            if zero_division is not None:
-                value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
+            if zero_division is not None and absent is not None:
+                value, positive, negative = fill_absent(value, positive, negative, absent, zero_division)
             value = self._attach_gradient(value, positive, negative, counted, labels, slope, scale * count_scale, mask, leaf, dims)
-        return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
+        return self.sign * self._average(value, tp, fn, absent, dims) + self.offset
 
     def _attach_gradient(
         self, value: Tensor, positive: Tensor, negative: Tensor, target: Tensor, labels: Optional[Tensor], slope: Optional[Tensor],

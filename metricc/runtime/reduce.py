@@ -1,37 +1,54 @@
 """From per-count metric values to the loss: zero_division for absent classes, averaging weights, the mean over
 rows, and the counts pooled across ranks (sync='ddp') and steps (count_momentum)."""
 
-from typing import Optional, Tuple
+from typing import List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 
-def absent_counts(tp: Tensor, fp: Tensor, fn: Tensor) -> Tensor:
-    """Counts of a class absent from both targets and predictions: TP + FP + FN below half a sample."""
-    return tp + fp + fn < 0.5
+def absent_counts(tp: Tensor, fn: Tensor, predicted: Tensor) -> Tensor:
+    """Counts of a class absent from both targets and predictions: no target (TP + FN = 0) and no probability on it
+    (`predicted`, the probabilities summed over its kept positions, = 0).
+
+    Exact zeros, not a threshold: inside (0, 1) every class with a kept position is present, so no weight or mask
+    of the loss moves with the predictions; only exact 0/1 predictions meet torchmetrics' rule.
+    """
+    return (tp + fn == 0.0) & (predicted == 0.0)
+
+
+def probability_mass(probs: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
+    """The probabilities summed over kept positions, count by count (the shape of TP): what absent_counts reads
+    where A(p) is not p (anyloss never reaches 0, linear is 0 on a whole interval)."""
+    if mask is not None:
+        probs = probs * mask
+    return probs.sum(dims, keepdim=True)
 
 
 def fill_absent(
-    value: Tensor, positive: Tensor, negative: Tensor, tp: Tensor, fp: Tensor, fn: Tensor, zero_division: float
+    value: Tensor, positive: Tensor, negative: Tensor, absent: Tensor, zero_division: float
 ) -> Tuple[Tensor, Tensor, Tensor]:
     """zero_division as the value of absent counts; there the value no longer depends on the predictions."""
-    gone = absent_counts(tp, fp, fn)
-    return value.masked_fill(gone, zero_division), positive.masked_fill(gone, 0.0), negative.masked_fill(gone, 0.0)
+    return value.masked_fill(absent, zero_division), positive.masked_fill(absent, 0.0), negative.masked_fill(absent, 0.0)
 
 
-def average_weights(tp: Tensor, fp: Tensor, fn: Tensor, task: str, average: str, class_weights: Optional[Tensor]) -> Tensor:
+def average_weights(
+    tp: Tensor, fn: Tensor, absent: Optional[Tensor], task: str, average: str, class_weights: Optional[Tensor]
+) -> Tensor:
     """Each count's weight within its row (an image or sample, or the one row of counts pooled over the batch).
 
     Weights of a row sum to one, or to zero when nothing in it counts: multiclass macro averaging leaves out
-    absent classes as torchmetrics does, weighted averaging weighs by support (TP + FN).
+    absent classes (`absent`, from absent_counts; None where no weight reads it) as torchmetrics does, weighted
+    averaging weighs by support (TP + FN). None of them moves with predictions inside (0, 1), so the closed-form
+    gradient, which takes them as constants, is exact.
     """
     if average == "none":
         return torch.ones_like(tp)
     if average == "weighted":
         weights = tp + fn
     elif average == "macro" and task == "multiclass":
-        weights = (~absent_counts(tp, fp, fn)).to(tp.dtype)
+        assert absent is not None, "multiclass macro averaging reads absent_counts"
+        weights = (~absent).to(tp.dtype)
     else:
         weights = torch.ones_like(tp)
     if class_weights is not None:
