@@ -240,3 +240,14 @@ def test_in_place_change_of_the_predictions_is_refused_under_create_graph():
         preds.mul_(0.5)
     with pytest.raises(RuntimeError, match="modified in place"):
         torch.autograd.grad(value, x, create_graph=True)
+
+
+def test_create_graph_after_a_retained_first_order_backward_is_a_clear_error():
+    """A first-order backward lets go of the predictions (the loss keeps them no longer than its saved tensors);
+    a later create_graph=True on the same graph says so instead of returning a constant gradient."""
+    loss = module_for("f1")[1]
+    preds = torch.rand(300, dtype=torch.float64, requires_grad=True)
+    value = loss(preds, (torch.rand(300) > 0.5).double())
+    torch.autograd.grad(value, preds, retain_graph=True)
+    with pytest.raises(RuntimeError, match="create_graph=True to the first backward"):
+        torch.autograd.grad(value, preds, create_graph=True)

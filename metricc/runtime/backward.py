@@ -50,9 +50,14 @@ def _transformed() -> bool:
 
 
 @torch.jit.unused
-def exact_gradient(recompute: Callable[[Tensor], Tensor], leaf: Tensor, version: int, grad: Tensor) -> Tensor:
+def exact_gradient(recompute: Callable[[Tensor], Tensor], leaf: Optional[Tensor], version: int, grad: Tensor) -> Tensor:
     """The gradient of recompute(leaf) with respect to leaf, itself differentiable: what a Function's backward
     returns under create_graph=True, so that second and higher derivatives are autograd's, exact."""
+    if leaf is None:
+        raise RuntimeError(
+            "this loss's graph was already differentiated once without create_graph=True (retain_graph=True), which "
+            "let go of the predictions; for derivatives of the gradient, pass create_graph=True to the first backward"
+        )
     if leaf._version != version:
         raise RuntimeError(
             "the predictions were modified in place after the loss was computed; a gradient with create_graph=True "
@@ -66,12 +71,18 @@ def exact_gradient(recompute: Callable[[Tensor], Tensor], leaf: Tensor, version:
 
 def saved_leaf(ctx, leaf: Tensor, recompute: Optional[Callable[[Tensor], Tensor]]) -> None:
     """Keep what exact_gradient needs: a reference to the predictions (not a copy, and not a saved tensor, so that
-    a first-order backward checks nothing it does not read) and their version."""
+    a first-order backward checks nothing it does not read) and their version. A first-order backward lets go of
+    it (release_leaf): between steps the loss keeps the predictions no longer than its saved tensors."""
     ctx.recompute = recompute
     ctx.leaf = None
     ctx.leaf_version = 0
     if recompute is not None:
         ctx.leaf, ctx.leaf_version = leaf, leaf._version
+
+
+def release_leaf(ctx) -> None:
+    """After a first-order backward: the graph is freed (or retained only for more first-order passes)."""
+    ctx.leaf = None
 
 
 class ClosedFormGradient(torch.autograd.Function):
@@ -105,6 +116,7 @@ class ClosedFormGradient(torch.autograd.Function):
         if ctx.recompute is not None and torch.is_grad_enabled():
             leaf_grad = exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad)
             return None, leaf_grad, None, None, None, None, None, None, None, None, None, None
+        release_leaf(ctx)
         if ctx.from_labels:
             target = one_hot_labels(target, ctx.classes, ctx.first_class, ctx.target_dtype)
         leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
@@ -147,6 +159,7 @@ class FloatLossGradient(torch.autograd.Function):
         target, slope, mask = ctx.saved_tensors
         if ctx.recompute is not None and torch.is_grad_enabled():
             return exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None, None, None, None, None, None, None
+        release_leaf(ctx)
         positive, negative = ctx.weights
         weights = torch.mul(target, positive - negative).add_(negative).mul_(grad)
         if slope is not None:

@@ -115,13 +115,13 @@ def _soft_counts_block(
 def count_changes(
     leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: str,
     steepness: float, threshold: float, width: float,
-) -> Tensor:
-    """TP, FP, FN, TN minus their own values, stacked as soft_counts stacks them: zero, with the counts' derivatives
-    by leaf of every order in autograd's operations (FN and TN change by minus TP's and FP's change)."""
+) -> Tuple[Tensor, Tensor]:
+    """TP and FP minus their own values: zero, with the counts' derivatives by leaf of every order in autograd's
+    operations. FN and TN change by minus these."""
     soft = differentiable_soft(leaf.to(target.dtype), sigmoid_logits, approximation, steepness, threshold, width)
     change = soft - soft.detach()
     if mask is not None:
         change = change * mask
     tp = (change * target).sum(dims, keepdim=True)
     fp = change.sum(dims, keepdim=True) - tp
-    return torch.stack([tp, fp, -tp, -fp])
+    return tp, fp

@@ -286,8 +286,7 @@ class CountLossBase(LossBase):
             value, positive, negative = self.formula_and_weights(tp, fp, fn, tn)
             if zero_division is not None:
                 value, positive, negative = fill_absent(value, positive, negative, tp, fp, fn, zero_division)
-            pooled = torch.stack([tp, fp, fn, tn])
-            value = self._closed_form(value, leaf, positive, negative, counted, labels, slope, mask, scale, count_scale, pooled, dims)
+            value = self._closed_form(value, leaf, positive, negative, counted, labels, slope, mask, scale, count_scale, [tp, fp, fn, tn], dims)
         return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
 
     def _loss_by_autograd(self, counts: Tensor, target: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
@@ -299,36 +298,38 @@ class CountLossBase(LossBase):
                 "write: call loss.eval() inside the transform, or construct the loss with count_momentum=None"
             )
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
-        value = self._differentiable_value(leaf, target, mask, dims, torch.stack([tp, fp, fn, tn]), count_scale)
+        value = self._differentiable_value(leaf, target, mask, dims, [tp, fp, fn, tn], count_scale)
         return self.sign * self._average(value, tp, fp, fn, dims) + self.offset
 
     def _differentiable_value(
-        self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], pooled: Tensor, count_scale: float
+        self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], pooled: List[Tensor], count_scale: float
     ) -> Tensor:
-        """The per-count metric values at the pooled counts, as a function of leaf in autograd's operations: this
-        batch's counts enter as their change times d(pooled) / d(batch), every derivative order exact."""
+        """The per-count metric values at the pooled counts TP, FP, FN, TN, as a function of leaf in autograd's
+        operations: this batch's counts enter as their change times d(pooled) / d(batch), every order exact."""
         sigmoid_logits = self.from_logits and self.task != "multiclass"
-        change = count_changes(leaf, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width)
-        counts = pooled + change * count_scale
-        value = self.formula(counts[0], counts[1], counts[2], counts[3])
+        tp_change, fp_change = count_changes(leaf, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width)
+        tp_change, fp_change = tp_change * count_scale, fp_change * count_scale
+        tp, fp, fn, tn = pooled[0], pooled[1], pooled[2], pooled[3]
+        value = self.formula(tp + tp_change, fp + fp_change, fn - tp_change, tn - fp_change)
         zero_division = self.zero_division
         if zero_division is not None:
-            value = value.masked_fill(absent_counts(pooled[0], pooled[1], pooled[2]), zero_division)
+            value = value.masked_fill(absent_counts(tp, fp, fn), zero_division)
         return value
 
     @torch.jit.unused
     def _recompute(
         self, target: Tensor, labels: Optional[Tensor], first_class: int, mask: Optional[Tensor], dims: List[int],
-        pooled: Tensor, count_scale: float, whole_loss: bool,
+        pooled: Any, count_scale: float, whole_loss: bool,
     ) -> Callable[[Tensor], Tensor]:
         """leaf -> the per-count values (whole_loss: the loss of one count), differentiably, for a backward pass
-        with create_graph=True; class-index targets are kept as their labels (not the one-hot target) and rebuilt there."""
+        with create_graph=True; pooled: TP, FP, FN, TN (a list, or stacked on axis 0). Class-index targets are
+        kept as their labels (not the one-hot target) and rebuilt there."""
         classes, dtype = first_class + target.shape[1], target.dtype
         kept_target = target if labels is None else None
 
         def recompute(leaf: Tensor) -> Tensor:
             scored = kept_target if labels is None else one_hot_labels(labels, classes, first_class, dtype)
-            value = self._differentiable_value(leaf, scored, mask, dims, pooled, count_scale)
+            value = self._differentiable_value(leaf, scored, mask, dims, list(pooled), count_scale)
             return self.sign * value.reshape(()) + self.offset if whole_loss else value
 
         return recompute
@@ -336,7 +337,7 @@ class CountLossBase(LossBase):
     @torch.jit.unused
     def _closed_form(
         self, value: Tensor, leaf: Tensor, positive: Tensor, negative: Tensor, target: Tensor, labels: Optional[Tensor],
-        slope: Optional[Tensor], mask: Optional[Tensor], scale: float, count_scale: float, pooled: Tensor, dims: List[int],
+        slope: Optional[Tensor], mask: Optional[Tensor], scale: float, count_scale: float, pooled: List[Tensor], dims: List[int],
     ) -> Tensor:
         """The detached per-count values with the closed-form gradient with respect to `leaf` (ClosedFormGradient):
         per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN), times A'(p_i) = scale * slope_i. It keeps

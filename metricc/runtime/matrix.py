@@ -8,7 +8,7 @@ import torch
 from torch import Tensor
 
 from .approximate import differentiable_soft
-from .backward import exact_gradient, saved_leaf
+from .backward import exact_gradient, release_leaf, saved_leaf
 from .inputs import fused_kernels
 
 
@@ -135,6 +135,7 @@ class MatrixGradient(torch.autograd.Function):
         gradient, target, slope, mask = ctx.saved_tensors
         if ctx.recompute is not None and torch.is_grad_enabled():
             return None, exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None, None, None, None, None, None, None
+        release_leaf(ctx)
         labels = target if ctx.from_labels else None
         weights = leaf_gradient(gradient * (grad.reshape(-1, 1, 1) * ctx.scale), target, labels, slope, mask, ctx.per_row)
         return None, weights.to(ctx.leaf_dtype), None, None, None, None, None, None, None, None
