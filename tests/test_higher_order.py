@@ -251,3 +251,41 @@ def test_create_graph_after_a_retained_first_order_backward_is_a_clear_error():
     torch.autograd.grad(value, preds, retain_graph=True)
     with pytest.raises(RuntimeError, match="create_graph=True to the first backward"):
         torch.autograd.grad(value, preds, create_graph=True)
+
+
+@pytest.mark.parametrize("metric", ["f1", "qwk"])
+def test_double_backward_with_running_counts_equals_the_plain_formula(metric):
+    """count_momentum: the formula reads (1 - m) history + m batch; only the batch depends on the predictions."""
+    momentum = 0.3
+    g = torch.Generator().manual_seed(11)
+    if metric == "qwk":
+        loss = metricc.loss("qwk", task="multiclass", direction="maximize", count_momentum=momentum)
+        first = torch.softmax(torch.randn(50, 3, generator=g, dtype=torch.float64), 1)
+        preds = torch.softmax(torch.randn(50, 3, generator=g, dtype=torch.float64), 1)
+        target = torch.randint(0, 3, (50,), generator=g)
+        one_hot = torch.nn.functional.one_hot(target, 3).double()
+
+        def oracle(p):
+            matrix = (1 - momentum) * history + momentum * (one_hot.t() @ p)
+            return soft_matrix_loss("qwk", matrix.reshape(1, 3, 3), torch.eye(3, dtype=torch.float64).reshape(1, 3, 3), torch.ones(1, 3, 1, dtype=torch.float64), False, -1)
+    else:
+        namespace, loss = module_for("f1", count_momentum=momentum)
+        first, preds = torch.rand(200, generator=g, dtype=torch.float64), torch.rand(200, generator=g, dtype=torch.float64)
+        target = (torch.rand(200, generator=g) > 0.5).double()
+
+        def oracle(p):
+            a = torch.sigmoid(loss.steepness * (p - loss.threshold))
+            counts = torch.stack([(a * target).sum(), (a * (1 - target)).sum(), ((1 - a) * target).sum(), ((1 - a) * (1 - target)).sum()])
+            tp, fp, fn, tn = (1 - momentum) * history.reshape(4) + momentum * counts
+            return 1 - namespace.metric_value(tp, fp, fn, tn, loss.eps)
+
+    loss.train()
+    loss(first, target)  # the history
+    history = loss.running_counts.clone().reshape(3, 3) if metric == "qwk" else loss.running_counts.clone()
+    direction = direction_like(preds)
+    x = preds.clone().requires_grad_(True)
+    (gradient,) = torch.autograd.grad(loss(x, target), x, create_graph=True)
+    (product,) = torch.autograd.grad((gradient * direction).sum(), x)
+    expected_gradient, expected_product = gradient_and_hvp(oracle, preds, direction)
+    assert_close(gradient.detach(), expected_gradient)
+    assert_close(product, expected_product)

@@ -4,7 +4,7 @@ to the detached metric values by a custom autograd Function. Where a gradient mu
 ops; where no Function can serve (TorchScript, torch.export, forward-mode AD, torch.func transforms) the loss
 is autograd through the formula from the start. Either way every derivative order is autograd's, exact."""
 
-from typing import Callable, List, Optional
+from typing import Callable, List, Optional, Union
 
 import torch
 from torch import Tensor
@@ -18,7 +18,7 @@ def small_input() -> int:
 
 
 def closed_form_gradient(
-    grad: Tensor, positive: Tensor, negative: Tensor, target: Tensor, slope: Optional[Tensor], mask: Optional[Tensor]
+    grad: Union[Tensor, float], positive: Tensor, negative: Tensor, target: Tensor, slope: Optional[Tensor], mask: Optional[Tensor]
 ) -> Tensor:
     """d value / d p_i = grad (y_i positive + (1 - y_i) negative) A'(p_i), zero at ignored positions.
 
@@ -121,6 +121,34 @@ class ClosedFormGradient(torch.autograd.Function):
             target = one_hot_labels(target, ctx.classes, ctx.first_class, ctx.target_dtype)
         leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
         return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None, None, None, None, None
+
+
+class PrecomputedGradient(torch.autograd.Function):
+    """Identity on the detached per-count values, for small inputs: the closed-form weights d value / d leaf, per
+    unit upstream gradient, are computed in the forward pass (as autograd's own nodes would), so the backward
+    pass is one product; with create_graph=True, autograd through `recompute`."""
+
+    @staticmethod
+    def forward(ctx, per_count, leaf, weights, recompute):
+        ctx.leaf_dtype = leaf.dtype
+        saved_leaf(ctx, leaf, recompute)
+        ctx.save_for_backward(weights)
+        return per_count.clone()
+
+    @staticmethod
+    def backward(ctx, grad):
+        (weights,) = ctx.saved_tensors
+        if ctx.recompute is not None and torch.is_grad_enabled():
+            return None, exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None
+        release_leaf(ctx)
+        leaf_grad = weights * (grad if grad.dim() == weights.dim() else grad.reshape(grad.shape + (1,) * (weights.dim() - grad.dim())))
+        return None, leaf_grad if leaf_grad.dtype == ctx.leaf_dtype else leaf_grad.to(ctx.leaf_dtype), None, None
+
+
+@torch.jit.unused
+def precomputed_function(per_count: Tensor, leaf: Tensor, weights: Tensor, recompute: Callable[[Tensor], Tensor]) -> Tensor:
+    """per_count with the gradient `weights` times the upstream gradient (broadcast over what each value sums)."""
+    return PrecomputedGradient.apply(per_count, leaf, weights, recompute)
 
 
 @torch.jit.unused

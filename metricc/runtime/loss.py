@@ -9,11 +9,13 @@ import torch
 from torch import Tensor
 
 from .approximate import approximation_scale, probabilities, soft_block
-from .backward import autograd_through_formula, closed_form_function, counts_fit_floats, loss_from_floats
+from .backward import (
+    autograd_through_formula, closed_form_function, closed_form_gradient, counts_fit_floats, loss_from_floats, precomputed_function, small_input,
+)
 from .compound import cross_entropy
 from .counts import count_changes, counted_in_blocks, slope_varies, soft_counts
 from .inputs import canonical_layout, count_dims, functorch_active, fused_kernels, one_hot_labels, validate_inputs
-from .matrix import matrix_aggregates, matrix_change, matrix_gradient, matrix_gradient_function, soft_matrix
+from .matrix import leaf_gradient, matrix_aggregates, matrix_change, matrix_gradient, matrix_gradient_function, soft_matrix
 from .options import OPTION_NAMES, InvalidOption, matrix_option_problem, parameter_problem, validate_options
 from .reduce import absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, row_sums, running_counts
 
@@ -152,9 +154,10 @@ class CountLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
-        counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        by_autograd = autograd_through_formula(preds)
+        counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target, by_autograd)
         loss: Optional[Tensor] = None
-        if autograd_through_formula(leaf):
+        if by_autograd:
             loss = self._loss_by_autograd(counts, counted, leaf, mask, dims)
         else:
             one_count = self.average == "micro" and self.sync is None and (self.count_momentum is None or not self.training)
@@ -183,7 +186,7 @@ class CountLossBase(LossBase):
         """The guarded formula on count tensors of any one shape, element-wise: no averaging, no zero_division."""
         return self.formula(tp, fp, fn, tn)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
+    def _counts(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts TP, FP, FN, TN stacked, of the canonical (batch, classes, positions) layout, and what the
         backward pass needs."""
         if self.validate_args:
@@ -200,7 +203,7 @@ class CountLossBase(LossBase):
                 mask = mask[:, 1:]
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
-        with_slope = leaf.requires_grad and torch.is_grad_enabled() and not autograd_through_formula(leaf)
+        with_slope = leaf.requires_grad and torch.is_grad_enabled() and not by_autograd
         slope_out: Optional[Tensor] = None
         if with_slope and slope_varies(self.approximation, sigmoid_logits) and counted_in_blocks(values):
             slope_out = self._slope_buffer(values)
@@ -345,9 +348,14 @@ class CountLossBase(LossBase):
         goes back to spare_slopes once its backward pass has read it."""
         spare = self.spare_slopes if slope is not None and counted_in_blocks(slope) else None
         first_class = 0 if self.include_background else 1
-        recompute: Optional[Callable[[Tensor], Tensor]] = None
-        if not fused_kernels():
+        if fused_kernels():
+            recompute: Optional[Callable[[Tensor], Tensor]] = None
+        else:
             recompute = self._recompute(target, labels, first_class, mask, dims, pooled, count_scale, False)
+            if leaf.numel() <= small_input():
+                # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
+                weights = closed_form_gradient(scale * count_scale, positive, negative, target, slope, mask)
+                return precomputed_function(value, leaf, weights, recompute)
         return closed_form_function(value, leaf, positive, negative, target, labels, first_class, slope, mask, scale * count_scale, spare, recompute)
 
 
@@ -383,10 +391,11 @@ class MatrixLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
-        matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
+        by_autograd = autograd_through_formula(preds)
+        matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target, by_autograd)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         kept = self._kept_rows(counted, per_row)
-        if autograd_through_formula(leaf):
+        if by_autograd:
             if self.count_momentum is not None and self.training and not torch.jit.is_scripting() and functorch_active():
                 raise RuntimeError(
                     "count_momentum updates the running counts, state that a torch.func transform (vmap, grad, ...) cannot "
@@ -426,18 +435,21 @@ class MatrixLossBase(LossBase):
     ) -> Tensor:
         """MatrixGradient: the closed form first, autograd through _differentiable_value for a backward pass with
         create_graph=True (class-index targets kept as their labels and rebuilt there)."""
-        recompute: Optional[Callable[[Tensor], Tensor]] = None
-        if not fused_kernels():
-            classes, dtype = target.shape[1], target.dtype
-            kept_target = target if labels is None else None
+        if fused_kernels():
+            return matrix_gradient_function(value, leaf, gradient, target, labels, slope, mask, scale, per_row, None)
+        classes, dtype = target.shape[1], target.dtype
+        kept_target = target if labels is None else None
 
-            def recompute(leaf: Tensor) -> Tensor:
-                scored = kept_target
-                if labels is not None:
-                    scored = one_hot_labels(labels, classes, 0, dtype)
-                    scored = scored if mask is None else scored * mask
-                return self._differentiable_value(leaf, scored, pooled, count_scale, per_row)
+        def recompute(leaf: Tensor) -> Tensor:
+            scored = kept_target
+            if labels is not None:
+                scored = one_hot_labels(labels, classes, 0, dtype)
+                scored = scored if mask is None else scored * mask
+            return self._differentiable_value(leaf, scored, pooled, count_scale, per_row)
 
+        if leaf.numel() <= small_input():
+            # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
+            return precomputed_function(value, leaf, leaf_gradient(gradient * scale, target, labels, slope, mask, per_row), recompute)
         return matrix_gradient_function(value, leaf, gradient, target, labels, slope, mask, scale, per_row, recompute)
 
     @torch.jit.export
@@ -447,7 +459,7 @@ class MatrixLossBase(LossBase):
             matrix = self._matrix(preds, target)[0]
             return matrix if self.multidim_average == "samplewise" else matrix[0]
 
-    def _matrix(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
+    def _matrix(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
         """M of the canonical (batch, classes, positions) layout, and what the backward pass needs: the masked
         one-hot target, class-index labels, A'(p) as (slope or None, constant factor), the leaf and the mask."""
         if self.validate_args:
@@ -458,7 +470,7 @@ class MatrixLossBase(LossBase):
         if self.from_logits:
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
             values = leaf.detach()
-        with_slope = leaf.requires_grad and torch.is_grad_enabled() and not autograd_through_formula(leaf)
+        with_slope = leaf.requires_grad and torch.is_grad_enabled() and not by_autograd
         hard = values
         slope: Optional[Tensor] = None
         if self.approximation != "identity":
