@@ -289,3 +289,14 @@ def test_double_backward_with_running_counts_equals_the_plain_formula(metric):
     expected_gradient, expected_product = gradient_and_hvp(oracle, preds, direction)
     assert_close(gradient.detach(), expected_gradient)
     assert_close(product, expected_product)
+
+
+@pytest.mark.parametrize("case", [COUNT_CASES[0], COUNT_CASES[2], COUNT_CASES[4], MATRIX_CASES[1]], ids=case_id)
+def test_gradgradcheck_float64(case):
+    """Second derivatives against finite differences of the first, on every eager Function (floats, weights kept
+    from the forward pass) and forward mode through autograd's own check."""
+    metric, options, _ = case
+    loss, _, preds, target = (matrix_problem if case in MATRIX_CASES else count_problem)((metric, options, 24))
+    x = preds.clone().requires_grad_(True)
+    assert torch.autograd.gradgradcheck(lambda p: loss(p, target), (x,))
+    assert torch.autograd.gradcheck(lambda p: loss(p, target), (x,), check_forward_ad=True, check_backward_ad=False, check_undefined_grad=False)

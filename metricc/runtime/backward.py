@@ -4,7 +4,7 @@ to the detached metric values by a custom autograd Function. Where a gradient mu
 ops; where no Function can serve (TorchScript, torch.export, forward-mode AD, torch.func transforms) the loss
 is autograd through the formula from the start. Either way every derivative order is autograd's, exact."""
 
-from typing import Callable, List, Optional, Union
+from typing import Callable, List, Optional
 
 import torch
 from torch import Tensor
@@ -13,19 +13,25 @@ from .inputs import functorch_active, fused_kernels, one_hot_labels
 
 
 def small_input() -> int:
-    """Inputs of at most this many elements: eagerly on the CPU, Python floats for the formula cost less."""
+    """Inputs of at most this many elements: eagerly, the formula on Python floats (on the CPU), and closed-form
+    weights computed in the forward pass, cost less than a backward pass that computes them."""
     return 65536
 
 
 def closed_form_gradient(
-    grad: Union[Tensor, float], positive: Tensor, negative: Tensor, target: Tensor, slope: Optional[Tensor], mask: Optional[Tensor]
+    grad: Optional[Tensor], scale: float, positive: Tensor, negative: Tensor, target: Tensor, slope: Optional[Tensor],
+    mask: Optional[Tensor],
 ) -> Tensor:
-    """d value / d p_i = grad (y_i positive + (1 - y_i) negative) A'(p_i), zero at ignored positions.
+    """d value / d p_i = grad scale (y_i positive + (1 - y_i) negative) A'(p_i) / scale, zero at ignored positions.
 
     positive = dTP - dFN and negative = dFP - dTN are the per-sample weights of the count the sample belongs
-    to; grad is the upstream gradient of that count's value times the constant factor of A'.
+    to; grad is the upstream gradient of that count's value (None: one), scale the constant factor of A'.
     """
-    weights = torch.mul(target, (positive - negative) * grad).add_(negative * grad)
+    if grad is None:
+        weights = torch.mul(target, (positive - negative) * scale).add_(negative * scale)
+    else:
+        factor = grad * scale
+        weights = torch.mul(target, (positive - negative) * factor).add_(negative * factor)
     if slope is not None:
         weights.mul_(slope)
     if mask is not None:
@@ -119,7 +125,7 @@ class ClosedFormGradient(torch.autograd.Function):
         release_leaf(ctx)
         if ctx.from_labels:
             target = one_hot_labels(target, ctx.classes, ctx.first_class, ctx.target_dtype)
-        leaf_grad = closed_form_gradient(grad * ctx.scale, positive, negative, target, slope, mask)
+        leaf_grad = closed_form_gradient(grad, ctx.scale, positive, negative, target, slope, mask)
         return None, leaf_grad.to(ctx.leaf_dtype), None, None, None, None, None, None, None, None, None, None
 
 

@@ -354,7 +354,7 @@ class CountLossBase(LossBase):
             recompute = self._recompute(target, labels, first_class, mask, dims, pooled, count_scale, False)
             if leaf.numel() <= small_input():
                 # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
-                weights = closed_form_gradient(scale * count_scale, positive, negative, target, slope, mask)
+                weights = closed_form_gradient(None, scale * count_scale, positive, negative, target, slope, mask)
                 return precomputed_function(value, leaf, weights, recompute)
         return closed_form_function(value, leaf, positive, negative, target, labels, first_class, slope, mask, scale * count_scale, spare, recompute)
 
