@@ -1,5 +1,5 @@
 """The fast closed-form path (counts from three sums, slope kept from the forward pass, custom autograd Function,
-TorchScript surrogate) against autograd through a plain eager formulation of the same loss, in float64."""
+TorchScript's autograd through the formula) against autograd through a plain eager formulation of the same loss, in float64."""
 
 import io
 import warnings
@@ -80,9 +80,9 @@ def reference_loss(namespace, loss, preds, target):
 
 @pytest.mark.parametrize("options", CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 @pytest.mark.parametrize("metric", ["f1", "mcc_ovr", CUSTOM], ids=["f1", "mcc_ovr", "custom"])
-@pytest.mark.parametrize("n", [300, 100_000, 300_000], ids=["surrogate", "function", "function-blocked"])
+@pytest.mark.parametrize("n", [300, 100_000, 300_000], ids=["small", "function", "function-blocked"])
 def test_gradient_matches_autograd(metric, options, n):
-    """Small inputs take the surrogate path, larger ones (over 65536 elements) the custom autograd Function, and
+    """Every eager input takes a custom autograd Function (small binary ones with the formula on Python floats);
     on the CPU inputs over 2^17 elements are counted in blocks (of positions, or of rows for (N, C) inputs)."""
     namespace, loss = module_for(metric, **options)
     preds, target = inputs(options, n=n)
@@ -119,7 +119,7 @@ def test_counts_are_accurate_in_float32_at_large_n():
             assert abs(float(count) - float(truth)) <= 1e-5 * float(truth) + 1e-12
 
 
-def test_torchscript_surrogate_and_saved_module_match_eager():
+def test_torchscript_and_saved_module_match_eager():
     warnings.simplefilter("ignore")
     for options in (dict(), dict(task="multiclass", average="macro", from_logits=True)):
         _, loss = module_for("mcc_ovr", **options)

@@ -248,9 +248,9 @@ def test_grad_shows_partials_per_aggregate_and_the_matrix_gradient(capsys):
 
 
 @pytest.mark.parametrize("dense", [False, True], ids=["rows", "dense"])
-def test_large_inputs_keep_nothing_prediction_sized_and_match_the_scripted_surrogate(dense):
+def test_large_inputs_keep_nothing_prediction_sized_and_match_the_scripted_module(dense):
     """Above 65536 elements a custom autograd Function keeps G, the labels and the mask: no N x C tensor (identity
-    approximation, probabilities); its gradient equals TorchScript's surrogate path."""
+    approximation, probabilities); its gradient equals TorchScript's, autograd through the formula."""
     shape, labels_shape = ((3, 5, 120, 120), (3, 120, 120)) if dense else ((20_000, 5), (20_000,))
     g = torch.Generator().manual_seed(7)
     probs = torch.softmax(torch.randn(shape, generator=g, dtype=torch.float64), 1)

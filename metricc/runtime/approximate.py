@@ -109,3 +109,22 @@ def soft_block(
         if slope is not None and slope_out is not None and not in_place:
             slope = slope_out.copy_(slope)
     return hard, complement, slope
+
+
+def differentiable_soft(values: Tensor, sigmoid_logits: bool, approximation: str, steepness: float, threshold: float, width: float) -> Tensor:
+    """A(p) in autograd's own operations, up to a constant that differs between samples: what carries the
+    derivatives of every order where the closed form gives only the first (its value is never used).
+
+    anyloss takes sigmoid(z) - 1 = -sigmoid(-z) above the threshold, whose derivatives do not cancel to zero
+    where sigmoid(z) rounds to 1; linear has slope 1 strictly inside the ramp and 0 elsewhere, as the closed form.
+    """
+    probs = torch.sigmoid(values) if sigmoid_logits else values
+    if approximation == "anyloss":
+        z = (probs - threshold) * steepness
+        flip = torch.rsub((z > 0.0).to(z.dtype), 0.5).mul_(2.0)  # -1 above the threshold, else 1: a constant
+        return flip * torch.sigmoid(flip * z)
+    if approximation == "linear":
+        hard = (probs - threshold) / width + 0.5
+        inside = ((hard > 0.0) & (hard < 1.0)).to(hard.dtype)
+        return hard * inside
+    return probs

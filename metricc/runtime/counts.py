@@ -5,7 +5,7 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .approximate import approximation_scale, soft_block
+from .approximate import approximation_scale, differentiable_soft, soft_block
 from .inputs import fused_kernels
 
 
@@ -110,3 +110,18 @@ def _soft_counts_block(
     if mask is not None:
         target, negative = target * mask, negative * mask
     return _product_sums(hard, complement, target, negative, dims, None if scratch is None else scratch[3]), slope
+
+
+def count_changes(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: str,
+    steepness: float, threshold: float, width: float,
+) -> Tuple[Tensor, Tensor]:
+    """TP and FP minus their own values: zero, with the counts' derivatives by leaf of every order in autograd's
+    operations. FN and TN change by minus these."""
+    soft = differentiable_soft(leaf.to(target.dtype), sigmoid_logits, approximation, steepness, threshold, width)
+    change = soft - soft.detach()
+    if mask is not None:
+        change = change * mask
+    tp = (change * target).sum(dims, keepdim=True)
+    fp = change.sum(dims, keepdim=True) - tp
+    return tp, fp

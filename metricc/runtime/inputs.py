@@ -72,18 +72,32 @@ def _compiling() -> bool:
     return torch.compiler.is_compiling()
 
 
+@torch.jit.unused
+def functorch_active() -> bool:
+    """Whether a torch.func transform (vmap, grad, jacrev, ...) is running: its wrapped tensors have no data to
+    read and take no in-place writes into plain tensors."""
+    return torch._C._are_functorch_transforms_active()
+
+
+@torch.jit.unused
+def _traced() -> bool:
+    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+
+
 def fused_kernels() -> bool:
-    """True while torch.compile or torch.export traces: there elementwise work fuses and temporaries are free."""
+    """True while torch.compile or torch.export traces, or a torch.func transform runs: whole-tensor operations
+    only (no blocks written in place, no scatter into fresh zeros); under compile they fuse and temporaries are free."""
     if torch.jit.is_scripting():
         return False
-    return _compiling()
+    return _traced()
 
 
 def value_checks_enabled() -> bool:
-    """Checks of tensor values need the data; torch.compile and torch.export trace without it and skip them."""
+    """Checks of tensor values need the data; torch.compile, torch.export and torch.func's transforms trace
+    without it and skip them."""
     if torch.jit.is_scripting():
         return True
-    return not _compiling()
+    return not _traced()
 
 
 def validate_inputs(

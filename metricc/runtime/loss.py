@@ -4,17 +4,19 @@ whole C x C confusion matrix). A compiled metric's subclass adds its name, its c
 formula hooks; the emitted file holds nothing else."""
 
 import inspect
-from typing import Any, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, Optional, Tuple
 
 import torch
 from torch import Tensor
 
 from .approximate import approximation_scale, probabilities, soft_block
-from .backward import closed_form_function, counts_fit_floats, loss_from_floats, surrogate_gradient, uses_surrogate
+from .backward import (
+    autograd_through_formula, closed_form_function, closed_form_gradient, counts_fit_floats, loss_from_floats, precomputed_function, small_input,
+)
 from .compound import cross_entropy
-from .counts import counted_in_blocks, slope_varies, soft_counts
-from .inputs import canonical_layout, check_eps, count_dims, validate_inputs
-from .matrix import leaf_gradient, matrix_aggregates, matrix_gradient, matrix_gradient_function, soft_matrix
+from .counts import count_changes, counted_in_blocks, slope_varies, soft_counts
+from .inputs import canonical_layout, check_eps, count_dims, functorch_active, fused_kernels, one_hot_labels, validate_inputs
+from .matrix import leaf_gradient, matrix_aggregates, matrix_change, matrix_gradient, matrix_gradient_function, soft_matrix
 from .options import (
     DEFAULTS, OPTION_NAMES, OPTIONS, InvalidOption, default_approximation, matrix_option_problem, parameter_problem,
     unknown_arguments_problem, validate_options,
@@ -258,13 +260,17 @@ class CountLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
-        counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
+        by_autograd = autograd_through_formula(preds)
+        counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target, by_autograd)
         loss: Optional[Tensor] = None
-        one_count = self.average == "micro" and self.sync is None and (self.count_momentum is None or not self.training)
-        if one_count and counts_fit_floats(counts, leaf):
-            loss = self._loss_of_floats(counts, counted, slope, scale, mask, leaf)
-        if loss is None:
-            loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
+        if by_autograd:
+            loss = self._loss_by_autograd(counts, counted, leaf, mask, dims)
+        else:
+            one_count = self.average == "micro" and self.sync is None and (self.count_momentum is None or not self.training)
+            if one_count and counts_fit_floats(counts, leaf):
+                loss = self._loss_of_floats(counts, counted, slope, scale, mask, leaf, dims)
+            if loss is None:
+                loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
         if self.ce_weight > 0.0:
             loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
         return loss
@@ -287,7 +293,7 @@ class CountLossBase(LossBase):
         """The guarded formula on count tensors of any one shape, element-wise: no averaging, no zero_division."""
         return self.formula(tp, fp, fn, tn)
 
-    def _counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
+    def _counts(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts TP, FP, FN, TN stacked, of the canonical (batch, classes, positions) layout, and what the
         backward pass needs."""
         if self.validate_args:
@@ -305,7 +311,7 @@ class CountLossBase(LossBase):
                 mask = mask[:, 1:]
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
-        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        with_slope = leaf.requires_grad and torch.is_grad_enabled() and not by_autograd
         slope_out: Optional[Tensor] = None
         if with_slope and slope_varies(self.approximation, sigmoid_logits) and counted_in_blocks(values):
             slope_out = self._slope_buffer(values)
@@ -377,7 +383,8 @@ class CountLossBase(LossBase):
 
     @torch.jit.unused
     def _loss_of_floats(
-        self, counts: Tensor, target: Tensor, slope: Optional[Tensor], scale: float, mask: Optional[Tensor], leaf: Tensor
+        self, counts: Tensor, target: Tensor, slope: Optional[Tensor], scale: float, mask: Optional[Tensor], leaf: Tensor,
+        dims: List[int],
     ) -> Optional[Tensor]:
         """The loss of one count (binary, or micro-averaged) with the formula on Python floats; None where the
         floats fail (0/0, an overflow) and the tensor formula is to decide."""
@@ -390,7 +397,8 @@ class CountLossBase(LossBase):
             return None
         if self.zero_division is not None and self._absent_float(tp, fp, fn, leaf, mask):
             value, positive, negative = self.zero_division, 0.0, 0.0
-        return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf)
+        recompute = self._recompute(target, None, 0, mask, dims, counts, 1.0, True)
+        return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf, recompute)
 
     @torch.jit.unused
     def _absent_float(self, tp: float, fp: float, fn: float, leaf: Tensor, mask: Optional[Tensor]) -> bool:
@@ -415,29 +423,78 @@ class CountLossBase(LossBase):
             value, positive, negative = self.formula_and_weights(tp, fp, fn, tn)
             if zero_division is not None and absent is not None:
                 value, positive, negative = fill_absent(value, positive, negative, absent, zero_division)
-            value = self._attach_gradient(value, positive, negative, counted, labels, slope, scale * count_scale, mask, leaf, dims)
+            value = self._closed_form(value, leaf, positive, negative, counted, labels, slope, mask, scale, count_scale, [tp, fp, fn, tn], dims)
         return self.sign * self._average(value, tp, fn, absent, dims) + self.offset
 
-    def _attach_gradient(
-        self, value: Tensor, positive: Tensor, negative: Tensor, target: Tensor, labels: Optional[Tensor], slope: Optional[Tensor],
-        scale: float, mask: Optional[Tensor], leaf: Tensor, dims: List[int],
+    def _loss_by_autograd(self, counts: Tensor, target: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
+        """The loss as autograd through the formula, exact at every order: in TorchScript, under torch.export,
+        forward-mode AD and torch.func's transforms, where the closed form's Function cannot serve."""
+        if self.count_momentum is not None and self.training and not torch.jit.is_scripting() and functorch_active():
+            raise RuntimeError(
+                "count_momentum updates the running counts, state that a torch.func transform (vmap, grad, ...) cannot "
+                "write: call loss.eval() inside the transform, or construct the loss with count_momentum=None"
+            )
+        tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
+        absent = self._absent(tp, fp, fn, leaf, mask, dims)
+        value = self._differentiable_value(leaf, target, mask, dims, [tp, fp, fn, tn], count_scale, absent)
+        return self.sign * self._average(value, tp, fn, absent, dims) + self.offset
+
+    def _differentiable_value(
+        self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], pooled: List[Tensor], count_scale: float,
+        absent: Optional[Tensor],
     ) -> Tensor:
-        """The detached per-count values with the closed-form gradient with respect to `leaf`: per sample,
-        d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN), times A'(p_i) = scale * slope_i."""
-        if uses_surrogate(leaf):
-            return surrogate_gradient(value, positive, negative, target, slope, scale, mask, leaf, dims)
-        return self._closed_form(value, leaf, positive, negative, target, labels, slope, mask, scale)
+        """The per-count metric values at the pooled counts TP, FP, FN, TN, as a function of leaf in autograd's
+        operations: this batch's counts enter as their change times d(pooled) / d(batch), every order exact."""
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        tp_change, fp_change = count_changes(leaf, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width)
+        tp_change, fp_change = tp_change * count_scale, fp_change * count_scale
+        tp, fp, fn, tn = pooled[0], pooled[1], pooled[2], pooled[3]
+        value = self.formula(tp + tp_change, fp + fp_change, fn - tp_change, tn - fp_change)
+        zero_division = self.zero_division
+        if zero_division is not None and absent is not None:
+            value = value.masked_fill(absent, zero_division)
+        return value
+
+    @torch.jit.unused
+    def _recompute(
+        self, target: Tensor, labels: Optional[Tensor], first_class: int, mask: Optional[Tensor], dims: List[int],
+        pooled: Any, count_scale: float, whole_loss: bool,
+    ) -> Callable[[Tensor], Tensor]:
+        """leaf -> the per-count values (whole_loss: the loss of one count), differentiably, for a backward pass
+        with create_graph=True; pooled: TP, FP, FN, TN (a list, or stacked on axis 0). Class-index targets are
+        kept as their labels (not the one-hot target) and rebuilt there."""
+        classes, dtype = first_class + target.shape[1], target.dtype
+        kept_target = target if labels is None else None
+
+        def recompute(leaf: Tensor) -> Tensor:
+            scored = kept_target if labels is None else one_hot_labels(labels, classes, first_class, dtype)
+            counts = list(pooled)
+            absent = self._absent(counts[0], counts[1], counts[2], leaf, mask, dims)
+            value = self._differentiable_value(leaf, scored, mask, dims, counts, count_scale, absent)
+            return self.sign * value.reshape(()) + self.offset if whole_loss else value
+
+        return recompute
 
     @torch.jit.unused
     def _closed_form(
         self, value: Tensor, leaf: Tensor, positive: Tensor, negative: Tensor, target: Tensor, labels: Optional[Tensor],
-        slope: Optional[Tensor], mask: Optional[Tensor], scale: float,
+        slope: Optional[Tensor], mask: Optional[Tensor], scale: float, count_scale: float, pooled: List[Tensor], dims: List[int],
     ) -> Tensor:
-        """ClosedFormGradient, keeping only the slope (and class-index labels, not their one-hot target); a slope
-        that _slope_buffer handed out goes back to spare_slopes once its backward pass has read it."""
+        """The detached per-count values with the closed-form gradient with respect to `leaf` (ClosedFormGradient):
+        per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN), times A'(p_i) = scale * slope_i. It keeps
+        only the slope (and class-index labels, not their one-hot target); a slope that _slope_buffer handed out
+        goes back to spare_slopes once its backward pass has read it."""
         spare = self.spare_slopes if slope is not None and counted_in_blocks(slope) else None
         first_class = 0 if self.include_background else 1
-        return closed_form_function(value, leaf, positive, negative, target, labels, first_class, slope, mask, scale, spare)
+        if fused_kernels():
+            recompute: Optional[Callable[[Tensor], Tensor]] = None
+        else:
+            recompute = self._recompute(target, labels, first_class, mask, dims, pooled, count_scale, False)
+            if leaf.numel() <= small_input():
+                # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
+                weights = closed_form_gradient(None, scale * count_scale, positive, negative, target, slope, mask)
+                return precomputed_function(value, leaf, weights, recompute)
+        return closed_form_function(value, leaf, positive, negative, target, labels, first_class, slope, mask, scale * count_scale, spare, recompute)
 
 
 class MatrixLossBase(LossBase):
@@ -472,21 +529,23 @@ class MatrixLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
-        matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
+        by_autograd = autograd_through_formula(preds)
+        matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target, by_autograd)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         kept = self._kept_rows(counted, per_row)
-        aggregates = matrix_aggregates(pooled, self.aggregate_names)
-        if not (leaf.requires_grad and torch.is_grad_enabled()):
-            value = self.formula(aggregates)
+        if by_autograd:
+            if self.count_momentum is not None and self.training and not torch.jit.is_scripting() and functorch_active():
+                raise RuntimeError(
+                    "count_momentum updates the running counts, state that a torch.func transform (vmap, grad, ...) cannot "
+                    "write: call loss.eval() inside the transform, or construct the loss with count_momentum=None"
+                )
+            value = self._differentiable_value(leaf, counted, pooled, count_scale, per_row)
+        elif not (leaf.requires_grad and torch.is_grad_enabled()):
+            value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
         else:
-            value, partials = self.formula_and_partials(aggregates)
+            value, partials = self.formula_and_partials(matrix_aggregates(pooled, self.aggregate_names))
             gradient = matrix_gradient(pooled, partials)
-            if uses_surrogate(leaf):
-                weights = leaf_gradient(gradient * (scale * count_scale), counted, labels, slope, mask, per_row)
-                surrogate = (weights * leaf).sum([1, 2]) if per_row else (weights * leaf).sum().reshape(1)
-                value = value + (surrogate - surrogate.detach())
-            else:
-                value = matrix_gradient_function(value, leaf, gradient, counted, labels, slope, mask, scale * count_scale, per_row)
+            value = self._closed_form(value, leaf, gradient, counted, labels, slope, mask, scale * count_scale, count_scale, pooled, per_row)
         loss = self.sign * self._mean(value, kept, per_row) + self.offset
         if self.ce_weight > 0.0:
             loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
@@ -501,6 +560,36 @@ class MatrixLossBase(LossBase):
             kept = self._kept_rows(counted, per_row)
             return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), kept, per_row)
 
+    def _differentiable_value(self, leaf: Tensor, target: Tensor, pooled: Tensor, count_scale: float, per_row: bool) -> Tensor:
+        """The metric of each pooled matrix as a function of leaf in autograd's operations: this batch's matrix
+        enters as its change times d(pooled) / d(batch), every derivative order exact."""
+        change = matrix_change(leaf, target, self.approximation, self.steepness, self.threshold, self.width, per_row)
+        return self.formula(matrix_aggregates(pooled + change * count_scale, self.aggregate_names))
+
+    @torch.jit.unused
+    def _closed_form(
+        self, value: Tensor, leaf: Tensor, gradient: Tensor, target: Tensor, labels: Optional[Tensor], slope: Optional[Tensor],
+        mask: Optional[Tensor], scale: float, count_scale: float, pooled: Tensor, per_row: bool,
+    ) -> Tensor:
+        """MatrixGradient: the closed form first, autograd through _differentiable_value for a backward pass with
+        create_graph=True (class-index targets kept as their labels and rebuilt there)."""
+        if fused_kernels():
+            return matrix_gradient_function(value, leaf, gradient, target, labels, slope, mask, scale, per_row, None)
+        classes, dtype = target.shape[1], target.dtype
+        kept_target = target if labels is None else None
+
+        def recompute(leaf: Tensor) -> Tensor:
+            scored = kept_target
+            if labels is not None:
+                scored = one_hot_labels(labels, classes, 0, dtype)
+                scored = scored if mask is None else scored * mask
+            return self._differentiable_value(leaf, scored, pooled, count_scale, per_row)
+
+        if leaf.numel() <= small_input():
+            # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
+            return precomputed_function(value, leaf, leaf_gradient(gradient * scale, target, labels, slope, mask, per_row), recompute)
+        return matrix_gradient_function(value, leaf, gradient, target, labels, slope, mask, scale, per_row, recompute)
+
     @torch.jit.export
     def confusion_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft confusion matrix of this batch, (C, C), or (images, C, C) with samplewise."""
@@ -508,7 +597,7 @@ class MatrixLossBase(LossBase):
             matrix = self._matrix(preds, target)[0]
             return matrix if self.multidim_average == "samplewise" else matrix[0]
 
-    def _matrix(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
+    def _matrix(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
         """M of the canonical (batch, classes, positions) layout, and what the backward pass needs: the masked
         one-hot target, class-index labels, A'(p) as (slope or None, constant factor), the leaf and the mask."""
         if self.validate_args:
@@ -520,7 +609,7 @@ class MatrixLossBase(LossBase):
         if self.from_logits:
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
             values = leaf.detach()
-        with_slope = leaf.requires_grad and torch.is_grad_enabled()
+        with_slope = leaf.requires_grad and torch.is_grad_enabled() and not by_autograd
         hard = values
         slope: Optional[Tensor] = None
         if self.approximation != "identity":

@@ -2,11 +2,13 @@
 aggregates, and G = d metric / d M from the metric's partials by each aggregate; the weight of a[n, j] in the
 backward pass is G[label of n, j]."""
 
-from typing import Dict, List, Optional
+from typing import Callable, Dict, List, Optional
 
 import torch
 from torch import Tensor
 
+from .approximate import differentiable_soft
+from .backward import exact_gradient, release_leaf, saved_leaf
 from .inputs import fused_kernels
 
 
@@ -118,26 +120,41 @@ def leaf_gradient(gradient: Tensor, target: Tensor, labels: Optional[Tensor], sl
 class MatrixGradient(torch.autograd.Function):
     """Identity on the detached per-row metric values; the backward pass gives a[n, j] the weight G[label of n, j]
     times A'(p). It keeps G (C x C), the labels (or the one-hot target), the mask and the slope where A' varies:
-    for class-index targets and the identity approximation, nothing the size of the predictions."""
+    for class-index targets and the identity approximation, nothing the size of the predictions. A gradient to be
+    differentiated again (create_graph=True) is autograd through `recompute` instead."""
 
     @staticmethod
-    def forward(ctx, value, leaf, gradient, target, labels, slope, mask, scale: float, per_row: bool):
+    def forward(ctx, value, leaf, gradient, target, labels, slope, mask, scale: float, per_row: bool, recompute):
         ctx.scale, ctx.per_row, ctx.leaf_dtype, ctx.from_labels = scale, per_row, leaf.dtype, labels is not None
+        saved_leaf(ctx, leaf, recompute)
         ctx.save_for_backward(gradient, labels if labels is not None else target, slope, mask)
         return value.clone()
 
     @staticmethod
     def backward(ctx, grad):
         gradient, target, slope, mask = ctx.saved_tensors
+        if ctx.recompute is not None and torch.is_grad_enabled():
+            return None, exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None, None, None, None, None, None, None
+        release_leaf(ctx)
         labels = target if ctx.from_labels else None
         weights = leaf_gradient(gradient * (grad.reshape(-1, 1, 1) * ctx.scale), target, labels, slope, mask, ctx.per_row)
-        return None, weights.to(ctx.leaf_dtype), None, None, None, None, None, None, None
+        return None, weights.to(ctx.leaf_dtype), None, None, None, None, None, None, None, None
 
 
 @torch.jit.unused
 def matrix_gradient_function(
     value: Tensor, leaf: Tensor, gradient: Tensor, target: Tensor, labels: Optional[Tensor], slope: Optional[Tensor],
-    mask: Optional[Tensor], scale: float, per_row: bool,
+    mask: Optional[Tensor], scale: float, per_row: bool, recompute: Optional[Callable[[Tensor], Tensor]],
 ) -> Tensor:
     """value, with MatrixGradient's backward pass."""
-    return MatrixGradient.apply(value, leaf, gradient, target, labels, slope, mask, scale, per_row)
+    return MatrixGradient.apply(value, leaf, gradient, target, labels, slope, mask, scale, per_row, recompute)
+
+
+def matrix_change(leaf: Tensor, target: Tensor, approximation: str, steepness: float, threshold: float, width: float, per_row: bool) -> Tensor:
+    """M minus its own value, of the masked one-hot target: zero, with M's derivatives by leaf of every order in
+    autograd's operations; (rows, C, C) per image with per_row, else (1, C, C)."""
+    soft = leaf.to(target.dtype)
+    if approximation != "identity":
+        soft = differentiable_soft(soft, False, approximation, steepness, threshold, width)
+    change = torch.bmm(target, (soft - soft.detach()).transpose(1, 2))
+    return change if per_row else change.sum(0, keepdim=True)
