@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Callable, Dict, List, Optional, Sequence, Tuple
@@ -349,8 +350,56 @@ def decide_direction(derivation: Derivation, samples: int = 2000) -> DirectionVe
     dTN - dFP for a negative one: exactly the per-sample weights the backward pass uses. Their signs, at
     confusion matrices sampled over several orders of magnitude, decide the direction.
     """
-    values = sample_counts(samples)
-    values.update({p.symbol: np.float64(p.default) for p in derivation.definition.parameters})
+    parameters = derivation.definition.parameters
+    at_defaults = _direction_of_weights(derivation, {**sample_counts(samples), **default_values(parameters)}, samples)
+    if at_defaults.direction is None or not parameters:
+        return at_defaults
+    spread = _direction_of_weights(derivation, {**sample_counts(samples), **parameter_samples(parameters, samples)}, samples)
+    if spread.direction == at_defaults.direction:
+        return at_defaults
+    return DirectionVerdict(None, changes_with_parameters(at_defaults.direction, parameters))
+
+
+def default_values(parameters) -> Dict[sympy.Symbol, np.ndarray]:
+    """Each parameter at its default."""
+    return {p.symbol: np.float64(p.default) for p in parameters}
+
+
+def parameter_samples(parameters, samples: int, seed: int = 1) -> Dict[sympy.Symbol, np.ndarray]:
+    """Each parameter, per sample, at its default or at points spread over its domain (interior points, closed ends,
+    and for an unbounded side steps of 1e-3 to 1e3): the values a constructor accepts, for checks that must hold
+    at all of them (the direction a compiled loss keeps whatever value it is given)."""
+    rng = np.random.default_rng(seed)
+    return {p.symbol: rng.choice(np.array(domain_points(p)), size=samples) for p in parameters}
+
+
+def domain_points(parameter) -> List[float]:
+    """The default and points spread over the parameter's domain."""
+    lower, upper = parameter.lower, parameter.upper
+    steps = (1e-3, 0.1, 1.0, 10.0, 1e3)
+    if math.isfinite(lower) and math.isfinite(upper):
+        points = [lower + (upper - lower) * t for t in (1e-3, 0.25, 0.5, 0.75, 1 - 1e-3)] + [lower, upper]
+    elif math.isfinite(lower):
+        points = [lower] + [lower + step for step in steps]
+    elif math.isfinite(upper):
+        points = [upper] + [upper - step for step in steps]
+    else:
+        points = [0.0] + [sign * step for step in steps for sign in (1.0, -1.0)]
+    return [float(parameter.default)] + [x for x in points if parameter.contains(x)]
+
+
+def changes_with_parameters(direction: str, parameters) -> str:
+    """Why a direction found at the parameters' defaults cannot be kept for every value the loss accepts."""
+    domains = ", ".join(f"{p.name} in {p.domain_text()}" for p in parameters)
+    return (
+        f"at the parameters' defaults it is to {direction}, but elsewhere in their domains ({domains}) the "
+        "per-sample weights change sign, and a compiled loss keeps one direction whatever parameter values it is "
+        "given: narrow the domain (param NAME = DEFAULT in (LOW, HIGH)) to where it holds"
+    )
+
+
+def _direction_of_weights(derivation: Derivation, values: Dict[sympy.Symbol, np.ndarray], samples: int) -> DirectionVerdict:
+    """decide_direction at the given counts and parameter values."""
     d_tp, d_fp, d_fn, d_tn = (np.broadcast_to(evaluate(partial, values), (samples,)) for partial in derivation.partials)
     weights = {"a positive example (dTP - dFN)": d_tp - d_fn, "a negative example (dTN - dFP)": d_tn - d_fp}
     signs = {}

@@ -91,25 +91,33 @@ def resolve_matrix_direction(derivation: MatrixDerivation, requested: str, decla
         return requested
     if declared is not None:
         return declared
-    signs = set(np.sign(_correction_gains(derivation)).tolist()) - {0.0}
+    from .analyse import changes_with_parameters
+
+    signs = set(np.sign(_correction_gains(derivation, spread=False)).tolist()) - {0.0}
+    reason = "moving a sample to its true class raises it for some confusion matrices and lowers it for others"
     if len(signs) == 1:
-        return "maximize" if signs.pop() > 0 else "minimize"
+        direction = "maximize" if signs.pop() > 0 else "minimize"
+        parameters = derivation.definition.parameters
+        if not parameters or set(np.sign(_correction_gains(derivation, spread=True)).tolist()) - {0.0} == {1.0 if direction == "maximize" else -1.0}:
+            return direction
+        reason = changes_with_parameters(direction, parameters)
     raise DirectionError(
-        f"cannot tell whether to maximize or minimize {sympy.sstr(derivation.value)}: moving a sample to its true "
-        "class raises it for some confusion matrices and lowers it for others; pass direction='maximize' or "
-        "direction='minimize' (CLI: --direction)"
+        f"cannot tell whether to maximize or minimize {sympy.sstr(derivation.value)}: {reason}; pass "
+        "direction='maximize' or direction='minimize' (CLI: --direction)"
     )
 
 
-def _correction_gains(derivation: MatrixDerivation, samples: int = 200, classes: int = 4, seed: int = 0) -> np.ndarray:
-    """G[i, i] - G[i, j] averaged over i != j, at random matrices with a dominant diagonal."""
-    from .analyse import evaluate
+def _correction_gains(derivation: MatrixDerivation, spread: bool, samples: int = 200, classes: int = 4, seed: int = 0) -> np.ndarray:
+    """G[i, i] - G[i, j] averaged over i != j, at random matrices with a dominant diagonal; the parameters at their
+    defaults, or (spread) at points over their domains."""
+    from .analyse import default_values, evaluate, parameter_samples
 
     rng = np.random.default_rng(seed)
     matrices = rng.uniform(0.1, 1.0, size=(samples, classes, classes)) * 10.0 ** rng.uniform(0, 3, size=(samples, 1, 1))
     matrices += np.eye(classes) * matrices.sum(2, keepdims=True) * rng.uniform(0.5, 2, size=(samples, 1, 1))
     values = aggregate_values(matrices)
-    values.update({p.symbol: np.full(samples, float(p.default)) for p in derivation.definition.parameters})
+    parameters = derivation.definition.parameters
+    values.update(parameter_samples(parameters, samples) if spread else default_values(parameters))
     gradient = np.zeros_like(matrices)
     for name, partial in zip(derivation.aggregates, derivation.partials):
         weight = np.broadcast_to(evaluate(partial, values), (samples,))

@@ -7,6 +7,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 
+import metricc
 from metricc.analyse import (
     ClampAtZero,
     SafeDenominator,
@@ -212,3 +213,18 @@ def test_range_is_estimated_by_sampling_and_says_so():
     assert estimate.source == "sampled" and estimate.samples > 1000
     assert 0.0 <= estimate.low <= 0.01 and 0.99 <= estimate.high <= 1.0
     assert "estimated" in estimate.describe()
+
+
+@pytest.mark.parametrize("task", ["binary", "multiclass"])
+def test_a_direction_that_flips_inside_the_parameters_domain_is_not_guessed(task):
+    """A compiled loss keeps one direction whatever parameter value its constructor takes, so direction='auto'
+    must hold over the whole domain: s in [-1, 1] flips IoU's sign (s = -1 would train the wrong way)."""
+    body = "s*TP/(TP+FP+FN)" if task == "binary" else "s*TRACE/SUM"
+    with pytest.raises(metricc.DirectionError, match=r"s in \[-1, 1\].*narrow the domain"):
+        metricc.emit(f"param s = 1 in [-1, 1]; {body}", task=task)
+    with pytest.raises(metricc.DirectionError, match="narrow the domain"):
+        metricc.loss(f"param s = 1 in [-1, 1]; {body}", task=task, s=-1)
+    narrowed = metricc.loss(f"param s = 1 in (0, 1]; {body}", task=task, s=0.5)
+    assert narrowed.sign == -1.0  # maximised: the loss is 1 - metric
+    explicit = metricc.loss(f"param s = 1 in [-1, 1]; {body}", task=task, direction="minimize", s=-1)
+    assert explicit.sign == 1.0
