@@ -11,6 +11,7 @@ import pytest
 import torch
 import torchmetrics.classification as tmc
 
+import metricc
 from tests.losses import compiled
 
 
@@ -158,3 +159,22 @@ def test_binary_batch_without_positives_takes_zero_division_only_at_exact_zeros(
     assert float(loss.metric(hard, target)) == float(tmc.BinaryF1Score(zero_division=1.0)(hard.detach(), target))
     soft = torch.full((8,), 1e-9, dtype=torch.float64, requires_grad=True)
     assert float(loss.metric(soft, target)) == pytest.approx(0.0, abs=1e-12)  # present: F1 = 0, as just above 0
+
+
+def test_running_counts_decide_absence_alike_for_every_approximation():
+    """With count_momentum, a class with no target in the pooled counts is absent exactly when this batch puts no
+    probability on it, whatever the approximation (identity's pooled FP would remember earlier steps)."""
+    g = torch.Generator().manual_seed(0)
+    labels = torch.randint(0, 2, (40,), generator=g)  # class 2 is never a target
+    first = torch.softmax(torch.randn(40, 3, generator=g, dtype=torch.float64), 1)
+    second = torch.softmax(torch.randn(40, 3, generator=g, dtype=torch.float64), 1)
+    second[:, 2] = 0.0
+    second = second / second.sum(1, keepdim=True)
+    for approximation in ("identity", "anyloss", "linear"):
+        loss = metricc.loss("f1", task="multiclass", average="macro", approximation=approximation, count_momentum=0.5).train()
+        loss(first, labels)
+        value = loss(second, labels)
+        pooled = loss.running_counts[:, 0, :, 0]
+        f1 = 2 * pooled[0] / (2 * pooled[0] + pooled[1] + pooled[2])
+        assert float(pooled[0, 2] + pooled[2, 2]) == 0.0
+        torch.testing.assert_close(value, 1 - f1[:2].mean(), rtol=1e-12, atol=1e-12, msg=approximation)

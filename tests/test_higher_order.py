@@ -221,6 +221,22 @@ def test_vmap_with_running_counts_in_training_is_a_clear_error():
         torch.func.vmap(loss)(torch.rand(3, 10), (torch.rand(3, 10) > 0.5).float())
 
 
+@pytest.mark.parametrize("metric", ["f1", "qwk"])
+def test_export_with_running_counts_in_training_is_a_clear_error(metric):
+    """An exported module cannot write the running counts: export refuses in training, and in eval mode (where
+    the counts are read, not written) the exported loss equals eager's."""
+    options = dict(task="multiclass") if metric == "qwk" else {}
+    preds = torch.softmax(torch.randn(16, 3), 1) if metric == "qwk" else torch.rand(16)
+    target = torch.randint(0, 3, (16,)) if metric == "qwk" else (torch.rand(16) > 0.5).float()
+    loss = metricc.loss(metric, count_momentum=0.1, **options)
+    with pytest.raises(RuntimeError, match="count_momentum.*torch.export"):
+        torch.export.export(loss, (preds, target))
+    loss(preds, target)
+    loss.eval()
+    exported = torch.export.export(loss, (preds, target)).module()
+    torch.testing.assert_close(exported(preds, target), loss(preds, target))
+
+
 def test_compiled_loss_refuses_double_backward_rather_than_dropping_it():
     torch._dynamo.reset()
     compiled = torch.compile(metricc.loss("f1"), fullgraph=True)

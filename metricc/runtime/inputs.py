@@ -68,11 +68,6 @@ def one_hot_labels(labels: Tensor, classes: int, first_class: int, dtype: torch.
 
 
 @torch.jit.unused
-def _compiling() -> bool:
-    return torch.compiler.is_compiling()
-
-
-@torch.jit.unused
 def functorch_active() -> bool:
     """Whether a torch.func transform (vmap, grad, jacrev, ...) is running: its wrapped tensors have no data to
     read and take no in-place writes into plain tensors."""
@@ -80,8 +75,14 @@ def functorch_active() -> bool:
 
 
 @torch.jit.unused
+def running_counts_frozen() -> bool:
+    """Whether module state written in the forward pass would be lost: under a torch.func transform or torch.export."""
+    return functorch_active() or torch.compiler.is_exporting()
+
+
+@torch.jit.unused
 def _traced() -> bool:
-    return torch.compiler.is_compiling() or torch._C._are_functorch_transforms_active()
+    return torch.compiler.is_compiling() or functorch_active()
 
 
 def fused_kernels() -> bool:

@@ -15,7 +15,7 @@ from .backward import (
 )
 from .compound import cross_entropy
 from .counts import count_changes, counted_in_blocks, slope_varies, soft_counts
-from .inputs import canonical_layout, check_eps, count_dims, functorch_active, fused_kernels, one_hot_labels, validate_inputs
+from .inputs import canonical_layout, check_eps, count_dims, fused_kernels, one_hot_labels, running_counts_frozen, validate_inputs
 from .matrix import leaf_gradient, matrix_aggregates, matrix_change, matrix_gradient, matrix_gradient_function, soft_matrix
 from .options import (
     DEFAULTS, OPTION_NAMES, OPTIONS, InvalidOption, default_approximation, matrix_option_problem, parameter_problem,
@@ -53,7 +53,9 @@ class _ConstructorSignature:
     None, so that inspect describes the instance's call (preds, target) as for any nn.Module."""
 
     def __get__(self, instance: Any, owner: Any) -> Optional[inspect.Signature]:
-        return constructor_signature(owner) if instance is None else None
+        # a subclass with a constructor of its own (a user's, taking more arguments) is described by that constructor
+        ours = getattr(owner.__init__, "__module__", None) == __name__
+        return constructor_signature(owner) if instance is None and ours else None
 
 
 def _weights_key(weights: Any) -> Optional[Tuple[float, ...]]:
@@ -191,6 +193,16 @@ class LossBase(torch.nn.Module):
             total = total + (all_reduce_sum(total) - total.detach())
             rows = all_reduce_sum(rows)
         return mean_over_rows(total, rows, fallback)
+
+    def _check_running_counts_writable(self) -> None:
+        """count_momentum writes the running counts in training, state that neither a torch.func transform nor
+        torch.export (which captures a function of the inputs) can write: a clear error, not a frozen history."""
+        if self.count_momentum is not None and self.training and not torch.jit.is_scripting() and running_counts_frozen():
+            raise RuntimeError(
+                "count_momentum updates the running counts, state that a torch.func transform (vmap, grad, ...) or "
+                "torch.export cannot write: call loss.eval() before the transform or the export, or construct the loss "
+                "with count_momentum=None"
+            )
 
     @torch.jit.export
     def reset_running_counts(self) -> None:
@@ -347,12 +359,14 @@ class CountLossBase(LossBase):
         return pooled[0], pooled[1], pooled[2], pooled[3], scale
 
     def _absent(self, tp: Tensor, fp: Tensor, fn: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Optional[Tensor]:
-        """absent_counts where zero_division or a multiclass macro average reads them, else None. With A(p) = p the
-        probability on a class without target is its FP; other approximations sum it from the probabilities."""
+        """absent_counts where zero_division or a multiclass macro average reads them, else None: the pooled counts
+        have no target and this batch puts no probability on the class. With A(p) = p that probability is the
+        batch's FP; other approximations, and running counts (whose FP holds earlier steps), sum it from the
+        probabilities, so that every approximation decides alike."""
         if self.zero_division is None and not (self.average == "macro" and self.task == "multiclass"):
             return None
         predicted = fp
-        if self.approximation != "identity":
+        if self.approximation != "identity" or (self.count_momentum is not None and self.training):
             predicted = self._probability_mass(leaf, mask, dims)
             if self.sync is not None and 0 in dims:
                 predicted = all_reduce_sum(predicted)
@@ -429,11 +443,7 @@ class CountLossBase(LossBase):
     def _loss_by_autograd(self, counts: Tensor, target: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
         """The loss as autograd through the formula, exact at every order: in TorchScript, under torch.export,
         forward-mode AD and torch.func's transforms, where the closed form's Function cannot serve."""
-        if self.count_momentum is not None and self.training and not torch.jit.is_scripting() and functorch_active():
-            raise RuntimeError(
-                "count_momentum updates the running counts, state that a torch.func transform (vmap, grad, ...) cannot "
-                "write: call loss.eval() inside the transform, or construct the loss with count_momentum=None"
-            )
+        self._check_running_counts_writable()
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         absent = self._absent(tp, fp, fn, leaf, mask, dims)
         value = self._differentiable_value(leaf, target, mask, dims, [tp, fp, fn, tn], count_scale, absent)
@@ -534,11 +544,7 @@ class MatrixLossBase(LossBase):
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         kept = self._kept_rows(counted, per_row)
         if by_autograd:
-            if self.count_momentum is not None and self.training and not torch.jit.is_scripting() and functorch_active():
-                raise RuntimeError(
-                    "count_momentum updates the running counts, state that a torch.func transform (vmap, grad, ...) cannot "
-                    "write: call loss.eval() inside the transform, or construct the loss with count_momentum=None"
-                )
+            self._check_running_counts_writable()
             value = self._differentiable_value(leaf, counted, pooled, count_scale, per_row)
         elif not (leaf.requires_grad and torch.is_grad_enabled()):
             value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
