@@ -60,7 +60,14 @@ def explain(expression: str, /, **parameters):
     Keyword arguments set the metric's parameters (`explain("fbeta", beta=2)`): the values it is sampled at."""
     from .compiler import checked_parameter_defaults
     from .report import explain as _explain
+    from .runtime.options import OPTION_NAMES
 
+    options = sorted(set(parameters) & set(OPTION_NAMES))
+    if options:
+        raise OptionError(
+            f"metricc.explain takes the metric's parameters, not loss options ({', '.join(options)}): it explains the "
+            "formula; `metricc explain METRIC --task multiclass` shows a matrix metric's multi-class form"
+        )
     return _explain(expression, checked_parameter_defaults(expression, None, "binary", parameters))
 
 

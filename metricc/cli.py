@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import List, Optional
@@ -339,19 +340,21 @@ def _read_columns(reader, path: str, score_column: str, target_column: str, deli
     if columns[0] == columns[1]:
         raise MetricError(f"{path}: --score-column and --target-column name the same column {header[columns[0]].strip()!r}")
     (score_at, target_at), (score_name, target_name) = columns, (header[columns[0]].strip(), header[columns[1]].strip())
-    scores, targets = [], []
+    scores, targets, width = [], [], len(header)
     for row_number, row in enumerate(reader, start=1):
         try:  # the fast path of a well-formed row; anything else is looked at closely below
-            score, target = float(row[score_at]), float(row[target_at])
-            well_formed = score - score == 0.0 and (target == 0.0 or target == 1.0)
+            score_text, target_text = row[score_at], row[target_at]
+            score, target = float(score_text), float(target_text)
+            well_formed = score - score == 0.0 and (target == 0.0 or target == 1.0) and len(row) == width
+            well_formed = well_formed and "_" not in score_text and "_" not in target_text  # float() reads 1_0 as 10
         except (IndexError, ValueError):
             well_formed = False
         if not well_formed:
             if not any(cell.strip() for cell in row):
                 continue
             where = f"{path}, row {row_number} (line {reader.line_num})"
-            if len(row) <= max(columns):
-                raise MetricError(f"{where}: {len(row)} fields, expected {len(header)} as in the header")
+            if len(row) != width:
+                raise MetricError(f"{where}: {len(row)} fields, expected {width} as in the header")
             score, target = (_finite(row[at], name, where, delimiter) for at, name in ((score_at, score_name), (target_at, target_name)))
             if target not in (0.0, 1.0):
                 raise MetricError(f"{where}: {target_name} {_shown(row[target_at])} is not 0 or 1")
@@ -391,6 +394,8 @@ def _finite(text: str, column: str, where: str, delimiter: str) -> float:
     if delimiter != "," and text.count(",") == 1 and "." not in text:
         text = text.replace(",", ".")
     try:
+        if "_" in text:  # float() reads 1_0 as 10, a digit separator no CSV writer uses
+            raise ValueError(text)
         value = float(text)
     except ValueError:
         raise MetricError(f"{where}: {column} {_shown(text.strip())} is not a number") from None
@@ -418,10 +423,13 @@ def threshold_text(curve) -> str:
     index, distinct = curve.best_index, curve.scores.double().tolist()
     lower = distinct[index - 1] if index > 0 else float("-inf")
     higher = distinct[index] if index < len(distinct) else float("inf")
+    best = curve.best_threshold
     for digits in range(1, 18):
-        text = f"{curve.best_threshold:.{digits}g}"
-        if lower < float(text) < higher:
-            return text
+        step = 10.0 ** (math.floor(math.log10(abs(best) or 1.0)) - digits + 1)
+        for candidate in (best, math.floor(best / step) * step, math.ceil(best / step) * step):
+            text = f"{candidate:.{digits}g}"
+            if lower < float(text) < higher:
+                return text
     return repr(curve.best_threshold)  # the cut above the highest score: the highest score itself
 
 

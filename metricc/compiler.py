@@ -118,7 +118,7 @@ def _compile_cached(
     return Compilation(name, entry, derivation, resolved, emit_module(derivation, name, resolved, standalone))
 
 
-def compile_metric(expression: str, name: Optional[str] = None, standalone: bool = False, **arguments) -> Compilation:
+def compile_metric(expression: str, /, name: Optional[str] = None, standalone: bool = False, **arguments) -> Compilation:
     """Run the pipeline up to the emitted source (standalone: with the runtime inlined); repeated calls with the
     same input are served from a cache. Keyword arguments are loss options and metric parameters; a parameter's
     value becomes the emitted class's default for it (the constructor still takes any value in its domain)."""

@@ -68,8 +68,12 @@ MAX_EXPONENT_DIGITS = 3
 MAX_CONSTANT_DIGITS = 300
 
 _RESERVED = set(COUNT_NAMES) | set(MATRIX_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
-#: A parameter becomes a keyword argument of the loss constructor, beside the loss options (docs/language.md).
-_CONSTRUCTOR_NAMES = set(keyword.kwlist) | set(OPTION_NAMES)
+#: The keyword arguments metricc.loss, emit and threshold_curve take beside the options and the parameters
+#: (a test keeps this equal to their signatures).
+API_KEYWORDS = ("name", "standalone")
+#: A parameter becomes a keyword argument of the loss constructor, beside the loss options (docs/language.md),
+#: and of metricc.loss and metricc.emit, beside their own keywords.
+_CONSTRUCTOR_NAMES = set(keyword.kwlist) | set(OPTION_NAMES) | set(API_KEYWORDS)
 
 
 @dataclass(frozen=True)
@@ -399,10 +403,10 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         name = name_token.value
         self._check_new_name(name_token)
         if name in _CONSTRUCTOR_NAMES:
-            what = "a Python keyword" if keyword.iskeyword(name) else "a loss option"
+            what = "a Python keyword" if keyword.iskeyword(name) else "a loss option" if name in OPTION_NAMES else "a keyword of metricc.loss and metricc.emit"
             raise MetricSyntaxError(
                 f"parameter name {name!r} is {what}, and a parameter becomes a keyword argument of the loss "
-                "constructor beside the loss options; choose another",
+                "constructor (and of metricc.loss) beside the loss options; choose another",
                 name_token.line,
                 name_token.column,
                 _caret(self.text, name_token),

@@ -10,7 +10,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import metricc
-from metricc.parse import COUNT_NAMES, DERIVED, FUNCTIONS
+from metricc.parse import API_KEYWORDS, COUNT_NAMES, DERIVED, FUNCTIONS
 from metricc.runtime.options import OPTION_NAMES
 
 # names the emitted code, the runtime or nn.Module use, and a few more that shadowing would hurt
@@ -19,14 +19,14 @@ ADVERSARIAL = [
     "self", "float", "max", "abs", "signed_clamp", "metric_value", "metric_value_and_weights", "param_beta", "param",
     "CountLossBase", "require_runtime", "super", "parameter_values", "metric_parameters", "defaults", "training",
     "cuda", "forward", "formula", "sign", "offset", "print", "lambda", "class", "task", "average", "P", "TOTAL", "sqrt",
-    "f1", "_private", "__init__",
+    "f1", "_private", "__init__", "name", "standalone", "expression",
 ]
 GRAMMAR_NAMES = st.from_regex(r"[A-Za-z_][A-Za-z0-9_]{0,12}", fullmatch=True)
 
 
 def refused_by_the_rule(name):
     """docs/language.md: a keyword, a loss option, or a count, total, function or statement word."""
-    return keyword.iskeyword(name) or name in OPTION_NAMES or name in set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
+    return keyword.iskeyword(name) or name in OPTION_NAMES or name in API_KEYWORDS or name in set(COUNT_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 
 
 def formula(name):

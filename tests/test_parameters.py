@@ -277,3 +277,36 @@ def test_cli_threshold_bad_param_is_one_error_line(tmp_path, capsys):
     assert main(["threshold", "fbeta", str(path), "--param", "beta=-3"]) == 2
     error = capsys.readouterr().err
     assert error.startswith("metricc: error: --param beta=-3") and error.count("\n") == 1
+
+
+def test_a_subclass_with_its_own_constructor_is_described_by_it():
+    """The options signature describes the compiled classes; a user's subclass that takes more arguments shows its own."""
+    base = type(metricc.loss("f1"))
+
+    class WithGamma(base):
+        def __init__(self, gamma: float = 2.0, **options):
+            super().__init__(**options)
+            self.gamma = gamma
+
+    assert list(inspect.signature(WithGamma).parameters) == ["gamma", "options"]
+    assert "from_logits" in inspect.signature(base).parameters
+
+
+def test_the_api_keywords_a_parameter_may_not_take_are_those_of_the_signatures():
+    """A parameter is a keyword of metricc.loss and emit beside their own: the parser refuses exactly those names."""
+    from metricc.parse import API_KEYWORDS
+
+    own = set()
+    for function in (metricc.loss, metricc.emit, metricc.threshold_curve):
+        for parameter in inspect.signature(function).parameters.values():
+            if parameter.kind is inspect.Parameter.POSITIONAL_OR_KEYWORD or parameter.kind is inspect.Parameter.KEYWORD_ONLY:
+                own.add(parameter.name)
+    assert own == set(API_KEYWORDS)
+    for word in API_KEYWORDS:
+        with pytest.raises(metricc.MetricSyntaxError, match="keyword of metricc.loss"):
+            metricc.emit(f"param {word} = 2 in (0, inf); TP/(TP + {word}*FP)")
+
+
+def test_explain_refuses_a_loss_option_saying_what_it_takes():
+    with pytest.raises(metricc.OptionError, match=r"parameters, not loss options \(task\)"):
+        metricc.explain("fbeta", task="multiclass")

@@ -8,7 +8,7 @@ import torch
 from hypothesis import given, settings
 from torch.utils._python_dispatch import TorchDispatchMode
 from hypothesis import strategies as st
-from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, matthews_corrcoef, precision_score
+from sklearn.metrics import accuracy_score, balanced_accuracy_score, confusion_matrix, f1_score, matthews_corrcoef, precision_score, recall_score
 
 import metricc
 from metricc.cli import main
@@ -281,6 +281,16 @@ def test_cli_prints_best_threshold_value_and_value_at_half(tmp_path, capsys):
     assert (tmp_path / "c.png").exists()
 
 
+def test_cli_prints_a_short_threshold_below_the_lowest_score(tmp_path, capsys):
+    """Recall is best predicting everything positive: the cut below the lowest score prints as a short number
+    that still gives that cut (not 0.09999999999999999)."""
+    scores, target = np.array([0.1, 0.4, 0.6, 0.9]), [0, 1, 0, 1]
+    assert main(["threshold", "TP/(TP+FN)", _csv(tmp_path, "score,target\n" + "".join(f"{s},{t}\n" for s, t in zip(scores, target)))]) == 0
+    printed = capsys.readouterr().out.split()[2]
+    assert len(printed) <= 4 and float(printed) < 0.1
+    assert recall_score(target, (scores > float(printed)).astype(int)) == 1.0
+
+
 HEADER_AND_ROWS = (CLOSE_SCORES["8th digit"] + CLOSE_SCORES["near 1"], [0, 1, 0, 1, 0, 1, 1, 0, 1, 0, 1, 0, 1])
 
 
@@ -348,6 +358,8 @@ MALFORMED = {
     "word for a score": (b"score,Target\n0.2,1\nhigh,0\n", "row 2 (line 3): score 'high' is not a number"),
     "word for a target": (b"Score,target\n0.2,1\n0.3,yes\n", "row 2 (line 3): target 'yes' is not a number"),
     "short row": (b"score,target\n0.2\n", "row 1 (line 2): 1 fields, expected 2"),
+    "long row": (b"score,target\n0.2,1\n0.4,1,oops,more\n", "row 2 (line 3): 4 fields, expected 2"),
+    "a digit separator": (b"score,target\n0.2,1\n1_0,0\n", "row 2 (line 3): score '1_0' is not a number"),
     "one class": (b"score,target\n0.2,1\n0.3,1\n", "every target is positive"),
     "NUL bytes": (b"\0" * 100_000, "line 1: a NUL byte"),
     "a NUL later": (b"score,target\n0.2,1\n0.3\0,0\n", "line 3: a NUL byte"),
