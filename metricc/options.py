@@ -9,7 +9,9 @@ from dataclasses import field, make_dataclass, replace
 from typing import Any, Dict, Mapping, Sequence, Tuple
 
 from .errors import OptionError, ParameterError
-from .runtime.options import OPTION_NAMES, OPTIONS, InvalidOption, parameter_problem, unknown_arguments_problem, validate_options
+from .runtime.options import (
+    OPTION_NAMES, OPTIONS, InvalidOption, domain_text, parameter_problem, unknown_arguments_problem, validate_options,
+)
 
 #: A metric parameter's (default, lower, upper, lower_open, upper_open), as a loss class's `metric_parameters` holds it.
 Domain = Tuple[float, float, float, bool, bool]
@@ -66,15 +68,6 @@ def checked_parameters(metric: str, domains: Mapping[str, Domain], values: Mappi
             raise ParameterError(f"parameter {name} of {metric} = {shown} {reason} {domain}")
         checked[name] = float(value)
     return checked
-
-
-def domain_text(lower: float, upper: float, lower_open: bool, upper_open: bool) -> str:
-    """(0, inf), [0, 1], ...: how a parameter's domain is written in the metric language."""
-    return f"{'(' if lower_open else '['}{_bound_text(lower)}, {_bound_text(upper)}{')' if upper_open else ']'}"
-
-
-def _bound_text(value: float) -> str:
-    return "inf" if value == math.inf else "-inf" if value == -math.inf else f"{value:g}"
 
 
 def parameter_domains(parameters: Sequence[Any]) -> Dict[str, Domain]:

@@ -17,7 +17,7 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
 
 from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
-from .runtime.options import OPTION_NAMES
+from .runtime.options import OPTION_NAMES, domain_text
 
 TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
 COUNT_NAMES = ("TP", "FP", "FN", "TN")
@@ -97,9 +97,7 @@ class Parameter:
         return above and below
 
     def domain_text(self) -> str:
-        left = "(" if self.lower_open else "["
-        right = ")" if self.upper_open else "]"
-        return f"{left}{_bound_text(self.lower)}, {_bound_text(self.upper)}{right}"
+        return domain_text(self.lower, self.upper, self.lower_open, self.upper_open)
 
     def check(self, value: float, owner: str = "") -> None:
         if not self.contains(value):
@@ -111,10 +109,6 @@ class Parameter:
 def parameter_symbol(name: str, lower: float) -> sympy.Symbol:
     """Parameters bounded below by zero are positive, which lets SymPy simplify more."""
     return sympy.Symbol(name, positive=True) if lower >= 0 else sympy.Symbol(name, real=True)
-
-
-def _bound_text(value: float) -> str:
-    return "inf" if value == float("inf") else "-inf" if value == float("-inf") else f"{value:g}"
 
 
 @dataclass(frozen=True)

@@ -226,8 +226,13 @@ def parameter_problem(name: str, value: Any, lower: float, upper: float, lower_o
     below = value < upper if upper_open else value <= upper
     if above and below:
         return None
+    return f"{name}={value:g} lies outside its domain {domain_text(lower, upper, lower_open, upper_open)}"
+
+
+def domain_text(lower: float, upper: float, lower_open: bool, upper_open: bool) -> str:
+    """(0, inf), [0, 1], ...: a parameter's domain as the metric language writes it."""
     left, right = "(" if lower_open else "[", ")" if upper_open else "]"
-    return f"{name}={value:g} lies outside its domain {left}{_bound(lower)}, {_bound(upper)}{right}"
+    return f"{left}{_bound(lower)}, {_bound(upper)}{right}"
 
 
 def _bound(value: float) -> str:
