@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .errors import OptionError, ThresholdError
+from .runtime.inputs import canonical_layout
 
 _OWN_OPTIONS = ("task", "from_logits")
 
@@ -242,3 +243,48 @@ def plot_curves(curves: Sequence[ThresholdCurve], path, labels: Sequence[str]):
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
+
+
+#: How many cuts `best_hard_metric` tries where no single curve gives the metric exactly.
+QUANTILE_CUTS = 64
+
+
+def best_hard_metric(scorer, preds: Tensor, target: Tensor) -> Tuple[float, object]:
+    """The hard metric of a compiled loss's options at the threshold best for it on these scores, and that threshold.
+
+    scorer: a compiled loss with approximation='identity' and from_logits=False, so that its `metric` of 0/1
+    predictions is the hard metric, averaged as configured. The threshold is exact where one curve holds the metric
+    (every score pooled: binary, multi-label micro) and per label where each label's metric is scored alone
+    (multi-label macro, weighted, none: a list, one per label); otherwise (samplewise, average='samples') it is the
+    best of QUANTILE_CUTS cuts at quantiles of the scores. Thresholds are on the scale of preds (logits or
+    probabilities).
+    """
+    direction = "maximize" if scorer.sign < 0 else "minimize"
+    scores, positive, mask, _ = canonical_layout(preds, target, scorer.task, scorer.ignore_index)
+    kept = (lambda values: values.reshape(-1)) if mask is None else (lambda values: values.reshape(-1)[mask.reshape(-1) > 0])
+    pooled = scorer.multidim_average == "global" and (scorer.task == "binary" or scorer.average == "micro")
+    per_label = scorer.multidim_average == "global" and scorer.task == "multilabel" and scorer.average in ("macro", "weighted", "none")
+
+    def hard_value(threshold) -> float:
+        cut = torch.as_tensor(threshold, dtype=preds.dtype, device=preds.device)
+        if cut.dim() == 1:
+            cut = cut.reshape([1, -1] + [1] * (preds.dim() - 2))
+        value = scorer.metric((preds > cut).to(torch.float32), target)
+        return float(value.mean())
+
+    if pooled:
+        curve = _curve(scorer, "the metric", direction, kept(scores), kept(positive) > 0, False, "")
+        return hard_value(curve.best_threshold), curve.best_threshold
+    if per_label:
+        thresholds = [
+            _curve(scorer, "the metric", direction, kept(scores[:, label]), kept(positive[:, label]) > 0, False, f" of label {label}").best_threshold
+            for label in range(scores.shape[1])
+        ]
+        return hard_value(thresholds), thresholds
+    distinct = torch.unique(kept(scores).double())
+    cuts = cut_thresholds(distinct)
+    if len(cuts) > QUANTILE_CUTS:
+        cuts = torch.quantile(cuts, torch.linspace(0, 1, QUANTILE_CUTS, dtype=torch.float64, device=cuts.device))
+    values = [hard_value(float(cut)) for cut in cuts]
+    best = max(range(len(values)), key=lambda i: values[i] if direction == "maximize" else -values[i])
+    return values[best], float(cuts[best])
