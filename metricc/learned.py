@@ -183,6 +183,7 @@ class LearnedLoss(torch.nn.Module):
         base: Optional[Sequence[str]] = None,
         initial: Optional[Mapping[str, float]] = None,
         feature_every: int = 8,
+        step: float = 0.5,
         name: Optional[str] = None,
         **arguments: Any,
     ):
@@ -203,6 +204,8 @@ class LearnedLoss(torch.nn.Module):
                 "LearnedLoss does not take count_momentum yet: its base losses are evaluated on different steps, and "
                 "running counts would mix them; use larger batches, or metricc.loss with count_momentum"
             )
+        if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0.0 < step <= 1.0:
+            raise OptionError(f"step={step!r} must lie in (0, 1]: the fraction of the way to the rule's weights taken at each validate")
         options, parameters = split_arguments(arguments)
         module_class = loss_class(metric, name, options)
         parameters = checked_parameters(module_class.metric_name, module_class.metric_parameters, parameters)
@@ -212,6 +215,7 @@ class LearnedLoss(torch.nn.Module):
         self.task, self.from_logits, self.ignore_index = task, configured.from_logits, configured.ignore_index
         self.maximize: bool = configured.sign < 0
         self.feature_every = feature_every
+        self.step = float(step)
         self.validate_args: bool = configured.validate_args
         self.include_background: bool = configured.include_background
         self.base_names: Tuple[str, ...] = family(base, task)
@@ -295,7 +299,9 @@ class LearnedLoss(torch.nn.Module):
         seen = [entry for entry in self._history if entry["losses"] is not None]
         losses = np.array([[entry["losses"][n] for n in self.base_names] for entry in seen])
         scores = [entry["score"] for entry in seen]
-        return preferring_weights(losses, scores, np.array(self._weights), self.maximize).tolist()
+        current = np.array(self._weights)
+        target = preferring_weights(losses, scores, current, self.maximize)
+        return (current + self.step * (target - current)).tolist()
 
     def _hard_score(self, preds: Tensor, target: Tensor) -> Tuple[float, Any]:
         """The hard metric and the threshold it is reached at (None for multiclass; a list per label where thresholds
