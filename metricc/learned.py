@@ -29,6 +29,8 @@ SIGMOID_FAMILY = ("bce", "anyloss-10", "anyloss-30", "anyloss-73", "identity")
 SOFTMAX_FAMILY = ("ce", "identity", "anyloss-10", "anyloss-30", "anyloss-73")
 
 _ANYLOSS = re.compile(r"anyloss-(\d+(?:\.\d*)?)")
+#: A weight below this is dropped (set to 0), so that forward stops evaluating that base with a gradient.
+NEGLIGIBLE_WEIGHT = 0.02
 _FEATURE_TOLERANCE = 1e-9  # a checkpoint preferred by less than this, in units of each base loss's range, is a tie
 
 
@@ -97,6 +99,13 @@ def nearest_weights(differences: np.ndarray, weights: np.ndarray, margin: float)
         return weights
     moved = np.clip(solution.x[:bases], 0.0, None)
     return moved / moved.sum()
+
+
+def without_negligible(weights: np.ndarray) -> np.ndarray:
+    """Weights below NEGLIGIBLE_WEIGHT set to 0 and the rest renormalised: a damped step never reaches 0 on its own,
+    and forward pays for every base with a positive weight."""
+    kept = np.where(weights >= NEGLIGIBLE_WEIGHT, weights, 0.0)
+    return kept / kept.sum() if kept.sum() > 0 else weights / weights.sum()
 
 
 # the family
@@ -301,7 +310,7 @@ class LearnedLoss(torch.nn.Module):
         scores = [entry["score"] for entry in seen]
         current = np.array(self._weights)
         target = preferring_weights(losses, scores, current, self.maximize)
-        return (current + self.step * (target - current)).tolist()
+        return without_negligible(current + self.step * (target - current)).tolist()
 
     def _hard_score(self, preds: Tensor, target: Tensor) -> Tuple[float, Any]:
         """The hard metric and the threshold it is reached at (None for multiclass; a list per label where thresholds

@@ -318,3 +318,24 @@ def test_it_pickles_with_what_it_learned():
     assert copy.weights == criterion.weights and copy.history == criterion.history
     logits = torch.randn(len(y))
     torch.testing.assert_close(copy(logits, y), criterion(logits, y))
+
+
+def test_validate_moves_the_weights_a_step_towards_the_rule_and_drops_negligible_ones():
+    """Checkpoints from a state_dict (the ones of test_the_nearest_weights...): the rule says (0.5, 0.5) from
+    (0, 1); with step 0.5 the weights go half-way, to (0.25, 0.75); a weight under 0.02 is dropped."""
+    from metricc.learned import without_negligible
+
+    criterion = LearnedLoss("f1", base=("bce", "identity"), initial={"identity": 1.0}, step=0.5)
+    state = criterion.state_dict()
+    state["_extra_state"]["history"] = [
+        {"score": 0.1, "threshold": 0.5, "losses": {"bce": 1.0, "identity": 1.0}, "weights": None, "steps": 1},
+        {"score": 0.9, "threshold": 0.5, "losses": {"bce": 0.0, "identity": 0.5}, "weights": None, "steps": 1},
+    ]
+    state["_extra_state"]["samples"] = 1
+    state["feature_sums"] = torch.tensor([0.5, 0.0], dtype=torch.float64)  # the third checkpoint's training values
+    criterion.load_state_dict(state)
+    target = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 0.0])  # its F1 (0.8) ranks this checkpoint between the two
+    scores = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.6, 0.2])
+    assert criterion.validate(scores, target) == pytest.approx(f1_score(target, scores > criterion.threshold))
+    np.testing.assert_allclose(list(criterion.weights.values()), [0.25, 0.75], atol=1e-7)
+    np.testing.assert_allclose(without_negligible(np.array([0.01, 0.49, 0.5])), [0.0, 0.49 / 0.99, 0.5 / 0.99])
