@@ -192,7 +192,7 @@ class LearnedLoss(torch.nn.Module):
         base: Optional[Sequence[str]] = None,
         initial: Optional[Mapping[str, float]] = None,
         feature_every: int = 8,
-        step: float = 0.5,
+        step: float = 0.25,
         name: Optional[str] = None,
         **arguments: Any,
     ):
