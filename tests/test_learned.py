@@ -339,3 +339,19 @@ def test_validate_moves_the_weights_a_step_towards_the_rule_and_drops_negligible
     assert criterion.validate(scores, target) == pytest.approx(f1_score(target, scores > criterion.threshold))
     np.testing.assert_allclose(list(criterion.weights.values()), [0.25, 0.75], atol=1e-7)
     np.testing.assert_allclose(without_negligible(np.array([0.01, 0.49, 0.5])), [0.0, 0.49 / 0.99, 0.5 / 0.99])
+
+
+def test_docs_learned_states_the_defaults_of_the_code():
+    """docs/learned.md quotes the default family, step, feature_every and the negligible weight: the code's."""
+    import inspect
+    from pathlib import Path
+
+    from metricc.learned import NEGLIGIBLE_WEIGHT, SIGMOID_FAMILY, SOFTMAX_FAMILY
+
+    text = Path(__file__).resolve().parents[1].joinpath("docs", "learned.md").read_text()
+    defaults = inspect.signature(LearnedLoss).parameters
+    assert f"`step` (default {defaults['step'].default:g})" in text
+    assert f"`feature_every`-th (default {defaults['feature_every'].default})" in text
+    assert f"below {NEGLIGIBLE_WEIGHT:g}" in text
+    for name in SIGMOID_FAMILY + SOFTMAX_FAMILY:
+        assert f"`{name}`" in text
