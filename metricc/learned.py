@@ -213,6 +213,11 @@ class LearnedLoss(torch.nn.Module):
                 "LearnedLoss does not take count_momentum yet: its base losses are evaluated on different steps, and "
                 "running counts would mix them; use larger batches, or metricc.loss with count_momentum"
             )
+        if arguments.get("average") == "none":
+            raise OptionError(
+                "LearnedLoss needs one validation number per checkpoint and one training value per base: average='none' "
+                "gives one per class; choose 'macro', 'weighted' or 'micro'"
+            )
         if isinstance(step, bool) or not isinstance(step, (int, float)) or not 0.0 < step <= 1.0:
             raise OptionError(f"step={step!r} must lie in (0, 1]: the fraction of the way to the rule's weights taken at each validate")
         options, parameters = split_arguments(arguments)

@@ -157,6 +157,9 @@ def test_the_default_start_is_cross_entropy_plus_the_default_metric_loss():
     ({"initial": {"bce": -1.0}}, ">= 0"),
     ({"initial": {"bce": 0.0}}, "not all zero"),
     ({"feature_every": 0}, "positive integer"),
+    ({"step": 0.0}, "step=0.0"),
+    ({"count_momentum": 0.5}, "count_momentum"),
+    ({"task": "multilabel", "average": "none"}, "average='none'"),
     ({"averag": "macro"}, "averag"),
 ])
 def test_bad_arguments_are_clear_errors(arguments, message):
