@@ -9,7 +9,9 @@ that say so (or, when none do, that come closest). docs/learned.md explains the 
 
 from __future__ import annotations
 
+import copy
 import math
+import numbers
 import re
 from typing import Any, Dict, List, Mapping, Optional, Sequence, Tuple
 
@@ -19,6 +21,7 @@ from torch import Tensor
 
 from .errors import OptionError
 from .linear_program import solve_linear_program
+from .runtime.compound import cross_entropy
 from .runtime.inputs import validate_inputs
 
 #: Options of metricc.loss that LearnedLoss chooses itself, through the family of base losses.
@@ -29,9 +32,11 @@ SIGMOID_FAMILY = ("bce", "anyloss-10", "anyloss-30", "anyloss-73", "identity")
 SOFTMAX_FAMILY = ("ce", "identity", "anyloss-10", "anyloss-30", "anyloss-73")
 
 _ANYLOSS = re.compile(r"anyloss-(\d+(?:\.\d*)?)")
-#: A weight below this is dropped (set to 0), so that forward stops evaluating that base with a gradient.
+#: A weight the rule lowers below this is dropped (set to 0), so that forward stops evaluating that base.
 NEGLIGIBLE_WEIGHT = 0.02
-_FEATURE_TOLERANCE = 1e-9  # a checkpoint preferred by less than this, in units of each base loss's range, is a tie
+#: The rule sees at most this many checkpoints: the latest ones and the best; each validate then costs milliseconds.
+RULE_CHECKPOINTS = 64
+_TIE_TOLERANCE = 1e-9  # a checkpoint preferred by less than this, in units of each base loss's range, is a tie
 
 
 # the rule: pure functions of the checkpoints' base-loss values and validation scores
@@ -62,9 +67,9 @@ def preferring_weights(losses: np.ndarray, scores: Sequence[float], weights: np.
     if len(differences) == 0:
         return weights
     scaled = weights * spread / np.dot(weights, spread)
-    if (differences @ scaled >= -_FEATURE_TOLERANCE).all():
+    if (differences @ scaled >= -_TIE_TOLERANCE).all():
         return weights
-    margin = min(0.0, largest_margin(differences)) - _FEATURE_TOLERANCE
+    margin = min(0.0, largest_margin(differences)) - _TIE_TOLERANCE
     moved = nearest_weights(differences, scaled, margin)
     unscaled = moved / spread
     return unscaled / unscaled.sum()
@@ -101,11 +106,13 @@ def nearest_weights(differences: np.ndarray, weights: np.ndarray, margin: float)
     return moved / moved.sum()
 
 
-def without_negligible(weights: np.ndarray) -> np.ndarray:
-    """Weights below NEGLIGIBLE_WEIGHT set to 0 and the rest renormalised: a damped step never reaches 0 on its own,
-    and forward pays for every base with a positive weight."""
-    kept = np.where(weights >= NEGLIGIBLE_WEIGHT, weights, 0.0)
-    return kept / kept.sum() if kept.sum() > 0 else weights / weights.sum()
+def damped_step(current: np.ndarray, target: np.ndarray, step: float) -> np.ndarray:
+    """`step` of the way from the current weights to the rule's; a weight the rule lowers is dropped once it falls
+    below NEGLIGIBLE_WEIGHT (a damped step never reaches 0 by itself, and forward pays for every positive weight),
+    one it raises is kept however small, so that a base can enter the loss."""
+    moved = current + step * (target - current)
+    moved = np.where((moved < NEGLIGIBLE_WEIGHT) & (target < current), 0.0, moved)
+    return moved / moved.sum()
 
 
 # the family
@@ -119,9 +126,10 @@ class CrossEntropyBase(torch.nn.Module):
         self.task, self.from_logits, self.ignore_index = task, from_logits, ignore_index
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
-        from .runtime.compound import cross_entropy
-
         return cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+
+    def extra_repr(self) -> str:
+        return f"task={self.task!r}, from_logits={self.from_logits}, ignore_index={self.ignore_index}"
 
 
 def base_options(name: str, task: str) -> Optional[Dict[str, Any]]:
@@ -149,9 +157,10 @@ def family(base: Optional[Sequence[str]], task: str) -> Tuple[str, ...]:
     names = tuple(cross if name in ("bce", "ce") else name for name in base)
     for name in names:
         base_options(name, task)
-    repeated = sorted({name for name in names if names.count(name) > 1})
+    parsed = [repr(base_options(name, task)) for name in names]
+    repeated = sorted({name for name, key in zip(names, parsed) if parsed.count(key) > 1})
     if repeated:
-        raise OptionError(f"base={tuple(base)!r} names {', '.join(repeated)} more than once")
+        raise OptionError(f"base={tuple(base)!r} names the same base loss more than once ({', '.join(repeated)})")
     return names
 
 
@@ -169,7 +178,7 @@ def starting_weights(names: Sequence[str], initial: Optional[Mapping[str, float]
     if unknown:
         raise OptionError(f"initial names {', '.join(map(repr, unknown))}, not in the family {names}; set base= to include them")
     values = [given.get(name, 0.0) for name in names]
-    if any(not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
+    if any(not isinstance(v, numbers.Real) or isinstance(v, bool) or not math.isfinite(v) or v < 0 for v in values) or sum(values) <= 0:
         raise OptionError(f"initial={dict(initial)!r}: weights must be finite numbers >= 0, not all zero")
     return [float(v) / sum(values) for v in values]
 
@@ -242,9 +251,9 @@ class LearnedLoss(torch.nn.Module):
         self.scorer = module_class(approximation="identity", from_logits=False, count_momentum=None, sync=None, **parameters)
         self._weights = starting_weights(self.base_names, initial, task)
         self._history: List[Dict[str, Any]] = []
-        self._steps = 0
-        self._samples = 0
-        self.register_buffer("feature_sums", torch.zeros(len(self.base_names), dtype=torch.float64))
+        self._steps = 0  # training steps since the last validate
+        self._samples = 0  # of which recorded
+        self._sums: Optional[Tensor] = None  # float64 sums of the recorded values, on the predictions' device
 
     # training
 
@@ -253,20 +262,21 @@ class LearnedLoss(torch.nn.Module):
         after each validate and every feature_every-th one, every base's value is also recorded for the rule."""
         if self.validate_args:
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
-        record = self.training and torch.is_grad_enabled() and self._steps % self.feature_every == 0
+        training = self.training and torch.is_grad_enabled()
         values: List[Optional[Tensor]] = [None] * len(self.bases)
         total: Optional[Tensor] = None
         for index, (weight, base) in enumerate(zip(self._weights, self.bases)):
             if weight > 0.0:
                 values[index] = base(preds, target)
                 total = weight * values[index] if total is None else total + weight * values[index]
-        if record:
+        if training and self._steps % self.feature_every == 0:
             with torch.no_grad():
                 detached = preds.detach()
                 recorded = [value if value is not None else base(detached, target) for value, base in zip(values, self.bases)]
-                self.feature_sums += torch.stack([value.detach().to(torch.float64).reshape(()) for value in recorded]).to(self.feature_sums.device)
+                recorded_sum = torch.stack([value.detach().reshape(()) for value in recorded]).to(torch.float64)
+                self._sums = recorded_sum if self._sums is None else self._sums.to(recorded_sum.device) + recorded_sum
             self._samples += 1
-        if self.training and torch.is_grad_enabled():
+        if training:
             self._steps += 1
         return total
 
@@ -276,46 +286,64 @@ class LearnedLoss(torch.nn.Module):
         """This checkpoint's hard metric on validation data (at its best threshold for sigmoid outputs, at the arg-max
         for multiclass); records it with the base losses' training values since the last call and updates the
         weights. It never computes a gradient: validation data tunes the weights and the threshold, not the model."""
+        preds, target = preds.detach(), target.detach()
+        if preds.numel() == 0:
+            raise ValueError(f"validate got empty preds (shape {list(preds.shape)}): pass the predictions on the validation data")
+        validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
         with torch.no_grad():
-            score, threshold = self._hard_score(preds.detach(), target.detach())
-        sums, samples = self._summed_over_ranks()
-        losses = (sums / samples).tolist() if samples > 0 else None
+            score, threshold = self._hard_score(preds, target)
         if not math.isfinite(score):
-            raise OptionError(f"the validation {self.metric_name} is {score}: check the validation predictions and targets")
-        self._history.append({"score": score, "threshold": threshold, "losses": None, "weights": None, "steps": self._steps})
+            raise ValueError(f"the validation {self.metric_name} is {score}: choose a metric that is finite on these predictions")
+        losses = self._recorded_means(preds.device)
+        entry = {"score": score, "threshold": threshold, "losses": None, "weights": None, "steps": self._steps}
+        self._steps, self._samples, self._sums = 0, 0, None
         if losses is not None:
-            self._history[-1]["losses"] = dict(zip(self.base_names, losses))
-            self._weights = self._updated_weights()
-        self._share_rank_zero_weights()
-        self._history[-1]["weights"] = self.weights
-        self.feature_sums.zero_()
-        self._samples = 0
-        self._steps = 0
+            entry["losses"] = dict(zip(self.base_names, losses))
+            self._weights = self._updated_weights(self._history + [entry])
+        self._weights = self._rank_zero_weights(preds.device)
+        entry["weights"] = self.weights
+        self._history.append(entry)
         return score
 
-    def _summed_over_ranks(self) -> Tuple[Tensor, int]:
-        """The recorded base-loss sums and their number of steps, over every torch.distributed rank when running."""
-        if not (torch.distributed.is_available() and torch.distributed.is_initialized()):
-            return self.feature_sums, self._samples
-        together = torch.cat([self.feature_sums, self.feature_sums.new_tensor([float(self._samples)])])
-        torch.distributed.all_reduce(together)
-        return together[:-1], int(together[-1])
-
-    def _share_rank_zero_weights(self) -> None:
-        """Every rank trains with rank 0's weights, even if their validation data differ."""
+    def _recorded_means(self, device: torch.device) -> Optional[List[float]]:
+        """Each base's mean recorded training value since the last validate, over every torch.distributed rank when
+        running; None if nothing was recorded. A non-finite value is an error naming the base."""
+        sums = self._sums if self._sums is not None else torch.zeros(len(self.base_names), dtype=torch.float64, device=device)
+        samples = self._samples
         if torch.distributed.is_available() and torch.distributed.is_initialized():
-            weights = self.feature_sums.new_tensor(self._weights)
-            torch.distributed.broadcast(weights, 0)
-            self._weights = weights.tolist()
+            together = torch.cat([sums.to(device), sums.new_tensor([float(samples)], device=device)])
+            torch.distributed.all_reduce(together)
+            sums, samples = together[:-1], int(together[-1])
+        if samples == 0:
+            return None
+        means = (sums / samples).tolist()
+        bad = [name for name, value in zip(self.base_names, means) if not math.isfinite(value)]
+        if bad:
+            self._steps, self._samples, self._sums = 0, 0, None
+            raise ValueError(
+                f"the training value of base loss {', '.join(bad)} was not finite in the {samples} recorded steps since the "
+                "last validate: these steps are left out; check the training predictions, or leave that base out with base="
+            )
+        return means
 
-    def _updated_weights(self) -> List[float]:
-        """The rule on every checkpoint that has training values (a validate before any training step has none)."""
-        seen = [entry for entry in self._history if entry["losses"] is not None]
+    def _rank_zero_weights(self, device: torch.device) -> List[float]:
+        """Under torch.distributed every rank trains with rank 0's weights, even if their validation data differ."""
+        if torch.distributed.is_available() and torch.distributed.is_initialized():
+            weights = torch.tensor(self._weights, dtype=torch.float64, device=device)
+            torch.distributed.broadcast(weights, 0)
+            return weights.tolist()
+        return self._weights
+
+    def _updated_weights(self, history: List[Dict[str, Any]]) -> List[float]:
+        """The rule on the checkpoints that have training values (a validate before any training step has none): the
+        latest RULE_CHECKPOINTS of them and the best, a damped step towards its answer."""
+        seen = [entry for entry in history if entry["losses"] is not None]
+        best = best_checkpoint([entry["score"] for entry in seen], self.maximize)
+        seen = [entry for index, entry in enumerate(seen) if index >= len(seen) - RULE_CHECKPOINTS or index == best]
         losses = np.array([[entry["losses"][n] for n in self.base_names] for entry in seen])
-        scores = [entry["score"] for entry in seen]
         current = np.array(self._weights)
-        target = preferring_weights(losses, scores, current, self.maximize)
-        return without_negligible(current + self.step * (target - current)).tolist()
+        target = preferring_weights(losses, [entry["score"] for entry in seen], current, self.maximize)
+        return damped_step(current, target, self.step).tolist()
 
     def _hard_score(self, preds: Tensor, target: Tensor) -> Tuple[float, Any]:
         """The hard metric and the threshold it is reached at (None for multiclass; a list per label where thresholds
@@ -339,7 +367,7 @@ class LearnedLoss(torch.nn.Module):
     def history(self) -> List[Dict[str, Any]]:
         """One entry per validate(): score, threshold, losses (training values of each base), weights (after the
         update) and steps (training steps since the previous validate)."""
-        return [dict(entry) for entry in self._history]
+        return copy.deepcopy(self._history)
 
     @property
     def best_score(self) -> Optional[float]:
@@ -351,8 +379,9 @@ class LearnedLoss(torch.nn.Module):
         return self._threshold_of(self._history[self._best()]) if self._history else None
 
     @property
-    def threshold(self) -> Any:
-        """The latest checkpoint's best threshold: the one to use with the model as it is now."""
+    def latest_threshold(self) -> Any:
+        """The latest checkpoint's best threshold: the one to use with the model as it is now. (Not the `threshold`
+        option of metricc.loss, tau of the approximation, which LearnedLoss passes to its bases.)"""
         return self._threshold_of(self._history[-1]) if self._history else None
 
     def _best(self) -> int:
@@ -361,7 +390,7 @@ class LearnedLoss(torch.nn.Module):
     @staticmethod
     def _threshold_of(entry: Dict[str, Any]) -> Any:
         threshold = entry["threshold"]
-        return torch.tensor(threshold) if isinstance(threshold, list) else threshold
+        return torch.tensor(threshold, dtype=torch.float64) if isinstance(threshold, list) else threshold
 
     def extra_repr(self) -> str:
         weights = ", ".join(f"{n}={w:.3g}" for n, w in self.weights.items())
@@ -370,18 +399,28 @@ class LearnedLoss(torch.nn.Module):
     # checkpoints
 
     def get_extra_state(self) -> Dict[str, Any]:
-        """What state_dict holds beyond the buffers, as plain values (it loads with weights_only=True)."""
+        """What state_dict holds, as plain values (it loads with weights_only=True): what the loss is, what it learned
+        and what it recorded since the last validate."""
+        sums = [0.0] * len(self.base_names) if self._sums is None else self._sums.tolist()
         return {
-            "version": 1, "base": list(self.base_names), "weights": list(self._weights), "history": self.history,
-            "steps": self._steps, "samples": self._samples,
+            "version": 1, "identity": self._identity(), "weights": list(self._weights), "history": self.history,
+            "steps": self._steps, "samples": self._samples, "sums": sums,
         }
 
     def set_extra_state(self, state: Dict[str, Any]) -> None:
-        if list(state.get("base", ())) != list(self.base_names):
-            raise OptionError(
-                f"this checkpoint's LearnedLoss combines {tuple(state.get('base', ()))}, this one {self.base_names}: "
-                "construct it with the same base= to resume"
-            )
+        saved, mine = state.get("identity", {}), self._identity()
+        different = [key for key in mine if saved.get(key) != mine[key]]
+        if different:
+            shown = "; ".join(f"{key} {saved.get(key)!r} there, {mine[key]!r} here" for key in different)
+            raise OptionError(f"this checkpoint is of another LearnedLoss ({shown}): construct it as it was saved to resume")
         self._weights = [float(w) for w in state["weights"]]
-        self._history = [dict(entry) for entry in state["history"]]
+        self._history = copy.deepcopy(list(state["history"]))
         self._steps, self._samples = int(state["steps"]), int(state["samples"])
+        self._sums = torch.tensor(state["sums"], dtype=torch.float64) if self._samples else None
+
+    def _identity(self) -> Dict[str, Any]:
+        """What a checkpoint must agree on to resume: the metric and how its scores and thresholds read."""
+        return {
+            "metric": self.metric_name, "task": self.task, "from_logits": self.from_logits, "maximize": self.maximize,
+            "base": list(self.base_names),
+        }

@@ -255,34 +255,44 @@ def best_hard_metric(scorer, preds: Tensor, target: Tensor) -> Tuple[float, obje
     scorer: a compiled loss with approximation='identity' and from_logits=False, so that its `metric` of 0/1
     predictions is the hard metric, averaged as configured. The threshold is exact where one curve holds the metric
     (every score pooled: binary, multi-label micro) and per label where each label's metric is scored alone
-    (multi-label macro, weighted, none: a list, one per label); otherwise (samplewise, average='samples') it is the
-    best of QUANTILE_CUTS cuts at quantiles of the scores. Thresholds are on the scale of preds (logits or
-    probabilities).
+    (multi-label macro, weighted: a list, one per label; a label with one class in the target takes the cut that
+    predicts it perfectly, none or all); otherwise (samplewise, average='samples') it is the best
+    of QUANTILE_CUTS cuts at quantiles of the scores. Thresholds are on the scale of preds (logits or probabilities).
     """
     direction = "maximize" if scorer.sign < 0 else "minimize"
     scores, positive, mask, _ = canonical_layout(preds, target, scorer.task, scorer.ignore_index)
-    kept = (lambda values: values.reshape(-1)) if mask is None else (lambda values: values.reshape(-1)[mask.reshape(-1) > 0])
     pooled = scorer.multidim_average == "global" and (scorer.task == "binary" or scorer.average == "micro")
-    per_label = scorer.multidim_average == "global" and scorer.task == "multilabel" and scorer.average in ("macro", "weighted", "none")
+    per_label = scorer.multidim_average == "global" and scorer.task == "multilabel" and scorer.average in ("macro", "weighted")
+
+    def kept(values: Tensor, label: Optional[int] = None) -> Tensor:
+        """The scored positions of values (of one label, if given), flattened."""
+        keep = None if mask is None else (mask if label is None else mask[:, label]).reshape(-1) > 0
+        values = (values if label is None else values[:, label]).reshape(-1)
+        return values if keep is None else values[keep]
 
     def hard_value(threshold) -> float:
-        cut = torch.as_tensor(threshold, dtype=preds.dtype, device=preds.device)
+        cut = torch.as_tensor(threshold, dtype=torch.float64, device=preds.device)
         if cut.dim() == 1:
             cut = cut.reshape([1, -1] + [1] * (preds.dim() - 2))
-        value = scorer.metric((preds > cut).to(torch.float32), target)
-        return float(value.mean())
+        return float(scorer.metric((preds > cut).to(torch.float32), target).mean())
 
     if pooled:
-        curve = _curve(scorer, "the metric", direction, kept(scores), kept(positive) > 0, False, "")
-        return hard_value(curve.best_threshold), curve.best_threshold
+        curve = _curve(scorer, scorer.metric_name, direction, kept(scores), kept(positive) > 0, False, "")
+        return curve.best_value, curve.best_threshold
     if per_label:
-        thresholds = [
-            _curve(scorer, "the metric", direction, kept(scores[:, label]), kept(positive[:, label]) > 0, False, f" of label {label}").best_threshold
-            for label in range(scores.shape[1])
-        ]
+        thresholds = []
+        for label in range(scores.shape[1]):
+            label_scores, label_positive = kept(scores, label), kept(positive, label) > 0
+            if len(label_scores) == 0 or not bool(label_positive.any()):  # no positives: predicting none is right
+                thresholds.append(float(label_scores.max()) if len(label_scores) else 0.0)
+                continue
+            if bool(label_positive.all()):  # every one positive: predicting all is right
+                thresholds.append(float(torch.nextafter(label_scores.min(), label_scores.new_tensor(float("-inf")))))
+                continue
+            curve = _curve(scorer, scorer.metric_name, direction, label_scores, label_positive, False, f" of label {label}")
+            thresholds.append(curve.best_threshold)
         return hard_value(thresholds), thresholds
-    distinct = torch.unique(kept(scores).double())
-    cuts = cut_thresholds(distinct)
+    cuts = cut_thresholds(torch.unique(kept(scores).double()))
     if len(cuts) > QUANTILE_CUTS:
         cuts = torch.quantile(cuts, torch.linspace(0, 1, QUANTILE_CUTS, dtype=torch.float64, device=cuts.device))
     values = [hard_value(float(cut)) for cut in cuts]

@@ -176,7 +176,7 @@ def test_validate_is_the_hard_metric_at_its_best_threshold():
     cuts = np.r_[logits.min().item() - 1.0, np.unique(logits.numpy())]
     best = max(f1_score(target.numpy(), logits.numpy() > cut) for cut in cuts)
     assert score == pytest.approx(best, abs=1e-6)
-    assert f1_score(target.numpy(), logits.numpy() > criterion.threshold) == pytest.approx(best, abs=1e-6)
+    assert f1_score(target.numpy(), logits.numpy() > criterion.latest_threshold) == pytest.approx(best, abs=1e-6)
 
 
 def test_multiclass_validation_is_the_metric_of_the_arg_max():
@@ -184,7 +184,7 @@ def test_multiclass_validation_is_the_metric_of_the_arg_max():
     logits, labels = torch.randn(200, 4, generator=generator), torch.randint(0, 4, (200,), generator=generator)
     macro = LearnedLoss("f1", task="multiclass", average="macro", from_logits=True)
     assert macro.validate(logits, labels) == pytest.approx(f1_score(labels, logits.argmax(1), average="macro"), abs=1e-6)
-    assert macro.threshold is None and macro.best_threshold is None
+    assert macro.latest_threshold is None and macro.best_threshold is None
     qwk = LearnedLoss("qwk", task="multiclass", from_logits=True)
     assert qwk.validate(logits, labels) == pytest.approx(cohen_kappa_score(labels, logits.argmax(1), weights="quadratic"), abs=1e-6)
 
@@ -198,7 +198,7 @@ def test_multilabel_macro_thresholds_are_per_label():
         max(f1_score(target[:, j], scores[:, j] > cut) for cut in np.r_[-1.0, np.unique(scores[:, j].numpy())]) for j in range(3)
     ]
     assert score == pytest.approx(np.mean(best_per_label), abs=1e-6)
-    assert criterion.threshold.shape == (3,)
+    assert criterion.latest_threshold.shape == (3,)
 
 
 def test_dense_samplewise_dice_is_the_mean_per_image_dice_at_its_threshold():
@@ -207,7 +207,7 @@ def test_dense_samplewise_dice_is_the_mean_per_image_dice_at_its_threshold():
     masks = (torch.rand(6, 1, 8, 8, generator=generator) < 0.3).float()
     criterion = LearnedLoss("dice", from_logits=True, multidim_average="samplewise")
     score = criterion.validate(logits, masks)
-    predicted = (logits > criterion.threshold).numpy().reshape(6, -1)
+    predicted = (logits > criterion.latest_threshold).numpy().reshape(6, -1)
     truth = masks.numpy().reshape(6, -1)
     per_image = [f1_score(t, p, zero_division=1.0) for t, p in zip(truth, predicted)]
     assert score == pytest.approx(np.mean(per_image), abs=1e-6)
@@ -306,10 +306,17 @@ def test_a_checkpoint_resumes_bit_for_bit():
     assert resumed.history == uninterrupted.history and resumed.weights == uninterrupted.weights
 
 
-def test_a_checkpoint_of_another_family_is_refused():
-    state = LearnedLoss("f1", base=("bce", "identity")).state_dict()
-    with pytest.raises(OptionError, match="same base="):
-        LearnedLoss("f1").load_state_dict(state)
+@pytest.mark.parametrize("other, named", [
+    (dict(metric="f1", base=("bce", "identity")), "base"),
+    (dict(metric="recall"), "metric"),
+    (dict(metric="f1", from_logits=False), "from_logits"),
+    (dict(metric="fpr"), "maximize"),
+])
+def test_a_checkpoint_of_another_learned_loss_is_refused(other, named):
+    state = LearnedLoss("f1", from_logits=True).state_dict()
+    metric = other.pop("metric")
+    with pytest.raises(OptionError, match=f"another LearnedLoss \\(.*{named} .* there"):
+        LearnedLoss(metric, **{"from_logits": True, **other}).load_state_dict(state)
 
 
 def test_it_pickles_with_what_it_learned():
@@ -325,8 +332,8 @@ def test_it_pickles_with_what_it_learned():
 
 def test_validate_moves_the_weights_a_step_towards_the_rule_and_drops_negligible_ones():
     """Checkpoints from a state_dict (the ones of test_the_nearest_weights...): the rule says (0.5, 0.5) from
-    (0, 1); with step 0.5 the weights go half-way, to (0.25, 0.75); a weight under 0.02 is dropped."""
-    from metricc.learned import without_negligible
+    (0, 1); with step 0.5 the weights go half-way, to (0.25, 0.75); a weight the rule lowers under 0.02 is dropped."""
+    from metricc.learned import damped_step
 
     criterion = LearnedLoss("f1", base=("bce", "identity"), initial={"identity": 1.0}, step=0.5)
     state = criterion.state_dict()
@@ -335,13 +342,14 @@ def test_validate_moves_the_weights_a_step_towards_the_rule_and_drops_negligible
         {"score": 0.9, "threshold": 0.5, "losses": {"bce": 0.0, "identity": 0.5}, "weights": None, "steps": 1},
     ]
     state["_extra_state"]["samples"] = 1
-    state["feature_sums"] = torch.tensor([0.5, 0.0], dtype=torch.float64)  # the third checkpoint's training values
+    state["_extra_state"]["steps"] = 1
+    state["_extra_state"]["sums"] = [0.5, 0.0]  # the third checkpoint's training values
     criterion.load_state_dict(state)
     target = torch.tensor([0.0, 1.0, 1.0, 0.0, 0.0, 0.0])  # its F1 (0.8) ranks this checkpoint between the two
     scores = torch.tensor([0.9, 0.8, 0.7, 0.1, 0.6, 0.2])
-    assert criterion.validate(scores, target) == pytest.approx(f1_score(target, scores > criterion.threshold))
+    assert criterion.validate(scores, target) == pytest.approx(f1_score(target, scores > criterion.latest_threshold))
     np.testing.assert_allclose(list(criterion.weights.values()), [0.25, 0.75], atol=1e-7)
-    np.testing.assert_allclose(without_negligible(np.array([0.01, 0.49, 0.5])), [0.0, 0.49 / 0.99, 0.5 / 0.99])
+    np.testing.assert_allclose(damped_step(np.array([0.03, 0.47, 0.5]), np.array([0.0, 0.5, 0.5]), 0.5), [0.0, 0.485 / 0.985, 0.5 / 0.985])
 
 
 def test_docs_learned_states_the_defaults_of_the_code():
@@ -358,3 +366,80 @@ def test_docs_learned_states_the_defaults_of_the_code():
     assert f"below {NEGLIGIBLE_WEIGHT:g}" in text
     for name in SIGMOID_FAMILY + SOFTMAX_FAMILY:
         assert f"`{name}`" in text
+
+
+def test_it_pickles_into_a_fresh_process():
+    import subprocess
+    import sys
+
+    x, y = _binary_data()
+    torch.manual_seed(0)
+    model, criterion = torch.nn.Linear(6, 1), LearnedLoss("f1", from_logits=True)
+    _train(criterion, model, x, y, 2, validate_on=_binary_data(seed=1))
+    script = "import pickle, sys; c = pickle.loads(sys.stdin.buffer.read()); print(repr((c.weights, len(c.history))))"
+    shown = subprocess.run([sys.executable, "-c", script], input=pickle.dumps(criterion), capture_output=True, check=True).stdout
+    assert shown.decode().strip() == repr((criterion.weights, len(criterion.history)))
+
+
+@pytest.mark.parametrize("preds, target, message", [
+    (torch.tensor([0.2, float("nan"), 0.4]), torch.tensor([0.0, 1.0, 1.0]), "NaN|nan"),
+    (torch.tensor([-3.0, 2.0, 7.0]), torch.tensor([0.0, 1.0, 1.0]), "from_logits"),
+    (torch.rand(4), torch.tensor([0.0, 1.0]), "shape"),
+    (torch.zeros(0), torch.zeros(0), "empty"),
+])
+def test_validate_checks_its_inputs(preds, target, message):
+    with pytest.raises(ValueError, match=message):
+        LearnedLoss("f1").validate(preds, target)
+
+
+def test_multilabel_macro_with_ignore_index_and_a_one_class_label_against_sklearn():
+    generator = torch.Generator().manual_seed(8)
+    scores = torch.rand(120, 3, generator=generator, dtype=torch.float64)
+    target = (torch.rand(120, 3, generator=generator) < 0.4).long()
+    target[:, 2] = 0  # label 2 has no positives: predicting none of it is right
+    target[::7, 0] = -1  # ignored positions of label 0
+    criterion = LearnedLoss("f1", task="multilabel", average="macro", ignore_index=-1, zero_division=1.0)
+    score = criterion.validate(scores, target)
+    thresholds = criterion.latest_threshold
+    assert thresholds.dtype == torch.float64
+    per_label = []
+    for label in range(3):
+        kept = target[:, label] != -1
+        truth, predicted = target[kept, label].numpy(), (scores[kept, label] > thresholds[label]).numpy()
+        per_label.append(f1_score(truth, predicted, zero_division=1.0))
+        cuts = np.r_[-1.0, np.unique(scores[kept, label].numpy())]
+        assert per_label[-1] == pytest.approx(max(f1_score(truth, scores[kept, label].numpy() > c, zero_division=1.0) for c in cuts))
+    assert score == pytest.approx(np.mean(per_label), abs=1e-6)
+
+
+def test_a_base_the_rule_raises_a_little_can_enter_the_loss():
+    """The rule asks for a small weight on a new base: damping keeps it, where pruning would have dropped it for ever."""
+    from metricc.learned import damped_step
+
+    current, target = np.array([0.5, 0.5, 0.0]), np.array([0.43, 0.52, 0.05])
+    moved = damped_step(current, target, 0.25)
+    np.testing.assert_allclose(moved, current + 0.25 * (target - current))
+    assert moved[2] > 0
+    np.testing.assert_allclose(damped_step(np.array([0.03, 0.97]), np.array([0.0, 1.0]), 0.5), [0.0, 1.0])
+
+
+def test_a_non_finite_training_value_is_an_error_naming_the_base_and_the_next_checkpoint_works():
+    criterion = LearnedLoss("f1", from_logits=True, base=("bce", "identity"))
+    state = criterion.state_dict()
+    state["_extra_state"].update(samples=1, steps=1, sums=[float("inf"), 0.5])
+    criterion.load_state_dict(state)
+    logits, target = torch.tensor([-1.0, 2.0, 0.5, -0.3]), torch.tensor([0.0, 1.0, 1.0, 0.0])
+    with pytest.raises(ValueError, match="base loss bce was not finite"):
+        criterion.validate(logits, target)
+    assert criterion.history == []
+    criterion.validate(logits, target)
+    assert len(criterion.history) == 1 and criterion.history[0]["losses"] is None
+
+
+def test_casting_the_module_keeps_the_recorded_values_exact():
+    criterion = LearnedLoss("f1", from_logits=True, feature_every=1)
+    logits = torch.randn(50, dtype=torch.float64, requires_grad=True)
+    criterion(logits, (torch.arange(50) % 3 == 0).double())
+    before = criterion.get_extra_state()["sums"]
+    criterion.half()
+    assert criterion.get_extra_state()["sums"] == before
