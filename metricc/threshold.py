@@ -245,8 +245,9 @@ def plot_curves(curves: Sequence[ThresholdCurve], path, labels: Sequence[str]):
     return path
 
 
-#: How many cuts `best_hard_metric` tries where no single curve gives the metric exactly.
-QUANTILE_CUTS = 64
+#: How many cuts at quantiles of the scores `best_hard_metric` tries where no single curve gives the metric exactly
+#: (besides the best cut of the pooled curve); each costs one evaluation of the metric on the whole validation set.
+QUANTILE_CUTS = 16
 
 
 def best_hard_metric(scorer, preds: Tensor, target: Tensor) -> Tuple[float, object]:
@@ -257,7 +258,7 @@ def best_hard_metric(scorer, preds: Tensor, target: Tensor) -> Tuple[float, obje
     (every score pooled: binary, multi-label micro) and per label where each label's metric is scored alone
     (multi-label macro, weighted: a list, one per label; a label with one class in the target takes the cut that
     predicts it perfectly, none or all); otherwise (samplewise, average='samples') it is the best
-    of QUANTILE_CUTS cuts at quantiles of the scores. Thresholds are on the scale of preds (logits or probabilities).
+    of the pooled curve's best cut and QUANTILE_CUTS cuts at quantiles of the scores. Thresholds are on the scale of preds (logits or probabilities).
     """
     direction = "maximize" if scorer.sign < 0 else "minimize"
     scores, positive, mask, _ = canonical_layout(preds, target, scorer.task, scorer.ignore_index)
@@ -294,7 +295,12 @@ def best_hard_metric(scorer, preds: Tensor, target: Tensor) -> Tuple[float, obje
         return hard_value(thresholds), thresholds
     cuts = cut_thresholds(torch.unique(kept(scores).double()))
     if len(cuts) > QUANTILE_CUTS:
-        cuts = torch.quantile(cuts, torch.linspace(0, 1, QUANTILE_CUTS, dtype=torch.float64, device=cuts.device))
+        quantiles = torch.quantile(cuts, torch.linspace(0, 1, QUANTILE_CUTS, dtype=torch.float64, device=cuts.device))
+        positive_kept = kept(positive) > 0
+        if bool(positive_kept.any()) and not bool(positive_kept.all()):
+            pooled_best = _curve(scorer, scorer.metric_name, direction, kept(scores), positive_kept, False, "").best_threshold
+            quantiles = torch.cat([quantiles, quantiles.new_tensor([pooled_best])])
+        cuts = torch.sort(quantiles).values
     values = [hard_value(float(cut)) for cut in cuts]
     best = max(range(len(values)), key=lambda i: values[i] if direction == "maximize" else -values[i])
     return values[best], float(cuts[best])

@@ -357,13 +357,16 @@ def test_docs_learned_states_the_defaults_of_the_code():
     import inspect
     from pathlib import Path
 
-    from metricc.learned import NEGLIGIBLE_WEIGHT, SIGMOID_FAMILY, SOFTMAX_FAMILY
+    from metricc.learned import NEGLIGIBLE_WEIGHT, RULE_CHECKPOINTS, SIGMOID_FAMILY, SOFTMAX_FAMILY
+    from metricc.threshold import QUANTILE_CUTS
 
     text = Path(__file__).resolve().parents[1].joinpath("docs", "learned.md").read_text()
     defaults = inspect.signature(LearnedLoss).parameters
     assert f"`step` (default {defaults['step'].default:g})" in text
     assert f"`feature_every`-th (default {defaults['feature_every'].default})" in text
     assert f"below {NEGLIGIBLE_WEIGHT:g}" in text
+    assert f"latest {RULE_CHECKPOINTS} checkpoints" in text
+    assert f"best of {QUANTILE_CUTS + 1} cuts" in text and f"{QUANTILE_CUTS} at quantiles" in text
     for name in SIGMOID_FAMILY + SOFTMAX_FAMILY:
         assert f"`{name}`" in text
 
