@@ -126,7 +126,15 @@ class CrossEntropyBase(torch.nn.Module):
         self.task, self.from_logits, self.ignore_index = task, from_logits, ignore_index
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        if self._plain_bce(preds, target):  # the same number, without the (batch, classes, positions) layout
+            return torch.nn.functional.binary_cross_entropy_with_logits(preds, target.reshape(preds.shape).to(preds.dtype))
         return cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+
+    def _plain_bce(self, preds: Tensor, target: Tensor) -> bool:
+        return (
+            self.task != "multiclass" and self.from_logits and self.ignore_index is None
+            and preds.dtype in (torch.float32, torch.float64) and target.numel() == preds.numel()
+        )
 
     def extra_repr(self) -> str:
         return f"task={self.task!r}, from_logits={self.from_logits}, ignore_index={self.ignore_index}"

@@ -446,3 +446,18 @@ def test_casting_the_module_keeps_the_recorded_values_exact():
     before = criterion.get_extra_state()["sums"]
     criterion.half()
     assert criterion.get_extra_state()["sums"] == before
+
+
+@pytest.mark.parametrize("shape, target_shape", [((40,), (40,)), ((8, 3), (8, 3)), ((2, 1, 4, 4), (2, 4, 4)), ((2, 1, 4, 4), (2, 1, 4, 4))])
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_the_cross_entropy_base_is_metricc_compound_term(shape, target_shape, dtype):
+    from metricc.learned import CrossEntropyBase
+    from metricc.runtime.compound import cross_entropy
+
+    generator = torch.Generator().manual_seed(9)
+    preds = torch.randn(shape, generator=generator, dtype=dtype, requires_grad=True)
+    target = (torch.rand(target_shape, generator=generator) < 0.3).float()
+    task = "multilabel" if len(shape) == 2 else "binary"
+    value, expected = CrossEntropyBase(task, True, None)(preds, target), cross_entropy(preds, target, task, True, None)
+    torch.testing.assert_close(value, expected.to(dtype))
+    torch.testing.assert_close(torch.autograd.grad(value, preds)[0], torch.autograd.grad(expected, preds)[0].to(dtype))
