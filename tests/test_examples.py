@@ -92,7 +92,7 @@ def test_learned_smoke_run_prints_every_arm_and_resumes_from_its_cache(tmp_path,
     assert _load("learned").main(arguments) == 0
     printed = capsys.readouterr().out
     for row in ("| ce | 1 |", "| ce+metric | 1 |", "| best of 3 | 1 |", "| grid (13) | 1 |", "| learned | 1 |", "### shapes",
-                "learned − grid (13):", "| **mean** |", "mean final (1 seeds)"):
+                "learned − grid (13):", "| **mean over tasks** |", "### Targets", "mean final (1 seeds)"):
         assert row in printed
     cached = sorted(tmp_path.rglob("*.json"))
     assert len(cached) == 4 * 14 + 2  # per task the grid's 13 runs and learned; digits also trains identity and ce+identity
