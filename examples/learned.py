@@ -30,9 +30,9 @@ relative to one run of `metric`; a selection arm costs all the runs it chooses f
 Each (task, run, seed) result is cached as JSON under --cache (default examples/.learned_cache), so a rerun
 skips finished runs and prints the tables; `--arms` runs only some arms (the tables show what is finished). On the
 2-core development machine the arms other than learned took 21 CPU minutes for 5 seeds (ordinal 93 s and shapes 69 s
-a seed, the synthetic tabular sets about 21 s each), learned 1.5, and `--timing 3` 2; nothing was cut.
+a seed, the synthetic tabular sets about 21 s each), learned 2, and `--timing 5` 3.5; nothing was cut.
 
-    python examples/learned.py --timing 3                       # what RESULTS.md reports: about 25 minutes of CPU
+    python examples/learned.py --timing 5                       # what RESULTS.md reports: about 27 minutes of CPU
     python examples/learned.py --tasks breast_cancer,digits --seeds 2
     python examples/learned.py --arms "best of 3,grid (13)"     # the runs that do not need LearnedLoss
     python examples/learned.py --report-only                    # the tables of what the cache holds
