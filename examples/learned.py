@@ -437,7 +437,7 @@ def targets(tasks: Sequence[Task], all_outcomes, means: Dict[str, List[float]], 
 
 def final_weights_report(tasks: Sequence[Task], results, seeds: Sequence[int]) -> List[str]:
     """Per task, the learned weights after the last epoch, mean over seeds ((b)ce is BCE or CE)."""
-    names = ("ce", "identity", "anyloss-10", "anyloss-30", "anyloss-73")
+    names = ("ce", "anyloss-10", "anyloss-30", "anyloss-73", "identity")
     lines = ["\nMean final weights over seeds\n", "| task | seeds | (b)ce | " + " | ".join(names[1:]) + " |", "|---" * (len(names) + 2) + "|"]
     for task in tasks:
         runs = [results[task.name][("learned", s)] for s in seeds if ("learned", s) in results[task.name]]
