@@ -34,12 +34,17 @@ APPROXIMATIONS = ("anyloss", "identity", "linear")
 METRICS = ("macro_f1", "rare_f1", "accuracy", "balanced_accuracy")
 
 
-def load(seed: int):
-    """Digits with the rare classes subsampled (the seed picks which rows survive and the split); standardised."""
+def rare_digits(seed: int):
+    """(x, y): the digits with the rare classes subsampled; the seed picks which rows survive."""
     x, y = load_digits(return_X_y=True)
     generator = np.random.default_rng(seed)
     keep = np.array([label not in RARE_CLASSES or generator.random() < RARE_FRACTION for label in y])
-    x, y = x[keep], y[keep]
+    return x[keep], y[keep]
+
+
+def load(seed: int):
+    """Digits with the rare classes subsampled (the seed picks which rows survive and the split); standardised."""
+    x, y = rare_digits(seed)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
     scaler = StandardScaler().fit(x_train)
     as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731

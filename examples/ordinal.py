@@ -50,13 +50,17 @@ def synthetic(seed: int, rows: int):
     return x, ordered_classes(latent, SYNTHETIC_SHARES)
 
 
-def load(name: str, seed: int, smoke: bool):
-    """Standardised float32 (x_train, y_train, x_test, y_test); the seed picks the split (and the synthetic data)."""
+def ordinal_rows(name: str, seed: int, smoke: bool):
+    """(x, y) of a dataset, y the ordered class of each row; the seed picks the synthetic data."""
     if name == "diabetes":
         x, target = load_diabetes(return_X_y=True)
-        y = ordered_classes(target, [1 / CLASSES] * CLASSES)
-    else:
-        x, y = synthetic(seed, 1000 if smoke else 5000)
+        return x, ordered_classes(target, [1 / CLASSES] * CLASSES)
+    return synthetic(seed, 1000 if smoke else 5000)
+
+
+def load(name: str, seed: int, smoke: bool):
+    """Standardised float32 (x_train, y_train, x_test, y_test); the seed picks the split (and the synthetic data)."""
+    x, y = ordinal_rows(name, seed, smoke)
     x_train, x_test, y_train, y_test = train_test_split(x, y, test_size=0.3, stratify=y, random_state=seed)
     scaler = StandardScaler().fit(x_train)
     as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731

@@ -47,8 +47,14 @@ def load(name: str, seed: int, smoke: bool):
         minority = 0.10 if name == "synthetic_90_10" else 0.01
         rows = 1000 if smoke else 20000
         x, y = make_classification(n_samples=rows, n_features=20, n_informative=6, weights=[1 - minority], random_state=seed)
-    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y, random_state=seed)
-    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest, random_state=seed)
+    return split(x, y, seed)
+
+
+def split(x: np.ndarray, y: np.ndarray, seed: int, stratify: bool = True):
+    """60/20/20 into (x_train, y_train, x_val, y_val, x_test, y_test), stratified on y unless told not to (multi-label
+    rows); features standardised on the training rows, x and y_train as float32 tensors, y_val and y_test as arrays."""
+    x_train, x_rest, y_train, y_rest = train_test_split(x, y, test_size=0.4, stratify=y if stratify else None, random_state=seed)
+    x_val, x_test, y_val, y_test = train_test_split(x_rest, y_rest, test_size=0.5, stratify=y_rest if stratify else None, random_state=seed)
     scaler = StandardScaler().fit(x_train)
     as_tensor = lambda a: torch.tensor(a, dtype=torch.float32)  # noqa: E731
     x_train, x_val, x_test = (as_tensor(scaler.transform(a)) for a in (x_train, x_val, x_test))

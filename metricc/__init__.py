@@ -29,14 +29,19 @@ from .errors import (  # noqa: E402
 
 #: Submodules reachable as attributes of the package, imported on first access.
 _SUBMODULES = (
-    "analyse", "cli", "compiler", "demo", "derive", "emitter", "library", "load", "matrix", "options", "parse", "printer", "report",
-    "runtime", "threshold",
+    "analyse", "cli", "compiler", "demo", "derive", "emitter", "learned", "library", "linear_program", "load", "matrix", "options",
+    "parse", "printer", "report", "runtime", "threshold",
 )
+
+#: Classes reachable as attributes of the package, from the submodule that defines them, imported on first access.
+_CLASSES = {"LearnedLoss": "learned"}
 
 
 def __getattr__(name: str):
     if name in _SUBMODULES:
         return importlib.import_module(f"{__name__}.{name}")
+    if name in _CLASSES:
+        return getattr(importlib.import_module(f"{__name__}.{_CLASSES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
@@ -134,6 +139,7 @@ def _compiled(expression: str, name: str | None, options: dict, parameter_defaul
 
 __all__ = [
     "DirectionError",
+    "LearnedLoss",
     "InvalidMetricError",
     "MetricError",
     "MetricSyntaxError",

@@ -19,7 +19,8 @@ def imbalanced_data(samples: int, positive_rate: float, seed: int):
     return features, target
 
 
-def train(loss_fn, features, target, seed: int, epochs: int = 40):
+def train(loss_fn, features, target, seed: int, epochs: int = 40, validation=None):
+    """Adam on mini-batches; a LearnedLoss also sees the validation split after every epoch, to learn its weights."""
     import torch
 
     torch.manual_seed(seed)
@@ -30,6 +31,9 @@ def train(loss_fn, features, target, seed: int, epochs: int = 40):
             optimizer.zero_grad()
             loss_fn(model(features[batch]).squeeze(1), target[batch]).backward()
             optimizer.step()
+        if hasattr(loss_fn, "validate"):
+            with torch.no_grad():
+                loss_fn.validate(model(validation[0]).squeeze(1), validation[1])
     return model
 
 
@@ -95,18 +99,21 @@ def run(metric: str = "f1", seed: int = 0, epochs: int = 40) -> dict:
 
 
 def _compare(metric: str, loss, train_set, validation, test, seed: int, epochs: int) -> dict:
-    """Train with BCE, the metric loss and their sum; print and return each one's scores."""
+    """Train with BCE, the metric loss, their sum and a LearnedLoss; print and return each one's scores."""
     import torch
 
     import metricc
 
     bce = torch.nn.BCEWithLogitsLoss()
     compound = metricc.loss(metric, from_logits=True, ce_weight=1.0)
+    learned = metricc.LearnedLoss(metric, from_logits=True)
     results = {}
     print(f"   {'':<20} test {metric} at 0.5   at the tuned threshold (p >)")
-    for label, loss_fn in (("BCE", bce), (f"{metric} loss", loss), (f"BCE + {metric} loss", compound)):
-        model = train(loss_fn, *train_set, seed, epochs)
+    for label, loss_fn in (("BCE", bce), (f"{metric} loss", loss), (f"BCE + {metric} loss", compound), ("LearnedLoss", learned)):
+        model = train(loss_fn, *train_set, seed, epochs, validation)
         results[label] = scores_of(metric, model, validation, test)
         found = results[label]
         print(f"   {label:<20} {found['at 0.5']:>15.3f}   {found['tuned']:>8.3f} ({found['threshold']:.2f})")
+    weights = ", ".join(f"{weight:.2f} {name}" for name, weight in learned.weights.items() if weight > 0.005)
+    print(f"   LearnedLoss ended on {weights} (docs/learned.md)")
     return results

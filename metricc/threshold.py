@@ -17,6 +17,7 @@ import torch
 from torch import Tensor
 
 from .errors import OptionError, ThresholdError
+from .runtime.inputs import canonical_layout
 
 _OWN_OPTIONS = ("task", "from_logits")
 
@@ -242,3 +243,64 @@ def plot_curves(curves: Sequence[ThresholdCurve], path, labels: Sequence[str]):
     figure.savefig(path, dpi=80)
     plt.close(figure)
     return path
+
+
+#: How many cuts at quantiles of the scores `best_hard_metric` tries where no single curve gives the metric exactly
+#: (besides the best cut of the pooled curve); each costs one evaluation of the metric on the whole validation set.
+QUANTILE_CUTS = 16
+
+
+def best_hard_metric(scorer, preds: Tensor, target: Tensor) -> Tuple[float, object]:
+    """The hard metric of a compiled loss's options at the threshold best for it on these scores, and that threshold.
+
+    scorer: a compiled loss with approximation='identity' and from_logits=False, so that its `metric` of 0/1
+    predictions is the hard metric, averaged as configured. The threshold is exact where one curve holds the metric
+    (every score pooled: binary, multi-label micro) and per label where each label's metric is scored alone
+    (multi-label macro, weighted: a list, one per label; a label with one class in the target takes the cut that
+    predicts it perfectly, none or all); otherwise (samplewise, average='samples') it is the best
+    of the pooled curve's best cut and QUANTILE_CUTS cuts at quantiles of the scores. Thresholds are on the scale of preds (logits or probabilities).
+    """
+    direction = "maximize" if scorer.sign < 0 else "minimize"
+    scores, positive, mask, _ = canonical_layout(preds, target, scorer.task, scorer.ignore_index)
+    pooled = scorer.multidim_average == "global" and (scorer.task == "binary" or scorer.average == "micro")
+    per_label = scorer.multidim_average == "global" and scorer.task == "multilabel" and scorer.average in ("macro", "weighted")
+
+    def kept(values: Tensor, label: Optional[int] = None) -> Tensor:
+        """The scored positions of values (of one label, if given), flattened."""
+        keep = None if mask is None else (mask if label is None else mask[:, label]).reshape(-1) > 0
+        values = (values if label is None else values[:, label]).reshape(-1)
+        return values if keep is None else values[keep]
+
+    def hard_value(threshold) -> float:
+        cut = torch.as_tensor(threshold, dtype=torch.float64, device=preds.device)
+        if cut.dim() == 1:
+            cut = cut.reshape([1, -1] + [1] * (preds.dim() - 2))
+        return float(scorer.metric((preds > cut).to(torch.float32), target).mean())
+
+    if pooled:
+        curve = _curve(scorer, scorer.metric_name, direction, kept(scores), kept(positive) > 0, False, "")
+        return curve.best_value, curve.best_threshold
+    if per_label:
+        thresholds = []
+        for label in range(scores.shape[1]):
+            label_scores, label_positive = kept(scores, label), kept(positive, label) > 0
+            if len(label_scores) == 0 or not bool(label_positive.any()):  # no positives: predicting none is right
+                thresholds.append(float(label_scores.max()) if len(label_scores) else 0.0)
+                continue
+            if bool(label_positive.all()):  # every one positive: predicting all is right
+                thresholds.append(float(torch.nextafter(label_scores.min(), label_scores.new_tensor(float("-inf")))))
+                continue
+            curve = _curve(scorer, scorer.metric_name, direction, label_scores, label_positive, False, f" of label {label}")
+            thresholds.append(curve.best_threshold)
+        return hard_value(thresholds), thresholds
+    cuts = cut_thresholds(torch.unique(kept(scores).double()))
+    if len(cuts) > QUANTILE_CUTS:
+        quantiles = torch.quantile(cuts, torch.linspace(0, 1, QUANTILE_CUTS, dtype=torch.float64, device=cuts.device))
+        positive_kept = kept(positive) > 0
+        if bool(positive_kept.any()) and not bool(positive_kept.all()):
+            pooled_best = _curve(scorer, scorer.metric_name, direction, kept(scores), positive_kept, False, "").best_threshold
+            quantiles = torch.cat([quantiles, quantiles.new_tensor([pooled_best])])
+        cuts = torch.sort(quantiles).values
+    values = [hard_value(float(cut)) for cut in cuts]
+    best = max(range(len(values)), key=lambda i: values[i] if direction == "maximize" else -values[i])
+    return values[best], float(cuts[best])

@@ -39,3 +39,11 @@ def test_naive_kappa_contender_computes_metricc_qwk_loss_and_gradient():
         contenders = run.build_contenders("QWK", workload, run.torch.device("cpu"), "ac")  # asserts the agreement
         preds, target = workload.make(run.torch.device("cpu"))
         assert abs(contenders["a"](preds, target).item() - contenders["c"](preds, target).item()) < 1e-5
+
+
+def test_learned_loss_cost_benchmark_prints_its_table():
+    command = [sys.executable, str(ROOT / "benchmarks" / "learned.py"), "--widths", "8", "--epochs", "1", "--repeats", "1"]
+    result = subprocess.run(command, capture_output=True, text=True, timeout=600, cwd=ROOT)
+    assert result.returncode == 0, result.stderr
+    assert "| hidden width | f1 loss (s) | BCE | BCE + f1 loss | LearnedLoss |" in result.stdout
+    assert "| 8 |" in result.stdout

@@ -77,3 +77,4 @@ def test_demo_runs_end_to_end(capsys):
     out = capsys.readouterr().out
     assert "d f1 / d TP" in out and "at the tuned threshold" in out
     assert "BCE + f1 loss" in out and "Read it as:" in out
+    assert "LearnedLoss" in out and "LearnedLoss ended on" in out

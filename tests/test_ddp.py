@@ -79,9 +79,23 @@ def worker(rank, rendezvous, results):
             logits = [shard[0][start:stop] for shard in shards]
             target = [shard[1][start:stop] for shard in shards]
             out[case] = losses_and_gradients(loss, logits, target, steps_of(case))
+        out["learned"] = learned_history(rank)
         torch.save(out, f"{results}.{rank}")
     finally:
         dist.destroy_process_group()
+
+
+def learned_history(rank):
+    """A LearnedLoss trained and validated on data of this rank only: three checkpoints of two steps each."""
+    learned = metricc.LearnedLoss("f1", from_logits=True, sync="ddp", feature_every=1, step=1.0)
+    generator = torch.Generator().manual_seed(7 + rank)
+    alternating = (torch.arange(20) % 3 == 0).float()  # both classes in every batch
+    for _ in range(3):
+        for _ in range(2):
+            logits = torch.randn(20, generator=generator, requires_grad=True)
+            learned(logits, alternating).backward()
+        learned.validate(torch.randn(20, generator=generator) + 2 * alternating * rank, alternating)
+    return learned.history
 
 
 @pytest.fixture(scope="module")
@@ -102,6 +116,16 @@ def test_every_rank_equals_one_process_on_the_concatenated_batch(ranks, case):
             torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
             torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
             assert grad.abs().max() > 0
+
+
+def test_learned_loss_ranks_share_their_training_values_and_rank_zero_weights(ranks):
+    """Each rank validates on different data (different scores); the recorded training values are averaged over
+    ranks and every rank trains on rank 0's weights."""
+    first, second = (ranks[rank]["learned"] for rank in range(WORLD))
+    assert [entry["score"] for entry in first] != [entry["score"] for entry in second]
+    for mine, theirs in zip(first, second):
+        assert mine["weights"] == theirs["weights"]
+        assert mine["losses"] == pytest.approx(theirs["losses"], rel=1e-12)
 
 
 def test_sync_without_a_process_group_is_a_clear_error():

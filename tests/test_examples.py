@@ -85,3 +85,26 @@ def test_tabular_table_has_tuned_columns_and_a_chosen_row(capsys):
     assert _load("tabular").main(["--losses", "bce,f1-anyloss", "--datasets", "breast_cancer", "--smoke", "--no-progress"]) == 0
     printed = capsys.readouterr().out
     assert "| f1 | f1 @ tuned | mcc | mcc @ tuned |" in printed and "| *chosen by validation* |" in printed
+
+
+def test_learned_smoke_run_prints_every_arm_and_resumes_from_its_cache(tmp_path, capsys):
+    arguments = ["--smoke", "--no-progress", "--tasks", "breast_cancer,multilabel,digits,shapes", "--cache", str(tmp_path)]
+    assert _load("learned").main(arguments) == 0
+    printed = capsys.readouterr().out
+    for row in ("| ce | 1 |", "| ce+metric | 1 |", "| best of 3 | 1 |", "| grid (13) | 1 |", "| learned | 1 |", "### shapes",
+                "learned − grid (13):", "| **mean over tasks** |", "### Targets", "mean final (1 seeds)"):
+        assert row in printed
+    cached = sorted(tmp_path.rglob("*.json"))
+    assert len(cached) == 4 * 14 + 2  # per task the grid's 13 runs and learned; digits also trains identity and ce+identity
+    written = [path.stat().st_mtime_ns for path in cached]
+    assert _load("learned").main(arguments + ["--report-only"]) == 0
+    assert capsys.readouterr().out == printed
+    assert [path.stat().st_mtime_ns for path in cached] == written
+
+
+@pytest.mark.parametrize("arguments", [["--tasks", "nope"], ["--arms", " , "], ["--seeds", "0"]])
+def test_learned_refuses_bad_arguments(arguments, capsys):
+    with pytest.raises(SystemExit) as stopped:
+        _load("learned").main(arguments)
+    assert stopped.value.code == 2
+    assert "error:" in capsys.readouterr().err
