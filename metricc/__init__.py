@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-__version__ = "0.2.0"
+from .runtime.version import __version__  # noqa: E402  (one version source, read by pyproject.toml too)
 
 from .errors import (  # noqa: E402
     DirectionError,

@@ -23,6 +23,9 @@ def test_wheel_contains_grammar_and_library(tmp_path):
     target = tmp_path / "site"
     subprocess.run([sys.executable, "-m", "pip", "install", "--no-deps", "--target", str(target), str(wheel)], check=True, capture_output=True)
     assert (target / "metricc" / "grammar" / "metric.lark").is_file()
+    import metricc
+
+    assert re.search(rf"^Version: {re.escape(metricc.__version__)}$", _metadata(target), re.M), "the wheel's version is metricc.__version__"
     script = (
         f"import sys; sys.path = [p for p in sys.path if p != {str(ROOT)!r}];"
         "import metricc, metricc.parse as p;"
@@ -44,3 +47,37 @@ def test_the_python_versions_claimed_are_those_ci_tests():
     readme = " ".join((ROOT / "README.md").read_text(encoding="utf-8").split())
     assert f"a fresh Python {', '.join(claimed[:-1])} or {claimed[-1]} environment (the versions CI tests)" in readme
     assert ".ci/wheel-smoke" in (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+
+
+def _metadata(site: Path) -> str:
+    (metadata,) = site.glob("metricc-*.dist-info/METADATA")
+    return metadata.read_text(encoding="utf-8")
+
+
+def test_the_runtime_imports_nothing_of_the_compiler():
+    """metricc/runtime is the ground floor: its modules import torch, the standard library and each other, never the
+    compiler around them (from .. or metricc.* outside metricc.runtime)."""
+    import ast
+
+    for path in sorted((ROOT / "metricc" / "runtime").glob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+            if isinstance(node, ast.ImportFrom):
+                assert node.level <= 1, f"{path.name} line {node.lineno}: from {'.' * node.level}{node.module or ''} reaches the compiler"
+                names = [node.module or ""] if node.level == 0 else []
+            elif isinstance(node, ast.Import):
+                names = [alias.name for alias in node.names]
+            else:
+                continue
+            for name in names:
+                assert name.split(".")[0] != "metricc" or name.startswith("metricc.runtime"), f"{path.name} line {node.lineno}: import {name}"
+
+
+def test_one_version_source():
+    """The version is written once, in metricc/runtime/version.py: pyproject.toml reads it from there."""
+    pyproject = (ROOT / "pyproject.toml").read_text(encoding="utf-8")
+    assert 'dynamic = ["version"]' in pyproject and 'version = {attr = "metricc.runtime.version.__version__"}' in pyproject
+    assert not re.search(r'^version\s*=\s*"', pyproject, re.M)
+    import metricc
+    from metricc.runtime import __version__ as runtime_version
+
+    assert metricc.__version__ == runtime_version

@@ -180,3 +180,32 @@ def test_each_compiled_metric_has_a_forward_of_its_own():
     differently configured losses in one process use up the limit of all of them."""
     forwards = {type(metricc.loss(name, **options)).forward.__code__ for name, options in (("f1", {}), ("mcc", {}), ("qwk", {"task": "multiclass"}))}
     assert len(forwards) == 3
+
+
+def test_a_file_generated_by_metricc_0_2_0_still_imports_and_trains():
+    """tests/compat holds generated/f1.py as metricc 0.2.0 wrote it, never regenerated: the runtime must keep serving
+    it (the contract require_runtime checks), with the loss and gradient of today's compiled F1."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parent / "compat" / "generated_f1_0_2_0.py"
+    spec = importlib.util.spec_from_file_location("generated_f1_0_2_0", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    old, new = module.F1Loss(from_logits=True), metricc.loss("f1", from_logits=True)
+    generator = torch.Generator().manual_seed(0)
+    features = torch.randn(64, 4, generator=generator)
+    target = (features[:, 0] > 0.5).float()
+    model = torch.nn.Linear(4, 1)
+    optimizer = torch.optim.Adam(model.parameters(), lr=0.05)
+    losses = []
+    for _ in range(30):
+        optimizer.zero_grad()
+        logits = model(features).squeeze(1)
+        loss = old(logits, target)
+        (gradient,) = torch.autograd.grad(loss, logits, retain_graph=True)
+        torch.testing.assert_close(gradient, torch.autograd.grad(new(logits, target), logits)[0])
+        loss.backward()
+        optimizer.step()
+        losses.append(float(loss.detach()))
+    assert losses[-1] < 0.5 * losses[0]
