@@ -8,7 +8,8 @@
 
 Contenders, for one forward and backward pass of the loss:
   (a) naive: the AnyLoss-style hand-written module, a = 1/(1+exp(-L(p-0.5))), counts and formula in plain
-      torch ops, autograd through everything;   (b) torch.compile of (a);
+      torch ops, autograd through everything (tests/oracles.py's naive_anyloss, the tests' own reference);
+      (b) torch.compile of (a);
   (c) metricc's emitted module, eager;   (d) (c) under torch.compile;   (e) (c) under torch.jit.script;
   (f) floor: one read of preds and target producing a sum (torch.dot, or two sums for class-index
       targets), then one elementwise pass writing a tensor the size of preds (the gradient).
@@ -34,10 +35,12 @@ from typing import Callable, Dict, List, Optional, Tuple
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(ROOT / "tests"))  # oracles, imported as the tests import it
 
 import torch  # noqa: E402
 
 import metricc  # noqa: E402
+from oracles import f1, mcc, naive_anyloss  # noqa: E402
 
 L = 73.0
 CONTENDERS = ("a", "b", "c", "d", "e", "f")
@@ -49,15 +52,7 @@ CUSTOM = (
 )
 
 
-# The hand-written formulas of contender (a): what a user writes today.
-def f1_formula(tp, fp, fn, tn):
-    return 2 * tp / (2 * tp + fp + fn)
-
-
-def mcc_formula(tp, fp, fn, tn):
-    return (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn))
-
-
+# The hand-written formulas of contender (a), what a user writes today: f1 and mcc from tests/oracles.py, and this.
 def custom_formula(tp, fp, fn, tn):
     total = tp + fp + fn + tn
     mean = (2 * tp / (2 * tp + fp + fn) + tp / (tp + fn) + tn / (tn + fp) + tp / (tp + fp) + tn / (tn + fn)) / 5
@@ -68,7 +63,7 @@ def custom_formula(tp, fp, fn, tn):
 
 
 # mcc_ovr: the per-class (one-vs-rest) MCC the naive module averages; "mcc" with task="multiclass" is the matrix MCC
-METRICS = {"F1": ("f1", f1_formula), "MCC": ("mcc_ovr", mcc_formula), "custom": (CUSTOM, custom_formula)}
+METRICS = {"F1": ("f1", f1), "MCC": ("mcc_ovr", mcc), "custom": (CUSTOM, custom_formula)}
 MATRIX_METRICS = {"QWK": "qwk"}
 
 
@@ -80,18 +75,13 @@ class NaiveLoss(torch.nn.Module):
         self.formula, self.layout, self.classes = formula, layout, classes
 
     def forward(self, preds, target):
-        a = 1 / (1 + torch.exp(-L * (preds - 0.5)))
         if self.layout == "binary":
             y, dims = target, None
         elif self.layout == "multiclass":
             y, dims = torch.nn.functional.one_hot(target, self.classes).to(preds.dtype), (0,)
         else:
             y, dims = torch.nn.functional.one_hot(target, self.classes).permute(0, 3, 1, 2).to(preds.dtype), (2, 3)
-        tp = (a * y).sum(dims) if dims else (a * y).sum()
-        fp = (a * (1 - y)).sum(dims) if dims else (a * (1 - y)).sum()
-        fn = ((1 - a) * y).sum(dims) if dims else ((1 - a) * y).sum()
-        tn = ((1 - a) * (1 - y)).sum(dims) if dims else ((1 - a) * (1 - y)).sum()
-        return 1 - self.formula(tp, fp, fn, tn).mean()
+        return naive_anyloss(self.formula, preds, y, dims, steepness=L)
 
 
 class NaiveKappaLoss(torch.nn.Module):
@@ -388,10 +378,10 @@ import sys, time
 sys.path.insert(0, {root!r})
 import torch, metricc
 sys.path.insert(0, {bench!r})
-from run import NaiveLoss, f1_formula
+from run import NaiveLoss, f1
 preds = torch.rand(10000, device={device!r}, requires_grad=True)
 target = (torch.rand(10000, device={device!r}) > 0.5).float()
-loss = NaiveLoss(f1_formula, "binary") if {naive!r} else metricc.loss("f1")
+loss = NaiveLoss(f1, "binary") if {naive!r} else metricc.loss("f1")
 compiled = torch.compile(loss, fullgraph=True)
 start = time.perf_counter()
 compiled(preds, target).backward()

@@ -24,6 +24,7 @@ from metricc.compiler import resolve
 from metricc.derive import derive, per_sample_weights
 from metricc.library import default_library
 from metricc.parse import COUNTS, parse
+from oracles import labels_with_counts
 
 TP, FP, FN, TN = COUNTS
 EPS = sympy.Rational(1, 10**7)
@@ -96,9 +97,7 @@ def test_cohen_kappa_is_not_monotone_and_the_witness_is_real():
     tp, fp, fn, tn = (int(fp_trend.witness[c]) for c in ("TP", "FP", "FN", "TN"))
 
     def kappa(tp, fp, fn, tn):
-        y_true = [1] * tp + [0] * fp + [1] * fn + [0] * tn
-        y_pred = [1] * tp + [1] * fp + [0] * fn + [0] * tn
-        return cohen_kappa_score(y_true, y_pred)
+        return cohen_kappa_score(*labels_with_counts(tp, fp, fn, tn))
 
     assert kappa(tp, fp + 1, fn, tn) > kappa(tp, fp, fn, tn)
 

@@ -9,7 +9,7 @@ import torch
 
 from losses import namespace_and_module
 from metricc.runtime.counts import soft_counts
-from metricc.runtime.inputs import canonical_layout, count_dims
+from oracles import anyloss_approximation, plain_soft_counts, soft_count_loss
 
 CUSTOM = "(TP/(TP+FN) + TN/(TN+FP))/2 - FP/(FP+TN)/10 + (TP*TN - FP*FN)/(TP+FP+FN+TN)^2 + 2*TP/(2*TP+FP+FN)"
 CONFIGS = [
@@ -54,30 +54,6 @@ def inputs(options, n=300, classes=4, seed=0):
     return scores.requires_grad_(True), target
 
 
-def reference_loss(namespace, loss, preds, target):
-    """Autograd through everything: the four counts summed directly, the emitted metric_value, the averaging
-    (whose weights, like the module's, are constants for the gradient)."""
-    p, y, mask, _ = canonical_layout(preds, target, loss.task, loss.ignore_index)
-    if loss.from_logits:
-        p = torch.softmax(p, 1) if loss.task == "multiclass" else torch.sigmoid(p)
-    if not loss.include_background and loss.task != "binary":
-        p, y = p[:, 1:], y[:, 1:]
-        mask = mask[:, 1:] if mask is not None and mask.shape[1] > 1 else mask
-    if loss.approximation == "anyloss":
-        a = 1 / (1 + torch.exp(-loss.steepness * (p - loss.threshold)))
-    elif loss.approximation == "identity":
-        a = p
-    else:
-        a = torch.clamp((p - loss.threshold) / loss.width + 0.5, 0, 1)
-    m = torch.ones_like(a) if mask is None else mask
-    dims = count_dims(loss.task, loss.average, loss.multidim_average)
-    tp, fp = (a * y * m).sum(dims, keepdim=True), (a * (1 - y) * m).sum(dims, keepdim=True)
-    fn, tn = ((1 - a) * y * m).sum(dims, keepdim=True), ((1 - a) * (1 - y) * m).sum(dims, keepdim=True)
-    value = namespace.metric_value(tp, fp, fn, tn, loss.eps)
-    absent = ((tp + fn == 0) & ((p * m).sum(dims, keepdim=True) == 0)).detach()  # no target, no probability
-    return loss.sign * loss._average(value, tp.detach(), fn.detach(), absent, dims) + loss.offset
-
-
 @pytest.mark.parametrize("options", CONFIGS, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()) or "defaults")
 @pytest.mark.parametrize("metric", ["f1", "mcc_ovr", CUSTOM], ids=["f1", "mcc_ovr", "custom"])
 @pytest.mark.parametrize("n", [300, 100_000, 300_000], ids=["small", "function", "function-blocked"])
@@ -88,7 +64,7 @@ def test_gradient_matches_autograd(metric, options, n):
     preds, target = inputs(options, n=n)
     value = loss(preds, target)
     (grad,) = torch.autograd.grad(value, preds)
-    expected_value = reference_loss(namespace, loss, preds, target)
+    expected_value = soft_count_loss(namespace, loss, preds, target)
     (expected,) = torch.autograd.grad(expected_value, preds)
     torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-12)
     torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12 * float(expected.abs().max()))
@@ -98,7 +74,7 @@ def test_uneven_last_block_matches_autograd():
     namespace, loss = module_for("mcc_ovr")
     preds, target = inputs({}, n=3 * 131_072 + 5)
     (grad,) = torch.autograd.grad(loss(preds, target), preds)
-    (expected,) = torch.autograd.grad(reference_loss(namespace, loss, preds, target), preds)
+    (expected,) = torch.autograd.grad(soft_count_loss(namespace, loss, preds, target), preds)
     torch.testing.assert_close(grad, expected, rtol=1e-9, atol=1e-12 * float(expected.abs().max()))
 
 
@@ -112,9 +88,7 @@ def test_counts_are_accurate_in_float32_at_large_n():
     for spread in (0.5, 0.3):  # some errors; then none, so FP and FN are tails below float32 resolution of 1
         probs = (target + (0.5 - target) * 2 * spread * torch.rand(n, generator=g)).clamp(0, 1)
         counts, _, _ = soft_counts(probs.reshape(n, 1, 1), target.reshape(n, 1, 1), None, [0, 1, 2], False, "anyloss", 73.0, 0.5, 0.2, False)
-        a = torch.sigmoid(73.0 * (probs.double() - 0.5))
-        y = target.double()
-        exact = [(a * y).sum(), (a * (1 - y)).sum(), ((1 - a) * y).sum(), ((1 - a) * (1 - y)).sum()]
+        exact = plain_soft_counts(anyloss_approximation(probs.double()), target.double())
         for count, truth in zip(counts[0], exact):
             assert abs(float(count) - float(truth)) <= 1e-5 * float(truth) + 1e-12
 

@@ -15,6 +15,7 @@ import metricc
 from metricc.emitter import class_name
 from metricc.load import load_source
 from losses import value_and_gradient
+from oracles import batch_with_counts
 
 
 def imported_modules(source):
@@ -126,12 +127,6 @@ from metricc.compiler import resolve  # noqa: E402
 from metricc.parse import COUNTS  # noqa: E402
 
 
-def _hard_batch(tp, fp, fn, tn):
-    preds = torch.tensor([1.0] * tp + [1.0] * fp + [0.0] * fn + [0.0] * tn, dtype=torch.float64)
-    target = torch.tensor([1.0] * tp + [0.0] * fp + [1.0] * fn + [0.0] * tn, dtype=torch.float64)
-    return preds, target
-
-
 @given(random_expressions, st.tuples(*[st.integers(1, 12)] * 4))
 def test_compiled_metric_equals_sympy_evaluation(pair, counts):
     text, _ = pair
@@ -142,5 +137,5 @@ def test_compiled_metric_equals_sympy_evaluation(pair, counts):
     _, derivation = resolve(text)
     exact = derivation.value.subs(dict(zip(COUNTS, counts)))
     assume(exact.is_finite and exact.is_real)
-    value = module.metric(*_hard_batch(*counts)).item()
+    value = module.metric(*batch_with_counts(*counts)).item()
     assert value == pytest.approx(float(exact), rel=1e-9, abs=1e-9)

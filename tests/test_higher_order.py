@@ -10,8 +10,8 @@ import torch
 import torch.autograd.forward_ad as fwAD
 
 import metricc
-from test_closed_form import CUSTOM, inputs, module_for, reference_loss
-from test_matrix import soft_matrix_loss
+from oracles import anyloss_approximation, plain_soft_counts, soft_count_loss, soft_matrix_loss
+from test_closed_form import CUSTOM, inputs, module_for
 
 COUNT_CASES = [
     ("f1", dict(), 300),  # binary micro: the formula on Python floats
@@ -40,7 +40,7 @@ def count_problem(case):
     metric, options, n = case
     namespace, loss = module_for(metric, **options)
     preds, target = inputs(options, n=n)
-    return loss, (lambda p: reference_loss(namespace, loss, p, target)), preds.detach(), target
+    return loss, (lambda p: soft_count_loss(namespace, loss, p, target)), preds.detach(), target
 
 
 def matrix_problem(case):
@@ -131,7 +131,7 @@ def test_gradient_penalty_through_a_model_equals_the_plain_formula(metric, n):
         model = lambda x, w: x @ w  # noqa: E731
     else:
         namespace, loss = module_for("f1")
-        oracle = lambda p: reference_loss(namespace, loss, p, target)  # noqa: E731
+        oracle = lambda p: soft_count_loss(namespace, loss, p, target)  # noqa: E731
         model = lambda x, w: torch.sigmoid(x @ w).reshape(-1)  # noqa: E731
 
     def penalty_gradients(function):
@@ -290,8 +290,7 @@ def test_double_backward_with_running_counts_equals_the_plain_formula(metric):
         target = (torch.rand(200, generator=g) > 0.5).double()
 
         def oracle(p):
-            a = torch.sigmoid(loss.steepness * (p - loss.threshold))
-            counts = torch.stack([(a * target).sum(), (a * (1 - target)).sum(), ((1 - a) * target).sum(), ((1 - a) * (1 - target)).sum()])
+            counts = torch.stack(plain_soft_counts(anyloss_approximation(p, loss.steepness, loss.threshold), target))
             tp, fp, fn, tn = (1 - momentum) * history.reshape(4) + momentum * counts
             return 1 - namespace.metric_value(tp, fp, fn, tn, loss.eps)
 

@@ -2,7 +2,6 @@
 
 import pytest
 import sympy
-import torch
 from sklearn import metrics as skm
 
 import metricc
@@ -10,6 +9,7 @@ from metricc.cli import main
 from metricc.errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
 from metricc.library import Library, LibraryEntry, default_library
 from metricc.parse import COUNTS, MAX_SOURCE_CHARS, parse
+from oracles import batch_with_counts
 
 TP, FP, FN, TN = COUNTS
 LIBRARY = default_library()
@@ -67,16 +67,10 @@ def test_binding_may_shadow_a_library_name():
     assert metric("precision = TP; precision / (TP + FN)").expression == TP / (TP + FN)
 
 
-def _hard(tp, fp, fn, tn):
-    target = torch.tensor([1.0] * tp + [0.0] * fp + [1.0] * fn + [0.0] * tn, dtype=torch.float64)
-    preds = torch.tensor([1.0] * tp + [1.0] * fp + [0.0] * fn + [0.0] * tn, dtype=torch.float64)
-    return preds, target
-
-
 def test_parameters_become_constructor_arguments():
     loss = metricc.loss("param w = 2 in (0, inf)\nTP / (TP + w * FP)", name="weighted_precision", approximation="identity")
     assert loss.parameter_values == {"w": 2.0}
-    preds, target = _hard(6, 3, 2, 5)
+    preds, target = batch_with_counts(6, 3, 2, 5)
     assert float(type(loss)(w=3.0, approximation="identity").metric(preds, target)) == pytest.approx(6 / (6 + 3 * 3))
     with pytest.raises(ValueError, match=r"w=-1.*\(0, inf\)"):
         type(loss)(w=-1.0)
@@ -84,7 +78,7 @@ def test_parameters_become_constructor_arguments():
 
 def test_fbeta_constructor_argument_matches_sklearn_and_rejects_bad_beta():
     fbeta = type(metricc.loss("fbeta"))
-    preds, target = _hard(7, 4, 3, 9)
+    preds, target = batch_with_counts(7, 4, 3, 9)
     expected = skm.fbeta_score(target.numpy(), preds.numpy(), beta=2.0)
     assert float(fbeta(beta=2.0, approximation="identity").metric(preds, target)) == pytest.approx(expected, rel=1e-12)
     with pytest.raises(ValueError, match="beta=-1"):

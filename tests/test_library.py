@@ -18,6 +18,7 @@ from metricc.analyse import decide_direction, estimate_range, monotonicity
 from metricc.compiler import compile_metric, resolve
 from metricc.library import default_library
 from metricc.parse import COUNTS
+from oracles import labels_with_counts
 
 LIBRARY = default_library()
 NAMES = LIBRARY.names()
@@ -27,13 +28,6 @@ NAMES = LIBRARY.names()
 def identity_loss(name):
     """One compiled module per metric for the whole file: with a = p, hard 0/1 predictions give exact counts."""
     return metricc.loss(name, approximation="identity")
-
-
-def labels(tp, fp, fn, tn):
-    """Label arrays whose confusion matrix is (tp, fp, fn, tn)."""
-    y_true = np.array([1] * tp + [0] * fp + [1] * fn + [0] * tn)
-    y_pred = np.array([1] * tp + [1] * fp + [0] * fn + [0] * tn)
-    return y_true, y_pred
 
 
 def _sk(function, **kwargs):
@@ -162,7 +156,7 @@ counts_strategy = st.tuples(*[st.integers(0, 40)] * 4).filter(lambda c: sum(c) >
 @given(counts=counts_strategy)
 def test_library_metric_matches_reference_on_hard_predictions(name, counts):
     assume(_defined(name, counts))
-    y_true, y_pred = labels(*counts)
+    y_true, y_pred = labels_with_counts(*counts)
     expected = REFERENCES[name](y_true, y_pred, counts)
     assume(math.isfinite(expected))
     preds = torch.tensor(y_pred, dtype=torch.float64)
@@ -192,7 +186,7 @@ def test_parameterised_gradient_passes_gradcheck_away_from_defaults(name):
 @settings(max_examples=25, deadline=None)
 @given(counts=st.tuples(*[st.integers(1, 40)] * 4), beta=st.sampled_from([0.25, 0.5, 2.0, 3.0]))
 def test_fbeta_parameter_is_a_constructor_argument(counts, beta):
-    y_true, y_pred = labels(*counts)
+    y_true, y_pred = labels_with_counts(*counts)
     loss = type(identity_loss("fbeta"))(beta=beta, approximation="identity")
     got = float(loss.metric(torch.tensor(y_pred, dtype=torch.float64), torch.tensor(y_true, dtype=torch.float64)))
     assert got == pytest.approx(skm.fbeta_score(y_true, y_pred, beta=beta), rel=1e-9, abs=1e-12)

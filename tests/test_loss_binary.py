@@ -1,6 +1,5 @@
 """Binary losses against oracles: sklearn for values, torch.autograd and gradcheck for gradients."""
 
-import numpy as np
 import pytest
 import torch
 from hypothesis import given
@@ -9,6 +8,7 @@ from sklearn import metrics as skm
 
 import metricc
 from losses import compiled
+from oracles import anyloss_approximation, batch_with_counts, f1, mcc, plain_soft_counts
 
 SKLEARN = {
     "f1": skm.f1_score,
@@ -20,46 +20,33 @@ SKLEARN = {
     "jaccard": skm.jaccard_score,
 }
 
-def labels_from_counts(tp, fp, fn, tn):
-    """Hard predictions and targets with exactly this confusion matrix."""
-    preds = np.array([1] * tp + [1] * fp + [0] * fn + [0] * tn, dtype=np.float64)
-    target = np.array([1] * tp + [0] * fp + [1] * fn + [0] * tn, dtype=np.float64)
-    return preds, target
-
-
 confusion_matrices = st.tuples(*[st.integers(0, 40)] * 4).filter(lambda c: c[0] + c[2] > 0 and c[0] + c[1] > 0 and c[1] + c[3] > 0 and c[2] + c[3] > 0)
 
 
 @given(confusion_matrices, st.sampled_from(sorted(SKLEARN)))
 def test_hard_predictions_match_sklearn(counts, name):
-    preds, target = labels_from_counts(*counts)
+    preds, target = batch_with_counts(*counts)
     module = compiled(name, approximation="identity")
-    value = module.metric(torch.from_numpy(preds), torch.from_numpy(target)).item()
-    assert value == pytest.approx(SKLEARN[name](target, preds), abs=1e-6)
+    value = module.metric(preds, target).item()
+    assert value == pytest.approx(SKLEARN[name](target.numpy(), preds.numpy()), abs=1e-6)
 
 
 @given(confusion_matrices)
 def test_soft_counts_of_hard_predictions_equal_sklearn_confusion_matrix(counts):
-    preds, target = labels_from_counts(*counts)
+    preds, target = batch_with_counts(*counts)
     for approximation in ("identity", "anyloss"):
-        tp = compiled("TP", approximation=approximation, direction="maximize").metric(torch.from_numpy(preds), torch.from_numpy(target))
-        fp = compiled("FP", approximation=approximation, direction="minimize").metric(torch.from_numpy(preds), torch.from_numpy(target))
-        fn = compiled("FN", approximation=approximation, direction="minimize").metric(torch.from_numpy(preds), torch.from_numpy(target))
-        tn = compiled("TN", approximation=approximation, direction="maximize").metric(torch.from_numpy(preds), torch.from_numpy(target))
-        (sk_tn, sk_fp), (sk_fn, sk_tp) = skm.confusion_matrix(target, preds, labels=[0, 1])
+        tp = compiled("TP", approximation=approximation, direction="maximize").metric(preds, target)
+        fp = compiled("FP", approximation=approximation, direction="minimize").metric(preds, target)
+        fn = compiled("FN", approximation=approximation, direction="minimize").metric(preds, target)
+        tn = compiled("TN", approximation=approximation, direction="maximize").metric(preds, target)
+        (sk_tn, sk_fp), (sk_fn, sk_tp) = skm.confusion_matrix(target.numpy(), preds.numpy(), labels=[0, 1])
         tolerance = 1e-6 * max(sum(counts), 1)
         assert [tp.item(), fp.item(), fn.item(), tn.item()] == pytest.approx([sk_tp, sk_fp, sk_fn, sk_tn], abs=tolerance)
 
 
-def anyloss_eager(preds, target, steepness=73.0, threshold=0.5):
-    """The AnyLoss paper's soft confusion matrix in plain torch ops (autograd differentiates it)."""
-    a = torch.sigmoid(steepness * (preds - threshold))
-    return (a * target).sum(), (a * (1 - target)).sum(), ((1 - a) * target).sum(), ((1 - a) * (1 - target)).sum()
-
-
 EAGER = {
-    "f1": lambda tp, fp, fn, tn: 1 - 2 * tp / (2 * tp + fp + fn),
-    "mcc": lambda tp, fp, fn, tn: 1 - (tp * tn - fp * fn) / torch.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)),
+    "f1": lambda *counts: 1 - f1(*counts),
+    "mcc": lambda *counts: 1 - mcc(*counts),
     "balanced_accuracy": lambda tp, fp, fn, tn: 1 - (tp / (tp + fn) + tn / (tn + fp)) / 2,
     "precision": lambda tp, fp, fn, tn: 1 - tp / (tp + fp),
     "error_rate": lambda tp, fp, fn, tn: (fp + fn) / (tp + fp + fn + tn),
@@ -83,7 +70,7 @@ def test_closed_form_gradient_equals_autograd(name, steepness, seed):
     module = compiled(name, steepness=steepness)
     loss = module(preds, target)
     (gradient,) = torch.autograd.grad(loss, preds)
-    reference = EAGER[name](*anyloss_eager(preds, target, steepness))
+    reference = EAGER[name](*plain_soft_counts(anyloss_approximation(preds, steepness), target))
     (expected,) = torch.autograd.grad(reference, preds)
     assert loss.item() == pytest.approx(reference.item(), abs=1e-12)
     torch.testing.assert_close(gradient, expected, rtol=0, atol=1e-9)
@@ -108,9 +95,7 @@ def test_logits_gradient_equals_autograd(approximation):
     module = compiled("f1", from_logits=True, approximation=approximation)
     (gradient,) = torch.autograd.grad(module(logits, target), logits)
     probs = torch.sigmoid(logits)
-    counts = anyloss_eager(probs, target) if approximation == "anyloss" else (
-        (probs * target).sum(), (probs * (1 - target)).sum(), ((1 - probs) * target).sum(), ((1 - probs) * (1 - target)).sum()
-    )
+    counts = plain_soft_counts(anyloss_approximation(probs) if approximation == "anyloss" else probs, target)
     (expected,) = torch.autograd.grad(EAGER["f1"](*counts), logits)
     torch.testing.assert_close(gradient, expected, rtol=0, atol=1e-9)
 

@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 import metricc
 from metricc.cli import main
-from metricc.compiler import resolve
 from metricc.matrix import aggregate_values
 from metricc.parse import MATRIX_SYMBOLS
+from oracles import soft_matrix_loss
 
 SKLEARN = {
     "accuracy": skm.accuracy_score,
@@ -71,44 +71,6 @@ def test_two_class_forms_agree_with_the_matrix(name):
     binary = float(metricc.loss(name, approximation="identity").metric(predicted.double(), labels.double()))
     assert binary == pytest.approx(float(loss_of(name).metric(one_hot, labels)), abs=1e-12)
     assert binary == pytest.approx(SKLEARN[name](labels.numpy(), predicted.numpy()), abs=1e-12)
-
-
-def soft_matrix_loss(name, probs, one_hot, mask, per_row, direction_sign, parameters=None):
-    """1 - metric (or the metric) through a plain torch soft matrix, autograd through everything."""
-    _, derivation = resolve(name, "multiclass")
-    rows = probs.shape[0] if per_row else 1
-    y = (one_hot * mask).reshape(rows, -1, probs.shape[-1])
-    a = probs.reshape(y.shape)
-    values = []
-    for row in range(rows):
-        matrix = y[row].t() @ a[row]
-        values.append(_evaluate(derivation, matrix, parameters or {}))
-    value = torch.stack(values).mean()
-    return 1 - value if direction_sign < 0 else value
-
-
-def _evaluate(derivation, matrix, parameters):
-    """The formula evaluated with torch ops on the aggregates of one matrix (no guards: batches stay away from them)."""
-    classes = matrix.shape[0]
-    rows, columns = matrix.sum(1), matrix.sum(0)
-    index = torch.arange(classes, dtype=matrix.dtype)
-    difference = index[:, None] - index[None, :]
-    weights = {
-        "UNWEIGHTED": (difference != 0).to(matrix.dtype),
-        "LINEAR": difference.abs() / (classes - 1),
-        "QUADRATIC": difference**2 / (classes - 1) ** 2,
-    }
-    aggregates = {
-        "SUM": matrix.sum(), "TRACE": matrix.trace(), "SUM_RC": rows @ columns, "SUM_RR": rows @ rows, "SUM_CC": columns @ columns,
-    }
-    for kind, w in weights.items():
-        aggregates[f"OBSERVED_{kind}"] = (w * matrix).sum()
-        aggregates[f"EXPECTED_{kind}"] = rows @ w @ columns
-    symbols = {symbol: aggregates[symbol.name] for symbol in MATRIX_SYMBOLS}
-    symbols.update({p.symbol: torch.tensor(parameters.get(p.name, float(p.default)), dtype=matrix.dtype) for p in derivation.definition.parameters})
-    # SymPy's own printer to torch, so the oracle shares no evaluation code with metricc
-    formula = sympy.lambdify(list(symbols), derivation.value, modules="torch")
-    return formula(*symbols.values())
 
 
 def inputs(classes, samples, seed, dense=False, ignore=False):

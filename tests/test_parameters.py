@@ -12,16 +12,18 @@ import torch
 from sklearn.metrics import fbeta_score
 
 import metricc
+from losses import value_and_gradient
 from metricc.cli import main
 from metricc.compiler import compile_metric
 from metricc.load import load_file, load_source
 from metricc.report import weight_curves
 from metricc.runtime.options import OPTION_NAMES
+from oracles import plain_soft_counts
 
 
 def soft_fbeta_loss(probs, target, beta):
     """1 - F-beta of the soft counts, autograd through plain torch: the oracle of the gradient."""
-    tp, fp, fn = (probs * target).sum(), (probs * (1 - target)).sum(), ((1 - probs) * target).sum()
+    tp, fp, fn, _ = plain_soft_counts(probs, target)
     return 1 - (1 + beta**2) * tp / ((1 + beta**2) * tp + beta**2 * fn + fp)
 
 
@@ -29,13 +31,6 @@ def batch(n=40, seed=0):
     generator = torch.Generator().manual_seed(seed)
     probs = torch.rand(n, generator=generator, dtype=torch.float64)
     return probs, (torch.arange(n) % 3 == 0).double()
-
-
-def value_and_gradient(loss, probs, target):
-    leaf = probs.clone().requires_grad_(True)
-    value = loss(leaf, target)
-    (gradient,) = torch.autograd.grad(value, leaf)
-    return value.detach(), gradient
 
 
 def hard_labels(seed=1, n=60):

@@ -13,6 +13,7 @@ from losses import compiled
 from metricc import MetricError
 from metricc.library import default_library
 from metricc.parse import parse
+from oracles import batch_with_counts
 
 # No injection: nothing a user writes becomes code in the emitted file.
 
@@ -169,8 +170,8 @@ def test_requires_grad_on_target_does_not_differentiate_the_target():
 @settings(max_examples=120)
 def test_every_library_metric_is_finite_on_degenerate_confusion_matrices(name, counts):
     tp, fp, fn, tn = counts
-    preds = torch.tensor([1.0] * tp + [1.0] * fp + [0.0] * fn + [0.0] * tn, dtype=torch.float64, requires_grad=True)
-    target = torch.tensor([1.0] * tp + [0.0] * fp + [1.0] * fn + [0.0] * tn, dtype=torch.float64)
+    preds, target = batch_with_counts(tp, fp, fn, tn)
+    preds.requires_grad_(True)
     for approximation in ("identity", "anyloss"):
         loss = compiled(name, approximation=approximation)(preds, target)
         (gradient,) = torch.autograd.grad(loss, preds)
