@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import importlib
 
-from .runtime.version import __version__  # noqa: E402  (one version source, read by pyproject.toml too)
+from .runtime.version import __version__  # the one version source, which pyproject.toml reads too
 
 from .errors import (  # noqa: E402
     DirectionError,
@@ -139,8 +139,8 @@ def _compiled(expression: str, name: str | None, options: dict, parameter_defaul
 
 __all__ = [
     "DirectionError",
-    "LearnedLoss",
     "InvalidMetricError",
+    "LearnedLoss",
     "MetricError",
     "MetricSyntaxError",
     "OptionError",

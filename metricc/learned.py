@@ -140,7 +140,18 @@ class CrossEntropyBase(torch.nn.Module):
         return f"task={self.task!r}, from_logits={self.from_logits}, ignore_index={self.ignore_index}"
 
 
-def base_options(name: str, task: str) -> Optional[Dict[str, Any]]:
+def cross_entropy_name(task: str) -> str:
+    """What the family calls cross-entropy: ce for softmax (multiclass), bce for sigmoid outputs; both spellings are
+    accepted in base= and initial=."""
+    return "ce" if task == "multiclass" else "bce"
+
+
+def spelt(name: str, task: str) -> str:
+    """A base-loss name with cross-entropy spelt as the task calls it."""
+    return cross_entropy_name(task) if name in ("bce", "ce") else name
+
+
+def base_options(name: str) -> Optional[Dict[str, Any]]:
     """The loss options of a metric base loss ("anyloss-30" -> anyloss with L = 30), or None for cross-entropy."""
     if name in ("bce", "ce"):
         return None
@@ -161,11 +172,8 @@ def family(base: Optional[Sequence[str]], task: str) -> Tuple[str, ...]:
         return SOFTMAX_FAMILY if task == "multiclass" else SIGMOID_FAMILY
     if isinstance(base, str) or not base:
         raise OptionError(f"base={base!r}: give a non-empty sequence of base-loss names, such as ('bce', 'anyloss-73')")
-    cross = "ce" if task == "multiclass" else "bce"
-    names = tuple(cross if name in ("bce", "ce") else name for name in base)
-    for name in names:
-        base_options(name, task)
-    parsed = [repr(base_options(name, task)) for name in names]
+    names = tuple(spelt(name, task) for name in base)
+    parsed = [repr(base_options(name)) for name in names]  # also checks each name
     repeated = sorted({name for name, key in zip(names, parsed) if parsed.count(key) > 1})
     if repeated:
         raise OptionError(f"base={tuple(base)!r} names the same base loss more than once ({', '.join(repeated)})")
@@ -175,13 +183,12 @@ def family(base: Optional[Sequence[str]], task: str) -> Tuple[str, ...]:
 def starting_weights(names: Sequence[str], initial: Optional[Mapping[str, float]], task: str) -> List[float]:
     """initial, normalised to sum 1; by default half cross-entropy, half the default metric loss (metricc's
     ce_weight=1 recipe) where the family has both, else equal weights."""
+    cross = cross_entropy_name(task)
     if initial is None:
         default_metric = "identity" if task == "multiclass" else "anyloss-73"
-        cross = "ce" if task == "multiclass" else "bce"
         chosen = {cross, default_metric} if {cross, default_metric} <= set(names) else set(names)
         return [1.0 / len(chosen) if name in chosen else 0.0 for name in names]
-    cross = "ce" if task == "multiclass" else "bce"
-    given = {cross if name in ("bce", "ce") else name: value for name, value in dict(initial).items()}
+    given = {spelt(name, task): value for name, value in dict(initial).items()}
     unknown = sorted(set(given) - set(names))
     if unknown:
         raise OptionError(f"initial names {', '.join(map(repr, unknown))}, not in the family {names}; set base= to include them")
@@ -250,10 +257,11 @@ class LearnedLoss(torch.nn.Module):
         self.validate_args: bool = configured.validate_args
         self.include_background: bool = configured.include_background
         self.base_names: Tuple[str, ...] = family(base, task)
+        base_losses = [base_options(n) for n in self.base_names]
         self.bases = torch.nn.ModuleList(
-            CrossEntropyBase(task, self.from_logits, self.ignore_index) if base_options(n, task) is None
-            else module_class(**base_options(n, task), validate_args=False, **parameters)  # forward checks the inputs once
-            for n in self.base_names
+            CrossEntropyBase(task, self.from_logits, self.ignore_index) if chosen is None
+            else module_class(**chosen, validate_args=False, **parameters)  # forward checks the inputs once
+            for chosen in base_losses
         )
         # the hard metric: 0/1 predictions (or one-hot arg-maxes) are soft counts that are exactly the hard counts
         self.scorer = module_class(approximation="identity", from_logits=False, count_momentum=None, sync=None, **parameters)
@@ -302,9 +310,10 @@ class LearnedLoss(torch.nn.Module):
             score, threshold = self._hard_score(preds, target)
         if not math.isfinite(score):
             raise ValueError(f"the validation {self.metric_name} is {score}: choose a metric that is finite on these predictions")
-        losses = self._recorded_means(preds.device)
         entry = {"score": score, "threshold": threshold, "losses": None, "weights": None, "steps": self._steps}
-        self._steps, self._samples, self._sums = 0, 0, None
+        sums, samples = self._sums, self._samples
+        self._steps, self._samples, self._sums = 0, 0, None  # those steps belong to this checkpoint, whatever follows
+        losses = self._recorded_means(sums, samples, preds.device)
         if losses is not None:
             entry["losses"] = dict(zip(self.base_names, losses))
             self._weights = self._updated_weights(self._history + [entry])
@@ -313,11 +322,11 @@ class LearnedLoss(torch.nn.Module):
         self._history.append(entry)
         return score
 
-    def _recorded_means(self, device: torch.device) -> Optional[List[float]]:
-        """Each base's mean recorded training value since the last validate, over every torch.distributed rank when
-        running; None if nothing was recorded. A non-finite value is an error naming the base."""
-        sums = self._sums if self._sums is not None else torch.zeros(len(self.base_names), dtype=torch.float64, device=device)
-        samples = self._samples
+    def _recorded_means(self, sums: Optional[Tensor], samples: int, device: torch.device) -> Optional[List[float]]:
+        """Each base's mean recorded training value from the sums of `samples` recorded steps, over every
+        torch.distributed rank when running; None if nothing was recorded. A non-finite value is an error naming the base."""
+        if sums is None:
+            sums = torch.zeros(len(self.base_names), dtype=torch.float64, device=device)
         if torch.distributed.is_available() and torch.distributed.is_initialized():
             together = torch.cat([sums.to(device), sums.new_tensor([float(samples)], device=device)])
             torch.distributed.all_reduce(together)
@@ -327,7 +336,6 @@ class LearnedLoss(torch.nn.Module):
         means = (sums / samples).tolist()
         bad = [name for name, value in zip(self.base_names, means) if not math.isfinite(value)]
         if bad:
-            self._steps, self._samples, self._sums = 0, 0, None
             raise ValueError(
                 f"the training value of base loss {', '.join(bad)} was not finite in the {samples} recorded steps since the "
                 "last validate: these steps are left out; check the training predictions, or leave that base out with base="

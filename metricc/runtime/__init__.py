@@ -1,6 +1,6 @@
 """metricc's runtime: what every compiled loss shares (layout, soft counts, averaging, the closed-form backward,
-the base module). It imports torch only, and nothing of the compiler around it; the emitted file of a metric holds its formula and
-a subclass.
+the base module). It imports torch only, and nothing of the compiler around it; the emitted file of a metric holds
+its formula and a subclass.
 
 An emitted file names the runtime interface it was written for and checks it on import (`require_runtime`),
 as protobuf's generated code checks its runtime: a file from an incompatible metricc fails with both versions.
