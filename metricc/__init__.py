@@ -29,8 +29,8 @@ from .errors import (  # noqa: E402
 
 #: Submodules reachable as attributes of the package, imported on first access.
 _SUBMODULES = (
-    "analyse", "cli", "compiler", "demo", "derive", "emitter", "learned", "library", "linear_program", "load", "matrix", "options",
-    "parse", "printer", "report", "runtime", "threshold",
+    "analyse", "cli", "compiler", "demo", "derive", "emitter", "explanation", "formats", "language", "learned", "library",
+    "linear_program", "load", "options", "parse", "plots", "printer", "runtime", "threshold",
 )
 
 #: Classes reachable as attributes of the package, from the submodule that defines them, imported on first access.
@@ -59,21 +59,26 @@ def emit(expression: str, /, name: str | None = None, standalone: bool = False, 
     return _compiled(expression, name, options, parameters)[2]
 
 
-def explain(expression: str, /, **parameters):
-    """An `Explanation` of the metric: direction, monotonicity, range, singular points and guards, partials,
-    per-sample gradient weights and operation counts; `.format("text" | "latex" | "json" | "markdown")`.
-    Keyword arguments set the metric's parameters (`explain("fbeta", beta=2)`): the values it is sampled at."""
+def explain(expression: str, /, task: str | None = None, **parameters):
+    """The `Explanation` that `metricc explain METRIC --task TASK` prints: direction, monotonicity, range, singular
+    points and guards, partials, per-sample gradient weights (or G for a matrix metric) and operation counts;
+    `.format("text" | "latex" | "json" | "markdown")`, `.to_json()`. task=None explains the metric's own form (the
+    matrix form only for a metric that has no four-count form, such as weighted kappa); 'multiclass' the matrix
+    form of a metric that has one; another task the four-count form. Keyword arguments set the metric's
+    parameters (`explain("fbeta", beta=2)`): the values it is sampled at."""
     from .compiler import checked_parameter_defaults
-    from .report import explain as _explain
+    from .explanation import explain as _explain
     from .runtime.options import OPTION_NAMES
 
     options = sorted(set(parameters) & set(OPTION_NAMES))
     if options:
         raise OptionError(
-            f"metricc.explain takes the metric's parameters, not loss options ({', '.join(options)}): it explains the "
-            "formula; `metricc explain METRIC --task multiclass` shows a matrix metric's multi-class form"
+            f"metricc.explain takes the task and the metric's parameters, not loss options ({', '.join(options)}): it "
+            "explains the formula, whatever the loss does with it"
         )
-    return _explain(expression, checked_parameter_defaults(expression, None, "binary", parameters))
+    if task not in (None, "binary", "multiclass", "multilabel"):
+        raise OptionError(f"task={task!r} is not one of None, 'binary', 'multiclass', 'multilabel'")
+    return _explain(expression, task, checked_parameter_defaults(expression, None, task, parameters))
 
 
 def gradient(expression: str):

@@ -12,7 +12,7 @@ import sympy
 
 from .derive import Derivation
 from .errors import DirectionError
-from .parse import COUNT_NAMES, COUNTS, MATRIX_NAMES, MATRIX_SYMBOLS
+from .language import COUNT_NAMES, COUNTS, MATRIX_NAMES, MATRIX_SYMBOLS
 
 
 class SafeDenominator(sympy.Function):
@@ -343,18 +343,16 @@ class DirectionVerdict:
     reason: str = ""
 
 
-def decide_direction(derivation: Derivation, samples: int = 2000) -> DirectionVerdict:
-    """Maximise when making any one prediction more correct raises the metric, minimise when it lowers it.
-
-    A prediction a_i moving towards its label changes the metric by dTP - dFN for a positive example and by
-    dTN - dFP for a negative one: exactly the per-sample weights the backward pass uses. Their signs, at
-    confusion matrices sampled over several orders of magnitude, decide the direction.
-    """
+def decide_direction(derivation: Derivation) -> DirectionVerdict:
+    """Maximise when making any one prediction more correct raises the metric, minimise when it lowers it, at
+    sampled confusion matrices (the form's `_DIRECTION_EVIDENCE`); with parameters, at their defaults and again
+    spread over their domains, since a compiled loss keeps one direction whatever values it is given."""
+    evidence = _DIRECTION_EVIDENCE[derivation.form.kind]
     parameters = derivation.definition.parameters
-    at_defaults = _direction_of_weights(derivation, {**sample_counts(samples), **default_values(parameters)}, samples)
+    at_defaults = evidence(derivation, default_values(parameters))
     if at_defaults.direction is None or not parameters:
         return at_defaults
-    spread = _direction_of_weights(derivation, {**sample_counts(samples), **parameter_samples(parameters, samples)}, samples)
+    spread = evidence(derivation, parameter_samples(parameters, DIRECTION_SAMPLES[derivation.form.kind]))
     if spread.direction == at_defaults.direction:
         return at_defaults
     return DirectionVerdict(None, changes_with_parameters(at_defaults.direction, parameters))
@@ -398,8 +396,11 @@ def changes_with_parameters(direction: str, parameters) -> str:
     )
 
 
-def _direction_of_weights(derivation: Derivation, values: Dict[sympy.Symbol, np.ndarray], samples: int) -> DirectionVerdict:
-    """decide_direction at the given counts and parameter values."""
+def _direction_of_weights(derivation: Derivation, parameters: Dict[sympy.Symbol, np.ndarray]) -> DirectionVerdict:
+    """The four counts' evidence: a prediction a_i moving towards its label changes the metric by dTP - dFN for a
+    positive example and by dTN - dFP for a negative one, exactly the per-sample weights the backward pass uses."""
+    samples = DIRECTION_SAMPLES["counts"]
+    values = {**sample_counts(samples), **parameters}
     d_tp, d_fp, d_fn, d_tn = (np.broadcast_to(evaluate(partial, values), (samples,)) for partial in derivation.partials)
     weights = {"a positive example (dTP - dFN)": d_tp - d_fn, "a negative example (dTN - dFP)": d_tn - d_fp}
     signs = {}
@@ -421,8 +422,69 @@ def _direction_of_weights(derivation: Derivation, values: Dict[sympy.Symbol, np.
     return DirectionVerdict(None, "a positive example becoming more correct moves the metric one way and a negative example the other")
 
 
+def _direction_of_corrections(derivation: Derivation, parameters: Dict[sympy.Symbol, np.ndarray]) -> DirectionVerdict:
+    """The matrix's evidence: G[i, i] - G[i, j], the change of the metric as a sample moves from a wrong predicted
+    class j to its true class i, at sampled matrices."""
+    gains = correction_gains(derivation, parameters)
+    signs = set(np.sign(gains).tolist()) - {0.0}
+    if len(signs) == 1:
+        return DirectionVerdict("maximize" if signs.pop() > 0 else "minimize")
+    if not signs:
+        return DirectionVerdict(None, "no prediction changes the metric")
+    return DirectionVerdict(None, "moving a sample to its true class raises it for some confusion matrices and lowers it for others")
+
+
+def sample_matrices(samples: int, classes: int = 4, seed: int = 0) -> np.ndarray:
+    """(samples, C, C) confusion matrices with a dominant diagonal, over three orders of magnitude."""
+    rng = np.random.default_rng(seed)
+    matrices = rng.uniform(0.1, 1.0, size=(samples, classes, classes)) * 10.0 ** rng.uniform(0, 3, size=(samples, 1, 1))
+    matrices += np.eye(classes) * matrices.sum(2, keepdims=True) * rng.uniform(0.5, 2, size=(samples, 1, 1))
+    return matrices
+
+
+def aggregate_values(derivation: Derivation, matrices: np.ndarray) -> Dict[sympy.Symbol, np.ndarray]:
+    """The aggregates the metric reads, of each matrix, keyed by symbol: computed by the runtime (float64), whose
+    table is the one definition of them."""
+    import torch
+
+    from .runtime.matrix import matrix_aggregates
+
+    found = matrix_aggregates(torch.from_numpy(matrices), list(derivation.names))
+    return {variable.symbol: found[variable.name].numpy() for variable in derivation.variables}
+
+
+def cell_gradient(derivation: Derivation, matrices: np.ndarray, values: Dict[sympy.Symbol, np.ndarray]) -> np.ndarray:
+    """G = d metric / d M of each matrix, (samples, C, C): the partials evaluated at `values` (the matrices'
+    aggregates and the parameters), combined by the runtime's d aggregate / d M."""
+    import torch
+
+    from .runtime.matrix import matrix_gradient
+
+    samples = matrices.shape[0]
+    partials = {
+        name: torch.from_numpy(np.array(np.broadcast_to(evaluate(partial, values), (samples,)), dtype=np.float64))
+        for name, partial in derivation.partials_by_name().items()
+    }
+    return matrix_gradient(torch.from_numpy(matrices), partials).numpy()
+
+
+def correction_gains(derivation: Derivation, parameters: Dict[sympy.Symbol, np.ndarray]) -> np.ndarray:
+    """G[i, i] - G[i, j] averaged over i != j, per sampled matrix."""
+    matrices = sample_matrices(DIRECTION_SAMPLES["matrix"])
+    gradient = cell_gradient(derivation, matrices, {**aggregate_values(derivation, matrices), **parameters})
+    classes = matrices.shape[1]
+    diagonal = np.einsum("sii->si", gradient)
+    off = ~np.eye(classes, dtype=bool)
+    return (diagonal[:, :, None] - gradient)[:, off].mean(1)
+
+
+#: How many confusion matrices each form's direction is sampled at, and how.
+DIRECTION_SAMPLES = {"counts": 2000, "matrix": 200}
+_DIRECTION_EVIDENCE = {"counts": _direction_of_weights, "matrix": _direction_of_corrections}
+
+
 def resolve_direction(derivation: Derivation, requested: str, declared: Optional[str] = None) -> str:
-    """The direction to use: an explicit request, else a library declaration, else the signs of the partials."""
+    """The direction to use: an explicit request, else a library declaration, else the sampled evidence."""
     if requested != "auto":
         return requested
     if declared is not None:
@@ -614,13 +676,30 @@ def _number_text(value: float) -> str:
 
 
 def estimate_range(derivation: Derivation) -> ValueRange:
-    """The smallest and largest finite values over dense sampling, parameters at their defaults."""
-    values = _with_defaults(derivation, dense_counts())
-    metric = np.broadcast_to(evaluate(derivation.value, values), values[TP].shape)
+    """The smallest and largest finite values over dense sampling (`range_samples`), parameters at their defaults."""
+    values = _with_defaults(derivation, range_samples(derivation))
+    size = len(next(iter(values.values())))
+    metric = np.broadcast_to(evaluate(derivation.value, values), (size,))
     finite = metric[np.isfinite(metric)]
     if not finite.size:
         return ValueRange(float("nan"), float("nan"), "sampled", 0)
     return ValueRange(float(finite.min()), float(finite.max()), "sampled", int(finite.size))
+
+
+def range_samples(derivation: Derivation) -> Dict[sympy.Symbol, np.ndarray]:
+    """Where a range is sampled: `dense_counts` for the four counts; for the matrix, the aggregates of random
+    2 x 2 and 4 x 4 matrices over six orders of magnitude, some cells zero, some diagonals dominant."""
+    if derivation.form.kind == "counts":
+        return dense_counts()
+    rng = np.random.default_rng(0)
+    parts = []
+    for classes in (2, 4):
+        shape = (2000, classes, classes)
+        matrices = rng.uniform(0.01, 1.0, size=shape) * 10.0 ** rng.uniform(-2, 4, size=(2000, 1, 1))
+        matrices *= rng.uniform(size=shape) > 0.2
+        matrices += np.eye(classes) * matrices.sum(2, keepdims=True) * rng.choice([0.0, 1.0, 10.0], size=(2000, 1, 1))
+        parts.append(aggregate_values(derivation, matrices))
+    return {symbol: np.concatenate([part[symbol] for part in parts]) for symbol in parts[0]}
 
 
 @dataclass(frozen=True)

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .errors import MetricError, OptionError, ParameterError
 from .runtime.options import DIRECTION_SPELLINGS, OPTION_NAMES, OPTIONS, InvalidOption
@@ -157,45 +157,66 @@ def _parameter_defaults(args: argparse.Namespace) -> tuple:
     return tuple(sorted(_parameters(args, _read_expression(args), args.task).items()))
 
 
-def _matrix_explanation(args: argparse.Namespace, detailed: bool):
-    """The matrix form's report, where the metric is one: a formula of matrix aggregates, a library metric defined
-    on the whole matrix alone (weighted kappa), or any library metric with a matrix form under --task multiclass."""
-    from .compiler import matrix_form
-
-    found = matrix_form(_read_expression(args), args.task, _parameter_defaults(args))
-    if found is None:
-        return None
-    from .matrix_report import MatrixExplanation
-
-    entry, derivation = found
-    return MatrixExplanation(entry.name if entry else "metric", entry, derivation, detailed)
-
-
 def command_grad(args: argparse.Namespace) -> int:
-    matrix = _matrix_explanation(args, detailed=False)
-    if matrix is not None:
-        print(matrix.format(args.format))
-        return 0
-    from .report import format_explanation, gradient_report
+    from .explanation import gradient_report
 
-    print(format_explanation(gradient_report(_read_expression(args), _parameter_defaults(args)), args.format))
+    print(gradient_report(_read_expression(args), args.task, _parameter_defaults(args)).format(args.format))
     return 0
 
 
 def command_explain(args: argparse.Namespace) -> int:
-    from .report import explain, format_explanation, parse_counts, plot_weights
+    from .explanation import explain
 
-    matrix = _matrix_explanation(args, detailed=True)
-    if matrix is not None:
-        print(matrix.format(args.format))
-        return 0
-    counts = parse_counts(args.counts)
-    explanation = explain(_read_expression(args), _parameter_defaults(args))
-    print(format_explanation(explanation, args.format))
+    explanation = explain(_read_expression(args), args.task, _parameter_defaults(args))
+    batch = _plotted_batch(args, explanation.kind)
+    print(explanation.format(args.format))
     if args.plot:
-        path = plot_weights(explanation, counts, args.plot)
+        from .plots import plot_weights
+
+        path = plot_weights(explanation, batch, args.plot)
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _plotted_batch(args: argparse.Namespace, kind: str):
+    """The rest of the batch --plot adds a sample to: --counts for a four-count metric, --matrix for a matrix one."""
+    from .plots import DEFAULT_COUNTS, DEFAULT_MATRIX
+
+    given, other = (args.counts, args.matrix) if kind == "counts" else (args.matrix, args.counts)
+    if other is not None:
+        flag, wanted = ("--matrix", "--counts TP,FP,FN,TN") if kind == "counts" else ("--counts", "--matrix 'a,b;c,d'")
+        raise OptionError(f"{flag} is for the other form of metric: this one is a {kind} metric, so give {wanted}")
+    if kind == "counts":
+        return DEFAULT_COUNTS if given is None else parse_counts(given)
+    return DEFAULT_MATRIX if given is None else parse_matrix(given)
+
+
+def parse_counts(text: str) -> Tuple[float, float, float, float]:
+    """'TP,FP,FN,TN' -> four nonnegative numbers."""
+    values = _numbers(text.split(","))
+    if len(values) != 4:
+        raise OptionError(f"--counts {text!r} must be four nonnegative numbers TP,FP,FN,TN, e.g. 20,10,10,60")
+    return values  # type: ignore[return-value]
+
+
+def parse_matrix(text: str) -> Tuple[Tuple[float, ...], ...]:
+    """'a,b;c,d' (rows: true classes) -> a square matrix of nonnegative numbers, at least 2 x 2."""
+    rows = tuple(_numbers(row.split(",")) for row in text.split(";"))
+    if len(rows) < 2 or any(len(row) != len(rows) for row in rows):
+        raise OptionError(
+            f"--matrix {text!r} must be a square confusion matrix of nonnegative numbers, rows (true classes) separated "
+            "by ';' and cells by ',', at least 2 x 2, e.g. '20,5,2;5,20,5;2,5,20'"
+        )
+    return rows
+
+
+def _numbers(parts: List[str]) -> Tuple[float, ...]:
+    """Finite nonnegative numbers, or () if any part is not one."""
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        return ()
+    return values if all(0 <= v < float("inf") for v in values) else ()
 
 
 def command_list(args: argparse.Namespace) -> int:
@@ -500,7 +521,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parameters(explain_parser, "where the range, the sampled checks and --plot evaluate the metric")
     explain_parser.add_argument("--plot", metavar="FILE.png", help="draw the loss and per-sample gradient weight against one prediction p")
     explain_parser.add_argument(
-        "--counts", default="20,10,10,60", metavar="TP,FP,FN,TN", help="counts of the rest of the batch for --plot (default 20,10,10,60)"
+        "--counts", metavar="TP,FP,FN,TN", help="a four-count metric's --plot: the counts of the rest of the batch (default 20,10,10,60)"
+    )
+    explain_parser.add_argument(
+        "--matrix", metavar="ROWS", help="a matrix metric's --plot: the rest of the batch's confusion matrix, rows by ';' (default 20,5,2;5,20,5;2,5,20)"
     )
     explain_parser.set_defaults(run=command_explain)
 

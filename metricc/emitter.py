@@ -1,6 +1,7 @@
 """Stage 4: a derivation becomes the source of a loss module file: the metric's docstring, its formula functions
-and a subclass of the runtime's CountLossBase; with standalone=True the runtime is inlined and the file imports
-only torch.
+and a subclass of its form's runtime base class (CountLossBase, MatrixLossBase); with standalone=True the runtime
+is inlined and the file imports only torch. One path for every form: what a form adds (its formula functions, its
+subclass's hooks, its docstring's own sections) is one `FormCode`, from the form's entry in `_FORM_CODE`.
 
 Names: the emitter's own names (counts, intermediates, helpers) never start with PARAMETER_PREFIX, and a metric
 parameter `beta` is always written `param_beta`, so no name a user chooses can shadow one the code relies on.
@@ -23,16 +24,15 @@ from . import __version__
 from .analyse import Singularity, guard_together
 from .derive import Derivation, per_sample_weights
 from .errors import OptionError
+from .language import COUNTS_FORM, Parameter
 from .options import LossOptions
-from .matrix import MatrixDerivation
-from .parse import COUNT_NAMES, COUNTS, MATRIX_AGGREGATES, MATRIX_NAMES, MATRIX_SYMBOLS, Parameter
 from .printer import FloatPrinter, TorchPrinter
 from .runtime import RUNTIME_VERSION
 from .runtime.options import DEFAULTS
 
 PARAMETER_PREFIX = "param_"
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
-_COUNT_VARIABLES = {count: name.lower() for count, name in zip(COUNTS, COUNT_NAMES)}
+_COUNT_VARIABLES = {v.symbol: v.code_name for v in COUNTS_FORM.variables}
 _RUNTIME = Path(__file__).resolve().parent / "runtime"
 #: The runtime's modules in an order where each comes after the ones it imports: the standalone file's body.
 RUNTIME_MODULES = ("options", "guards", "inputs", "approximate", "counts", "reduce", "backward", "compound", "matrix", "loss")
@@ -195,31 +195,38 @@ def _module_file(docstring: str, metric_code: str, base_class: str, typing_names
     return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
 
 
-def _docstring(derivation: Derivation, name: str, loss_class: str, options: LossOptions, safe: GuardedDerivation, standalone: bool) -> str:
-    parameters = derivation.definition.parameters
-    loss_text = f"1 - {name}" if options.direction == "maximize" else name
-    positive, negative = per_sample_weights(derivation)
-    partial_lines = "\n".join(
-        _wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in zip(COUNT_NAMES, derivation.partials)
-    )
-    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in safe.singularities) or "    none"
-    return _doc_text(
-        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
-        f"Metric ({options.direction}d; the loss is {loss_text}):\n\n"
-        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
-        f"Partial derivatives:\n\n{partial_lines}\n\n"
-        f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
-        f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
-        f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
-        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
-        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
-        "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
-        f"{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
-    )
+@dataclass(frozen=True)
+class FormCode:
+    """What one form puts in a loss file: its formula functions, its subclass's attributes and formula hooks, the
+    typing names they need, and its docstring's own parts (the metric's introduction, the sections between the
+    formula and the parameters, a closing note) and the singular points its guards cover."""
+
+    functions: Tuple[str, ...]
+    attributes: str
+    hooks: str
+    typing_names: str
+    introduction: str
+    sections: str
+    closing: str
+    singularities: Tuple[Singularity, ...]
 
 
-def _class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter]) -> str:
-    """The subclass: name, constructor defaults, parameters with their domains, and the three formula hooks."""
+def _count_code(derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str) -> FormCode:
+    """The four counts: the metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), on
+    tensors and on floats, and the hooks formula, formula_and_weights and formula_on_floats."""
+    safe = guarded(derivation)
+    weights = [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)]
+    functions = (
+        _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts."),
+        _function_source(
+            "metric_value_and_weights", weights, parameters,
+            "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
+        ),
+        _function_source(
+            "metric_value_and_weights_of_floats", weights, parameters,
+            "metric_value_and_weights on Python floats, for counts that are single numbers.", on_floats=True,
+        ),
+    )
     values = "".join(f', self.parameter_values["{p.name}"]' for p in parameters)
     hooks = (
         ("formula", "Tensor", "Tensor", "metric_value"),
@@ -231,13 +238,65 @@ def _class_source(name: str, loss_class: str, options: LossOptions, parameters: 
         f"        return {function}(tp, fp, fn, tn, self.eps{values})\n"
         for hook, kind, returns, function in hooks
     )
-    return (
-        f"class {loss_class}(CountLossBase):\n"
-        f'    """{name} as a loss; CountLossBase documents the inputs and the options."""\n\n'
-        f"{_class_attributes(name, options, parameters)}\n"
-        f"{_OWN_FORWARD}\n"
-        f"{methods}"
+    positive, negative = per_sample_weights(derivation)
+    partial_lines = "\n".join(_wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in derivation.partials_by_name().items())
+    sections = (
+        f"Partial derivatives:\n\n{partial_lines}\n\n"
+        f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
+        f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
+        f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
     )
+    return FormCode(
+        functions, "", methods, "Tuple", f"Metric ({direction}d; the loss is {loss_text})", sections,
+        "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n",
+        safe.singularities,
+    )
+
+
+def _matrix_code(derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str) -> FormCode:
+    """The whole confusion matrix: the metric and its partial by each aggregate it reads, and the hooks formula
+    and formula_and_partials; the runtime turns the partials into G = d metric / d M."""
+    variables = derivation.variables
+    inputs = {v.symbol: v.code_name for v in variables}
+    (value, *partials), singularities = guard_together([derivation.value, *derivation.partials])
+    outputs = [("value", value)] + [(f"d_{v.code_name}", p) for v, p in zip(variables, partials)]
+    functions = (
+        _function_source("metric_value", outputs[:1], parameters, "The soft metric from the aggregates of the soft confusion matrix.", inputs=inputs),
+        _function_source(
+            "metric_value_and_partials", outputs, parameters,
+            "The metric and its partial derivative by each aggregate, sharing subexpressions.", inputs=inputs,
+        ),
+    )
+    arguments = ", ".join([f'aggregates["{v.name}"]' for v in variables] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
+    partial_names = ", ".join(f"d_{v.code_name}" for v in variables)
+    partial_dict = ", ".join(f'"{v.name}": d_{v.code_name}' for v in variables)
+    hooks = (
+        f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
+        f"        return metric_value({arguments})\n\n"
+        f"    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:\n"
+        f"        value, {partial_names} = metric_value_and_partials({arguments})\n"
+        f"        return value, {{{partial_dict}}}\n"
+    )
+    names = derivation.names
+    attributes = f"    aggregates = ({', '.join(_literal(a) for a in names)}{',' if len(names) == 1 else ''})\n"
+    aggregate_lines = "\n".join(f"    {v.name}: {v.meaning}" for v in variables)
+    partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
+    sections = (
+        f"Aggregates:\n\n{aggregate_lines}\n\n"
+        f"Partial derivatives:\n\n{partial_lines}\n\n"
+        "Gradient with respect to the matrix (the backward pass uses it, not autograd through the formula):\n\n"
+        f"{_wrap(f'G[i, j] = d {name} / d M[i, j] = {derivation.cell_gradient_text()}', '    ')}\n"
+        "    and the weight of a[n, j] is G[label of n, j].\n\n"
+    )
+    introduction = (
+        "Metric of the whole C x C soft confusion matrix M[i, j] = sum_n y[n, i] a[n, j] (true class i, predicted\n"
+        f"class j; row sums r, column sums c), {direction}d; the loss is {loss_text}"
+    )
+    return FormCode(functions, attributes, hooks, "Dict, Tuple", introduction, sections, "", singularities)
+
+
+#: Each form's code, by the form's kind (language.FORMS).
+_FORM_CODE = {"counts": _count_code, "matrix": _matrix_code}
 
 
 def emit_module(derivation: Derivation, name: str, options: LossOptions, standalone: bool = False) -> str:
@@ -246,22 +305,28 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions, standal
         raise OptionError("emit_module needs a resolved direction ('maximize' or 'minimize')")
     loss_class = class_name(name)
     parameters = derivation.definition.parameters
-    safe = guarded(derivation)
-    weights = [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)]
-    functions = [
-        _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts."),
-        _function_source(
-            "metric_value_and_weights", weights, parameters,
-            "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
-        ),
-        _function_source(
-            "metric_value_and_weights_of_floats", weights, parameters,
-            "metric_value_and_weights on Python floats, for counts that are single numbers.", on_floats=True,
-        ),
-    ]
-    metric_code = "\n\n".join(functions) + "\n\n" + _class_source(name, loss_class, options, parameters)
-    docstring = _docstring(derivation, name, loss_class, options, safe, standalone)
-    return _module_file(docstring, metric_code, "CountLossBase", "Tuple", standalone)
+    loss_text = f"1 - {name}" if options.direction == "maximize" else name
+    code = _FORM_CODE[derivation.form.kind](derivation, name, parameters, loss_text, options.direction)
+    base_class = derivation.form.base_class
+    subclass = (
+        f"class {loss_class}({base_class}):\n"
+        f'    """{name} as a loss; {base_class} documents the inputs and the options."""\n\n'
+        f"{_class_attributes(name, options, parameters)}{code.attributes}\n"
+        f"{_OWN_FORWARD}\n"
+        f"{code.hooks}"
+    )
+    metric_code = "\n\n".join(code.functions) + "\n\n" + subclass
+    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in code.singularities) or "    none"
+    docstring = _doc_text(
+        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
+        f"{code.introduction}:\n\n"
+        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
+        f"{code.sections}"
+        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
+        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
+        f"{code.closing}{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
+    )
+    return _module_file(docstring, metric_code, base_class, code.typing_names, standalone)
 
 
 @lru_cache(maxsize=1)
@@ -300,71 +365,3 @@ def _import_allowed(statement: str, allowed: set) -> bool:
         if line.startswith(head) and set(match.group(2).split(", ")) <= set(line[len(head):].split(", ")):
             return True
     return False
-
-
-def aggregate_variable(name: str) -> str:
-    """The Python name of a matrix aggregate in emitted code: SUM -> total (not the builtin), else lower case."""
-    return "total" if name == "SUM" else name.lower()
-
-
-def emit_matrix_module(derivation: MatrixDerivation, name: str, options: LossOptions, standalone: bool = False) -> str:
-    """The source of a matrix metric's loss module file: the subclass of MatrixLossBase and its formula."""
-    if options.direction not in ("maximize", "minimize"):
-        raise OptionError("emit_matrix_module needs a resolved direction ('maximize' or 'minimize')")
-    loss_class = class_name(name)
-    parameters = derivation.definition.parameters
-    inputs = {MATRIX_SYMBOLS[MATRIX_NAMES.index(a)]: aggregate_variable(a) for a in derivation.aggregates}
-    (value, *partials), singularities = guard_together([derivation.value, *derivation.partials])
-    outputs = [("value", value)] + [(f"d_{aggregate_variable(a)}", p) for a, p in zip(derivation.aggregates, partials)]
-    functions = [
-        _function_source("metric_value", outputs[:1], parameters, "The soft metric from the aggregates of the soft confusion matrix.", inputs=inputs),
-        _function_source(
-            "metric_value_and_partials", outputs, parameters,
-            "The metric and its partial derivative by each aggregate, sharing subexpressions.", inputs=inputs,
-        ),
-    ]
-    metric_code = "\n\n".join(functions) + "\n\n" + _matrix_class_source(name, loss_class, options, parameters, derivation.aggregates)
-    docstring = _matrix_docstring(derivation, name, loss_class, options, singularities, standalone)
-    return _module_file(docstring, metric_code, "MatrixLossBase", "Dict, Tuple", standalone)
-
-
-def _matrix_class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter], aggregates: Sequence[str]) -> str:
-    arguments = ", ".join([f'aggregates["{a}"]' for a in aggregates] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
-    partial_names = ", ".join(f"d_{aggregate_variable(a)}" for a in aggregates)
-    partial_dict = ", ".join(f'"{a}": d_{aggregate_variable(a)}' for a in aggregates)
-    return (
-        f"class {loss_class}(MatrixLossBase):\n"
-        f'    """{name} as a loss; MatrixLossBase documents the inputs and the options."""\n\n'
-        f"{_class_attributes(name, options, parameters)}"
-        f"    aggregates = ({', '.join(_literal(a) for a in aggregates)}{',' if len(aggregates) == 1 else ''})\n\n"
-        f"{_OWN_FORWARD}\n"
-        f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
-        f"        return metric_value({arguments})\n\n"
-        f"    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:\n"
-        f"        value, {partial_names} = metric_value_and_partials({arguments})\n"
-        f"        return value, {{{partial_dict}}}\n"
-    )
-
-
-def _matrix_docstring(
-    derivation: MatrixDerivation, name: str, loss_class: str, options: LossOptions, singularities: Tuple[Singularity, ...], standalone: bool
-) -> str:
-    parameters = derivation.definition.parameters
-    loss_text = f"1 - {name}" if options.direction == "maximize" else name
-    aggregate_lines = "\n".join(f"    {a}: {MATRIX_AGGREGATES[a]}" for a in derivation.aggregates)
-    partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
-    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in singularities) or "    none"
-    return _doc_text(
-        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
-        f"Metric of the whole C x C soft confusion matrix M[i, j] = sum_n y[n, i] a[n, j] (true class i, predicted\n"
-        f"class j; row sums r, column sums c), {options.direction}d; the loss is {loss_text}:\n\n"
-        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
-        f"Aggregates:\n\n{aggregate_lines}\n\n"
-        f"Partial derivatives:\n\n{partial_lines}\n\n"
-        "Gradient with respect to the matrix (the backward pass uses it, not autograd through the formula):\n\n"
-        f"{_wrap(f'G[i, j] = d {name} / d M[i, j] = {derivation.gradient_text()}', '    ')}\n"
-        "    and the weight of a[n, j] is G[label of n, j].\n\n"
-        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
-        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
-        f"{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
-    )

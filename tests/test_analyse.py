@@ -23,7 +23,8 @@ from metricc.analyse import (
 from metricc.compiler import resolve
 from metricc.derive import derive, per_sample_weights
 from metricc.library import default_library
-from metricc.parse import COUNTS, parse
+from metricc.language import COUNTS
+from metricc.parse import parse
 from oracles import labels_with_counts
 
 TP, FP, FN, TN = COUNTS

@@ -124,7 +124,7 @@ from hypothesis import strategies as st  # noqa: E402
 from test_parse import random_expressions  # noqa: E402
 
 from metricc.compiler import resolve  # noqa: E402
-from metricc.parse import COUNTS  # noqa: E402
+from metricc.language import COUNTS  # noqa: E402
 
 
 @given(random_expressions, st.tuples(*[st.integers(1, 12)] * 4))

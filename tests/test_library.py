@@ -17,7 +17,7 @@ import metricc
 from metricc.analyse import decide_direction, estimate_range, monotonicity
 from metricc.compiler import compile_metric, resolve
 from metricc.library import default_library
-from metricc.parse import COUNTS
+from metricc.language import COUNTS
 from oracles import labels_with_counts
 
 LIBRARY = default_library()
