@@ -1,4 +1,4 @@
-"""The pipeline in one place: parse -> derive -> analyse -> emit (-> load), with a cache of compilations."""
+"""The pipeline in one place: parse -> derive -> guards and direction -> emit (-> load), with a cache of compilations."""
 
 from __future__ import annotations
 
@@ -9,13 +9,13 @@ from typing import Dict, Optional, Tuple
 
 import sympy
 
-from .analyse import resolve_direction
+from .direction import resolve_direction
 from .derive import Derivation, derive
 from .emitter import emit_module
 from .errors import OptionError
 from .language import COUNT_NAMES, MATRIX_FORM, MetricDefinition, as_two_class
 from .library import LibraryEntry, default_library
-from .options import LossOptions, checked_parameters, make_options, parameter_domains, split_arguments
+from .arguments import LossOptions, checked_parameters, make_options, parameter_domains, split_arguments
 from .parse import parse
 from .runtime.options import matrix_option_problem
 
@@ -115,3 +115,15 @@ def gradient(expression: str) -> Dict[str, sympy.Expr]:
     """The four partial derivatives of a metric, keyed "TP", "FP", "FN", "TN"."""
     _, derivation = resolve(expression)
     return derivation.partials_by_name()
+
+
+def generated_sources() -> dict:
+    """File name -> source for every library metric with default options, and for each one with a matrix form
+    that form with task='multiclass' (<name>_multiclass.py): the contents of generated/."""
+    library = default_library()
+    sources = {}
+    for name in library.names():
+        sources[f"{name}.py"] = compile_metric(name).source
+        if library.entry(name).matrix is not None:
+            sources[f"{name}_multiclass.py"] = compile_metric(name, f"{name}_multiclass", task="multiclass").source
+    return sources

@@ -21,11 +21,11 @@ from typing import Dict, Sequence, Tuple
 import sympy
 
 from . import __version__
-from .analyse import Singularity, guard_together
+from .guards import Singularity, guard_together
 from .derive import Derivation, per_sample_weights
 from .errors import OptionError
 from .language import COUNTS_FORM, Parameter
-from .options import LossOptions
+from .arguments import LossOptions
 from .printer import FloatPrinter, TorchPrinter
 from .runtime import RUNTIME_VERSION
 from .runtime.options import DEFAULTS

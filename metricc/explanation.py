@@ -10,17 +10,9 @@ from typing import Optional, Tuple
 
 import sympy
 
-from .analyse import (
-    Monotonicity,
-    OperationCount,
-    SingularPoint,
-    ValueRange,
-    decide_direction,
-    estimate_range,
-    monotonicity,
-    operation_counts,
-    singular_points,
-)
+from .analyses import Monotonicity, OperationCount, ValueRange, estimate_range, monotonicity, operation_counts
+from .direction import decide_direction
+from .guards import SingularPoint, singular_points
 from .derive import Derivation, per_sample_weights
 from .library import LibraryEntry
 from .language import Parameter

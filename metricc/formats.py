@@ -8,7 +8,7 @@ from typing import Dict, Optional
 
 import sympy
 
-from .analyse import plain
+from .guards import plain
 from .errors import OptionError
 from .explanation import SCHEMA_VERSION, Explanation
 from .language import Parameter, WEIGHTINGS

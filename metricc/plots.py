@@ -8,7 +8,7 @@ from typing import Dict, Sequence
 
 import numpy as np
 
-from .analyse import aggregate_values, cell_gradient, evaluate
+from .numeric import aggregate_values, cell_gradient, evaluate
 from .errors import OptionError
 from .explanation import Explanation
 from .language import COUNTS

@@ -1,4 +1,4 @@
-"""SymPy's Python code printer taught torch: count tensors, the guards of analyse.py, and the one-op forms
+"""SymPy's Python code printer taught torch: count tensors, the guards of guards.py, and the one-op forms
 (rsqrt, reciprocal, square) that make an emitted formula cheap; FloatPrinter prints the same on Python floats."""
 
 from __future__ import annotations
@@ -108,7 +108,7 @@ class TorchPrinter(PythonCodePrinter):
 
     _print_exp = _print_log = _print_Abs = _print_sign = _print_known_function
 
-    # the guards of analyse.py, by class name
+    # the guards of guards.py, by class name
 
     def _print_SafeDenominator(self, e: sympy.Expr) -> str:
         return f"torch.clamp({self._print(e.args[0])}, min=eps)"

@@ -16,7 +16,7 @@ from metricc.cli import build_parser
 from metricc.compiler import compile_metric
 from metricc.emitter import class_name
 from metricc.load import load_source
-from metricc.options import LossOptions, make_options
+from metricc.arguments import LossOptions, make_options
 from metricc.runtime import RUNTIME_VERSION
 from metricc.runtime.options import OPTIONS, OPTION_NAMES
 
