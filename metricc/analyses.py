@@ -169,10 +169,13 @@ def estimate_range(derivation: Derivation) -> ValueRange:
 
 
 def range_samples(derivation: Derivation) -> Dict[sympy.Symbol, np.ndarray]:
-    """Where a range is sampled: `dense_counts` for the four counts; for the matrix, the aggregates of random
-    2 x 2 and 4 x 4 matrices over six orders of magnitude, some cells zero, some diagonals dominant."""
-    if derivation.form.kind == "counts":
-        return dense_counts()
+    """Where a range is sampled, by the form (`_RANGE_SAMPLES`)."""
+    return _RANGE_SAMPLES[derivation.form.kind](derivation)
+
+
+def _matrix_range_samples(derivation: Derivation) -> Dict[sympy.Symbol, np.ndarray]:
+    """The aggregates of random 2 x 2 and 4 x 4 matrices over six orders of magnitude, some cells zero, some
+    diagonals dominant."""
     rng = np.random.default_rng(0)
     parts = []
     for classes in (2, 4):
@@ -182,6 +185,10 @@ def range_samples(derivation: Derivation) -> Dict[sympy.Symbol, np.ndarray]:
         matrices += np.eye(classes) * matrices.sum(2, keepdims=True) * rng.choice([0.0, 1.0, 10.0], size=(2000, 1, 1))
         parts.append(aggregate_values(derivation, matrices))
     return {symbol: np.concatenate([part[symbol] for part in parts]) for symbol in parts[0]}
+
+
+#: Each form's sampling for `estimate_range`: the four counts' dense grid, the matrix's random matrices.
+_RANGE_SAMPLES = {"counts": lambda derivation: dense_counts(), "matrix": _matrix_range_samples}
 
 
 @dataclass(frozen=True)

@@ -67,18 +67,19 @@ def parameter_variable(parameter: Parameter) -> str:
 
 @dataclass(frozen=True)
 class GuardedDerivation:
-    """The value and the per-sample weights with guards in place, and the singularities that put them there."""
+    """A four-count metric's value and per-sample weights with guards in place, and the singularities that put
+    them there."""
 
     value: sympy.Expr
-    positive: sympy.Expr
-    negative: sympy.Expr
+    weight_if_positive: sympy.Expr  # dTP - dFN
+    weight_if_negative: sympy.Expr  # dFP - dTN
     singularities: Tuple[Singularity, ...]
 
 
 def guarded(derivation: Derivation) -> GuardedDerivation:
     """Guards for the value and for the weights dTP - dFN (positive sample) and dFP - dTN (negative sample)."""
-    (value, positive, negative), singularities = guard_together([derivation.value, *per_sample_weights(derivation)])
-    return GuardedDerivation(value, positive, negative, singularities)
+    (value, if_positive, if_negative), singularities = guard_together([derivation.value, *per_sample_weights(derivation)])
+    return GuardedDerivation(value, if_positive, if_negative, singularities)
 
 
 def _function_source(
@@ -215,7 +216,8 @@ def _count_code(derivation: Derivation, name: str, parameters: Sequence[Paramete
     """The four counts: the metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), on
     tensors and on floats, and the hooks formula, formula_and_weights and formula_on_floats."""
     safe = guarded(derivation)
-    weights = [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)]
+    # the names the formula functions have always returned (generated/ stays byte-identical)
+    weights = [("value", safe.value), ("positive", safe.weight_if_positive), ("negative", safe.weight_if_negative)]
     functions = (
         _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts."),
         _function_source(
