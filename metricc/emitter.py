@@ -167,7 +167,10 @@ def _parameter_lines(parameters: Sequence[Parameter]) -> str:
 
 def _imports_text(standalone: bool) -> str:
     if standalone:
-        return "This file imports only torch: metricc's runtime is inlined below the formula (metricc compile --standalone)."
+        return (
+            f"This file imports only torch: the parts of metricc {__version__}'s runtime (the package metricc.runtime) that this\n"
+            "metric uses are inlined above the formula, each under the name of its module (metricc compile --standalone)."
+        )
     return "This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula."
 
 
@@ -183,10 +186,10 @@ def _class_attributes(name: str, options: LossOptions, parameters: Sequence[Para
 
 def _module_file(docstring: str, metric_code: str, base_class: str, typing_names: str, standalone: bool) -> str:
     """The file: docstring, imports (of the runtime, or the runtime inlined), then the metric's code."""
+    helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
     if standalone:
-        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime()
+        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime((base_class, *helpers))
     else:
-        helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
         lines = ["import math"] if "math." in metric_code else []
         lines += [f"from typing import {typing_names}", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
         if helpers:
@@ -331,28 +334,81 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions, standal
     return _module_file(docstring, metric_code, base_class, code.typing_names, standalone)
 
 
+@dataclass(frozen=True)
+class RuntimeDefinition:
+    """One top-level statement of a runtime module, as a standalone file may carry it: its text (with the comment
+    lines just above it), the names it defines and the names it reads."""
+
+    module: str
+    text: str
+    defines: frozenset
+    mentions: frozenset
+
+
 @lru_cache(maxsize=1)
-def inlined_runtime() -> str:
-    """The runtime's modules, in dependency order, without their docstrings and imports: one block of code that
-    a standalone file carries instead of importing metricc."""
-    parts = []
+def runtime_definitions() -> Tuple[RuntimeDefinition, ...]:
+    """Every top-level statement of the runtime's modules but their docstrings and imports, in dependency order
+    (RUNTIME_MODULES); an import a standalone file's own imports do not cover is an error."""
+    definitions = []
     allowed = {line for line in STANDALONE_IMPORTS if line}
     for module in RUNTIME_MODULES:
         text = (_RUNTIME / f"{module}.py").read_text(encoding="utf-8")
         tree = ast.parse(text)
         lines = text.splitlines()
-        skipped = set()
         for node in tree.body:
             is_docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-            if isinstance(node, (ast.Import, ast.ImportFrom)) or (is_docstring and node is tree.body[0]):
-                if isinstance(node, ast.ImportFrom) and node.level == 0 or isinstance(node, ast.Import):
-                    statement = ast.unparse(node)
-                    if not _import_allowed(statement, allowed):
-                        raise AssertionError(f"runtime/{module}.py imports {statement!r}, which a standalone file lacks")
-                skipped.update(range(node.lineno - 1, node.end_lineno))
-        body = "\n".join(line for index, line in enumerate(lines) if index not in skipped).strip("\n")
-        parts.append(f"# ---- metricc.runtime.{module} ----\n\n{body}\n")
-    return "\n\n".join(parts)
+            if is_docstring and node is tree.body[0]:
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                statement = ast.unparse(node)
+                if (isinstance(node, ast.Import) or node.level == 0) and not _import_allowed(statement, allowed):
+                    raise AssertionError(f"runtime/{module}.py imports {statement!r}, which a standalone file lacks")
+                continue
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+            while start > 0 and lines[start - 1].lstrip().startswith("#"):
+                start -= 1
+            body = "\n".join(lines[start:node.end_lineno])
+            definitions.append(RuntimeDefinition(module, body, frozenset(_defined_names(node)), frozenset(_mentioned_names(node, body))))
+    return tuple(definitions)
+
+
+_TYPE_COMMENT = re.compile(r"#\s*type:(.*)")
+
+
+def _mentioned_names(node: ast.stmt, text: str) -> Sequence[str]:
+    """The names a statement's code reads, and those of its type comments (which TorchScript reads too)."""
+    names = [name.id for name in ast.walk(node) if isinstance(name, ast.Name)]
+    for comment in _TYPE_COMMENT.findall(text):
+        names += re.findall(r"[A-Za-z_][A-Za-z0-9_]*", comment)
+    return names
+
+
+def _defined_names(node: ast.stmt) -> Sequence[str]:
+    """The names a top-level statement binds; none for a statement that binds nothing (always carried)."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    return [name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)]
+
+
+@lru_cache(maxsize=8)
+def inlined_runtime(needed: Tuple[str, ...]) -> str:
+    """The runtime definitions a standalone file needs, in dependency order: those of `needed` (its base class and
+    the helpers its formula calls) and, transitively, every definition their text mentions. A four-count metric's
+    file carries no matrix code and a matrix metric's no soft counts."""
+    definitions = runtime_definitions()
+    wanted, frontier = set(), set(needed)
+    while frontier:
+        wanted |= frontier
+        frontier = set().union(*(d.mentions for d in definitions if d.defines & frontier)) - wanted
+    kept = [d for d in definitions if d.defines & wanted or not d.defines]
+    parts, module = [], None
+    for definition in kept:
+        if definition.module != module:
+            module = definition.module
+            parts.append(f"# ---- metricc.runtime.{module} ----")
+        parts.append(definition.text)
+    return "\n\n\n".join(parts) + "\n"
 
 
 def _import_allowed(statement: str, allowed: set) -> bool:
