@@ -16,6 +16,7 @@ import importlib
 
 from .runtime.version import __version__  # the one version source, which pyproject.toml reads too
 
+from .api import emit, explain, gradient, loss, threshold_curve  # noqa: E402
 from .errors import (  # noqa: E402
     DirectionError,
     InvalidMetricError,
@@ -29,8 +30,9 @@ from .errors import (  # noqa: E402
 
 #: Submodules reachable as attributes of the package, imported on first access.
 _SUBMODULES = (
-    "analyse", "cli", "compiler", "demo", "derive", "emitter", "learned", "library", "linear_program", "load", "matrix", "options",
-    "parse", "printer", "report", "runtime", "threshold",
+    "analyses", "api", "arguments", "cache", "cli", "compiler", "conditions", "demo", "derive", "direction", "emitter",
+    "explanation", "formats", "guards", "language", "learned", "library", "linear_program", "load", "numeric", "parse",
+    "plots", "printer", "recipe", "runtime", "scores_csv", "threshold",
 )
 
 #: Classes reachable as attributes of the package, from the submodule that defines them, imported on first access.
@@ -43,98 +45,6 @@ def __getattr__(name: str):
     if name in _CLASSES:
         return getattr(importlib.import_module(f"{__name__}.{_CLASSES[name]}"), name)
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-
-
-def emit(expression: str, /, name: str | None = None, standalone: bool = False, **arguments) -> str:
-    """The source of the loss module file for the metric: over metricc's runtime, or, with standalone=True,
-    with the runtime inlined so that the file imports only torch. Keyword arguments are loss options and metric
-    parameters (`emit("fbeta", beta=2)`), both the emitted class's constructor defaults."""
-    if standalone:
-        from .compiler import compile_metric
-
-        return compile_metric(expression, name, standalone=True, **arguments).source
-    from .options import split_arguments
-
-    options, parameters = split_arguments(arguments)
-    return _compiled(expression, name, options, parameters)[2]
-
-
-def explain(expression: str, /, **parameters):
-    """An `Explanation` of the metric: direction, monotonicity, range, singular points and guards, partials,
-    per-sample gradient weights and operation counts; `.format("text" | "latex" | "json" | "markdown")`.
-    Keyword arguments set the metric's parameters (`explain("fbeta", beta=2)`): the values it is sampled at."""
-    from .compiler import checked_parameter_defaults
-    from .report import explain as _explain
-    from .runtime.options import OPTION_NAMES
-
-    options = sorted(set(parameters) & set(OPTION_NAMES))
-    if options:
-        raise OptionError(
-            f"metricc.explain takes the metric's parameters, not loss options ({', '.join(options)}): it explains the "
-            "formula; `metricc explain METRIC --task multiclass` shows a matrix metric's multi-class form"
-        )
-    return _explain(expression, checked_parameter_defaults(expression, None, "binary", parameters))
-
-
-def gradient(expression: str):
-    """The four SymPy partials of the metric, keyed "TP", "FP", "FN", "TN"."""
-    from .compiler import gradient as _gradient
-
-    return _gradient(expression)
-
-
-def loss(expression: str, /, name: str | None = None, **arguments):
-    """A `torch.nn.Module` loss for the metric, built from the same source `emit` returns. Keyword arguments are
-    loss options (compiled in as the class's defaults) and the metric's parameters (`loss("fbeta", beta=2)`, given
-    to the constructor); one outside its domain raises ParameterError, any other name OptionError."""
-    from .options import checked_parameters, split_arguments
-    from .recipe import loss_class
-
-    options, parameters = split_arguments(arguments)
-    module_class = loss_class(expression, name, options)
-    return module_class(**checked_parameters(module_class.metric_name, module_class.metric_parameters, parameters))
-
-
-def threshold_curve(metric: str, scores, target, /, **options):
-    """The hard metric at every distinct decision threshold of `scores` (predict positive iff score > t), exactly.
-
-    One sort and cumulative sums give the counts at every cut; the compiled formula (`metric_of_counts`, the
-    guarded formula the loss uses) evaluates them all at once, so a cut where the formula is undefined gets the
-    guarded value (precision with nothing predicted positive is 0) and a non-finite value raises ThresholdError.
-    scores: probabilities, or logits with from_logits=True (thresholds are then logits); target: 0/1 of the
-    same shape. task='multilabel' takes (samples, labels) and returns one curve per label (`ThresholdCurves`);
-    otherwise every score is pooled into one `ThresholdCurve` with .thresholds (ascending), .values,
-    .best_threshold (the middle of its gap between adjacent distinct scores, so `scores > best_threshold`
-    reproduces .best_value), .best_value, .value_at(t) and .plot(path). The best is the arg-max (arg-min for a
-    metric to minimise), the lowest threshold among ties. Other options (eps, direction) and the metric's
-    parameters (`threshold_curve("fbeta", scores, target, beta=2)`) go to `metricc.loss`.
-    NaN or infinite scores, a target that is not 0/1 or has one class, and empty inputs raise ThresholdError.
-    """
-    from .threshold import threshold_curve as _threshold_curve
-
-    return _threshold_curve(metric, scores, target, **options)
-
-
-def _compiled(expression: str, name: str | None, options: dict, parameter_defaults: dict | None = None):
-    """(name, class name, source): from the disk cache of earlier compilations (no parsing, differentiation or
-    SymPy import), or compiled; parameter_defaults become the emitted class's parameter defaults."""
-    from .load import cached_source, source_key, store_source
-    from .options import make_options
-
-    checked = make_options(**options)
-    # the key of a compilation without parameter defaults is the options alone, as before they existed
-    given = (checked, tuple(sorted(parameter_defaults.items()))) if parameter_defaults else checked
-    key = source_key(expression, name, given) if isinstance(expression, str) else None
-    found = cached_source(key) if key else None
-    if found is None:
-        from .compiler import compile_metric
-        from .emitter import class_name
-
-        compilation = compile_metric(expression, name, **options, **(parameter_defaults or {}))
-        found = (compilation.name, class_name(compilation.name), compilation.source)
-        if key:
-            store_source(key, *found)
-    return found
 
 
 __all__ = [

@@ -7,7 +7,7 @@ import json
 import math
 import sys
 from pathlib import Path
-from typing import List, Optional
+from typing import List, Optional, Tuple
 
 from .errors import MetricError, OptionError, ParameterError
 from .runtime.options import DIRECTION_SPELLINGS, OPTION_NAMES, OPTIONS, InvalidOption
@@ -76,7 +76,7 @@ def _parameters(args: argparse.Namespace, expression: str, task: Optional[str]) 
     if not given:
         return {}
     from .compiler import resolve
-    from .options import checked_parameters, parameter_domains
+    from .arguments import checked_parameters, parameter_domains
 
     entry, derivation = resolve(expression, task or "binary")
     domains = parameter_domains(derivation.definition.parameters)
@@ -157,45 +157,66 @@ def _parameter_defaults(args: argparse.Namespace) -> tuple:
     return tuple(sorted(_parameters(args, _read_expression(args), args.task).items()))
 
 
-def _matrix_explanation(args: argparse.Namespace, detailed: bool):
-    """The matrix form's report, where the metric is one: a formula of matrix aggregates, a library metric defined
-    on the whole matrix alone (weighted kappa), or any library metric with a matrix form under --task multiclass."""
-    from .compiler import matrix_form
-
-    found = matrix_form(_read_expression(args), args.task, _parameter_defaults(args))
-    if found is None:
-        return None
-    from .matrix_report import MatrixExplanation
-
-    entry, derivation = found
-    return MatrixExplanation(entry.name if entry else "metric", entry, derivation, detailed)
-
-
 def command_grad(args: argparse.Namespace) -> int:
-    matrix = _matrix_explanation(args, detailed=False)
-    if matrix is not None:
-        print(matrix.format(args.format))
-        return 0
-    from .report import format_explanation, gradient_report
+    from .explanation import gradient_report
 
-    print(format_explanation(gradient_report(_read_expression(args), _parameter_defaults(args)), args.format))
+    print(gradient_report(_read_expression(args), args.task, _parameter_defaults(args)).format(args.format))
     return 0
 
 
 def command_explain(args: argparse.Namespace) -> int:
-    from .report import explain, format_explanation, parse_counts, plot_weights
+    from .explanation import explain
 
-    matrix = _matrix_explanation(args, detailed=True)
-    if matrix is not None:
-        print(matrix.format(args.format))
-        return 0
-    counts = parse_counts(args.counts)
-    explanation = explain(_read_expression(args), _parameter_defaults(args))
-    print(format_explanation(explanation, args.format))
+    explanation = explain(_read_expression(args), args.task, _parameter_defaults(args))
+    batch = _plotted_batch(args, explanation.kind)
+    print(explanation.format(args.format))
     if args.plot:
-        path = plot_weights(explanation, counts, args.plot)
+        from .plots import plot_weights
+
+        path = plot_weights(explanation, batch, args.plot)
         print(f"wrote {path}", file=sys.stderr)
     return 0
+
+
+def _plotted_batch(args: argparse.Namespace, kind: str):
+    """The rest of the batch --plot adds a sample to: --counts for a four-count metric, --matrix for a matrix one."""
+    from .plots import DEFAULT_COUNTS, DEFAULT_MATRIX
+
+    given, other = (args.counts, args.matrix) if kind == "counts" else (args.matrix, args.counts)
+    if other is not None:
+        flag, wanted = ("--matrix", "--counts TP,FP,FN,TN") if kind == "counts" else ("--counts", "--matrix 'a,b;c,d'")
+        raise OptionError(f"{flag} is for the other form of metric: this one is a {kind} metric, so give {wanted}")
+    if kind == "counts":
+        return DEFAULT_COUNTS if given is None else parse_counts(given)
+    return DEFAULT_MATRIX if given is None else parse_matrix(given)
+
+
+def parse_counts(text: str) -> Tuple[float, float, float, float]:
+    """'TP,FP,FN,TN' -> four nonnegative numbers."""
+    values = _numbers(text.split(","))
+    if len(values) != 4:
+        raise OptionError(f"--counts {text!r} must be four nonnegative numbers TP,FP,FN,TN, e.g. 20,10,10,60")
+    return values  # type: ignore[return-value]
+
+
+def parse_matrix(text: str) -> Tuple[Tuple[float, ...], ...]:
+    """'a,b;c,d' (rows: true classes) -> a square matrix of nonnegative numbers, at least 2 x 2."""
+    rows = tuple(_numbers(row.split(",")) for row in text.split(";"))
+    if len(rows) < 2 or any(len(row) != len(rows) for row in rows):
+        raise OptionError(
+            f"--matrix {text!r} must be a square confusion matrix of nonnegative numbers, rows (true classes) separated "
+            "by ';' and cells by ',', at least 2 x 2, e.g. '20,5,2;5,20,5;2,5,20'"
+        )
+    return rows
+
+
+def _numbers(parts: List[str]) -> Tuple[float, ...]:
+    """Finite nonnegative numbers, or () if any part is not one."""
+    try:
+        values = tuple(float(part) for part in parts)
+    except ValueError:
+        return ()
+    return values if all(0 <= v < float("inf") for v in values) else ()
 
 
 def command_list(args: argparse.Namespace) -> int:
@@ -221,24 +242,11 @@ def command_list(args: argparse.Namespace) -> int:
     return 0
 
 
-def generated_sources() -> dict:
-    """File name -> source for every library metric with default options, and for each one with a matrix form
-    that form with task='multiclass' (<name>_multiclass.py): the contents of generated/."""
-    from .compiler import compile_metric
-    from .library import default_library
-
-    library = default_library()
-    sources = {}
-    for name in library.names():
-        sources[f"{name}.py"] = compile_metric(name).source
-        if library.entry(name).matrix is not None:
-            sources[f"{name}_multiclass.py"] = compile_metric(name, f"{name}_multiclass", task="multiclass").source
-    return sources
-
-
 def command_generate(args: argparse.Namespace) -> int:
     directory = Path(args.directory)
     directory.mkdir(parents=True, exist_ok=True)
+    from .compiler import generated_sources
+
     sources = generated_sources()
     for stale in sorted(set(p.name for p in directory.glob("*.py")) - set(sources)):
         (directory / stale).unlink()
@@ -253,155 +261,6 @@ def command_demo(args: argparse.Namespace) -> int:
 
     run(args.metric, args.seed, args.epochs)
     return 0
-
-
-MAX_LINE_CHARACTERS = 1 << 20  # a score,target row is short: a longer line is refused before it is held in memory
-SNIFF_CHARACTERS = 2048  # csv.Sniffer's regular expressions take quadratic time on hostile text: sniff a bounded sample
-DELIMITERS = ",;\t|"
-
-
-def read_scores_csv(path: str, score_column: str = "score", target_column: str = "target", delimiter: Optional[str] = None) -> tuple:
-    """(scores, targets) as float lists from a UTF-8 CSV (a byte-order mark allowed, any line ending) whose header
-    names the two columns, in any case; the delimiter is sniffed among , ; tab | unless given. Any defect of the
-    file is one MetricError."""
-    import codecs
-    import csv
-    import io
-    import itertools
-
-    try:
-        with open(path, "rb") as raw:
-            if raw.peek(2).startswith((codecs.BOM_UTF16_LE, codecs.BOM_UTF16_BE)):
-                raise MetricError(f"{path} is UTF-16 text: save it as UTF-8 (in Excel: CSV UTF-8)")
-            # undecodable bytes become lone surrogates, so that _text_lines can name their line
-            with io.TextIOWrapper(raw, encoding="utf-8-sig", errors="surrogateescape") as text:
-                lines = _text_lines(text, path)
-                head = list(itertools.islice(lines, 20))
-                if delimiter is None:
-                    delimiter = _sniffed_delimiter(head)
-                reader = csv.reader(itertools.chain(head, lines), delimiter=delimiter, strict=True)
-                try:
-                    return _read_columns(reader, path, score_column, target_column, delimiter)
-                except csv.Error as error:
-                    raise MetricError(f"{path}, line {reader.line_num}: not a CSV: {_csv_problem(error)}") from None
-    except OSError as error:
-        raise MetricError(f"cannot read {path}: {error.strerror or error}") from None
-
-
-def _text_lines(text, path: str):
-    """The lines of a text handle; a NUL byte, a byte that is not UTF-8 or a line longer than MAX_LINE_CHARACTERS
-    ends the reading with a MetricError naming the line."""
-    import itertools
-    import re
-
-    undecoded = re.compile("[\udc80-\udcff]")
-    for number in itertools.count(1):
-        line = text.readline(MAX_LINE_CHARACTERS + 1)
-        if not line:
-            return
-        if "\0" in line:
-            raise MetricError(f"{path}, line {number}: a NUL byte: this is a binary file (or UTF-16), not a CSV of scores")
-        if len(line) > MAX_LINE_CHARACTERS:
-            raise MetricError(f"{path}, line {number} is longer than {MAX_LINE_CHARACTERS} characters: not a CSV of scores")
-        bad = None if line.isascii() else undecoded.search(line)
-        if bad is not None:
-            byte = ord(bad.group()) - 0xDC00
-            raise MetricError(f"{path}, line {number}: byte 0x{byte:02x} at column {bad.start() + 1} is not UTF-8: save the file as UTF-8 (in Excel: CSV UTF-8)")
-        yield line
-
-
-def _csv_problem(error: Exception) -> str:
-    """csv's message, with the likely cause where the message alone is cryptic."""
-    text = str(error)
-    if text == "unexpected end of data":
-        return 'the file ends inside a " quote that is never closed'
-    if text.startswith("field larger than field limit"):
-        return f'{text}: a very long field, or a " quote that is never closed'
-    return text
-
-
-def _sniffed_delimiter(head: List[str]) -> str:
-    """The delimiter csv.Sniffer finds among , ; tab | in the first lines (at most SNIFF_CHARACTERS), else a comma."""
-    import csv
-
-    sample = "".join(head)[:SNIFF_CHARACTERS]
-    try:
-        return csv.Sniffer().sniff(sample, delimiters=DELIMITERS).delimiter
-    except csv.Error:
-        return ","
-
-
-def _read_columns(reader, path: str, score_column: str, target_column: str, delimiter: str) -> tuple:
-    """The two named columns of the rows after the header, as finite floats; blank rows are skipped."""
-    header = next((row for row in reader if any(cell.strip() for cell in row)), None)
-    if header is None:
-        raise MetricError(f"{path} is empty: expected a header line with {score_column},{target_column} columns and one row per sample")
-    columns = tuple(_column_index(header, name, flag, path, delimiter) for name, flag in ((score_column, "--score-column"), (target_column, "--target-column")))
-    if columns[0] == columns[1]:
-        raise MetricError(f"{path}: --score-column and --target-column name the same column {header[columns[0]].strip()!r}")
-    (score_at, target_at), (score_name, target_name) = columns, (header[columns[0]].strip(), header[columns[1]].strip())
-    scores, targets, width = [], [], len(header)
-    for row_number, row in enumerate(reader, start=1):
-        try:  # the fast path of a well-formed row; anything else is looked at closely below
-            score_text, target_text = row[score_at], row[target_at]
-            score, target = float(score_text), float(target_text)
-            well_formed = score - score == 0.0 and (target == 0.0 or target == 1.0) and len(row) == width
-            well_formed = well_formed and "_" not in score_text and "_" not in target_text  # float() reads 1_0 as 10
-        except (IndexError, ValueError):
-            well_formed = False
-        if not well_formed:
-            if not any(cell.strip() for cell in row):
-                continue
-            where = f"{path}, row {row_number} (line {reader.line_num})"
-            if len(row) != width:
-                raise MetricError(f"{where}: {len(row)} fields, expected {width} as in the header")
-            score, target = (_finite(row[at], name, where, delimiter) for at, name in ((score_at, score_name), (target_at, target_name)))
-            if target not in (0.0, 1.0):
-                raise MetricError(f"{where}: {target_name} {_shown(row[target_at])} is not 0 or 1")
-        scores.append(score)
-        targets.append(target)
-    if not scores:
-        raise MetricError(f"{path} has a header but no rows: expected one {score_column},{target_column} row per sample")
-    return scores, targets
-
-
-def _column_index(header: List[str], name: str, flag: str, path: str, delimiter: str) -> int:
-    """The one header cell equal to `name` up to case and surrounding spaces; otherwise a MetricError saying
-    what the header holds and which flag names another column or delimiter."""
-    wanted = name.strip().casefold()
-    found = [i for i, cell in enumerate(header) if cell.strip().casefold() == wanted]
-    if len(found) > 1:
-        raise MetricError(f"{path}: the header has {len(found)} columns named {name!r} (columns {', '.join(str(i + 1) for i in found)}): rename one")
-    if not found:
-        cells = ", ".join(_shown(cell.strip()) for cell in header[:20]) + (", ..." if len(header) > 20 else "")
-        raise MetricError(
-            f"{path}: the header has no {name!r} column (found {cells}; delimiter {delimiter!r}): "
-            f"name the column with {flag}, or the delimiter with --delimiter"
-        )
-    return found[0]
-
-
-def _shown(text: str, limit: int = 40) -> str:
-    """A cell quoted for an error message: on one line, and cut short."""
-    return repr(text if len(text) <= limit else text[:limit] + "...")
-
-
-def _finite(text: str, column: str, where: str, delimiter: str) -> float:
-    """A CSV field as a finite float, or an error naming the row and the column. Where the delimiter is not a
-    comma, a decimal comma (0,25: what Excel writes in many locales) is read as a decimal point."""
-    if "\n" in text or "\r" in text:
-        raise MetricError(f'{where}: the {column} field runs over several lines: is a " quote left open?')
-    if delimiter != "," and text.count(",") == 1 and "." not in text:
-        text = text.replace(",", ".")
-    try:
-        if "_" in text:  # float() reads 1_0 as 10, a digit separator no CSV writer uses
-            raise ValueError(text)
-        value = float(text)
-    except ValueError:
-        raise MetricError(f"{where}: {column} {_shown(text.strip())} is not a number") from None
-    if value != value or value in (float("inf"), float("-inf")):
-        raise MetricError(f"{where}: {column} {_shown(text.strip())} is not a finite number")
-    return value
 
 
 def _delimiter(text: str) -> str:
@@ -437,6 +296,8 @@ def command_threshold(args: argparse.Namespace) -> int:
     import dataclasses
 
     expression, label = _read_expression(args), _metric_label(args)
+    from .scores_csv import read_scores_csv
+
     scores, targets = read_scores_csv(args.csv, args.score_column, args.target_column, args.delimiter)
     from .errors import ThresholdError
     from .threshold import threshold_curve  # torch: only once the file has been read
@@ -500,7 +361,10 @@ def build_parser() -> argparse.ArgumentParser:
     _add_parameters(explain_parser, "where the range, the sampled checks and --plot evaluate the metric")
     explain_parser.add_argument("--plot", metavar="FILE.png", help="draw the loss and per-sample gradient weight against one prediction p")
     explain_parser.add_argument(
-        "--counts", default="20,10,10,60", metavar="TP,FP,FN,TN", help="counts of the rest of the batch for --plot (default 20,10,10,60)"
+        "--counts", metavar="TP,FP,FN,TN", help="a four-count metric's --plot: the counts of the rest of the batch (default 20,10,10,60)"
+    )
+    explain_parser.add_argument(
+        "--matrix", metavar="ROWS", help="a matrix metric's --plot: the rest of the batch's confusion matrix, rows by ';' (default 20,5,2;5,20,5;2,5,20)"
     )
     explain_parser.set_defaults(run=command_explain)
 

@@ -1,22 +1,22 @@
-"""The pipeline in one place: parse -> derive -> analyse -> emit (-> load), with a cache of compilations."""
+"""The pipeline in one place: parse -> derive -> guards and direction -> emit (-> load), with a cache of compilations."""
 
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, replace
 from functools import lru_cache
-from typing import Dict, Optional, Tuple, Union
+from typing import Dict, Optional, Tuple
 
 import sympy
 
-from .analyse import resolve_direction
+from .direction import resolve_direction
 from .derive import Derivation, derive
-from .emitter import emit_matrix_module, emit_module
+from .emitter import emit_module
 from .errors import OptionError
+from .language import COUNT_NAMES, MATRIX_FORM, MetricDefinition, as_two_class
 from .library import LibraryEntry, default_library
-from .matrix import MatrixDerivation, as_two_class, derive_matrix, resolve_matrix_direction
-from .options import LossOptions, checked_parameters, make_options, parameter_domains, split_arguments
-from .parse import COUNT_NAMES, MetricDefinition, is_matrix_metric, parse
+from .arguments import LossOptions, checked_parameters, make_options, parameter_domains, split_arguments
+from .parse import parse
 from .runtime.options import matrix_option_problem
 
 _PLAIN_NAME = re.compile(r"\s*([A-Za-z_][A-Za-z0-9_]*)\s*\Z")
@@ -30,24 +30,28 @@ class Compilation:
 
     name: str
     entry: Optional[LibraryEntry]
-    derivation: Union[Derivation, MatrixDerivation]
+    derivation: Derivation
     options: LossOptions
     source: str
 
 
 def resolve(
-    expression: str, task: str = "binary", parameter_defaults: ParameterDefaults = ()
-) -> Tuple[Optional[LibraryEntry], Union[Derivation, MatrixDerivation]]:
-    """A library name (or alias) or a formula, parsed and differentiated. With task='multiclass' a library metric
-    with a matrix form, or a formula of matrix aggregates, is a metric of the whole confusion matrix; with any
-    other task a matrix metric takes its two-class form, a formula of TP, FP, FN and TN. parameter_defaults,
-    checked values (`checked_parameter_defaults`), replace the defaults of the metric's parameters."""
-    entry, definition = resolve_definition(expression, task == "multiclass")
-    if is_matrix_metric(definition):
-        if task == "multiclass":
-            return entry, _with_parameter_defaults(derive_matrix(definition), parameter_defaults)
+    expression: str, task: Optional[str] = "binary", parameter_defaults: ParameterDefaults = ()
+) -> Tuple[Optional[LibraryEntry], Derivation]:
+    """A library name (or alias) or a formula, parsed and differentiated, in the form the task reads it in:
+    with task='multiclass' a library metric with a matrix form, or a formula of matrix aggregates, is a metric of
+    the whole confusion matrix; with another task a matrix metric takes its two-class form, over TP, FP, FN and
+    TN; with task=None (what explain and grad show) the matrix form only where the metric has no four-count form
+    of its own. parameter_defaults, checked values (`checked_parameter_defaults`), replace the parameters' defaults."""
+    entry, definition = resolve_definition(expression, task)
+    if definition.form is MATRIX_FORM and not _reads_matrix(entry, task):
         definition = as_two_class(definition)
-    return entry, _with_parameter_defaults(_derive_cached(definition), parameter_defaults)
+    return entry, _with_parameter_defaults(derive(definition), parameter_defaults)
+
+
+def _reads_matrix(entry: Optional[LibraryEntry], task: Optional[str]) -> bool:
+    """Whether a metric with a matrix form is compiled (task) or explained (None) in it."""
+    return task == "multiclass" or (task is None and (entry is None or entry.matrix_only))
 
 
 def _with_parameter_defaults(derivation, parameter_defaults: ParameterDefaults):
@@ -72,33 +76,15 @@ def checked_parameter_defaults(expression: str, name: Optional[str], task: str, 
     return tuple(sorted(checked.items()))
 
 
-def matrix_form(
-    expression: str, task: Optional[str], parameter_defaults: ParameterDefaults = ()
-) -> Optional[Tuple[Optional[LibraryEntry], MatrixDerivation]]:
-    """The metric's matrix form, to report: with task='multiclass' whenever it has one; with no task only where the
-    metric has no four-count form of its own (a formula of aggregates, or weighted kappa)."""
-    if task not in (None, "multiclass"):
-        return None
-    entry, definition = resolve_definition(expression, True)
-    if not is_matrix_metric(definition) or (task is None and entry is not None and not entry.matrix_only):
-        return None
-    return entry, _with_parameter_defaults(derive_matrix(definition), parameter_defaults)
-
-
-def resolve_definition(expression: str, prefer_matrix: bool) -> Tuple[Optional[LibraryEntry], MetricDefinition]:
-    """The parsed metric: a library entry's (its matrix form if it has one and prefer_matrix), or the formula's."""
+def resolve_definition(expression: str, task: Optional[str]) -> Tuple[Optional[LibraryEntry], MetricDefinition]:
+    """The parsed metric: a library entry's (its matrix form where the task reads one), or the formula's."""
     library = default_library()
     plain = _PLAIN_NAME.match(expression) if isinstance(expression, str) else None
     entry = library.entry(plain.group(1)) if plain and plain.group(1) not in COUNT_NAMES else None
     if entry is None:
         return None, parse(expression, library=library)
-    matrix = library.matrix_definition(entry.name) if prefer_matrix else None
+    matrix = library.matrix_definition(entry.name) if _reads_matrix(entry, task) else None
     return entry, matrix or library.definition(entry.name)
-
-
-@lru_cache(maxsize=256)
-def _derive_cached(definition) -> Derivation:
-    return derive(definition)
 
 
 @lru_cache(maxsize=256)
@@ -107,12 +93,9 @@ def _compile_cached(
 ) -> Compilation:
     entry, derivation = resolve(expression, options.task, parameter_defaults)
     name = name or (entry.name if entry else "metric")
-    if isinstance(derivation, MatrixDerivation):
-        problem = matrix_option_problem(name, options.__dict__)
-        if problem is not None:
-            raise OptionError(problem)
-        resolved = options.with_direction(resolve_matrix_direction(derivation, options.direction, entry.direction if entry else None))
-        return Compilation(name, entry, derivation, resolved, emit_matrix_module(derivation, name, resolved, standalone))
+    problem = matrix_option_problem(name, options.__dict__) if derivation.form is MATRIX_FORM else None
+    if problem is not None:
+        raise OptionError(problem)
     direction = resolve_direction(derivation, options.direction, entry.direction if entry else None)
     resolved = options.with_direction(direction)
     return Compilation(name, entry, derivation, resolved, emit_module(derivation, name, resolved, standalone))
@@ -132,3 +115,15 @@ def gradient(expression: str) -> Dict[str, sympy.Expr]:
     """The four partial derivatives of a metric, keyed "TP", "FP", "FN", "TN"."""
     _, derivation = resolve(expression)
     return derivation.partials_by_name()
+
+
+def generated_sources() -> dict:
+    """File name -> source for every library metric with default options, and for each one with a matrix form
+    that form with task='multiclass' (<name>_multiclass.py): the contents of generated/."""
+    library = default_library()
+    sources = {}
+    for name in library.names():
+        sources[f"{name}.py"] = compile_metric(name).source
+        if library.entry(name).matrix is not None:
+            sources[f"{name}_multiclass.py"] = compile_metric(name, f"{name}_multiclass", task="multiclass").source
+    return sources

@@ -74,7 +74,7 @@ def run(metric: str = "f1", seed: int = 0, epochs: int = 40) -> dict:
 
     import metricc
 
-    from .report import format_explanation, gradient_report
+    from .explanation import gradient_report
 
     print(f"== 1. compile the library metric {metric!r}")
     loss = metricc.loss(metric, from_logits=True)
@@ -82,7 +82,7 @@ def run(metric: str = "f1", seed: int = 0, epochs: int = 40) -> dict:
     better = "1 - " if loss.sign < 0 else ""
     print(f"   {type(loss).__name__}: loss = {better}{sympy.sstr(report.derivation.value)}")
     print("\n== 2. its derived gradient")
-    print("   " + format_explanation(report, "text").replace("\n", "\n   "))
+    print("   " + report.format("text").replace("\n", "\n   "))
     print(f"\n== 3. train a small MLP on built-in imbalanced data ({POSITIVE_RATE:.0%} positives): 4000 rows each to train,")
     print("      to choose the threshold (validation) and to test")
     train_set, validation, test = (imbalanced_data(4000, POSITIVE_RATE, seed + offset) for offset in (0, 1, 2))

@@ -1,4 +1,5 @@
-"""Stage 2: the four partial derivatives of a metric with respect to TP, FP, FN and TN."""
+"""Stage 2: a metric's partial derivatives by the variables of its form (the four counts, or the matrix
+aggregates it reads), simplified; the value is kept as written."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Dict, Tuple
 import sympy
 
 from .errors import InvalidMetricError
-from .parse import COUNT_NAMES, COUNTS, MAX_NODES, MetricDefinition, expression_size
+from .language import MAX_NODES, Form, MetricDefinition, Variable, expression_size
 
 #: Rational cancellation multiplies out denominators and powers: beyond these it can run for minutes.
 CANCEL_LIMIT = 400
@@ -19,14 +20,32 @@ CANCEL_POWER = 8
 
 @dataclass(frozen=True)
 class Derivation:
-    """A metric and its gradient with respect to the four counts, in the order TP, FP, FN, TN."""
+    """A metric and its partials by the variables of its form it is differentiated by (`variables`): for the
+    counts always TP, FP, FN, TN in that order, for the matrix the aggregates it reads."""
 
     definition: MetricDefinition
     value: sympy.Expr
-    partials: Tuple[sympy.Expr, sympy.Expr, sympy.Expr, sympy.Expr]
+    variables: Tuple[Variable, ...]
+    partials: Tuple[sympy.Expr, ...]
+
+    @property
+    def form(self) -> Form:
+        return self.definition.form
+
+    @property
+    def names(self) -> Tuple[str, ...]:
+        return tuple(v.name for v in self.variables)
 
     def partials_by_name(self) -> Dict[str, sympy.Expr]:
-        return dict(zip(COUNT_NAMES, self.partials))
+        return dict(zip(self.names, self.partials))
+
+    def cell_gradient_text(self) -> str:
+        """A matrix metric's G[i, j] = d metric / d M[i, j], as a sum over the aggregates it reads."""
+        terms = []
+        for variable in self.variables:
+            factor, partial = variable.cell_gradient, f"d{variable.name}"
+            terms.append(partial if factor == "1" else f"{partial} * ({factor})" if " " in factor else f"{partial} * {factor}")
+        return " + ".join(terms)
 
 
 def tidy(expression: sympy.Expr) -> sympy.Expr:
@@ -48,22 +67,23 @@ def _affordable(expression: sympy.Expr) -> bool:
     return not large and len(denominators) <= CANCEL_DENOMINATORS and sympy.count_ops(expression) <= CANCEL_LIMIT
 
 
+@lru_cache(maxsize=256)
 def derive(definition: MetricDefinition) -> Derivation:
-    """Differentiate symbolically; the partials are simplified, the value is kept as written."""
+    """Differentiate symbolically by each variable the form asks for; the partials are simplified."""
     value = definition.expression
-    raw = [sympy.diff(value, count) for count in COUNTS]
-    for name, partial in zip(COUNT_NAMES, raw):
+    variables = definition.form.read_by(value)
+    raw = [sympy.diff(value, variable.symbol) for variable in variables]
+    for variable, partial in zip(variables, raw):
         if expression_size(partial)[0] > MAX_NODES:
             raise InvalidMetricError(
-                f"the partial derivative with respect to {name} has more than {MAX_NODES} operations "
+                f"the partial derivative with respect to {variable.name} has more than {MAX_NODES} operations "
                 "(nested quotients grow fast under differentiation); simplify the formula"
             )
-    partials = tuple(tidy(partial) for partial in raw)
-    return Derivation(definition, value, partials)
+    return Derivation(definition, value, variables, tuple(tidy(partial) for partial in raw))
 
 
 @lru_cache(maxsize=256)
 def per_sample_weights(derivation: Derivation) -> Tuple[sympy.Expr, sympy.Expr]:
-    """d metric / d a for one positive example (dTP - dFN) and one negative example (dFP - dTN)."""
+    """A four-count metric's d metric / d a for one positive example (dTP - dFN) and one negative (dFP - dTN)."""
     d_tp, d_fp, d_fn, d_tn = derivation.partials
     return tidy(d_tp - d_fn), tidy(d_fp - d_tn)

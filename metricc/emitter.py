@@ -1,6 +1,7 @@
 """Stage 4: a derivation becomes the source of a loss module file: the metric's docstring, its formula functions
-and a subclass of the runtime's CountLossBase; with standalone=True the runtime is inlined and the file imports
-only torch.
+and a subclass of its form's runtime base class (CountLossBase, MatrixLossBase); with standalone=True the runtime
+is inlined and the file imports only torch. One path for every form: what a form adds (its formula functions, its
+subclass's hooks, its docstring's own sections) is one `FormCode`, from the form's entry in `_FORM_CODE`.
 
 Names: the emitter's own names (counts, intermediates, helpers) never start with PARAMETER_PREFIX, and a metric
 parameter `beta` is always written `param_beta`, so no name a user chooses can shadow one the code relies on.
@@ -20,19 +21,18 @@ from typing import Dict, Sequence, Tuple
 import sympy
 
 from . import __version__
-from .analyse import Singularity, guard_together
+from .guards import Singularity, guard_together
 from .derive import Derivation, per_sample_weights
 from .errors import OptionError
-from .options import LossOptions
-from .matrix import MatrixDerivation
-from .parse import COUNT_NAMES, COUNTS, MATRIX_AGGREGATES, MATRIX_NAMES, MATRIX_SYMBOLS, Parameter
+from .language import COUNTS_FORM, Parameter
+from .arguments import LossOptions
 from .printer import FloatPrinter, TorchPrinter
 from .runtime import RUNTIME_VERSION
 from .runtime.options import DEFAULTS
 
 PARAMETER_PREFIX = "param_"
 _IDENTIFIER = re.compile(r"[A-Za-z][A-Za-z0-9_]{0,63}\Z")
-_COUNT_VARIABLES = {count: name.lower() for count, name in zip(COUNTS, COUNT_NAMES)}
+_COUNT_VARIABLES = {v.symbol: v.code_name for v in COUNTS_FORM.variables}
 _RUNTIME = Path(__file__).resolve().parent / "runtime"
 #: The runtime's modules in an order where each comes after the ones it imports: the standalone file's body.
 RUNTIME_MODULES = ("options", "guards", "inputs", "approximate", "counts", "reduce", "backward", "compound", "matrix", "loss")
@@ -67,18 +67,19 @@ def parameter_variable(parameter: Parameter) -> str:
 
 @dataclass(frozen=True)
 class GuardedDerivation:
-    """The value and the per-sample weights with guards in place, and the singularities that put them there."""
+    """A four-count metric's value and per-sample weights with guards in place, and the singularities that put
+    them there."""
 
     value: sympy.Expr
-    positive: sympy.Expr
-    negative: sympy.Expr
+    weight_if_positive: sympy.Expr  # dTP - dFN
+    weight_if_negative: sympy.Expr  # dFP - dTN
     singularities: Tuple[Singularity, ...]
 
 
 def guarded(derivation: Derivation) -> GuardedDerivation:
     """Guards for the value and for the weights dTP - dFN (positive sample) and dFP - dTN (negative sample)."""
-    (value, positive, negative), singularities = guard_together([derivation.value, *per_sample_weights(derivation)])
-    return GuardedDerivation(value, positive, negative, singularities)
+    (value, if_positive, if_negative), singularities = guard_together([derivation.value, *per_sample_weights(derivation)])
+    return GuardedDerivation(value, if_positive, if_negative, singularities)
 
 
 def _function_source(
@@ -166,7 +167,10 @@ def _parameter_lines(parameters: Sequence[Parameter]) -> str:
 
 def _imports_text(standalone: bool) -> str:
     if standalone:
-        return "This file imports only torch: metricc's runtime is inlined below the formula (metricc compile --standalone)."
+        return (
+            f"This file imports only torch: the parts of metricc {__version__}'s runtime (the package metricc.runtime) that this\n"
+            "metric uses are inlined above the formula, each under the name of its module (metricc compile --standalone)."
+        )
     return "This file imports torch and metricc's runtime (metricc.runtime), which holds everything but the formula."
 
 
@@ -182,10 +186,10 @@ def _class_attributes(name: str, options: LossOptions, parameters: Sequence[Para
 
 def _module_file(docstring: str, metric_code: str, base_class: str, typing_names: str, standalone: bool) -> str:
     """The file: docstring, imports (of the runtime, or the runtime inlined), then the metric's code."""
+    helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
     if standalone:
-        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime()
+        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime((base_class, *helpers))
     else:
-        helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
         lines = ["import math"] if "math." in metric_code else []
         lines += [f"from typing import {typing_names}", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
         if helpers:
@@ -195,31 +199,39 @@ def _module_file(docstring: str, metric_code: str, base_class: str, typing_names
     return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
 
 
-def _docstring(derivation: Derivation, name: str, loss_class: str, options: LossOptions, safe: GuardedDerivation, standalone: bool) -> str:
-    parameters = derivation.definition.parameters
-    loss_text = f"1 - {name}" if options.direction == "maximize" else name
-    positive, negative = per_sample_weights(derivation)
-    partial_lines = "\n".join(
-        _wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in zip(COUNT_NAMES, derivation.partials)
-    )
-    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in safe.singularities) or "    none"
-    return _doc_text(
-        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
-        f"Metric ({options.direction}d; the loss is {loss_text}):\n\n"
-        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
-        f"Partial derivatives:\n\n{partial_lines}\n\n"
-        f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
-        f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
-        f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
-        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
-        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
-        "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n"
-        f"{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
-    )
+@dataclass(frozen=True)
+class FormCode:
+    """What one form puts in a loss file: its formula functions, its subclass's attributes and formula hooks, the
+    typing names they need, and its docstring's own parts (the metric's introduction, the sections between the
+    formula and the parameters, a closing note) and the singular points its guards cover."""
+
+    functions: Tuple[str, ...]
+    attributes: str
+    hooks: str
+    typing_names: str
+    introduction: str
+    sections: str
+    closing: str
+    singularities: Tuple[Singularity, ...]
 
 
-def _class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter]) -> str:
-    """The subclass: name, constructor defaults, parameters with their domains, and the three formula hooks."""
+def _count_code(derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str) -> FormCode:
+    """The four counts: the metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), on
+    tensors and on floats, and the hooks formula, formula_and_weights and formula_on_floats."""
+    safe = guarded(derivation)
+    # the names the formula functions have always returned (generated/ stays byte-identical)
+    weights = [("value", safe.value), ("positive", safe.weight_if_positive), ("negative", safe.weight_if_negative)]
+    functions = (
+        _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts."),
+        _function_source(
+            "metric_value_and_weights", weights, parameters,
+            "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
+        ),
+        _function_source(
+            "metric_value_and_weights_of_floats", weights, parameters,
+            "metric_value_and_weights on Python floats, for counts that are single numbers.", on_floats=True,
+        ),
+    )
     values = "".join(f', self.parameter_values["{p.name}"]' for p in parameters)
     hooks = (
         ("formula", "Tensor", "Tensor", "metric_value"),
@@ -231,13 +243,65 @@ def _class_source(name: str, loss_class: str, options: LossOptions, parameters: 
         f"        return {function}(tp, fp, fn, tn, self.eps{values})\n"
         for hook, kind, returns, function in hooks
     )
-    return (
-        f"class {loss_class}(CountLossBase):\n"
-        f'    """{name} as a loss; CountLossBase documents the inputs and the options."""\n\n'
-        f"{_class_attributes(name, options, parameters)}\n"
-        f"{_OWN_FORWARD}\n"
-        f"{methods}"
+    positive, negative = per_sample_weights(derivation)
+    partial_lines = "\n".join(_wrap(f"d {name} / d {count} = {sympy.sstr(partial)}", "    ") for count, partial in derivation.partials_by_name().items())
+    sections = (
+        f"Partial derivatives:\n\n{partial_lines}\n\n"
+        f"Per-sample weights d {name} / d a_i (the backward pass uses these, not autograd through the formula):\n\n"
+        f"{_wrap(f'positive, y_i = 1: dTP - dFN = {sympy.sstr(positive)}', '    ')}\n"
+        f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
     )
+    return FormCode(
+        functions, "", methods, "Tuple", f"Metric ({direction}d; the loss is {loss_text})", sections,
+        "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n",
+        safe.singularities,
+    )
+
+
+def _matrix_code(derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str) -> FormCode:
+    """The whole confusion matrix: the metric and its partial by each aggregate it reads, and the hooks formula
+    and formula_and_partials; the runtime turns the partials into G = d metric / d M."""
+    variables = derivation.variables
+    inputs = {v.symbol: v.code_name for v in variables}
+    (value, *partials), singularities = guard_together([derivation.value, *derivation.partials])
+    outputs = [("value", value)] + [(f"d_{v.code_name}", p) for v, p in zip(variables, partials)]
+    functions = (
+        _function_source("metric_value", outputs[:1], parameters, "The soft metric from the aggregates of the soft confusion matrix.", inputs=inputs),
+        _function_source(
+            "metric_value_and_partials", outputs, parameters,
+            "The metric and its partial derivative by each aggregate, sharing subexpressions.", inputs=inputs,
+        ),
+    )
+    arguments = ", ".join([f'aggregates["{v.name}"]' for v in variables] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
+    partial_names = ", ".join(f"d_{v.code_name}" for v in variables)
+    partial_dict = ", ".join(f'"{v.name}": d_{v.code_name}' for v in variables)
+    hooks = (
+        f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
+        f"        return metric_value({arguments})\n\n"
+        f"    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:\n"
+        f"        value, {partial_names} = metric_value_and_partials({arguments})\n"
+        f"        return value, {{{partial_dict}}}\n"
+    )
+    names = derivation.names
+    attributes = f"    aggregates = ({', '.join(_literal(a) for a in names)}{',' if len(names) == 1 else ''})\n"
+    aggregate_lines = "\n".join(f"    {v.name}: {v.meaning}" for v in variables)
+    partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
+    sections = (
+        f"Aggregates:\n\n{aggregate_lines}\n\n"
+        f"Partial derivatives:\n\n{partial_lines}\n\n"
+        "Gradient with respect to the matrix (the backward pass uses it, not autograd through the formula):\n\n"
+        f"{_wrap(f'G[i, j] = d {name} / d M[i, j] = {derivation.cell_gradient_text()}', '    ')}\n"
+        "    and the weight of a[n, j] is G[label of n, j].\n\n"
+    )
+    introduction = (
+        "Metric of the whole C x C soft confusion matrix M[i, j] = sum_n y[n, i] a[n, j] (true class i, predicted\n"
+        f"class j; row sums r, column sums c), {direction}d; the loss is {loss_text}"
+    )
+    return FormCode(functions, attributes, hooks, "Dict, Tuple", introduction, sections, "", singularities)
+
+
+#: Each form's code, by the form's kind (language.FORMS).
+_FORM_CODE = {"counts": _count_code, "matrix": _matrix_code}
 
 
 def emit_module(derivation: Derivation, name: str, options: LossOptions, standalone: bool = False) -> str:
@@ -246,46 +310,105 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions, standal
         raise OptionError("emit_module needs a resolved direction ('maximize' or 'minimize')")
     loss_class = class_name(name)
     parameters = derivation.definition.parameters
-    safe = guarded(derivation)
-    weights = [("value", safe.value), ("positive", safe.positive), ("negative", safe.negative)]
-    functions = [
-        _function_source("metric_value", [("value", safe.value)], parameters, "The soft metric from the soft counts."),
-        _function_source(
-            "metric_value_and_weights", weights, parameters,
-            "The metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), sharing subexpressions.",
-        ),
-        _function_source(
-            "metric_value_and_weights_of_floats", weights, parameters,
-            "metric_value_and_weights on Python floats, for counts that are single numbers.", on_floats=True,
-        ),
-    ]
-    metric_code = "\n\n".join(functions) + "\n\n" + _class_source(name, loss_class, options, parameters)
-    docstring = _docstring(derivation, name, loss_class, options, safe, standalone)
-    return _module_file(docstring, metric_code, "CountLossBase", "Tuple", standalone)
+    loss_text = f"1 - {name}" if options.direction == "maximize" else name
+    code = _FORM_CODE[derivation.form.kind](derivation, name, parameters, loss_text, options.direction)
+    base_class = derivation.form.base_class
+    subclass = (
+        f"class {loss_class}({base_class}):\n"
+        f'    """{name} as a loss; {base_class} documents the inputs and the options."""\n\n'
+        f"{_class_attributes(name, options, parameters)}{code.attributes}\n"
+        f"{_OWN_FORWARD}\n"
+        f"{code.hooks}"
+    )
+    metric_code = "\n\n".join(code.functions) + "\n\n" + subclass
+    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in code.singularities) or "    none"
+    docstring = _doc_text(
+        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
+        f"{code.introduction}:\n\n"
+        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
+        f"{code.sections}"
+        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
+        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
+        f"{code.closing}{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
+    )
+    return _module_file(docstring, metric_code, base_class, code.typing_names, standalone)
+
+
+@dataclass(frozen=True)
+class RuntimeDefinition:
+    """One top-level statement of a runtime module, as a standalone file may carry it: its text (with the comment
+    lines just above it), the names it defines and the names it reads."""
+
+    module: str
+    text: str
+    defines: frozenset
+    mentions: frozenset
 
 
 @lru_cache(maxsize=1)
-def inlined_runtime() -> str:
-    """The runtime's modules, in dependency order, without their docstrings and imports: one block of code that
-    a standalone file carries instead of importing metricc."""
-    parts = []
+def runtime_definitions() -> Tuple[RuntimeDefinition, ...]:
+    """Every top-level statement of the runtime's modules but their docstrings and imports, in dependency order
+    (RUNTIME_MODULES); an import a standalone file's own imports do not cover is an error."""
+    definitions = []
     allowed = {line for line in STANDALONE_IMPORTS if line}
     for module in RUNTIME_MODULES:
         text = (_RUNTIME / f"{module}.py").read_text(encoding="utf-8")
         tree = ast.parse(text)
         lines = text.splitlines()
-        skipped = set()
         for node in tree.body:
             is_docstring = isinstance(node, ast.Expr) and isinstance(node.value, ast.Constant) and isinstance(node.value.value, str)
-            if isinstance(node, (ast.Import, ast.ImportFrom)) or (is_docstring and node is tree.body[0]):
-                if isinstance(node, ast.ImportFrom) and node.level == 0 or isinstance(node, ast.Import):
-                    statement = ast.unparse(node)
-                    if not _import_allowed(statement, allowed):
-                        raise AssertionError(f"runtime/{module}.py imports {statement!r}, which a standalone file lacks")
-                skipped.update(range(node.lineno - 1, node.end_lineno))
-        body = "\n".join(line for index, line in enumerate(lines) if index not in skipped).strip("\n")
-        parts.append(f"# ---- metricc.runtime.{module} ----\n\n{body}\n")
-    return "\n\n".join(parts)
+            if is_docstring and node is tree.body[0]:
+                continue
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                statement = ast.unparse(node)
+                if (isinstance(node, ast.Import) or node.level == 0) and not _import_allowed(statement, allowed):
+                    raise AssertionError(f"runtime/{module}.py imports {statement!r}, which a standalone file lacks")
+                continue
+            start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
+            while start > 0 and lines[start - 1].lstrip().startswith("#"):
+                start -= 1
+            body = "\n".join(lines[start:node.end_lineno])
+            definitions.append(RuntimeDefinition(module, body, frozenset(_defined_names(node)), frozenset(_mentioned_names(node, body))))
+    return tuple(definitions)
+
+
+_TYPE_COMMENT = re.compile(r"#\s*type:(.*)")
+
+
+def _mentioned_names(node: ast.stmt, text: str) -> Sequence[str]:
+    """The names a statement's code reads, and those of its type comments (which TorchScript reads too)."""
+    names = [name.id for name in ast.walk(node) if isinstance(name, ast.Name)]
+    for comment in _TYPE_COMMENT.findall(text):
+        names += re.findall(r"[A-Za-z_][A-Za-z0-9_]*", comment)
+    return names
+
+
+def _defined_names(node: ast.stmt) -> Sequence[str]:
+    """The names a top-level statement binds; none for a statement that binds nothing (always carried)."""
+    if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+        return [node.name]
+    targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
+    return [name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)]
+
+
+@lru_cache(maxsize=8)
+def inlined_runtime(needed: Tuple[str, ...]) -> str:
+    """The runtime definitions a standalone file needs, in dependency order: those of `needed` (its base class and
+    the helpers its formula calls) and, transitively, every definition their text mentions. A four-count metric's
+    file carries no matrix code and a matrix metric's no soft counts."""
+    definitions = runtime_definitions()
+    wanted, frontier = set(), set(needed)
+    while frontier:
+        wanted |= frontier
+        frontier = set().union(*(d.mentions for d in definitions if d.defines & frontier)) - wanted
+    kept = [d for d in definitions if d.defines & wanted or not d.defines]
+    parts, module = [], None
+    for definition in kept:
+        if definition.module != module:
+            module = definition.module
+            parts.append(f"# ---- metricc.runtime.{module} ----")
+        parts.append(definition.text)
+    return "\n\n\n".join(parts) + "\n"
 
 
 def _import_allowed(statement: str, allowed: set) -> bool:
@@ -300,71 +423,3 @@ def _import_allowed(statement: str, allowed: set) -> bool:
         if line.startswith(head) and set(match.group(2).split(", ")) <= set(line[len(head):].split(", ")):
             return True
     return False
-
-
-def aggregate_variable(name: str) -> str:
-    """The Python name of a matrix aggregate in emitted code: SUM -> total (not the builtin), else lower case."""
-    return "total" if name == "SUM" else name.lower()
-
-
-def emit_matrix_module(derivation: MatrixDerivation, name: str, options: LossOptions, standalone: bool = False) -> str:
-    """The source of a matrix metric's loss module file: the subclass of MatrixLossBase and its formula."""
-    if options.direction not in ("maximize", "minimize"):
-        raise OptionError("emit_matrix_module needs a resolved direction ('maximize' or 'minimize')")
-    loss_class = class_name(name)
-    parameters = derivation.definition.parameters
-    inputs = {MATRIX_SYMBOLS[MATRIX_NAMES.index(a)]: aggregate_variable(a) for a in derivation.aggregates}
-    (value, *partials), singularities = guard_together([derivation.value, *derivation.partials])
-    outputs = [("value", value)] + [(f"d_{aggregate_variable(a)}", p) for a, p in zip(derivation.aggregates, partials)]
-    functions = [
-        _function_source("metric_value", outputs[:1], parameters, "The soft metric from the aggregates of the soft confusion matrix.", inputs=inputs),
-        _function_source(
-            "metric_value_and_partials", outputs, parameters,
-            "The metric and its partial derivative by each aggregate, sharing subexpressions.", inputs=inputs,
-        ),
-    ]
-    metric_code = "\n\n".join(functions) + "\n\n" + _matrix_class_source(name, loss_class, options, parameters, derivation.aggregates)
-    docstring = _matrix_docstring(derivation, name, loss_class, options, singularities, standalone)
-    return _module_file(docstring, metric_code, "MatrixLossBase", "Dict, Tuple", standalone)
-
-
-def _matrix_class_source(name: str, loss_class: str, options: LossOptions, parameters: Sequence[Parameter], aggregates: Sequence[str]) -> str:
-    arguments = ", ".join([f'aggregates["{a}"]' for a in aggregates] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
-    partial_names = ", ".join(f"d_{aggregate_variable(a)}" for a in aggregates)
-    partial_dict = ", ".join(f'"{a}": d_{aggregate_variable(a)}' for a in aggregates)
-    return (
-        f"class {loss_class}(MatrixLossBase):\n"
-        f'    """{name} as a loss; MatrixLossBase documents the inputs and the options."""\n\n'
-        f"{_class_attributes(name, options, parameters)}"
-        f"    aggregates = ({', '.join(_literal(a) for a in aggregates)}{',' if len(aggregates) == 1 else ''})\n\n"
-        f"{_OWN_FORWARD}\n"
-        f"    def formula(self, aggregates: Dict[str, Tensor]) -> Tensor:\n"
-        f"        return metric_value({arguments})\n\n"
-        f"    def formula_and_partials(self, aggregates: Dict[str, Tensor]) -> Tuple[Tensor, Dict[str, Tensor]]:\n"
-        f"        value, {partial_names} = metric_value_and_partials({arguments})\n"
-        f"        return value, {{{partial_dict}}}\n"
-    )
-
-
-def _matrix_docstring(
-    derivation: MatrixDerivation, name: str, loss_class: str, options: LossOptions, singularities: Tuple[Singularity, ...], standalone: bool
-) -> str:
-    parameters = derivation.definition.parameters
-    loss_text = f"1 - {name}" if options.direction == "maximize" else name
-    aggregate_lines = "\n".join(f"    {a}: {MATRIX_AGGREGATES[a]}" for a in derivation.aggregates)
-    partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
-    singular_lines = "\n".join(_wrap(f"- {s.describe()}", "    ") for s in singularities) or "    none"
-    return _doc_text(
-        f"{loss_class}: {name} as a loss, compiled by metricc {__version__}.\n\n"
-        f"Metric of the whole C x C soft confusion matrix M[i, j] = sum_n y[n, i] a[n, j] (true class i, predicted\n"
-        f"class j; row sums r, column sums c), {options.direction}d; the loss is {loss_text}:\n\n"
-        f"{_wrap(f'{name} = {sympy.sstr(derivation.value)}', '    ')}\n\n"
-        f"Aggregates:\n\n{aggregate_lines}\n\n"
-        f"Partial derivatives:\n\n{partial_lines}\n\n"
-        "Gradient with respect to the matrix (the backward pass uses it, not autograd through the formula):\n\n"
-        f"{_wrap(f'G[i, j] = d {name} / d M[i, j] = {derivation.gradient_text()}', '    ')}\n"
-        "    and the weight of a[n, j] is G[label of n, j].\n\n"
-        f"Metric parameters:\n{_parameter_lines(parameters)}\n\n"
-        f"Singular points and their guards (eps = {options.eps!r} by default):\n{singular_lines}\n\n"
-        f"{_imports_text(standalone)}\nIt is generated: edit the metric, not this file."
-    )

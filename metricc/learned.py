@@ -221,7 +221,7 @@ class LearnedLoss(torch.nn.Module):
         **arguments: Any,
     ):
         super().__init__()
-        from .options import checked_parameters, split_arguments
+        from .arguments import checked_parameters, split_arguments
         from .recipe import loss_class
 
         learned = sorted(set(arguments) & set(LEARNED_OPTIONS))

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Dict, List, Optional, Tuple
 
 from .errors import InvalidMetricError, MetricError, UnknownNameError
-from .matrix import as_two_class
+from .language import as_two_class
 from .parse import MetricDefinition, parse
 
 if sys.version_info >= (3, 11):

@@ -1,15 +1,15 @@
-"""Stage 1: metric text -> SymPy expression, through the Lark grammar only (no eval, no sympify)."""
+"""Stage 1: metric text -> SymPy expression, through the Lark grammar only (no eval, no sympify): the grammar, the
+Transformer that builds the expression, and the errors that point at the text. The vocabulary is language.py's."""
 
 from __future__ import annotations
 
 import difflib
 import keyword
 import math
-from dataclasses import dataclass
 from fractions import Fraction
 from functools import lru_cache
 from pathlib import Path
-from typing import Callable, Dict, List, Optional, Protocol, Tuple
+from typing import Dict, List, Optional, Protocol, Tuple
 
 import sympy
 from lark import Lark, Token, Tree
@@ -17,55 +17,12 @@ from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput
 from lark.visitors import Transformer_NonRecursive
 
 from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
-from .runtime.options import OPTION_NAMES, domain_text
-
-TP, FP, FN, TN = COUNTS = sympy.symbols("TP FP FN TN", nonnegative=True)
-COUNT_NAMES = ("TP", "FP", "FN", "TN")
-
-#: Aggregates of the whole C x C soft confusion matrix M[i, j] (true class i, predicted class j), with row sums
-#: r (true counts) and column sums c (predicted counts); W is 1 - delta (UNWEIGHTED), |i - j| / (C - 1) (LINEAR)
-#: or (i - j)^2 / (C - 1)^2 (QUADRATIC). A metric of these is a matrix metric (docs/language.md).
-MATRIX_AGGREGATES = {
-    "SUM": "all samples, the sum of M",
-    "TRACE": "correctly classified samples, the trace of M",
-    "SUM_RC": "the sum over classes of true count times predicted count, sum_k r_k c_k",
-    "SUM_RR": "the sum of squared true counts, sum_k r_k^2",
-    "SUM_CC": "the sum of squared predicted counts, sum_k c_k^2",
-    "OBSERVED_UNWEIGHTED": "misclassified samples, sum_ij W_ij M_ij with W = 1 - delta",
-    "OBSERVED_LINEAR": "sum_ij W_ij M_ij with W_ij = |i - j| / (C - 1)",
-    "OBSERVED_QUADRATIC": "sum_ij W_ij M_ij with W_ij = (i - j)^2 / (C - 1)^2",
-    "EXPECTED_UNWEIGHTED": "sum_ij W_ij r_i c_j with W = 1 - delta",
-    "EXPECTED_LINEAR": "sum_ij W_ij r_i c_j with W_ij = |i - j| / (C - 1)",
-    "EXPECTED_QUADRATIC": "sum_ij W_ij r_i c_j with W_ij = (i - j)^2 / (C - 1)^2",
-}
-MATRIX_NAMES = tuple(MATRIX_AGGREGATES)
-MATRIX_SYMBOLS = tuple(sympy.Symbol(name, nonnegative=True) for name in MATRIX_NAMES)
-
-#: Totals users know from the confusion-matrix literature (Wikipedia's P, N, PP, PN).
-DERIVED = {
-    "P": (TP + FN, "actual positives, TP + FN"),
-    "N": (FP + TN, "actual negatives, FP + TN"),
-    "PP": (TP + FP, "predicted positives, TP + FP"),
-    "PN": (FN + TN, "predicted negatives, FN + TN"),
-    "TOTAL": (TP + FP + FN + TN, "all samples, TP + FP + FN + TN"),
-}
-
-#: name -> (SymPy constructor, minimum arguments, maximum arguments or None).
-FUNCTIONS: Dict[str, Tuple[Callable, int, Optional[int]]] = {
-    "sqrt": (sympy.sqrt, 1, 1),
-    "log": (sympy.log, 1, 1),
-    "exp": (sympy.exp, 1, 1),
-    "abs": (sympy.Abs, 1, 1),
-    "min": (sympy.Min, 2, None),
-    "max": (sympy.Max, 2, None),
-}
-
-MAX_SOURCE_CHARS = 100_000
-MAX_NESTING = 100
-MAX_NODES = 20_000
-MAX_EXPONENT_DIGITS = 3
-#: Constants (written or computed) must stay well inside the float64 range.
-MAX_CONSTANT_DIGITS = 300
+from .language import (
+    COUNT_NAMES, COUNTS, DERIVED, FUNCTIONS, MATRIX_AGGREGATES, MATRIX_NAMES, MATRIX_SYMBOLS, MAX_CONSTANT_DIGITS,
+    MAX_EXPONENT_DIGITS, MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS, MetricDefinition, Parameter,
+    expression_size,
+)
+from .runtime.options import OPTION_NAMES
 
 _RESERVED = set(COUNT_NAMES) | set(MATRIX_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 #: The keyword arguments metricc.loss, emit and threshold_curve take beside the options and the parameters
@@ -74,54 +31,6 @@ API_KEYWORDS = ("name", "standalone")
 #: A parameter becomes a keyword argument of the loss constructor, beside the loss options (docs/language.md),
 #: and of metricc.loss and metricc.emit, beside their own keywords.
 _CONSTRUCTOR_NAMES = set(keyword.kwlist) | set(OPTION_NAMES) | set(API_KEYWORDS)
-
-
-@dataclass(frozen=True)
-class Parameter:
-    """A named constant of a metric (F-beta's beta): a constructor argument with a default and a domain."""
-
-    name: str
-    default: sympy.Rational
-    lower: float = float("-inf")
-    upper: float = float("inf")
-    lower_open: bool = True
-    upper_open: bool = True
-
-    @property
-    def symbol(self) -> sympy.Symbol:
-        return parameter_symbol(self.name, self.lower)
-
-    def contains(self, value: float) -> bool:
-        above = value > self.lower if self.lower_open else value >= self.lower
-        below = value < self.upper if self.upper_open else value <= self.upper
-        return above and below
-
-    def domain_text(self) -> str:
-        return domain_text(self.lower, self.upper, self.lower_open, self.upper_open)
-
-    def check(self, value: float, owner: str = "") -> None:
-        if not self.contains(value):
-            where = f" of {owner}" if owner else ""
-            raise ParameterError(f"parameter {self.name}{where} = {value:g} lies outside its domain {self.domain_text()}")
-
-
-@lru_cache(maxsize=None)
-def parameter_symbol(name: str, lower: float) -> sympy.Symbol:
-    """Parameters bounded below by zero are positive, which lets SymPy simplify more."""
-    return sympy.Symbol(name, positive=True) if lower >= 0 else sympy.Symbol(name, real=True)
-
-
-@dataclass(frozen=True)
-class MetricDefinition:
-    """A parsed metric: its expression over TP, FP, FN, TN (and parameters), and where it came from."""
-
-    expression: sympy.Expr
-    parameters: Tuple[Parameter, ...] = ()
-    source: str = ""
-
-    @property
-    def parameter_defaults(self) -> Dict[sympy.Symbol, sympy.Rational]:
-        return {p.symbol: p.default for p in self.parameters}
 
 
 class MetricLibrary(Protocol):
@@ -192,11 +101,6 @@ def _checked(definition: MetricDefinition, text: str) -> MetricDefinition:
             "with several classes they do not combine; write the metric with one kind of name"
         )
     return definition
-
-
-def is_matrix_metric(definition: MetricDefinition) -> bool:
-    """Whether the metric is written over the whole confusion matrix's aggregates, not the four counts."""
-    return bool(definition.expression.free_symbols & set(MATRIX_SYMBOLS))
 
 
 def _short(text: str, limit: int = 80) -> str:
@@ -284,23 +188,6 @@ def _check_size(tree: Tree, text: str) -> None:
             raise InvalidMetricError(f"the formula has more than {MAX_NODES} operations; metricc compiles formulas up to that size")
         if isinstance(node, Tree):
             stack.extend((child, depth + 1) for child in node.children if isinstance(child, Tree))
-
-
-def expression_size(expression: sympy.Expr) -> Tuple[int, int]:
-    """(nodes, depth) of the expression as a tree, counted without recursion over its shared subexpressions."""
-    size: Dict[sympy.Basic, Tuple[int, int]] = {}
-    stack = [(expression, False)]
-    while stack:
-        node, ready = stack.pop()
-        if node in size:
-            continue
-        if not ready:
-            stack.append((node, True))
-            stack.extend((arg, False) for arg in node.args if arg not in size)
-            continue
-        below = [size[arg] for arg in node.args]
-        size[node] = (1 + sum(n for n, _ in below), 1 + max((d for _, d in below), default=0))
-    return size[expression]
 
 
 def _check_expression_size(expression: sympy.Expr, what: str) -> None:

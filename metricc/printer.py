@@ -1,4 +1,4 @@
-"""SymPy's Python code printer taught torch: count tensors, the guards of analyse.py, and the one-op forms
+"""SymPy's Python code printer taught torch: count tensors, the guards of guards.py, and the one-op forms
 (rsqrt, reciprocal, square) that make an emitted formula cheap; FloatPrinter prints the same on Python floats."""
 
 from __future__ import annotations
@@ -108,16 +108,17 @@ class TorchPrinter(PythonCodePrinter):
 
     _print_exp = _print_log = _print_Abs = _print_sign = _print_known_function
 
-    # the guards of analyse.py, by class name
+    #: How each guard of guards.py is written, by class name: its argument goes in the braces.
+    guard_templates = {
+        "SafeDenominator": "torch.clamp({}, min=eps)",
+        "SignedDenominator": "signed_clamp({}, eps)",
+        "ClampAtZero": "torch.clamp({}, min=0.0)",
+    }
 
-    def _print_SafeDenominator(self, e: sympy.Expr) -> str:
-        return f"torch.clamp({self._print(e.args[0])}, min=eps)"
+    def _print_guard(self, e: sympy.Expr) -> str:
+        return self.guard_templates[type(e).__name__].format(self._print(e.args[0]))
 
-    def _print_SignedDenominator(self, e: sympy.Expr) -> str:
-        return f"signed_clamp({self._print(e.args[0])}, eps)"
-
-    def _print_ClampAtZero(self, e: sympy.Expr) -> str:
-        return f"torch.clamp({self._print(e.args[0])}, min=0.0)"
+    _print_SafeDenominator = _print_SignedDenominator = _print_ClampAtZero = _print_guard
 
     def _print_Heaviside(self, e: sympy.Expr) -> str:
         return f"torch.heaviside({self._tensor_argument(e.args[0])}, torch.full_like({self.like}, 0.5))"
@@ -154,6 +155,7 @@ class FloatPrinter(TorchPrinter):
 
     rsqrt_factors = False
     functions = {"exp": "math.exp", "log": "math.log", "Abs": "abs", "sign": "sign_float"}
+    guard_templates = {"SafeDenominator": "max({}, eps)", "SignedDenominator": "signed_clamp_float({}, eps)", "ClampAtZero": "max({}, 0.0)"}
 
     def __init__(self, names: Dict[sympy.Symbol, str]):
         super().__init__(names, set())
@@ -172,15 +174,6 @@ class FloatPrinter(TorchPrinter):
             raised = operand if abs(exponent) == 1 else f"{operand} ** {abs(int(exponent))}"
             return f"(1.0 / {raised})" if exponent.is_negative else raised
         return f"math.pow({self._print(base)}, {self._print(exponent)})"
-
-    def _print_SafeDenominator(self, e: sympy.Expr) -> str:
-        return f"max({self._print(e.args[0])}, eps)"
-
-    def _print_SignedDenominator(self, e: sympy.Expr) -> str:
-        return f"signed_clamp_float({self._print(e.args[0])}, eps)"
-
-    def _print_ClampAtZero(self, e: sympy.Expr) -> str:
-        return f"max({self._print(e.args[0])}, 0.0)"
 
     def _print_Heaviside(self, e: sympy.Expr) -> str:
         return f"heaviside_float({self._print(e.args[0])})"

@@ -18,10 +18,10 @@ _classes: Dict[Tuple[str, Optional[str], Tuple[Tuple[str, Any], ...]], type] = {
 def loss_class(expression: str, name: Optional[str], options: Dict[str, Any]) -> type:
     """The loss class of the metric with these compile options (from the disk cache or compiled), its recipe
     recorded on it for pickling."""
-    from . import _compiled
+    from .cache import compiled_source
     from .load import load_source
 
-    _, class_name, source = _compiled(expression, name, options)
+    _, class_name, source = compiled_source(expression, name, options)
     compiled = getattr(load_source(source), class_name)
     recipe = (expression, name, _recipe_options(options))
     compiled.metricc_rebuild = (rebuild_loss, recipe)  # read by LossBase.__reduce_ex__, on this class only
@@ -38,7 +38,7 @@ def rebuild_loss(expression: str, name: Optional[str], options: Dict[str, Any]) 
 def _recipe_options(options: Dict[str, Any]) -> Dict[str, Any]:
     """The options as validated (plain Python values: class_weights a tuple of floats), those that differ from the
     defaults only; they compile to the same source as the options given."""
-    from .options import make_options
+    from .arguments import make_options
 
     return {option: value for option, value in vars(make_options(**options)).items() if value != DEFAULTS[option]}
 

@@ -7,7 +7,7 @@ import sympy
 import torch
 
 from metricc.compiler import resolve
-from metricc.parse import MATRIX_SYMBOLS
+from metricc.language import MATRIX_SYMBOLS
 from metricc.runtime.inputs import canonical_layout, count_dims
 
 

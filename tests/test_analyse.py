@@ -8,22 +8,15 @@ from hypothesis import strategies as st
 from sklearn.metrics import cohen_kappa_score
 
 import metricc
-from metricc.analyse import (
-    ClampAtZero,
-    SafeDenominator,
-    SignedDenominator,
-    decide_direction,
-    estimate_range,
-    guard,
-    monotonicity,
-    operation_counts,
-    singular_points,
-    zero_condition,
-)
+from metricc.analyses import estimate_range, monotonicity, operation_counts
+from metricc.conditions import zero_condition
+from metricc.direction import decide_direction
+from metricc.guards import ClampAtZero, SafeDenominator, SignedDenominator, guard, singular_points
 from metricc.compiler import resolve
 from metricc.derive import derive, per_sample_weights
 from metricc.library import default_library
-from metricc.parse import COUNTS, parse
+from metricc.language import COUNTS
+from metricc.parse import parse
 from oracles import labels_with_counts
 
 TP, FP, FN, TN = COUNTS

@@ -13,9 +13,10 @@ import torch
 
 import metricc
 import metricc.compiler
-from metricc import load
-from metricc.load import UntrustedCacheWarning, cache_dir, load_source, source_key
-from metricc.options import make_options
+from metricc import cache as disk_cache
+from metricc.cache import UntrustedCacheWarning, cache_dir, source_key
+from metricc.load import load_source
+from metricc.arguments import make_options
 
 OTHER_UID = 12345
 PLANTED = "raise SystemExit('planted code ran')\n\n\nclass F1Loss:\n    pass\n"
@@ -24,7 +25,7 @@ PLANTED = "raise SystemExit('planted code ran')\n\n\nclass F1Loss:\n    pass\n"
 @pytest.fixture(autouse=True)
 def _fresh_warnings(monkeypatch):
     """Each test sees its own first warning."""
-    monkeypatch.setattr(load, "_warned", set())
+    monkeypatch.setattr(disk_cache, "_warned", set())
 
 
 @pytest.fixture
@@ -40,7 +41,7 @@ def plant(directory: Path, expression: str) -> Path:
     (only the trust checks keep it out: test_a_planted_entry_passes_the_entry_checks)."""
     (directory / "sources").mkdir(parents=True, exist_ok=True)
     entry = entry_path(directory, expression)
-    entry.write_text(load.entry_text("f1", "F1Loss", PLANTED), encoding="utf-8")
+    entry.write_text(disk_cache.entry_text("f1", "F1Loss", PLANTED), encoding="utf-8")
     return entry
 
 
@@ -60,20 +61,20 @@ def backward_once(loss) -> torch.Tensor:
 
 def test_untrusted_reason_is_a_pure_check_of_owner_type_and_mode():
     directory = os.stat_result((stat.S_IFDIR | 0o700, 0, 0, 1, 1000, 1000, 0, 0, 0, 0))
-    assert load.untrusted_reason(directory, 1000, "directory") is None
-    assert load.untrusted_reason(directory, None, "directory") is None
-    assert "uid 1000" in load.untrusted_reason(directory, 1001, "directory")
-    assert "not a file" in load.untrusted_reason(directory, 1000, "file")
+    assert disk_cache.untrusted_reason(directory, 1000, "directory") is None
+    assert disk_cache.untrusted_reason(directory, None, "directory") is None
+    assert "uid 1000" in disk_cache.untrusted_reason(directory, 1001, "directory")
+    assert "not a file" in disk_cache.untrusted_reason(directory, 1000, "file")
     for mode in (0o720, 0o702, 0o777):
         shared = os.stat_result((stat.S_IFDIR | mode, 0, 0, 1, 1000, 1000, 0, 0, 0, 0))
-        assert "group or others can write" in load.untrusted_reason(shared, 1000, "directory")
+        assert "group or others can write" in disk_cache.untrusted_reason(shared, 1000, "directory")
     link = os.stat_result((stat.S_IFLNK | 0o777, 0, 0, 1, 1000, 1000, 0, 0, 0, 0))
-    assert "symbolic link" in load.untrusted_reason(link, 1000, "directory")
+    assert "symbolic link" in disk_cache.untrusted_reason(link, 1000, "directory")
 
 
 def test_an_entry_in_another_users_directory_is_never_executed(cache, monkeypatch):
     plant(cache, "f1")
-    monkeypatch.setattr(load, "current_uid", lambda: OTHER_UID)
+    monkeypatch.setattr(disk_cache, "current_uid", lambda: OTHER_UID)
     with pytest.warns(UntrustedCacheWarning, match=str(cache)):
         loss = metricc.loss("f1")
     assert backward_once(loss).abs().sum() > 0
@@ -150,7 +151,7 @@ def test_the_default_cache_is_not_in_the_shared_temporary_directory(monkeypatch)
     home = Path("/nonexistent-home-of-alice")
     monkeypatch.setenv("HOME", str(home))
     assert cache_dir().is_relative_to(home)
-    assert not cache_dir().is_relative_to(Path(load.tempfile.gettempdir()))
+    assert not cache_dir().is_relative_to(Path(disk_cache.tempfile.gettempdir()))
 
 
 def test_a_second_compilation_is_served_from_the_cache(cache, monkeypatch):
@@ -168,7 +169,7 @@ def test_a_second_compilation_is_served_from_the_cache(cache, monkeypatch):
 
 
 def test_a_refused_cache_compiles_in_a_private_directory(cache, tmp_path, monkeypatch):
-    monkeypatch.setattr(load, "current_uid", lambda: OTHER_UID)
+    monkeypatch.setattr(disk_cache, "current_uid", lambda: OTHER_UID)
     with pytest.warns(UntrustedCacheWarning):
         module = load_source(f"VALUE = {str(tmp_path)!r}\n")
     folder = Path(module.__file__).parent
@@ -206,12 +207,12 @@ def test_modules_run_the_checked_source_and_write_no_bytecode(tmp_path, monkeypa
 
 def test_a_planted_entry_passes_the_entry_checks():
     """The planted entry is refused for its owner and mode alone, so the trust tests above test the trust checks."""
-    assert load.entry_fields(load.entry_text("f1", "F1Loss", PLANTED)) == ("f1", "F1Loss", PLANTED)
+    assert disk_cache.entry_fields(disk_cache.entry_text("f1", "F1Loss", PLANTED)) == ("f1", "F1Loss", PLANTED)
 
 
 def _resealed(entry: dict, source: str) -> dict:
     """entry with another source and that source's hash: only the parse check can tell it is no loss module."""
-    return {**entry, "source": source, "sha256": load._digest(source)}
+    return {**entry, "source": source, "sha256": disk_cache._digest(source)}
 
 
 def _without(entry: dict, key: str) -> dict:
@@ -270,7 +271,7 @@ def test_a_malformed_entry_is_a_miss_that_is_compiled_and_rewritten(cache, valid
     entry = entry_path(cache, "f1")
     entry.parent.mkdir(parents=True)
     entry.write_bytes(text if isinstance(text, bytes) else text.encode("utf-8"))
-    assert load.cached_source(entry.stem) is None
+    assert disk_cache.cached_source(entry.stem) is None
     with warnings.catch_warnings():
         warnings.simplefilter("error", UntrustedCacheWarning)
         assert backward_once(metricc.loss("f1")).abs().sum() > 0

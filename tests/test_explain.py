@@ -12,13 +12,17 @@ import sympy
 import metricc
 from metricc.cli import main
 from metricc.parse import parse
-from metricc.report import Explanation, weight_curves
+from metricc.explanation import Explanation
+from metricc.plots import matrix_weight_curves, weight_curves
 
 REPOSITORY = Path(__file__).resolve().parents[1]
 
-# The schema documented in docs/explain.md, version 1.
-GRAD_KEYS = {"schema_version", "command", "input", "name", "metric", "parameters", "partials", "per_sample_weights"}
-EXPLAIN_KEYS = GRAD_KEYS | {"library", "direction", "monotonicity", "range", "singular_points", "operations"}
+# The schema documented in docs/explain.md, version 1: a four-count metric's keys, and a matrix metric's.
+GRAD_KEYS = {"schema_version", "command", "input", "name", "kind", "metric", "parameters", "partials", "per_sample_weights"}
+ANALYSIS_KEYS = {"library", "direction", "monotonicity", "range", "singular_points", "operations"}
+EXPLAIN_KEYS = GRAD_KEYS | ANALYSIS_KEYS
+MATRIX_GRAD_KEYS = GRAD_KEYS - {"per_sample_weights"} | {"aggregates", "matrix_gradient"}
+MATRIX_EXPLAIN_KEYS = MATRIX_GRAD_KEYS | ANALYSIS_KEYS
 
 
 def run(capsys, *argv):
@@ -170,3 +174,72 @@ def test_symbolic_commands_do_not_import_torch(command):
     imported = {line.split("|")[-1].strip() for line in result.stderr.splitlines() if line.startswith("import time:")}
     assert "f1" in result.stdout
     assert not {module for module in imported if module == "torch" or module.startswith("torch.")}
+
+
+@pytest.mark.parametrize(
+    "metric, task, kind",
+    [("qwk", None, "matrix"), ("mcc", "multiclass", "matrix"), ("mcc", None, "counts"), ("qwk", "binary", "counts"),
+     ("f1", "binary", "counts"), ("1 - OBSERVED_LINEAR / EXPECTED_LINEAR", None, "matrix")],
+)
+def test_python_and_cli_give_one_answer(capsys, metric, task, kind):
+    """metricc.explain(metric, task=...) is what `metricc explain metric --task ...` prints, in every format."""
+    explanation = metricc.explain(metric, task=task)
+    assert explanation.kind == kind
+    flags = [] if task is None else ["--task", task]
+    for form in ("json", "text"):
+        code, out, _ = run(capsys, "explain", metric, *flags, "--format", form)
+        assert code == 0 and out == explanation.format(form) + "\n"
+    assert json.loads(explanation.to_json()) == explanation.to_dict()
+    code, out, _ = run(capsys, "grad", metric, *flags, "--format", "json")
+    assert set(json.loads(out)) == (GRAD_KEYS if kind == "counts" else MATRIX_GRAD_KEYS)
+
+
+def test_matrix_json_follows_the_schema(capsys):
+    code, out, _ = run(capsys, "explain", "qwk", "--format", "json")
+    data = json.loads(out)
+    assert code == 0 and set(data) == MATRIX_EXPLAIN_KEYS
+    assert data["schema_version"] == 1 and data["kind"] == "matrix" and data["monotonicity"] is None
+    assert set(data["partials"]) == set(data["aggregates"]) == {"SUM", "OBSERVED_QUADRATIC", "EXPECTED_QUADRATIC"}
+    assert data["direction"] == {"value": "maximize", "source": "library", "note": "the signs of the partials agree"}
+    for key in ("metric", *(f"partials.{name}" for name in data["partials"])):
+        formula = data["metric"] if key == "metric" else data["partials"][key.split(".")[1]]
+        assert sympy.sympify(formula["text"]).free_symbols <= {sympy.Symbol(n) for n in data["aggregates"]}
+
+
+def test_a_matrix_formula_gets_a_sampled_direction_and_range():
+    explanation = metricc.explain("TRACE / SUM")
+    assert explanation.kind == "matrix" and explanation.direction == "maximize" and explanation.direction_source == "partials"
+    assert explanation.range.source == "sampled" and 0.0 <= explanation.range.low < explanation.range.high <= 1.0
+    assert metricc.explain("OBSERVED_UNWEIGHTED / SUM").direction == "minimize"
+
+
+@pytest.mark.parametrize("name, matrix", [("qwk", ((20, 5, 2), (5, 20, 5), (2, 5, 20))), ("mcc", ((30, 4), (6, 10)))])
+def test_matrix_weight_curves_are_the_derivative_of_the_loss_curves(name, matrix):
+    """The plotted weight of a matrix metric, G[0, 0] - G[0, wrong] from the runtime, is d loss / d p."""
+    curves = matrix_weight_curves(metricc.explain(name, task="multiclass"), matrix, points=2001)
+    step = curves["p"][1] - curves["p"][0]
+    for kind in ("near", "far"):
+        numeric = np.gradient(curves[f"loss_{kind}"], step)
+        assert np.allclose(curves[f"weight_{kind}"][1:-1], numeric[1:-1], rtol=1e-4, atol=1e-8)
+
+
+def test_plot_of_a_matrix_metric_writes_a_png(tmp_path, capsys):
+    path = tmp_path / "qwk.png"
+    code, _, err = run(capsys, "explain", "qwk", "--plot", str(path), "--matrix", "20,5,2;5,20,5;2,5,20")
+    assert code == 0 and str(path) in err
+    assert path.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+@pytest.mark.parametrize(
+    "argv, message",
+    [
+        (["explain", "qwk", "--plot", "x.png", "--counts", "1,2,3,4"], "give --matrix"),
+        (["explain", "f1", "--plot", "x.png", "--matrix", "1,2;3,4"], "give --counts"),
+        (["explain", "qwk", "--matrix", "1,2;3"], "square confusion matrix"),
+        (["explain", "qwk", "--matrix", "1,-2;3,4"], "nonnegative"),
+    ],
+)
+def test_plot_flags_name_the_form_they_belong_to(tmp_path, capsys, argv, message):
+    code, _, err = run(capsys, *[str(tmp_path / part) if part == "x.png" else part for part in argv])
+    assert code == 2 and message in err and "Traceback" not in err
+    assert not (tmp_path / "x.png").exists()

@@ -2,7 +2,7 @@
 
 from pathlib import Path
 
-from metricc.cli import generated_sources
+from metricc.compiler import generated_sources
 
 GENERATED = Path(__file__).resolve().parent.parent / "generated"
 

@@ -8,7 +8,8 @@ import metricc
 from metricc.cli import main
 from metricc.errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
 from metricc.library import Library, LibraryEntry, default_library
-from metricc.parse import COUNTS, MAX_SOURCE_CHARS, parse
+from metricc.language import COUNTS, MAX_SOURCE_CHARS
+from metricc.parse import parse
 from oracles import batch_with_counts
 
 TP, FP, FN, TN = COUNTS

@@ -14,10 +14,11 @@ from scipy.spatial import distance
 from sklearn import metrics as skm
 
 import metricc
-from metricc.analyse import decide_direction, estimate_range, monotonicity
+from metricc.analyses import estimate_range, monotonicity
+from metricc.direction import decide_direction
 from metricc.compiler import compile_metric, resolve
 from metricc.library import default_library
-from metricc.parse import COUNTS
+from metricc.language import COUNTS
 from oracles import labels_with_counts
 
 LIBRARY = default_library()

@@ -9,7 +9,7 @@ import sympy
 
 import metricc
 from metricc.cli import main
-from metricc.compiler import matrix_form
+from metricc.compiler import resolve
 from metricc.library import bound_text, default_library, one_line
 from metricc.parse import parse
 
@@ -92,8 +92,8 @@ def test_the_json_list_covers_the_library(listing):
 def test_a_listed_matrix_form_has_the_matrix_metrics_partials(listing, name):
     """The JSON's matrix form, compiled for task='multiclass', differentiates as the library metric's does."""
     (metric,) = [metric for metric in listing[1]["metrics"] if metric["name"] == name]
-    _, pasted = matrix_form(metric["forms"]["matrix"], "multiclass")
-    _, named = matrix_form(name, "multiclass")
+    _, pasted = resolve(metric["forms"]["matrix"], "multiclass")
+    _, named = resolve(name, "multiclass")
     assert pasted.partials_by_name() == named.partials_by_name()
 
 

@@ -6,7 +6,6 @@ import warnings
 import numpy as np
 import pytest
 import sklearn.metrics as skm
-import sympy
 import torch
 import torchmetrics.classification as tmc
 from hypothesis import given, settings
@@ -14,8 +13,7 @@ from hypothesis import strategies as st
 
 import metricc
 from metricc.cli import main
-from metricc.matrix import aggregate_values
-from metricc.parse import MATRIX_SYMBOLS
+from metricc.runtime.matrix import matrix_aggregates
 from oracles import soft_matrix_loss
 
 SKLEARN = {
@@ -177,10 +175,8 @@ def test_running_matrix_mixes_history_and_batch():
     loss(*first)
     running = loss(*second)
     matrix = 0.75 * loss_of("qwk", from_logits=True).confusion_matrix(*first) + 0.25 * loss_of("qwk", from_logits=True).confusion_matrix(*second)
-    aggregates = aggregate_values(matrix.numpy()[None])
-    kappa = 1 - aggregates[MATRIX_SYMBOLS[0]] * aggregates[sympy.Symbol("OBSERVED_QUADRATIC", nonnegative=True)] / aggregates[
-        sympy.Symbol("EXPECTED_QUADRATIC", nonnegative=True)
-    ]
+    aggregates = matrix_aggregates(matrix[None], ["SUM", "OBSERVED_QUADRATIC", "EXPECTED_QUADRATIC"])
+    kappa = 1 - aggregates["SUM"] * aggregates["OBSERVED_QUADRATIC"] / aggregates["EXPECTED_QUADRATIC"]
     assert float(running) == pytest.approx(1 - float(kappa[0]), abs=1e-12)
 
 

@@ -10,7 +10,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import metricc
-from metricc.parse import API_KEYWORDS, COUNT_NAMES, DERIVED, FUNCTIONS
+from metricc.language import COUNT_NAMES, DERIVED, FUNCTIONS
+from metricc.parse import API_KEYWORDS
 from metricc.runtime.options import OPTION_NAMES
 from oracles import plain_soft_counts
 

@@ -16,7 +16,7 @@ from losses import value_and_gradient
 from metricc.cli import main
 from metricc.compiler import compile_metric
 from metricc.load import load_file, load_source
-from metricc.report import weight_curves
+from metricc.plots import weight_curves
 from metricc.runtime.options import OPTION_NAMES
 from oracles import plain_soft_counts
 
@@ -303,5 +303,7 @@ def test_the_api_keywords_a_parameter_may_not_take_are_those_of_the_signatures()
 
 
 def test_explain_refuses_a_loss_option_saying_what_it_takes():
-    with pytest.raises(metricc.OptionError, match=r"parameters, not loss options \(task\)"):
-        metricc.explain("fbeta", task="multiclass")
+    with pytest.raises(metricc.OptionError, match=r"parameters, not loss options \(from_logits\)"):
+        metricc.explain("fbeta", from_logits=True)
+    with pytest.raises(metricc.OptionError, match=r"task='segmentation' is not one of"):
+        metricc.explain("fbeta", task="segmentation")

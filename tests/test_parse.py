@@ -10,7 +10,8 @@ from hypothesis import strategies as st
 from metricc import MetricError, MetricSyntaxError, UnknownNameError
 from metricc.errors import InvalidMetricError
 from metricc.library import default_library
-from metricc.parse import COUNTS, DERIVED, MAX_SOURCE_CHARS, parse
+from metricc.language import COUNTS, DERIVED, MAX_SOURCE_CHARS
+from metricc.parse import parse
 
 TP, FP, FN, TN = COUNTS
 

@@ -340,7 +340,7 @@ def test_cli_reads_every_csv_variant_in_float64_and_agrees_with_sklearn(tmp_path
 
 
 def test_read_scores_csv_keeps_every_digit(tmp_path):
-    from metricc.cli import read_scores_csv
+    from metricc.scores_csv import read_scores_csv
 
     scores, targets = read_scores_csv(_write(tmp_path, CSV_VARIANTS["semicolon, decimal comma"][0]))
     assert scores == HEADER_AND_ROWS[0] and targets == HEADER_AND_ROWS[1]

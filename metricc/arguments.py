@@ -1,4 +1,4 @@
-"""The compiler's view of the loss options: LossOptions, built from the runtime's one table (runtime/options.py),
+"""The keyword arguments of metricc.loss and emit, as the compiler sees them: the loss options (LossOptions, built from the runtime's one table (runtime/options.py)),
 and make_options, which checks them with the runtime's own validator and reports problems as OptionError; and the
 keyword arguments that are not options, a metric's parameters, checked against their domains."""
 
