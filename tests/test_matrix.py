@@ -6,7 +6,6 @@ import warnings
 import numpy as np
 import pytest
 import sklearn.metrics as skm
-import sympy
 import torch
 import torchmetrics.classification as tmc
 from hypothesis import given, settings
@@ -14,9 +13,8 @@ from hypothesis import strategies as st
 
 import metricc
 from metricc.cli import main
-from metricc.matrix import aggregate_values
-from metricc.parse import MATRIX_SYMBOLS
-from oracles import soft_matrix_loss
+from metricc.runtime.matrix import AGGREGATE_NAMES, matrix_aggregates, matrix_gradient
+from oracles import matrix_aggregates_by_definition, soft_matrix_loss
 
 SKLEARN = {
     "accuracy": skm.accuracy_score,
@@ -71,6 +69,35 @@ def test_two_class_forms_agree_with_the_matrix(name):
     binary = float(metricc.loss(name, approximation="identity").metric(predicted.double(), labels.double()))
     assert binary == pytest.approx(float(loss_of(name).metric(one_hot, labels)), abs=1e-12)
     assert binary == pytest.approx(SKLEARN[name](labels.numpy(), predicted.numpy()), abs=1e-12)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_each_aggregate_of_the_runtime_is_its_definition(classes):
+    matrices = torch.rand(3, classes, classes, dtype=torch.float64, generator=torch.Generator().manual_seed(classes))
+    found = matrix_aggregates(matrices, list(AGGREGATE_NAMES))
+    for row, matrix in enumerate(matrices):
+        defined = matrix_aggregates_by_definition(matrix)
+        assert set(defined) == set(AGGREGATE_NAMES)
+        for name in AGGREGATE_NAMES:
+            torch.testing.assert_close(found[name][row], defined[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("names", [[name] for name in AGGREGATE_NAMES] + [list(AGGREGATE_NAMES)], ids=list(AGGREGATE_NAMES) + ["all"])
+@pytest.mark.parametrize("classes", [2, 3, 4, 5])
+def test_each_aggregates_derivative_by_the_matrix_is_autograd_of_its_value(names, classes):
+    """The runtime's table gives each aggregate's d / dM beside its value; G adds them, each matrix's weighed by its
+    partial: autograd of sum over aggregates A of partial_A[r] A[r]."""
+    g = torch.Generator().manual_seed(classes)
+    matrices = torch.rand(3, classes, classes, dtype=torch.float64, generator=g).requires_grad_(True)
+    partials = {name: torch.randn(3, dtype=torch.float64, generator=g) for name in names}
+    values = matrix_aggregates(matrices, names)
+    (expected,) = torch.autograd.grad(sum((values[name] * partials[name]).sum() for name in names), matrices)
+    torch.testing.assert_close(matrix_gradient(matrices.detach(), partials), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_an_unknown_aggregate_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="SUM_XY"):
+        matrix_aggregates(torch.eye(3).unsqueeze(0), ["SUM_XY"])
 
 
 def inputs(classes, samples, seed, dense=False, ignore=False):
@@ -158,8 +185,8 @@ def test_mixing_counts_and_aggregates_is_an_error():
 
 
 def test_direction_of_a_formula_is_found_by_sampling():
-    assert metricc.loss("TRACE / SUM", name="agreement", task="multiclass").sign == -1.0
-    assert metricc.loss("OBSERVED_QUADRATIC / SUM", name="cost", task="multiclass").sign == 1.0
+    assert metricc.loss("TRACE / SUM", name="agreement", task="multiclass").maximize is True
+    assert metricc.loss("OBSERVED_QUADRATIC / SUM", name="cost", task="multiclass").maximize is False
     with pytest.raises(metricc.DirectionError):
         metricc.emit("(TRACE / SUM - 0.5)^2", name="odd", task="multiclass")
 
@@ -177,11 +204,9 @@ def test_running_matrix_mixes_history_and_batch():
     loss(*first)
     running = loss(*second)
     matrix = 0.75 * loss_of("qwk", from_logits=True).confusion_matrix(*first) + 0.25 * loss_of("qwk", from_logits=True).confusion_matrix(*second)
-    aggregates = aggregate_values(matrix.numpy()[None])
-    kappa = 1 - aggregates[MATRIX_SYMBOLS[0]] * aggregates[sympy.Symbol("OBSERVED_QUADRATIC", nonnegative=True)] / aggregates[
-        sympy.Symbol("EXPECTED_QUADRATIC", nonnegative=True)
-    ]
-    assert float(running) == pytest.approx(1 - float(kappa[0]), abs=1e-12)
+    aggregates = matrix_aggregates_by_definition(matrix)
+    kappa = 1 - aggregates["SUM"] * aggregates["OBSERVED_QUADRATIC"] / aggregates["EXPECTED_QUADRATIC"]
+    assert float(running) == pytest.approx(1 - float(kappa), abs=1e-12)
 
 
 def test_scripted_compiled_and_exported_modules_agree():
