@@ -4,6 +4,9 @@ For comparing two versions of metricc on the same metric (a standalone file from
 file of today, say), where separate benchmark runs on a shared machine differ by more than the change:
 
     python benchmarks/ab_files.py OLD/generated/f1.py generated/f1.py --sizes 256,10000,1000000
+
+A multiclass metric (a whole-matrix one, such as quadratic_kappa compiled with --task multiclass) takes
+`--classes C`: batches of `size` rows of C softmax probabilities with class-index targets.
 """
 
 from __future__ import annotations
@@ -29,10 +32,14 @@ def loss_of(path: Path, label: str):
     return loss_class()
 
 
-def median_times(losses, size: int, rounds: int, budget: float):
-    """Median seconds per step of each loss over interleaved rounds, on one binary batch of `size`."""
+def median_times(losses, size: int, rounds: int, budget: float, classes: int = 0):
+    """Median seconds per step of each loss over interleaved rounds, on one binary batch of `size` (or, with
+    classes, `size` rows of class probabilities and class-index targets)."""
     g = torch.Generator().manual_seed(size)
-    preds, target = torch.rand(size, generator=g), (torch.rand(size, generator=g) > 0.5).float()
+    if classes:
+        preds, target = torch.softmax(torch.randn(size, classes, generator=g), 1), torch.randint(0, classes, (size,), generator=g)
+    else:
+        preds, target = torch.rand(size, generator=g), (torch.rand(size, generator=g) > 0.5).float()
 
     def step(loss):
         leaf = preds.clone().requires_grad_(True)
@@ -59,13 +66,14 @@ def main() -> None:
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--budget", type=float, default=2.0, help="seconds per loss and size")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--classes", type=int, default=0, help="multiclass batches of this many classes (0: binary)")
     args = parser.parse_args()
     warnings.simplefilter("ignore")
     torch.set_num_threads(args.threads)
     losses = [loss_of(args.first, "first"), loss_of(args.second, "second")]
     print(f"| N | {args.first} | {args.second} | second / first |\n|---|---|---|---|")
     for size in (int(s) for s in args.sizes.split(",")):
-        first, second = median_times(losses, size, args.rounds, args.budget)
+        first, second = median_times(losses, size, args.rounds, args.budget, args.classes)
         print(f"| {size:,} | {first * 1e6:.0f} µs | {second * 1e6:.0f} µs | {second / first:.3f} |")
 
 

@@ -79,7 +79,7 @@ def run(metric: str = "f1", seed: int = 0, epochs: int = 40) -> dict:
     print(f"== 1. compile the library metric {metric!r}")
     loss = metricc.loss(metric, from_logits=True)
     report = gradient_report(metric)
-    better = "1 - " if loss.sign < 0 else ""
+    better = "1 - " if loss.maximize else ""
     print(f"   {type(loss).__name__}: loss = {better}{sympy.sstr(report.derivation.value)}")
     print("\n== 2. its derived gradient")
     print("   " + report.format("text").replace("\n", "\n   "))
@@ -92,7 +92,7 @@ def run(metric: str = "f1", seed: int = 0, epochs: int = 40) -> dict:
         results = _compare(metric, loss, train_set, validation, test, seed, epochs)
     finally:
         torch.set_num_threads(threads)
-    print("\n" + summary(metric, results, loss.sign < 0))
+    print("\n" + summary(metric, results, loss.maximize))
     print("\nNext: `metricc threshold f1 scores.csv` (the best threshold of your own scores), `metricc compile f1 -o f1_loss.py`,")
     print("`metricc list`, and examples/selection.py (choosing the loss and the threshold by validation).")
     return results

@@ -251,7 +251,7 @@ class LearnedLoss(torch.nn.Module):
         task = configured.task
         self.metric_name: str = module_class.metric_name
         self.task, self.from_logits, self.ignore_index = task, configured.from_logits, configured.ignore_index
-        self.maximize: bool = configured.sign < 0
+        self.maximize: bool = configured.maximize
         self.feature_every = feature_every
         self.step = float(step)
         self.validate_args: bool = configured.validate_args

@@ -82,7 +82,7 @@ def threshold_curve(metric: str, scores, target, /, **options):
         raise OptionError(f"from_logits={from_logits!r} must be True or False")
     arguments = tuple(sorted((k, v) for k, v in options.items() if k not in _OWN_OPTIONS))  # other options, parameters
     loss = _compiled_loss(metric, arguments) if _hashable(arguments) else _compiled_loss.__wrapped__(metric, arguments)
-    direction = "maximize" if loss.sign < 0 else "minimize"
+    direction = "maximize" if loss.maximize else "minimize"
     scores, target = _checked_inputs(scores, target, task, from_logits)
     if task == "binary":
         return _curve(loss, metric, direction, scores.reshape(-1), target.reshape(-1), from_logits, "")
@@ -260,7 +260,7 @@ def best_hard_metric(scorer, preds: Tensor, target: Tensor) -> Tuple[float, obje
     predicts it perfectly, none or all); otherwise (samplewise, average='samples') it is the best
     of the pooled curve's best cut and QUANTILE_CUTS cuts at quantiles of the scores. Thresholds are on the scale of preds (logits or probabilities).
     """
-    direction = "maximize" if scorer.sign < 0 else "minimize"
+    direction = "maximize" if scorer.maximize else "minimize"
     scores, positive, mask, _ = canonical_layout(preds, target, scorer.task, scorer.ignore_index)
     pooled = scorer.multidim_average == "global" and (scorer.task == "binary" or scorer.average == "micro")
     per_label = scorer.multidim_average == "global" and scorer.task == "multilabel" and scorer.average in ("macro", "weighted")

@@ -73,7 +73,8 @@ def soft_count_loss(namespace, loss, preds, target):
     tp, fp, fn, tn = plain_soft_counts(a, y, dims, keepdim=True, mask=m)
     value = namespace.metric_value(tp, fp, fn, tn, loss.eps)
     absent = ((tp + fn == 0) & ((p * m).sum(dims, keepdim=True) == 0)).detach()  # no target, no probability
-    return loss.sign * loss._average(value, tp.detach(), fn.detach(), absent, dims) + loss.offset
+    metric = loss._average(value, tp.detach(), fn.detach(), absent, dims)
+    return 1 - metric if loss.maximize else metric
 
 
 def soft_matrix_loss(name, probs, one_hot, mask, per_row, direction_sign, parameters=None):
@@ -90,8 +91,9 @@ def soft_matrix_loss(name, probs, one_hot, mask, per_row, direction_sign, parame
     return 1 - value if direction_sign < 0 else value
 
 
-def _evaluate_matrix_formula(derivation, matrix, parameters):
-    """The formula evaluated with torch ops on the aggregates of one matrix (no guards: batches stay away from them)."""
+def matrix_aggregates_by_definition(matrix):
+    """The aggregates of one C x C matrix, each written as its definition: r = row sums, c = column sums, W the
+    weighting (1 - delta, |i - j| / (C - 1), (i - j)^2 / (C - 1)^2); observed = sum W M, expected = r W c."""
     classes = matrix.shape[0]
     rows, columns = matrix.sum(1), matrix.sum(0)
     index = torch.arange(classes, dtype=matrix.dtype)
@@ -107,6 +109,12 @@ def _evaluate_matrix_formula(derivation, matrix, parameters):
     for kind, w in weights.items():
         aggregates[f"OBSERVED_{kind}"] = (w * matrix).sum()
         aggregates[f"EXPECTED_{kind}"] = rows @ w @ columns
+    return aggregates
+
+
+def _evaluate_matrix_formula(derivation, matrix, parameters):
+    """The formula evaluated with torch ops on the aggregates of one matrix (no guards: batches stay away from them)."""
+    aggregates = matrix_aggregates_by_definition(matrix)
     symbols = {symbol: aggregates[symbol.name] for symbol in MATRIX_SYMBOLS}
     symbols.update({p.symbol: torch.tensor(parameters.get(p.name, float(p.default)), dtype=matrix.dtype) for p in derivation.definition.parameters})
     # SymPy's own printer to torch, so the oracle shares no evaluation code with metricc

@@ -217,6 +217,6 @@ def test_a_direction_that_flips_inside_the_parameters_domain_is_not_guessed(task
     with pytest.raises(metricc.DirectionError, match="narrow the domain"):
         metricc.loss(f"param s = 1 in [-1, 1]; {body}", task=task, s=-1)
     narrowed = metricc.loss(f"param s = 1 in (0, 1]; {body}", task=task, s=0.5)
-    assert narrowed.sign == -1.0  # maximised: the loss is 1 - metric
+    assert narrowed.maximize is True  # the loss is 1 - metric
     explicit = metricc.loss(f"param s = 1 in [-1, 1]; {body}", task=task, direction="minimize", s=-1)
-    assert explicit.sign == 1.0
+    assert explicit.maximize is False

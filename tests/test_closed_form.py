@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from losses import namespace_and_module
+from metricc.runtime.approximate import Approximation
 from metricc.runtime.counts import soft_counts
 from oracles import anyloss_approximation, plain_soft_counts, soft_count_loss
 
@@ -87,7 +88,7 @@ def test_counts_are_accurate_in_float32_at_large_n():
     target = (torch.rand(n, generator=g) > 0.5).float()
     for spread in (0.5, 0.3):  # some errors; then none, so FP and FN are tails below float32 resolution of 1
         probs = (target + (0.5 - target) * 2 * spread * torch.rand(n, generator=g)).clamp(0, 1)
-        counts, _, _ = soft_counts(probs.reshape(n, 1, 1), target.reshape(n, 1, 1), None, [0, 1, 2], False, "anyloss", 73.0, 0.5, 0.2, False)
+        counts, _, _ = soft_counts(probs.reshape(n, 1, 1), target.reshape(n, 1, 1), None, [0, 1, 2], False, Approximation("anyloss", 73.0, 0.5, 0.2), False)
         exact = plain_soft_counts(anyloss_approximation(probs.double()), target.double())
         for count, truth in zip(counts[0], exact):
             assert abs(float(count) - float(truth)) <= 1e-5 * float(truth) + 1e-12

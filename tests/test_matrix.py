@@ -13,8 +13,8 @@ from hypothesis import strategies as st
 
 import metricc
 from metricc.cli import main
-from metricc.runtime.matrix import matrix_aggregates
-from oracles import soft_matrix_loss
+from metricc.runtime.matrix import AGGREGATE_NAMES, matrix_aggregates, matrix_gradient
+from oracles import matrix_aggregates_by_definition, soft_matrix_loss
 
 SKLEARN = {
     "accuracy": skm.accuracy_score,
@@ -69,6 +69,35 @@ def test_two_class_forms_agree_with_the_matrix(name):
     binary = float(metricc.loss(name, approximation="identity").metric(predicted.double(), labels.double()))
     assert binary == pytest.approx(float(loss_of(name).metric(one_hot, labels)), abs=1e-12)
     assert binary == pytest.approx(SKLEARN[name](labels.numpy(), predicted.numpy()), abs=1e-12)
+
+
+@pytest.mark.parametrize("classes", [2, 3, 5])
+def test_each_aggregate_of_the_runtime_is_its_definition(classes):
+    matrices = torch.rand(3, classes, classes, dtype=torch.float64, generator=torch.Generator().manual_seed(classes))
+    found = matrix_aggregates(matrices, list(AGGREGATE_NAMES))
+    for row, matrix in enumerate(matrices):
+        defined = matrix_aggregates_by_definition(matrix)
+        assert set(defined) == set(AGGREGATE_NAMES)
+        for name in AGGREGATE_NAMES:
+            torch.testing.assert_close(found[name][row], defined[name], rtol=1e-12, atol=1e-12, msg=name)
+
+
+@pytest.mark.parametrize("names", [[name] for name in AGGREGATE_NAMES] + [list(AGGREGATE_NAMES)], ids=list(AGGREGATE_NAMES) + ["all"])
+@pytest.mark.parametrize("classes", [2, 3, 4, 5])
+def test_each_aggregates_derivative_by_the_matrix_is_autograd_of_its_value(names, classes):
+    """The runtime's table gives each aggregate's d / dM beside its value; G adds them, each matrix's weighed by its
+    partial: autograd of sum over aggregates A of partial_A[r] A[r]."""
+    g = torch.Generator().manual_seed(classes)
+    matrices = torch.rand(3, classes, classes, dtype=torch.float64, generator=g).requires_grad_(True)
+    partials = {name: torch.randn(3, dtype=torch.float64, generator=g) for name in names}
+    values = matrix_aggregates(matrices, names)
+    (expected,) = torch.autograd.grad(sum((values[name] * partials[name]).sum() for name in names), matrices)
+    torch.testing.assert_close(matrix_gradient(matrices.detach(), partials), expected, rtol=1e-12, atol=1e-12)
+
+
+def test_an_unknown_aggregate_is_an_error_naming_it():
+    with pytest.raises(ValueError, match="SUM_XY"):
+        matrix_aggregates(torch.eye(3).unsqueeze(0), ["SUM_XY"])
 
 
 def inputs(classes, samples, seed, dense=False, ignore=False):
@@ -156,8 +185,8 @@ def test_mixing_counts_and_aggregates_is_an_error():
 
 
 def test_direction_of_a_formula_is_found_by_sampling():
-    assert metricc.loss("TRACE / SUM", name="agreement", task="multiclass").sign == -1.0
-    assert metricc.loss("OBSERVED_QUADRATIC / SUM", name="cost", task="multiclass").sign == 1.0
+    assert metricc.loss("TRACE / SUM", name="agreement", task="multiclass").maximize is True
+    assert metricc.loss("OBSERVED_QUADRATIC / SUM", name="cost", task="multiclass").maximize is False
     with pytest.raises(metricc.DirectionError):
         metricc.emit("(TRACE / SUM - 0.5)^2", name="odd", task="multiclass")
 
@@ -175,9 +204,9 @@ def test_running_matrix_mixes_history_and_batch():
     loss(*first)
     running = loss(*second)
     matrix = 0.75 * loss_of("qwk", from_logits=True).confusion_matrix(*first) + 0.25 * loss_of("qwk", from_logits=True).confusion_matrix(*second)
-    aggregates = matrix_aggregates(matrix[None], ["SUM", "OBSERVED_QUADRATIC", "EXPECTED_QUADRATIC"])
+    aggregates = matrix_aggregates_by_definition(matrix)
     kappa = 1 - aggregates["SUM"] * aggregates["OBSERVED_QUADRATIC"] / aggregates["EXPECTED_QUADRATIC"]
-    assert float(running) == pytest.approx(1 - float(kappa[0]), abs=1e-12)
+    assert float(running) == pytest.approx(1 - float(kappa), abs=1e-12)
 
 
 def test_scripted_compiled_and_exported_modules_agree():
@@ -249,3 +278,18 @@ def test_empty_batches_and_fully_ignored_images_are_left_out(samplewise):
         ignored = labels.clone()
         ignored[1] = 255
         torch.testing.assert_close(loss(logits, ignored), loss(logits[:1], labels[:1]))
+
+
+def test_the_compilers_description_of_each_aggregate_is_the_runtimes():
+    """language.py names each aggregate and its two-class value once; the runtime computes it: the same names, and
+    on a 2 x 2 matrix [[TN, FP], [FN, TP]] the same values."""
+    from metricc.language import COUNTS, MATRIX_FORM
+
+    assert MATRIX_FORM.names == AGGREGATE_NAMES
+    g = torch.Generator().manual_seed(5)
+    for _ in range(5):
+        tp, fp, fn, tn = (torch.rand(4, generator=g, dtype=torch.float64) * 50).tolist()
+        values = matrix_aggregates(torch.tensor([[[tn, fp], [fn, tp]]], dtype=torch.float64), list(AGGREGATE_NAMES))
+        for variable in MATRIX_FORM.variables:
+            expected = float(variable.two_class.subs(dict(zip(COUNTS, (tp, fp, fn, tn)))))
+            assert float(values[variable.name]) == pytest.approx(expected, rel=1e-12), variable.name

@@ -163,6 +163,27 @@ def test_pickle_and_deepcopy_give_an_independent_loss_of_the_same_class(kind):
         torch.jit.script(copied)
 
 
+def minimized_loss():
+    """A minimised metric (the loss is the metric itself) with a linear ramp."""
+    return metricc.loss("error_rate", task="multiclass", average="macro", from_logits=True, approximation="linear", width=0.3)
+
+
+@pytest.mark.parametrize("builder", [count_loss, matrix_loss, minimized_loss])
+def test_a_loss_pickled_by_metricc_0_2_loads_with_its_options(builder):
+    """metricc 0.2 kept A(p)'s options as four attributes and the direction as sign and offset (the loss was
+    sign * metric + offset); such a pickle's state loads as the loss it was."""
+    original = trained(builder)
+    state = copy.deepcopy(original.__getstate__())  # its own buffers, as a pickle's
+    spec = state.pop("approximation_spec")
+    state.update(approximation=spec.kind, steepness=spec.steepness, threshold=spec.threshold, width=spec.width)
+    maximize = state.pop("maximize")
+    state.update(sign=-1.0 if maximize else 1.0, offset=1.0 if maximize else 0.0)
+    loaded = type(original).__new__(type(original))
+    loaded.__setstate__(state)
+    assert loaded.option_values() == original.option_values() and loaded.maximize is maximize
+    assert_same_step(step(loaded, STEPS), step(original, STEPS))
+
+
 def imported(monkeypatch, name, path):
     """The module of a file, imported under `name` as a user's import would."""
     spec = importlib.util.spec_from_file_location(name, path)

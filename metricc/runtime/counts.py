@@ -5,20 +5,20 @@ from typing import List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .approximate import approximation_scale, differentiable_soft, soft_block
-from .inputs import fused_kernels
+from .approximate import Approximation, approximation_scale, differentiable_soft, soft_block
+from .inputs import tracing
 
 
 def _product_sums(
-    hard: Tensor, complement: Tensor, target: Tensor, negative: Tensor, dims: List[int], scratch: Optional[Tensor]
+    soft: Tensor, complement: Tensor, target: Tensor, negative: Tensor, dims: List[int], scratch: Optional[Tensor]
 ) -> Tensor:
     """TP, FP, FN, TN: sums over dims of a y, a (1 - y), (1 - a) y and (1 - a)(1 - y), stacked on a new axis 0.
     A sum over every axis is a dot product; otherwise each product goes through `scratch` when given."""
     if len(dims) == 3:
-        a, c, y, n = hard.reshape(-1), complement.reshape(-1), target.reshape(-1), negative.reshape(-1)
+        a, c, y, n = soft.reshape(-1), complement.reshape(-1), target.reshape(-1), negative.reshape(-1)
         return torch.stack([torch.dot(a, y), torch.dot(a, n), torch.dot(c, y), torch.dot(c, n)]).reshape(4, 1, 1, 1)
     sums: List[Tensor] = []
-    for x, y in ((hard, target), (hard, negative), (complement, target), (complement, negative)):
+    for x, y in ((soft, target), (soft, negative), (complement, target), (complement, negative)):
         product = x * y if scratch is None else torch.mul(x, y, out=scratch)
         sums.append(product.sum(dims, keepdim=True))
     return torch.stack(sums)
@@ -30,10 +30,7 @@ def soft_counts(
     mask: Optional[Tensor],
     dims: List[int],
     sigmoid_logits: bool,
-    approximation: str,
-    steepness: float,
-    threshold: float,
-    width: float,
+    approximation: Approximation,
     with_slope: bool,
     slope_out: Optional[Tensor] = None,
 ) -> Tuple[Tensor, Optional[Tensor], float]:
@@ -46,9 +43,9 @@ def soft_counts(
     which fuses the same expressions into one kernel, the whole tensor is one block. slope_out: where the blocks
     write the slope (a tensor the caller reuses across steps), else a fresh one.
     """
-    scale = approximation_scale(approximation, steepness, width)
+    scale = approximation_scale(approximation)
     if not counted_in_blocks(values):
-        counts, slope = _soft_counts_block(values, target, mask, dims, sigmoid_logits, approximation, steepness, threshold, width, with_slope, None, None)
+        counts, slope = _soft_counts_block(values, target, mask, dims, sigmoid_logits, approximation, with_slope, None, None)
         return counts, slope, scale
     # blocks along the positions, or along the rows when there is one position per row (multiclass (N, C))
     axis = 2 if values.shape[2] > 1 else 0
@@ -68,7 +65,7 @@ def soft_counts(
         slope_block = None if slope is None else slope.narrow(axis, start, length)
         counts_block, _ = _soft_counts_block(
             values.narrow(axis, start, length), target.narrow(axis, start, length), mask_block, dims,
-            sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_block, scratch.narrow(axis + 1, 0, length),
+            sigmoid_logits, approximation, with_slope, slope_block, scratch.narrow(axis + 1, 0, length),
         )
         parts.append(counts_block)
     counts = torch.stack(parts).sum(0) if axis == 2 or 0 in dims else torch.cat(parts, 1)
@@ -83,12 +80,12 @@ def block_size() -> int:
 def counted_in_blocks(values: Tensor) -> bool:
     """Whether soft_counts goes through values in blocks (eagerly, on the CPU, above block_size() elements), and
     so writes its slope into slope_out."""
-    return values.numel() > block_size() and values.device.type == "cpu" and not fused_kernels()
+    return values.numel() > block_size() and values.device.type == "cpu" and not tracing()
 
 
-def slope_varies(approximation: str, sigmoid_logits: bool) -> bool:
+def slope_varies(approximation: Approximation, sigmoid_logits: bool) -> bool:
     """Whether A'(p) differs between samples (a tensor the size of preds), or is a constant factor."""
-    return approximation != "identity" or sigmoid_logits
+    return approximation.kind != "identity" or sigmoid_logits
 
 
 def _soft_counts_block(
@@ -97,28 +94,24 @@ def _soft_counts_block(
     mask: Optional[Tensor],
     dims: List[int],
     sigmoid_logits: bool,
-    approximation: str,
-    steepness: float,
-    threshold: float,
-    width: float,
+    approximation: Approximation,
     with_slope: bool,
     slope_out: Optional[Tensor],
     scratch: Optional[Tensor],
 ) -> Tuple[Tensor, Optional[Tensor]]:
-    hard, complement, slope = soft_block(values, sigmoid_logits, approximation, steepness, threshold, width, with_slope, slope_out, scratch)
+    soft, complement, slope = soft_block(values, sigmoid_logits, approximation, with_slope, slope_out, scratch)
     negative = torch.rsub(target, 1.0) if scratch is None else torch.sub(target.new_ones(()), target, out=scratch[2])
     if mask is not None:
         target, negative = target * mask, negative * mask
-    return _product_sums(hard, complement, target, negative, dims, None if scratch is None else scratch[3]), slope
+    return _product_sums(soft, complement, target, negative, dims, None if scratch is None else scratch[3]), slope
 
 
 def count_changes(
-    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: str,
-    steepness: float, threshold: float, width: float,
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation
 ) -> Tuple[Tensor, Tensor]:
     """TP and FP minus their own values: zero, with the counts' derivatives by leaf of every order in autograd's
     operations. FN and TN change by minus these."""
-    soft = differentiable_soft(leaf.to(target.dtype), sigmoid_logits, approximation, steepness, threshold, width)
+    soft = differentiable_soft(leaf.to(target.dtype), sigmoid_logits, approximation)
     change = soft - soft.detach()
     if mask is not None:
         change = change * mask

@@ -59,7 +59,7 @@ def one_hot_labels(labels: Tensor, classes: int, first_class: int, dtype: torch.
     Eagerly a scatter into zeros, the fastest way; under torch.compile a comparison, which fuses into the
     kernels that read it instead of being written out.
     """
-    if fused_kernels():
+    if tracing():
         scored = torch.arange(first_class, classes, device=labels.device).reshape(1, -1, 1)
         return (labels == scored).to(dtype)
     shape = [labels.shape[0], classes, labels.shape[2]]
@@ -85,7 +85,7 @@ def _traced() -> bool:
     return torch.compiler.is_compiling() or functorch_active()
 
 
-def fused_kernels() -> bool:
+def tracing() -> bool:
     """True while torch.compile or torch.export traces, or a torch.func transform runs: whole-tensor operations
     only (no blocks written in place, no scatter into fresh zeros); under compile they fuse and temporaries are free."""
     if torch.jit.is_scripting():

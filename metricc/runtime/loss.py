@@ -9,21 +9,20 @@ from typing import Any, Callable, Dict, List, Optional, Tuple
 import torch
 from torch import Tensor
 
-from .approximate import approximation_scale, probabilities, soft_block
+from .approximate import Approximation, approximation_scale, probabilities, soft_block
 from .backward import (
     autograd_through_formula, closed_form_function, closed_form_gradient, counts_fit_floats, loss_from_floats, precomputed_function, small_input,
 )
 from .compound import cross_entropy
 from .counts import count_changes, counted_in_blocks, slope_varies, soft_counts
-from .inputs import canonical_layout, check_eps, count_dims, fused_kernels, one_hot_labels, running_counts_frozen, validate_inputs
-from .matrix import leaf_gradient, matrix_aggregates, matrix_change, matrix_gradient, matrix_gradient_function, soft_matrix
+from .inputs import canonical_layout, check_eps, count_dims, one_hot_labels, running_counts_frozen, tracing, validate_inputs
+from .matrix import aggregates_and_gradients, chain_rule, leaf_gradient, matrix_aggregates, matrix_change, matrix_gradient_function, soft_matrix
 from .options import (
     DEFAULTS, OPTION_NAMES, OPTIONS, InvalidOption, default_approximation, matrix_option_problem, parameter_problem,
     unknown_arguments_problem, validate_options,
 )
 from .reduce import (
-    absent_counts, all_reduce_sum, average_weights, fill_absent, mean_over_rows, probability_mass, row_sums,
-    running_counts,
+    absent_counts, all_reduce_sum, average_weights, mean_over_rows, probability_mass, row_sums, running_counts,
 )
 
 
@@ -94,6 +93,7 @@ class LossBase(torch.nn.Module):
     # slope tensors whose backward pass has run, for the next eager step: Python state TorchScript never sees
     __jit_ignored_attributes__ = ["spare_slopes"]
 
+    approximation_spec: Approximation
     ignore_index: Optional[int]
     zero_division: Optional[float]
     sync: Optional[str]
@@ -123,10 +123,7 @@ class LossBase(torch.nn.Module):
             self.parameter_values[name] = float(value)
         self.task: str = options["task"]
         self.from_logits: bool = options["from_logits"]
-        self.approximation: str = options["approximation"]
-        self.steepness: float = options["steepness"]
-        self.threshold: float = options["threshold"]
-        self.width: float = options["width"]
+        self.approximation_spec = Approximation(options["approximation"], options["steepness"], options["threshold"], options["width"])
         self.average: str = options["average"]
         self.multidim_average: str = options["multidim_average"]
         self.ignore_index = options["ignore_index"]
@@ -135,8 +132,7 @@ class LossBase(torch.nn.Module):
         self.sync = options["sync"]
         self.count_momentum = options["count_momentum"]
         self.eps: float = options["eps"]
-        self.sign: float = -1.0 if options["direction"] == "maximize" else 1.0
-        self.offset: float = 1.0 if options["direction"] == "maximize" else 0.0
+        self.maximize: bool = options["direction"] == "maximize"
         self.validate_args: bool = options["validate_args"]
         self.ce_weight: float = options["ce_weight"]
         weights = options["class_weights"]
@@ -145,13 +141,31 @@ class LossBase(torch.nn.Module):
         self.spare_slopes = []  # type: List[Tensor]
         self.aggregate_names = []
 
+    # A(p)'s options, read from the one Approximation the runtime passes around (read-only: set them when constructing)
+
+    @property
+    def approximation(self) -> str:
+        return self.approximation_spec.kind
+
+    @property
+    def steepness(self) -> float:
+        return self.approximation_spec.steepness
+
+    @property
+    def threshold(self) -> float:
+        return self.approximation_spec.threshold
+
+    @property
+    def width(self) -> float:
+        return self.approximation_spec.width
+
     def option_values(self) -> Dict[str, Any]:
-        """The options this loss runs with, in the table's order, read from its attributes (the direction from its
-        sign, class_weights from their buffer)."""
+        """The options this loss runs with, in the table's order, read from its attributes (the direction from
+        maximize, class_weights from their buffer)."""
         values: Dict[str, Any] = {}
         for name in OPTION_NAMES:
             if name == "direction":
-                values[name] = "maximize" if self.sign < 0 else "minimize"
+                values[name] = "maximize" if self.maximize else "minimize"
             elif name == "class_weights":
                 values[name] = _weights_key(self.class_weights.tolist())
             else:
@@ -172,6 +186,57 @@ class LossBase(torch.nn.Module):
     def options_problem(self, options: Dict[str, Any]) -> Optional[str]:
         """Why these (valid) options do not suit this kind of loss, or None."""
         return None
+
+    # what every form of metric does alike: the loss of a metric value, the inputs, the CE term, create_graph=True
+
+    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
+        """compute_loss; a compiled metric repeats this line, so that torch.compile counts recompilations per metric."""
+        return self.compute_loss(preds, target)
+
+    def loss_of_metric(self, value: Tensor) -> Tensor:
+        """The loss a metric value gives: 1 - metric where it is maximised, the metric itself where minimised."""
+        return 1.0 - value if self.maximize else value
+
+    def _inputs(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Tensor, Optional[Tensor], Optional[Tensor]]:
+        """Checked inputs in the canonical (batch, classes, positions) layout: the leaf the gradient is taken by (the
+        softmax of multiclass logits, else preds), its detached values in the counting dtype, the one-hot target,
+        the mask of kept positions and class-index labels."""
+        if self.validate_args:
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
+        check_eps(self.eps, preds.dtype)
+        preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
+        leaf = preds
+        values = preds.detach().to(target.dtype)
+        if self.from_logits and self.task == "multiclass":
+            leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
+            values = leaf.detach()
+        return leaf, values, target, mask, labels
+
+    def _with_cross_entropy(self, loss: Tensor, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss plus ce_weight times cross-entropy (a compound loss), where ce_weight is set."""
+        if self.ce_weight > 0.0:
+            return loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
+        return loss
+
+    @torch.jit.unused
+    def _recompute(
+        self, target: Tensor, labels: Optional[Tensor], first_class: int, mask: Optional[Tensor],
+        value_of: Callable[[Tensor, Tensor], Tensor],
+    ) -> Callable[[Tensor], Tensor]:
+        """leaf -> value_of(leaf, target), differentiably, for a backward pass with create_graph=True. Class-index
+        targets are kept as their labels (not the one-hot target, of the classes from first_class on) and rebuilt
+        there, times `mask` where given."""
+        classes, dtype = first_class + target.shape[1], target.dtype
+        kept_target = target if labels is None else None
+
+        def recompute(leaf: Tensor) -> Tensor:
+            scored = kept_target
+            if labels is not None:
+                scored = one_hot_labels(labels, classes, first_class, dtype)
+                scored = scored if mask is None else scored * mask
+            return value_of(leaf, scored)
+
+        return recompute
 
     def _pool(self, counts: Tensor, over_ranks: bool, running: bool) -> Tuple[Tensor, float]:
         """Counts (or a confusion matrix) as the formula sees them: summed over ranks with sync='ddp' where they pool
@@ -218,6 +283,15 @@ class LossBase(torch.nn.Module):
         state = super().__getstate__()
         state["spare_slopes"] = []
         return state
+
+    def __setstate__(self, state: Dict[str, Any]) -> None:
+        """A loss pickled by metricc 0.2 kept A(p)'s options as four attributes and the direction as sign/offset."""
+        if "approximation_spec" not in state and "approximation" in state:
+            names = ("approximation", "steepness", "threshold", "width")
+            state["approximation_spec"] = Approximation(*(state.pop(name) for name in names))
+            state["maximize"] = state.pop("sign") < 0
+            del state["offset"]
+        super().__setstate__(state)
 
     def __reduce_ex__(self, protocol: Any) -> Any:
         """A class compiled at run time (metricc.loss) pickles as its recipe, so that another process can rebuild it
@@ -266,10 +340,6 @@ class CountLossBase(LossBase):
 
     # the loss
 
-    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
-        """compute_loss; a compiled metric repeats this line, so that torch.compile counts recompilations per metric."""
-        return self.compute_loss(preds, target)
-
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
         by_autograd = autograd_through_formula(preds)
@@ -283,9 +353,7 @@ class CountLossBase(LossBase):
                 loss = self._loss_of_floats(counts, counted, slope, scale, mask, leaf, dims)
             if loss is None:
                 loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
-        if self.ce_weight > 0.0:
-            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
-        return loss
+        return self._with_cross_entropy(loss, preds, target)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -293,11 +361,8 @@ class CountLossBase(LossBase):
         with torch.no_grad():
             counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
             tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
-            value = self.formula(tp, fp, fn, tn)
             absent = self._absent(tp, fp, fn, leaf, mask, dims)
-            zero_division = self.zero_division
-            if zero_division is not None and absent is not None:
-                value = value.masked_fill(absent, zero_division)
+            value = self._fill_absent(self.formula(tp, fp, fn, tn), absent)
             return self._average(value, tp, fn, absent, dims)
 
     @torch.jit.export
@@ -308,15 +373,7 @@ class CountLossBase(LossBase):
     def _counts(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], List[int]]:
         """Soft counts TP, FP, FN, TN stacked, of the canonical (batch, classes, positions) layout, and what the
         backward pass needs."""
-        if self.validate_args:
-            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
-        check_eps(self.eps, preds.dtype)
-        preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
-        values = preds.detach().to(target.dtype)
-        leaf = preds
-        if self.from_logits and self.task == "multiclass":
-            leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
-            values = leaf.detach()
+        leaf, values, target, mask, labels = self._inputs(preds, target)
         if not self.include_background:
             leaf, values, target = leaf[:, 1:], values[:, 1:], target[:, 1:]
             if mask is not None and mask.shape[1] > 1:
@@ -325,11 +382,9 @@ class CountLossBase(LossBase):
         sigmoid_logits = self.from_logits and self.task != "multiclass"
         with_slope = leaf.requires_grad and torch.is_grad_enabled() and not by_autograd
         slope_out: Optional[Tensor] = None
-        if with_slope and slope_varies(self.approximation, sigmoid_logits) and counted_in_blocks(values):
+        if with_slope and slope_varies(self.approximation_spec, sigmoid_logits) and counted_in_blocks(values):
             slope_out = self._slope_buffer(values)
-        counts, slope, scale = soft_counts(
-            values, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width, with_slope, slope_out
-        )
+        counts, slope, scale = soft_counts(values, target, mask, dims, sigmoid_logits, self.approximation_spec, with_slope, slope_out)
         return counts, target, labels, slope, scale, leaf, mask, dims
 
     def _slope_buffer(self, like: Tensor) -> Tensor:
@@ -366,7 +421,7 @@ class CountLossBase(LossBase):
         if self.zero_division is None and not (self.average == "macro" and self.task == "multiclass"):
             return None
         predicted = fp
-        if self.approximation != "identity" or (self.count_momentum is not None and self.training):
+        if self.approximation_spec.kind != "identity" or (self.count_momentum is not None and self.training):
             predicted = self._probability_mass(leaf, mask, dims)
             if self.sync is not None and 0 in dims:
                 predicted = all_reduce_sum(predicted)
@@ -395,6 +450,14 @@ class CountLossBase(LossBase):
         zero_division = self.zero_division
         return self._mean_over_ranks(total, rows, 0 not in dims, 0.0 if zero_division is None else zero_division)
 
+    def _fill_absent(self, value: Tensor, absent: Optional[Tensor], weight: bool = False) -> Tensor:
+        """zero_division, where it is set, at the absent counts (absent_counts): as the metric's value there, and as
+        0 for its weights (weight=True), since there the value no longer depends on the predictions."""
+        zero_division = self.zero_division
+        if zero_division is None or absent is None:
+            return value
+        return value.masked_fill(absent, 0.0 if weight else zero_division)
+
     @torch.jit.unused
     def _loss_of_floats(
         self, counts: Tensor, target: Tensor, slope: Optional[Tensor], scale: float, mask: Optional[Tensor], leaf: Tensor,
@@ -410,16 +473,18 @@ class CountLossBase(LossBase):
         if not all(abs(x) < float("inf") for x in (value, positive, negative)):
             return None
         if self.zero_division is not None and self._absent_float(tp, fp, fn, leaf, mask):
-            value, positive, negative = self.zero_division, 0.0, 0.0
-        recompute = self._recompute(target, None, 0, mask, dims, counts, 1.0, True)
-        return loss_from_floats(self.sign * value + self.offset, self.sign * positive, self.sign * negative, target, slope, scale, mask, leaf, recompute)
+            value, positive, negative = self.zero_division, 0.0, 0.0  # _fill_absent on floats
+        if self.maximize:
+            value, positive, negative = 1.0 - value, -positive, -negative  # loss_of_metric on floats
+        recompute = self._recompute_counts(target, None, mask, dims, counts, 1.0, True)
+        return loss_from_floats(value, positive, negative, target, slope, scale, mask, leaf, recompute)
 
     @torch.jit.unused
     def _absent_float(self, tp: float, fp: float, fn: float, leaf: Tensor, mask: Optional[Tensor]) -> bool:
         """absent_counts of _loss_of_floats' one count; the probabilities are summed only where it has no target."""
         if tp + fn != 0.0:
             return False
-        return (fp if self.approximation == "identity" else float(self._probability_mass(leaf, mask, [0, 1, 2]))) == 0.0
+        return (fp if self.approximation_spec.kind == "identity" else float(self._probability_mass(leaf, mask, [0, 1, 2]))) == 0.0
 
     def _loss_of_tensors(
         self, counts: Tensor, counted: Tensor, labels: Optional[Tensor], slope: Optional[Tensor], scale: float, leaf: Tensor,
@@ -428,17 +493,14 @@ class CountLossBase(LossBase):
         """The loss with the formula on count tensors, pooled across ranks and steps as configured."""
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         absent = self._absent(tp, fp, fn, leaf, mask, dims)
-        zero_division = self.zero_division
         if not (leaf.requires_grad and torch.is_grad_enabled()):
-            value = self.formula(tp, fp, fn, tn)
-            if zero_division is not None and absent is not None:
-                value = value.masked_fill(absent, zero_division)
+            value = self._fill_absent(self.formula(tp, fp, fn, tn), absent)
         else:
             value, positive, negative = self.formula_and_weights(tp, fp, fn, tn)
-            if zero_division is not None and absent is not None:
-                value, positive, negative = fill_absent(value, positive, negative, absent, zero_division)
+            value = self._fill_absent(value, absent)
+            positive, negative = self._fill_absent(positive, absent, True), self._fill_absent(negative, absent, True)
             value = self._closed_form(value, leaf, positive, negative, counted, labels, slope, mask, scale, count_scale, [tp, fp, fn, tn], dims)
-        return self.sign * self._average(value, tp, fn, absent, dims) + self.offset
+        return self.loss_of_metric(self._average(value, tp, fn, absent, dims))
 
     def _loss_by_autograd(self, counts: Tensor, target: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
         """The loss as autograd through the formula, exact at every order: in TorchScript, under torch.export,
@@ -447,7 +509,7 @@ class CountLossBase(LossBase):
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         absent = self._absent(tp, fp, fn, leaf, mask, dims)
         value = self._differentiable_value(leaf, target, mask, dims, [tp, fp, fn, tn], count_scale, absent)
-        return self.sign * self._average(value, tp, fn, absent, dims) + self.offset
+        return self.loss_of_metric(self._average(value, tp, fn, absent, dims))
 
     def _differentiable_value(
         self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], pooled: List[Tensor], count_scale: float,
@@ -456,34 +518,27 @@ class CountLossBase(LossBase):
         """The per-count metric values at the pooled counts TP, FP, FN, TN, as a function of leaf in autograd's
         operations: this batch's counts enter as their change times d(pooled) / d(batch), every order exact."""
         sigmoid_logits = self.from_logits and self.task != "multiclass"
-        tp_change, fp_change = count_changes(leaf, target, mask, dims, sigmoid_logits, self.approximation, self.steepness, self.threshold, self.width)
+        tp_change, fp_change = count_changes(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
         tp_change, fp_change = tp_change * count_scale, fp_change * count_scale
         tp, fp, fn, tn = pooled[0], pooled[1], pooled[2], pooled[3]
-        value = self.formula(tp + tp_change, fp + fp_change, fn - tp_change, tn - fp_change)
-        zero_division = self.zero_division
-        if zero_division is not None and absent is not None:
-            value = value.masked_fill(absent, zero_division)
-        return value
+        return self._fill_absent(self.formula(tp + tp_change, fp + fp_change, fn - tp_change, tn - fp_change), absent)
 
     @torch.jit.unused
-    def _recompute(
-        self, target: Tensor, labels: Optional[Tensor], first_class: int, mask: Optional[Tensor], dims: List[int],
-        pooled: Any, count_scale: float, whole_loss: bool,
+    def _recompute_counts(
+        self, target: Tensor, labels: Optional[Tensor], mask: Optional[Tensor], dims: List[int], pooled: Any,
+        count_scale: float, whole_loss: bool,
     ) -> Callable[[Tensor], Tensor]:
-        """leaf -> the per-count values (whole_loss: the loss of one count), differentiably, for a backward pass
-        with create_graph=True; pooled: TP, FP, FN, TN (a list, or stacked on axis 0). Class-index targets are
-        kept as their labels (not the one-hot target) and rebuilt there."""
-        classes, dtype = first_class + target.shape[1], target.dtype
-        kept_target = target if labels is None else None
+        """leaf -> the per-count values (whole_loss: the loss of one count), differentiably (_recompute); pooled: TP,
+        FP, FN, TN (a list, or stacked on axis 0)."""
+        first_class = 0 if self.include_background else 1
 
-        def recompute(leaf: Tensor) -> Tensor:
-            scored = kept_target if labels is None else one_hot_labels(labels, classes, first_class, dtype)
+        def value_of(leaf: Tensor, scored: Tensor) -> Tensor:
             counts = list(pooled)
             absent = self._absent(counts[0], counts[1], counts[2], leaf, mask, dims)
             value = self._differentiable_value(leaf, scored, mask, dims, counts, count_scale, absent)
-            return self.sign * value.reshape(()) + self.offset if whole_loss else value
+            return self.loss_of_metric(value.reshape(())) if whole_loss else value
 
-        return recompute
+        return self._recompute(target, labels, first_class, None, value_of)
 
     @torch.jit.unused
     def _closed_form(
@@ -493,17 +548,14 @@ class CountLossBase(LossBase):
         """The detached per-count values with the closed-form gradient with respect to `leaf` (ClosedFormGradient):
         per sample, d loss / d a_i = y_i (dTP - dFN) + (1 - y_i)(dFP - dTN), times A'(p_i) = scale * slope_i. It keeps
         only the slope (and class-index labels, not their one-hot target); a slope that _slope_buffer handed out
-        goes back to spare_slopes once its backward pass has read it."""
+        goes back to spare_slopes once its backward pass has read it. Traced, there is no create_graph=True pass."""
+        recompute = None if tracing() else self._recompute_counts(target, labels, mask, dims, pooled, count_scale, False)
+        if recompute is not None and leaf.numel() <= small_input():
+            # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
+            weights = closed_form_gradient(None, scale * count_scale, positive, negative, target, slope, mask)
+            return precomputed_function(value, leaf, weights, recompute)
         spare = self.spare_slopes if slope is not None and counted_in_blocks(slope) else None
         first_class = 0 if self.include_background else 1
-        if fused_kernels():
-            recompute: Optional[Callable[[Tensor], Tensor]] = None
-        else:
-            recompute = self._recompute(target, labels, first_class, mask, dims, pooled, count_scale, False)
-            if leaf.numel() <= small_input():
-                # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
-                weights = closed_form_gradient(None, scale * count_scale, positive, negative, target, slope, mask)
-                return precomputed_function(value, leaf, weights, recompute)
         return closed_form_function(value, leaf, positive, negative, target, labels, first_class, slope, mask, scale * count_scale, spare, recompute)
 
 
@@ -533,10 +585,6 @@ class MatrixLossBase(LossBase):
 
     # the loss
 
-    def forward(self, preds: Tensor, target: Tensor) -> Tensor:
-        """compute_loss; a compiled metric repeats this line, so that torch.compile counts recompilations per metric."""
-        return self.compute_loss(preds, target)
-
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
         by_autograd = autograd_through_formula(preds)
@@ -549,13 +597,11 @@ class MatrixLossBase(LossBase):
         elif not (leaf.requires_grad and torch.is_grad_enabled()):
             value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
         else:
-            value, partials = self.formula_and_partials(matrix_aggregates(pooled, self.aggregate_names))
-            gradient = matrix_gradient(pooled, partials)
+            aggregates, gradients = aggregates_and_gradients(pooled, self.aggregate_names)
+            value, partials = self.formula_and_partials(aggregates)
+            gradient = chain_rule(partials, gradients, pooled)
             value = self._closed_form(value, leaf, gradient, counted, labels, slope, mask, scale * count_scale, count_scale, pooled, per_row)
-        loss = self.sign * self._mean(value, kept, per_row) + self.offset
-        if self.ce_weight > 0.0:
-            loss = loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
-        return loss
+        return self._with_cross_entropy(self.loss_of_metric(self._mean(value, kept, per_row)), preds, target)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -569,7 +615,7 @@ class MatrixLossBase(LossBase):
     def _differentiable_value(self, leaf: Tensor, target: Tensor, pooled: Tensor, count_scale: float, per_row: bool) -> Tensor:
         """The metric of each pooled matrix as a function of leaf in autograd's operations: this batch's matrix
         enters as its change times d(pooled) / d(batch), every derivative order exact."""
-        change = matrix_change(leaf, target, self.approximation, self.steepness, self.threshold, self.width, per_row)
+        change = matrix_change(leaf, target, self.approximation_spec, per_row)
         return self.formula(matrix_aggregates(pooled + change * count_scale, self.aggregate_names))
 
     @torch.jit.unused
@@ -578,20 +624,12 @@ class MatrixLossBase(LossBase):
         mask: Optional[Tensor], scale: float, count_scale: float, pooled: Tensor, per_row: bool,
     ) -> Tensor:
         """MatrixGradient: the closed form first, autograd through _differentiable_value for a backward pass with
-        create_graph=True (class-index targets kept as their labels and rebuilt there)."""
-        if fused_kernels():
-            return matrix_gradient_function(value, leaf, gradient, target, labels, slope, mask, scale, per_row, None)
-        classes, dtype = target.shape[1], target.dtype
-        kept_target = target if labels is None else None
-
-        def recompute(leaf: Tensor) -> Tensor:
-            scored = kept_target
-            if labels is not None:
-                scored = one_hot_labels(labels, classes, 0, dtype)
-                scored = scored if mask is None else scored * mask
+        create_graph=True (_recompute). Traced, there is no create_graph=True pass."""
+        def value_of(leaf: Tensor, scored: Tensor) -> Tensor:
             return self._differentiable_value(leaf, scored, pooled, count_scale, per_row)
 
-        if leaf.numel() <= small_input():
+        recompute = None if tracing() else self._recompute(target, labels, 0, mask, value_of)
+        if recompute is not None and leaf.numel() <= small_input():
             # a small input: the weights now, as autograd's own nodes would, and one product in the backward pass
             return precomputed_function(value, leaf, leaf_gradient(gradient * scale, target, labels, slope, mask, per_row), recompute)
         return matrix_gradient_function(value, leaf, gradient, target, labels, slope, mask, scale, per_row, recompute)
@@ -606,25 +644,17 @@ class MatrixLossBase(LossBase):
     def _matrix(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
         """M of the canonical (batch, classes, positions) layout, and what the backward pass needs: the masked
         one-hot target, class-index labels, A'(p) as (slope or None, constant factor), the leaf and the mask."""
-        if self.validate_args:
-            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
-        check_eps(self.eps, preds.dtype)
-        preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
-        values = preds.detach().to(target.dtype)
-        leaf = preds
-        if self.from_logits:
-            leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
-            values = leaf.detach()
+        leaf, values, target, mask, labels = self._inputs(preds, target)
         with_slope = leaf.requires_grad and torch.is_grad_enabled() and not by_autograd
-        hard = values
+        soft = values
         slope: Optional[Tensor] = None
-        if self.approximation != "identity":
-            hard, complement, slope = soft_block(values, False, self.approximation, self.steepness, self.threshold, self.width, with_slope, None, None)
+        if self.approximation_spec.kind != "identity":
+            soft, complement, slope = soft_block(values, False, self.approximation_spec, with_slope, None, None)
         if mask is not None:
             target = target * mask
         per_row = self.multidim_average == "samplewise"
-        scale = approximation_scale(self.approximation, self.steepness, self.width)
-        return soft_matrix(hard, target, labels, mask, per_row), target, labels, slope, scale, leaf, mask, per_row
+        scale = approximation_scale(self.approximation_spec)
+        return soft_matrix(soft, target, labels, mask, per_row), target, labels, slope, scale, leaf, mask, per_row
 
     def _kept_rows(self, counted: Tensor, per_row: bool) -> Tensor:
         """1 for each matrix (image, or the batch) with a kept position, else 0; the batch's over every rank."""

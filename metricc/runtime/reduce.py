@@ -1,4 +1,4 @@
-"""From per-count metric values to the loss: zero_division for absent classes, averaging weights, the mean over
+"""From per-count metric values to the loss: absent classes (for zero_division), averaging weights, the mean over
 rows, and the counts pooled across ranks (sync='ddp') and steps (count_momentum)."""
 
 from typing import List, Optional, Tuple
@@ -23,13 +23,6 @@ def probability_mass(probs: Tensor, mask: Optional[Tensor], dims: List[int]) -> 
     if mask is not None:
         probs = probs * mask
     return probs.sum(dims, keepdim=True)
-
-
-def fill_absent(
-    value: Tensor, positive: Tensor, negative: Tensor, absent: Tensor, zero_division: float
-) -> Tuple[Tensor, Tensor, Tensor]:
-    """zero_division as the value of absent counts; there the value no longer depends on the predictions."""
-    return value.masked_fill(absent, zero_division), positive.masked_fill(absent, 0.0), negative.masked_fill(absent, 0.0)
 
 
 def average_weights(
