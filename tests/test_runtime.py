@@ -235,3 +235,17 @@ def test_a_file_generated_by_metricc_0_2_0_still_imports_and_trains():
         optimizer.step()
         losses.append(float(loss.detach()))
     assert losses[-1] < 0.5 * losses[0]
+
+
+def test_an_approximation_option_set_after_construction_takes_effect_scripted_too():
+    """approximation, steepness, threshold and width live in one Approximation; setting one, as any option can be
+    set, changes the next step exactly as constructing with it would."""
+    preds, target = batch()
+    loss = metricc.loss("f1")
+    loss.approximation, loss.steepness, loss.threshold = "anyloss", 10.0, 0.4
+    expected = metricc.loss("f1", approximation="anyloss", steepness=10.0, threshold=0.4)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        scripted = torch.jit.script(loss)
+    for module in (loss, scripted):
+        torch.testing.assert_close(module(preds, target), expected(preds, target), rtol=0, atol=0)

@@ -141,23 +141,44 @@ class LossBase(torch.nn.Module):
         self.spare_slopes = []  # type: List[Tensor]
         self.aggregate_names = []
 
-    # A(p)'s options, read from the one Approximation the runtime passes around (read-only: set them when constructing)
+    # A(p)'s options, kept in the one Approximation the runtime passes around; set one after construction and the
+    # next step uses it, as for any other option
 
     @property
     def approximation(self) -> str:
         return self.approximation_spec.kind
 
+    @approximation.setter
+    def approximation(self, value: str) -> None:
+        spec = self.approximation_spec
+        self.approximation_spec = Approximation(value, spec.steepness, spec.threshold, spec.width)
+
     @property
     def steepness(self) -> float:
         return self.approximation_spec.steepness
+
+    @steepness.setter
+    def steepness(self, value: float) -> None:
+        spec = self.approximation_spec
+        self.approximation_spec = Approximation(spec.kind, float(value), spec.threshold, spec.width)
 
     @property
     def threshold(self) -> float:
         return self.approximation_spec.threshold
 
+    @threshold.setter
+    def threshold(self, value: float) -> None:
+        spec = self.approximation_spec
+        self.approximation_spec = Approximation(spec.kind, spec.steepness, float(value), spec.width)
+
     @property
     def width(self) -> float:
         return self.approximation_spec.width
+
+    @width.setter
+    def width(self, value: float) -> None:
+        spec = self.approximation_spec
+        self.approximation_spec = Approximation(spec.kind, spec.steepness, spec.threshold, float(value))
 
     def option_values(self) -> Dict[str, Any]:
         """The options this loss runs with, in the table's order, read from its attributes (the direction from
