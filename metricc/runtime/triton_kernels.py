@@ -1,0 +1,292 @@
+"""The Triton kernels of a four-count loss, registered as torch custom ops (torch.library.triton_op), so that one
+path serves eager mode, torch.compile and torch.export:
+
+- metricc::soft_counts, one pass over preds, target and mask: A(p), 1 - A(p) (its own sigmoid, never a difference)
+  and the four sums per (row, class), or per class pooled over rows. Each program writes its partial sums to a
+  buffer that one sum reduces in a fixed order: no atomics, the same bits on every call.
+- metricc::count_gradient, its backward: A'(p) recomputed from p (nothing the size of preds is kept) times
+  y (dTP - dFN) + (1 - y)(dFP - dTN) and the mask, written in the dtype of preds.
+
+Imported only when a step takes the Triton path (triton_path.py); with TRITON_INTERPRET=1 they run on CPU tensors.
+"""
+
+import struct
+from typing import Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+from torch.library import register_autograd, triton_op, wrap_triton
+
+from .approximate import Approximation
+
+
+def _split(value: float) -> Tuple[float, float]:
+    """value as float32 hi + lo: a kernel's float arguments are float32, their sum in float64 is value to ~1e-14."""
+    hi = struct.unpack("f", struct.pack("f", value))[0]
+    return hi, value - hi
+
+
+def kernel_constants(approximation: Approximation) -> Tuple[float, float]:
+    """A(p)'s two constants as the kernels read them: anyloss L and -L tau (z = L p - L tau, as the torch path
+    computes it), linear tau and the width; identity reads none."""
+    if approximation.kind == "anyloss":
+        return approximation.steepness, -approximation.steepness * approximation.threshold
+    return approximation.threshold, approximation.width
+
+
+@triton.jit
+def _exact(hi, lo, dtype: tl.constexpr):
+    """hi + lo (see _split) in the counting dtype."""
+    return (tl.zeros([1], dtype) + hi) + lo
+
+
+@triton.jit
+def _sigmoid_pair(z):
+    """sigmoid(z) and sigmoid(-z) from one exponential, neither a difference."""
+    u = tl.exp(-tl.abs(z))
+    near = 1.0 / (1.0 + u)
+    far = u * near
+    nonnegative = z >= 0.0
+    return tl.where(nonnegative, near, far), tl.where(nonnegative, far, near)
+
+
+@triton.jit
+def _soft(x, first, second, KIND: tl.constexpr, SIGMOID_LOGITS: tl.constexpr):
+    """a = A(p), 1 - a and A'(p) (with its constant factor), p = sigmoid(x) for sigmoid logits, else x."""
+    if SIGMOID_LOGITS:
+        p, q = _sigmoid_pair(x)
+    else:
+        p = x
+        q = 1.0 - x
+    if KIND == 0:
+        a, c = _sigmoid_pair(p * first + second)
+        slope = first * a * c
+    elif KIND == 1:
+        a = p
+        c = 1.0 - p
+        slope = a * 0.0 + 1.0
+    else:
+        a = tl.minimum(tl.maximum((p - first) / second + 0.5, 0.0), 1.0)
+        c = 1.0 - a
+        slope = ((a > 0.0) & (a < 1.0)).to(a.dtype) / second
+    if SIGMOID_LOGITS:
+        slope = slope * (p * q)
+    return a, c, slope
+
+
+@triton.jit
+def _tile(
+    preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype: tl.constexpr,
+    HAS_MASK: tl.constexpr,
+):
+    """x, y and the mask (0 outside the input) of one tile of (position, class)."""
+    x = tl.load(preds_ptr + (row * pr + pos * pp)[:, None] + (cls64 * pc)[None, :], mask=ok, other=0.0).to(dtype)
+    y = tl.load(target_ptr + (row * tr + pos * tp)[:, None] + (cls64 * tc)[None, :], mask=ok, other=0.0).to(dtype)
+    if HAS_MASK:
+        m = tl.load(mask_ptr + (row * mr + pos * mp)[:, None] + (cls64 * mc)[None, :], mask=ok, other=0.0).to(dtype)
+    else:
+        m = ok.to(dtype)
+    return x, y, m
+
+
+@triton.jit
+def _soft_counts_kernel(
+    preds_ptr, target_ptr, mask_ptr, partial_ptr, positions, length, classes, tiles_per_program,
+    pr, pc, pp, tr, tc, tp, mr, mc, mp, first_hi, first_lo, second_hi, second_lo,
+    POOLED: tl.constexpr, HAS_MASK: tl.constexpr, SIGMOID_LOGITS: tl.constexpr, KIND: tl.constexpr,
+    BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Program (group, part, class block): the four sums over its tiles of positions, of one row (group), or of
+    every row (POOLED: position n of the flattened rows x positions), into partial[count, group, part, class]."""
+    group = tl.program_id(0)
+    part = tl.program_id(1)
+    groups = tl.num_programs(0)
+    parts = tl.num_programs(1)
+    dtype = target_ptr.dtype.element_ty
+    first = _exact(first_hi, first_lo, dtype)
+    second = _exact(second_hi, second_lo, dtype)
+    cls = tl.program_id(2) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cls_ok = cls < classes
+    cls64 = cls.to(tl.int64)
+    tp_sum = tl.zeros([BLOCK_N, BLOCK_C], dtype)
+    fp_sum = tl.zeros([BLOCK_N, BLOCK_C], dtype)
+    fn_sum = tl.zeros([BLOCK_N, BLOCK_C], dtype)
+    tn_sum = tl.zeros([BLOCK_N, BLOCK_C], dtype)
+    for i in range(tiles_per_program):
+        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
+        if POOLED:
+            row = n // positions
+            pos = n % positions
+        else:
+            row = n * 0 + group
+            pos = n
+        ok = (n < length)[:, None] & cls_ok[None, :]
+        x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
+        a, c, _ = _soft(x, first, second, KIND, SIGMOID_LOGITS)
+        positive = y * m
+        negative = (1.0 - y) * m
+        tp_sum += a * positive
+        fp_sum += a * negative
+        fn_sum += c * positive
+        tn_sum += c * negative
+    out = partial_ptr + (group * parts + part) * classes + cls64
+    stride = groups * parts * classes
+    tl.store(out, tl.sum(tp_sum, axis=0), mask=cls_ok)
+    tl.store(out + stride, tl.sum(fp_sum, axis=0), mask=cls_ok)
+    tl.store(out + 2 * stride, tl.sum(fn_sum, axis=0), mask=cls_ok)
+    tl.store(out + 3 * stride, tl.sum(tn_sum, axis=0), mask=cls_ok)
+
+
+@triton.jit
+def _count_gradient_kernel(
+    preds_ptr, target_ptr, mask_ptr, weights_ptr, out_ptr, positions, length, classes, tiles_per_program,
+    pr, pc, pp, tr, tc, tp, mr, mc, mp, wk, wr, wc, first_hi, first_lo, second_hi, second_lo,
+    HAS_MASK: tl.constexpr, SIGMOID_LOGITS: tl.constexpr, KIND: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Program (part, class block): d loss / d p = A'(p) (y w[0] + (1 - y) w[1]) m over its tiles of the flattened
+    rows x positions, into a contiguous (rows, classes, positions) gradient; w[k, row, class] as its strides say."""
+    part = tl.program_id(0)
+    dtype = target_ptr.dtype.element_ty
+    first = _exact(first_hi, first_lo, dtype)
+    second = _exact(second_hi, second_lo, dtype)
+    cls = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
+    cls_ok = cls < classes
+    cls64 = cls.to(tl.int64)
+    for i in range(tiles_per_program):
+        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row = n // positions
+        pos = n % positions
+        ok = (n < length)[:, None] & cls_ok[None, :]
+        x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
+        _, _, slope = _soft(x, first, second, KIND, SIGMOID_LOGITS)
+        weight = weights_ptr + (row * wr)[:, None] + (cls64 * wc)[None, :]
+        positive = tl.load(weight, mask=ok, other=0.0).to(dtype)
+        negative = tl.load(weight + wk, mask=ok, other=0.0).to(dtype)
+        gradient = slope * (y * positive + (1.0 - y) * negative) * m
+        out = out_ptr + (row * classes * positions + pos)[:, None] + (cls64 * positions)[None, :]
+        tl.store(out, gradient.to(out_ptr.dtype.element_ty), mask=ok)
+
+
+def _blocks(classes: int) -> Tuple[int, int]:
+    """(positions, classes) of one tile: the classes of a row together, up to 16, about 1024 elements a tile."""
+    block_c = min(triton.next_power_of_2(max(classes, 1)), 16)
+    return max(16, 1024 // block_c), block_c
+
+
+def _programs(length: int, block_n: int, wanted: int) -> Tuple[int, int]:
+    """(programs, tiles each) for `length` positions in tiles of block_n, about `wanted` programs."""
+    tiles = max(triton.cdiv(length, block_n), 1)
+    each = triton.cdiv(tiles, max(wanted, 1))
+    return triton.cdiv(tiles, each), each
+
+
+def _mask_strides(mask: Optional[Tensor], like: Tensor) -> Tuple[Tensor, Tuple[int, int, int]]:
+    """The mask as the kernels read it (broadcast over classes by a zero stride), or `like` as an unread pointer."""
+    if mask is None:
+        return like, (0, 0, 0)
+    mask = mask.expand(like.shape)
+    return mask, tuple(mask.stride())
+
+
+@triton_op("metricc::soft_counts", mutates_args={})
+def soft_counts_op(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, sigmoid_logits: bool, kind: int, first: float, second: float,
+) -> Tensor:
+    """(4, rows or 1, classes): TP, FP, FN, TN of (rows, classes, positions) inputs, per row or pooled over rows."""
+    rows, classes, positions = preds.shape
+    groups = 1 if pooled else rows
+    length = rows * positions if pooled else positions
+    block_n, block_c = _blocks(classes)
+    class_blocks = triton.cdiv(classes, block_c)
+    parts, each = _programs(length, block_n, 1024 // max(groups * class_blocks, 1))
+    partial = torch.empty((4, groups, parts, classes), dtype=target.dtype, device=preds.device)
+    mask_in, (mr, mc, mp) = _mask_strides(mask, target)
+    if partial.numel() > 0:
+        wrap_triton(_soft_counts_kernel)[(groups, parts, class_blocks)](
+            preds, target, mask_in, partial, positions, length, classes, each,
+            *preds.stride(), *target.stride(), mr, mc, mp, *_split(first), *_split(second),
+            POOLED=pooled, HAS_MASK=mask is not None, SIGMOID_LOGITS=sigmoid_logits, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
+        )
+    return partial.sum(2)
+
+
+@triton_op("metricc::count_gradient", mutates_args={})
+def count_gradient_op(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, sigmoid_logits: bool, kind: int, first: float, second: float,
+) -> Tensor:
+    """d loss / d preds of (rows, classes, positions) inputs, in the dtype of preds; weights: (2, rows or 1,
+    classes or 1), dTP - dFN and dFP - dTN of each count's upstream gradient."""
+    rows, classes, positions = preds.shape
+    out = torch.empty((rows, classes, positions), dtype=preds.dtype, device=preds.device)
+    weights = weights.expand(2, rows, classes)
+    block_n, block_c = _blocks(classes)
+    class_blocks = triton.cdiv(classes, block_c)
+    parts, each = _programs(rows * positions, block_n, 4096 // class_blocks)
+    mask_in, (mr, mc, mp) = _mask_strides(mask, target)
+    if out.numel() > 0:
+        wrap_triton(_count_gradient_kernel)[(parts, class_blocks)](
+            preds, target, mask_in, weights, out, positions, rows * positions, classes, each,
+            *preds.stride(), *target.stride(), mr, mc, mp, *weights.stride(), *_split(first), *_split(second),
+            HAS_MASK=mask is not None, SIGMOID_LOGITS=sigmoid_logits, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
+        )
+    return out
+
+
+def soft_and_slope(preds: Tensor, dtype: torch.dtype, sigmoid_logits: bool, kind: int, first: float, second: float) -> Tuple[Tensor, Tensor]:
+    """A(p) and A'(p) in torch's own operations, differentiable: the reference of the kernels' _soft, and what a
+    gradient of the gradient (create_graph=True) is taken through."""
+    x = preds.to(dtype)
+    p, q = (torch.sigmoid(x), torch.sigmoid(-x)) if sigmoid_logits else (x, 1.0 - x)
+    if kind == 0:
+        z = p * first + second
+        soft = torch.sigmoid(z)
+        slope = first * soft * torch.sigmoid(-z)
+    elif kind == 1:
+        soft, slope = p, torch.ones_like(p)
+    else:
+        soft = torch.clamp((p - first) / second + 0.5, 0.0, 1.0)
+        slope = ((soft > 0.0) & (soft < 1.0)).to(dtype) / second
+    if sigmoid_logits:
+        slope = slope * (p * q)
+    return soft, slope
+
+
+def _counts_context(ctx, inputs, output) -> None:
+    preds, target, mask, pooled, sigmoid_logits, kind, first, second = inputs
+    ctx.save_for_backward(preds, target, mask)
+    ctx.options = (sigmoid_logits, kind, first, second)
+
+
+def _counts_backward(ctx, grad: Tensor):
+    """d counts / d a: TP and FN move with a y, FP and TN with a (1 - y); FN and TN by minus it."""
+    preds, target, mask = ctx.saved_tensors
+    weights = torch.stack([grad[0] - grad[2], grad[1] - grad[3]])
+    return count_gradient_op(preds, target, mask, weights, *ctx.options), None, None, None, None, None, None, None
+
+
+def _gradient_context(ctx, inputs, output) -> None:
+    preds, target, mask, weights, sigmoid_logits, kind, first, second = inputs
+    ctx.save_for_backward(preds, target, mask, weights)
+    ctx.options = (sigmoid_logits, kind, first, second)
+
+
+def _gradient_backward(ctx, grad: Tensor):
+    """A gradient of the gradient (create_graph=True): autograd through the same expression in torch's operations."""
+    preds, target, mask, weights = ctx.saved_tensors
+    sigmoid_logits, kind, first, second = ctx.options
+    with torch.enable_grad():
+        # the saved tensors themselves where they carry a graph, so that every further order is autograd's too
+        leaf = preds if preds.requires_grad else preds.detach().requires_grad_()
+        weight = weights if weights.requires_grad else weights.detach().requires_grad_()
+        _, slope = soft_and_slope(leaf, target.dtype, sigmoid_logits, kind, first, second)
+        gradient = slope * (target * weight[0] + (1.0 - target) * weight[1])
+        if mask is not None:
+            gradient = gradient * mask
+        by_preds, by_weights = torch.autograd.grad(gradient.to(preds.dtype), (leaf, weight), grad, create_graph=True)
+    return by_preds, None, None, by_weights, None, None, None, None
+
+
+register_autograd("metricc::soft_counts", _counts_backward, setup_context=_counts_context)
+register_autograd("metricc::count_gradient", _gradient_backward, setup_context=_gradient_context)

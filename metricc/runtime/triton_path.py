@@ -1,0 +1,68 @@
+"""Which path a step takes (METRICC_BACKEND, else the device), and the soft counts from the Triton kernels
+(runtime/triton_kernels.py) in the shape the torch path gives them. Only torch is imported here: triton is
+imported on the first step that takes its path, so `import metricc` and every CPU step never import it."""
+
+import os
+from typing import List, Optional
+
+import torch
+from torch import Tensor
+
+from .approximate import Approximation
+from .options import InvalidOption
+
+#: The values METRICC_BACKEND takes; unset (or empty), CUDA tensors take the Triton path where triton imports.
+BACKENDS = ("torch", "triton")
+#: The approximations of A(p) as the kernels number them (a compile-time constant of each kernel).
+KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
+
+_triton_importable: List[bool] = []
+
+
+def backend_setting() -> str:
+    """METRICC_BACKEND, checked: 'torch', 'triton' or '' (choose by device)."""
+    value = os.environ.get("METRICC_BACKEND", "")
+    if value not in BACKENDS and value != "":
+        raise InvalidOption(f"METRICC_BACKEND={value!r} is not a backend: set it to 'torch' or 'triton', or leave it unset")
+    return value
+
+
+def triton_importable() -> bool:
+    """Whether triton imports here, decided once per process."""
+    if not _triton_importable:
+        try:
+            import triton  # noqa: F401
+        except ImportError:
+            _triton_importable.append(False)
+        else:
+            _triton_importable.append(True)
+    return _triton_importable[0]
+
+
+def takes_triton_path(preds: Tensor) -> bool:
+    """Whether this step's counts and gradient come from the Triton kernels: forced by METRICC_BACKEND, else on
+    CUDA tensors where triton imports. Never inside a torch.func transform or forward-mode AD, whose tensors a
+    custom kernel cannot read."""
+    setting = backend_setting()
+    if setting == "torch" or (setting == "" and preds.device.type != "cuda"):
+        return False
+    if torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0:
+        return False
+    if setting == "triton" and not triton_importable():
+        raise ImportError("METRICC_BACKEND='triton' needs triton: pip install 'metricc[triton]' (or unset METRICC_BACKEND)")
+    return setting == "triton" or triton_importable()
+
+
+def soft_counts_on_triton(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
+) -> Tensor:
+    """TP, FP, FN, TN of the canonical (batch, classes, positions) layout summed over dims, stacked on axis 0 as
+    soft_counts gives them, (4, rows or 1, classes or 1, 1); differentiable with respect to leaf, whose backward
+    pass is one more kernel that recomputes A'(p) from leaf."""
+    from .triton_kernels import kernel_constants, soft_counts_op
+
+    first, second = kernel_constants(approximation)
+    pooled = 0 in dims
+    counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
+    counts = counts.unsqueeze(-1)  # (4, rows or 1, classes, 1)
+    return counts.sum(2, keepdim=True) if 1 in dims else counts
