@@ -24,6 +24,7 @@ from .options import (
 from .reduce import (
     absent_counts, all_reduce_sum, average_weights, mean_over_rows, probability_mass, row_sums, running_counts,
 )
+from .triton_path import soft_counts_on_triton, takes_triton_path
 
 
 #: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
@@ -363,6 +364,8 @@ class CountLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
+        if not torch.jit.is_scripting() and self._on_triton(preds):
+            return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target, by_autograd)
         loss: Optional[Tensor] = None
@@ -375,6 +378,32 @@ class CountLossBase(LossBase):
             if loss is None:
                 loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
         return self._with_cross_entropy(loss, preds, target)
+
+    @torch.jit.unused
+    def _on_triton(self, preds: Tensor) -> bool:
+        """Whether this step takes the Triton kernels (runtime/triton_path.py: METRICC_BACKEND, else CUDA tensors)."""
+        if __name__ != "metricc.runtime.loss":  # a standalone file's copy of the runtime carries the torch path alone
+            return False
+        return takes_triton_path(preds)
+
+    @torch.jit.unused
+    def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss with this batch's counts and their backward pass from the Triton kernels (two launches, nothing
+        the size of preds kept), and autograd through the formula on the small counts, as _loss_by_autograd."""
+        self._check_running_counts_writable()
+        leaf, _, target, mask, _ = self._inputs(preds, target)
+        if not self.include_background:
+            leaf, target = leaf[:, 1:], target[:, 1:]
+            if mask is not None and mask.shape[1] > 1:
+                mask = mask[:, 1:]
+        dims = count_dims(self.task, self.average, self.multidim_average)
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        counts = soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
+        tp, fp, fn, tn, count_scale = self._pooled(counts.detach(), dims, self.training)
+        change = (counts - counts.detach()) * count_scale  # zero, with d counts / d leaf: pooled counts are constants
+        absent = self._absent(tp, fp, fn, leaf, mask, dims)
+        value = self._fill_absent(self.formula(tp + change[0], fp + change[1], fn + change[2], tn + change[3]), absent)
+        return self.loss_of_metric(self._average(value, tp, fn, absent, dims))
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:

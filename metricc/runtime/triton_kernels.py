@@ -11,13 +11,14 @@ Imported only when a step takes the Triton path (triton_path.py); with TRITON_IN
 """
 
 import struct
-from typing import Optional, Tuple
+from typing import Any, Callable, Optional, Tuple
 
 import torch
 import triton
 import triton.language as tl
 from torch import Tensor
-from torch.library import register_autograd, triton_op, wrap_triton
+from torch.library import custom_op, register_autograd, triton_op, wrap_triton
+from triton.runtime.interpreter import InterpretedFunction
 
 from .approximate import Approximation
 
@@ -169,6 +170,20 @@ def _count_gradient_kernel(
         tl.store(out, gradient.to(out_ptr.dtype.element_ty), mask=ok)
 
 
+def _operator(name: str, fake: Callable[..., Tensor]) -> Callable[[Callable[..., Tensor]], Any]:
+    """A triton_op, which torch.compile and torch.export see into; under TRITON_INTERPRET=1, whose kernels run only
+    on real CPU tensors, an opaque custom_op with `fake` for its shapes, so that the same tests trace it."""
+
+    def register(function: Callable[..., Tensor]) -> Any:
+        if not isinstance(_soft_counts_kernel, InterpretedFunction):
+            return triton_op(name, mutates_args={})(function)
+        operator = custom_op(name, mutates_args=())(function)
+        operator.register_fake(fake)
+        return operator
+
+    return register
+
+
 def _blocks(classes: int) -> Tuple[int, int]:
     """(positions, classes) of one tile: the classes of a row together, up to 16, about 1024 elements a tile."""
     block_c = min(triton.next_power_of_2(max(classes, 1)), 16)
@@ -190,7 +205,16 @@ def _mask_strides(mask: Optional[Tensor], like: Tensor) -> Tuple[Tensor, Tuple[i
     return mask, tuple(mask.stride())
 
 
-@triton_op("metricc::soft_counts", mutates_args={})
+def _counts_shape(preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, *options: Any) -> Tensor:
+    rows, classes, _ = preds.shape
+    return target.new_empty((4, 1 if pooled else rows, classes))
+
+
+def _gradient_shape(preds: Tensor, *inputs: Any) -> Tensor:
+    return torch.empty_like(preds, memory_format=torch.contiguous_format)
+
+
+@_operator("metricc::soft_counts", _counts_shape)
 def soft_counts_op(
     preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, sigmoid_logits: bool, kind: int, first: float, second: float,
 ) -> Tensor:
@@ -212,7 +236,7 @@ def soft_counts_op(
     return partial.sum(2)
 
 
-@triton_op("metricc::count_gradient", mutates_args={})
+@_operator("metricc::count_gradient", _gradient_shape)
 def count_gradient_op(
     preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, sigmoid_logits: bool, kind: int, first: float, second: float,
 ) -> Tensor:
