@@ -300,15 +300,17 @@ def _gradient_backward(ctx, grad: Tensor):
     """A gradient of the gradient (create_graph=True): autograd through the same expression in torch's operations."""
     preds, target, mask, weights = ctx.saved_tensors
     sigmoid_logits, kind, first, second = ctx.options
+    further = torch.is_grad_enabled()  # a third order and beyond: the result keeps its graph
     with torch.enable_grad():
-        # the saved tensors themselves where they carry a graph, so that every further order is autograd's too
-        leaf = preds if preds.requires_grad else preds.detach().requires_grad_()
-        weight = weights if weights.requires_grad else weights.detach().requires_grad_()
+        # a view of each input where it carries a graph (as torch.autograd.functional.vjp does): its own node, so the
+        # derivative is this function's alone (weights depend on preds too), and still connected for further orders
+        leaf = preds.view_as(preds) if preds.requires_grad else preds.detach().requires_grad_()
+        weight = weights.view_as(weights) if weights.requires_grad else weights.detach().requires_grad_()
         _, slope = soft_and_slope(leaf, target.dtype, sigmoid_logits, kind, first, second)
         gradient = slope * (target * weight[0] + (1.0 - target) * weight[1])
         if mask is not None:
             gradient = gradient * mask
-        by_preds, by_weights = torch.autograd.grad(gradient.to(preds.dtype), (leaf, weight), grad, create_graph=True)
+        by_preds, by_weights = torch.autograd.grad(gradient.to(preds.dtype), (leaf, weight), grad, create_graph=further)
     return by_preds, None, None, by_weights, None, None, None, None
 
 

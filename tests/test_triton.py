@@ -1,0 +1,180 @@
+"""The Triton path (runtime/triton_kernels.py) against the torch path and float64 autograd.
+
+On a CPU these run under Triton's interpreter (TRITON_INTERPRET=1, set here before triton is imported), which
+runs each program in Python: shapes stay tiny. With CUDA (and TRITON_INTERPRET unset) they run on the GPU.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+if DEVICE == "cpu":
+    os.environ["TRITON_INTERPRET"] = "1"
+pytest.importorskip("triton")
+
+import metricc  # noqa: E402
+from metricc.runtime.options import InvalidOption  # noqa: E402
+from metricc.runtime.triton_path import takes_triton_path  # noqa: E402
+
+from losses import namespace_and_module  # noqa: E402
+from oracles import soft_count_loss  # noqa: E402
+
+
+def _batch(shape, classes=None, seed=0, logits=False, ignore=False):
+    """preds of `shape`, and a 0/1 target of that shape or, with classes, class indices without axis 1."""
+    generator = torch.Generator().manual_seed(seed)
+    preds = torch.randn(shape, generator=generator, dtype=torch.float64)
+    preds = preds * 2 if logits else torch.sigmoid(preds)
+    if classes is None:
+        target = (torch.rand(shape, generator=generator) < 0.4).double()
+        if ignore:
+            target[torch.rand(shape, generator=generator) < 0.2] = -1.0
+    else:
+        target = torch.randint(0, classes, shape[:1] + shape[2:], generator=generator)
+        if ignore:
+            target[torch.rand(target.shape, generator=generator) < 0.2] = -1
+    if not logits and classes is not None and len(shape) > 1:
+        preds = preds / preds.sum(1, keepdim=True)
+    return preds, target
+
+
+def _run(module, preds, target, backend, monkeypatch, **grad_options):
+    """The loss and its gradient by preds, on the path METRICC_BACKEND names."""
+    monkeypatch.setenv("METRICC_BACKEND", backend)
+    leaf = preds.to(DEVICE).requires_grad_(True)
+    loss = module.to(DEVICE)(leaf, target.to(DEVICE))
+    (gradient,) = torch.autograd.grad(loss, leaf, **grad_options)
+    return loss.detach().cpu(), gradient.cpu()
+
+
+CASES = {
+    "binary f1": ("f1", {}, (40,), None),
+    "binary mcc from_logits": ("mcc", {"from_logits": True}, (40,), None),
+    "binary mcc dense ignore_index": ("mcc", {"ignore_index": -1}, (2, 1, 5, 4), None),
+    "multilabel macro class_weights": ("f1", {"task": "multilabel", "average": "macro", "class_weights": [1.0, 2.0, 0.5]}, (12, 3), None),
+    "multilabel samples": ("jaccard", {"task": "multilabel", "average": "samples"}, (6, 3), None),
+    "multiclass probabilities one-hot": ("f1", {"task": "multiclass", "average": "macro"}, (12, 3), 3),
+    "multiclass class indices ignore_index": ("jaccard", {"task": "multiclass", "average": "micro", "ignore_index": -1}, (12, 4), 4),
+    "multiclass logits weighted": ("dice", {"task": "multiclass", "average": "weighted", "from_logits": True}, (10, 3), 3),
+    "dense samplewise no background": (
+        "dice", {"task": "multiclass", "multidim_average": "samplewise", "include_background": False, "zero_division": 1.0}, (2, 3, 4, 4), 3,
+    ),
+    "identity": ("dice", {"approximation": "identity"}, (30,), None),
+    "linear": ("f1", {"approximation": "linear", "width": 0.4}, (30,), None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, monkeypatch):
+    metric, options, shape, classes = CASES[case]
+    namespace, module = namespace_and_module(metric, **options)
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
+    if classes is not None and case.endswith("one-hot"):
+        target = torch.nn.functional.one_hot(target, classes).double()
+    leaf = preds.clone().requires_grad_(True)
+    expected = soft_count_loss(namespace, module, leaf, target)
+    (expected_gradient,) = torch.autograd.grad(expected, leaf)
+    loss, gradient = _run(module, preds, target, "triton", monkeypatch)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-8, atol=1e-12)
+    single = [_run(module, preds.float(), target, backend, monkeypatch) for backend in ("torch", "triton")]
+    torch.testing.assert_close(single[1][0], single[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(single[1][1], single[0][1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, monkeypatch):
+    module = metricc.loss("f1", task="multilabel", average="macro")
+    preds, target = _batch((16, 3))
+    torch_path, triton_path = (_run(module, preds.to(dtype), target, backend, monkeypatch) for backend in ("torch", "triton"))
+    assert triton_path[1].dtype == dtype
+    torch.testing.assert_close(triton_path[0], torch_path[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(triton_path[1].float(), torch_path[1].float(), rtol=1e-2, atol=1e-4)
+
+
+def test_running_counts_and_gradients_follow_the_torch_path(monkeypatch):
+    results = []
+    for backend in ("torch", "triton"):
+        module = metricc.loss("mcc", count_momentum=0.3).train()
+        steps = [_run(module, *_batch((32,), seed=seed), backend, monkeypatch) for seed in (1, 2)]
+        results.append((steps, module.running_counts.cpu()))
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-5)
+    for (torch_loss, torch_gradient), (loss, gradient) in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(loss, torch_loss, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gradient, torch_gradient, rtol=1e-5, atol=1e-7)
+
+
+def test_a_repeated_call_gives_the_same_bits(monkeypatch):
+    """Partial sums per program, reduced in a fixed order: several programs here (5000 positions, 1024 a tile)."""
+    module = metricc.loss("mcc", task="multilabel", average="micro")
+    preds, target = _batch((2500, 2))
+    first, second = (_run(module, preds.float(), target, "triton", monkeypatch) for _ in range(2))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+def test_a_gradient_of_the_gradient_equals_the_torch_paths(monkeypatch):
+    module = metricc.loss("f1", from_logits=True)
+    preds, target = _batch((24,), logits=True)
+    direction = torch.randn(24, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    results = []
+    for backend in ("torch", "triton"):
+        monkeypatch.setenv("METRICC_BACKEND", backend)
+        leaf = preds.to(DEVICE).requires_grad_(True)
+        (gradient,) = torch.autograd.grad(module.to(DEVICE)(leaf, target.to(DEVICE)), leaf, create_graph=True)
+        (second,) = torch.autograd.grad(gradient @ direction.to(DEVICE), leaf)
+        results.append((gradient.detach().cpu(), second.cpu()))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-8, atol=1e-10)
+
+
+def test_compiled_and_exported_losses_call_the_kernels(monkeypatch):
+    monkeypatch.setenv("METRICC_BACKEND", "triton")
+    module = metricc.loss("mcc", validate_args=False).to(DEVICE)
+    preds, target = (t.float().to(DEVICE) for t in _batch((40,)))
+    expected, expected_gradient = _run(module, preds, target, "triton", monkeypatch)
+    graphs = []
+
+    def recording_backend(graph, inputs):
+        graphs.append(str(graph.graph))
+        return graph.forward
+
+    torch._dynamo.reset()
+    for backend in (recording_backend, "inductor"):
+        leaf = preds.clone().requires_grad_(True)
+        loss = torch.compile(module, fullgraph=True, backend=backend)(leaf, target)
+        (gradient,) = torch.autograd.grad(loss, leaf)
+        torch.testing.assert_close(loss.detach().cpu(), expected, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(gradient.cpu(), expected_gradient, rtol=1e-5, atol=1e-7)
+    assert "metricc.soft_counts" in graphs[0]
+    exported = torch.export.export(module.eval(), (preds, target))
+    assert "metricc.soft_counts" in str(exported.graph)
+    torch.testing.assert_close(exported.module()(preds, target).cpu(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_the_backend_is_chosen_by_the_environment_then_the_device(monkeypatch):
+    cpu = torch.zeros(3)
+    monkeypatch.delenv("METRICC_BACKEND", raising=False)
+    assert not takes_triton_path(cpu)
+    monkeypatch.setenv("METRICC_BACKEND", "triton")
+    assert takes_triton_path(cpu)
+    monkeypatch.setenv("METRICC_BACKEND", "torch")
+    assert not takes_triton_path(cpu)
+    monkeypatch.setenv("METRICC_BACKEND", "cuda")
+    with pytest.raises(InvalidOption, match="METRICC_BACKEND='cuda'"):
+        takes_triton_path(cpu)
+
+
+def test_a_cpu_step_by_default_never_imports_triton():
+    script = (
+        "import sys, torch, metricc\n"
+        "x = torch.rand(8, requires_grad=True)\n"
+        "metricc.loss('f1')(x, (torch.rand(8) > 0.5).float()).backward()\n"
+        "assert 'triton' not in sys.modules, 'triton imported'\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key not in ("METRICC_BACKEND", "TRITON_INTERPRET")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr
