@@ -21,7 +21,7 @@ from metricc.runtime.options import InvalidOption  # noqa: E402
 from metricc.runtime.triton_path import takes_triton_path  # noqa: E402
 
 from losses import namespace_and_module  # noqa: E402
-from oracles import soft_count_loss  # noqa: E402
+from oracles import soft_count_loss, soft_matrix_loss  # noqa: E402
 
 
 def _batch(shape, classes=None, seed=0, logits=False, ignore=False):
@@ -86,6 +86,35 @@ def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, mo
     torch.testing.assert_close(single[1][1], single[0][1], rtol=1e-4, atol=1e-6)
 
 
+MATRIX_CASES = {
+    "quadratic_kappa": ("quadratic_kappa", {}, (12, 4)),
+    "mcc from_logits ignore_index": ("mcc", {"from_logits": True, "ignore_index": -1}, (12, 3)),
+    "mcc dense samplewise": ("mcc", {"multidim_average": "samplewise"}, (2, 3, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX_CASES))
+def test_matrix_metrics_equal_float64_autograd_through_a_plain_soft_matrix(case, monkeypatch):
+    name, options, shape = MATRIX_CASES[case]
+    module = metricc.loss(name, task="multiclass", direction="maximize", **options)
+    logits, labels = _batch(shape, shape[1], logits=True, ignore="ignore_index" in options)
+    preds = logits if options.get("from_logits") else torch.softmax(logits, 1)
+    reference = preds.clone().requires_grad_(True)
+    probs = torch.softmax(reference, 1) if options.get("from_logits") else reference
+    kept = labels != -1
+    one_hot = torch.nn.functional.one_hot(torch.where(kept, labels, 0), shape[1]).double().reshape(shape[0], -1, shape[1])
+    flat = probs.movedim(1, -1).reshape(one_hot.shape)
+    per_row = options.get("multidim_average") == "samplewise"
+    expected = soft_matrix_loss(name, flat, one_hot, kept.reshape(shape[0], -1, 1).double(), per_row, -1)
+    (expected_gradient,) = torch.autograd.grad(expected, reference)
+    loss, gradient = _run(module, preds, labels, "triton", monkeypatch)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-9, atol=1e-12)
+    single = [_run(module, preds.float(), labels, backend, monkeypatch) for backend in ("torch", "triton")]
+    torch.testing.assert_close(single[1][0], single[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(single[1][1], single[0][1], rtol=1e-4, atol=1e-6)
+
+
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
 def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, monkeypatch):
     module = metricc.loss("f1", task="multilabel", average="macro")
@@ -116,16 +145,20 @@ def test_a_repeated_call_gives_the_same_bits(monkeypatch):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
-def test_a_gradient_of_the_gradient_equals_the_torch_paths(monkeypatch):
-    module = metricc.loss("f1", from_logits=True)
-    preds, target = _batch((24,), logits=True)
-    direction = torch.randn(24, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+@pytest.mark.parametrize("metric", ["f1", "quadratic_kappa"])
+def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
+    """Second derivatives are autograd through the kernels' expression in torch's operations."""
+    if metric == "f1":
+        module, (preds, target) = metricc.loss("f1", from_logits=True), _batch((24,), logits=True)
+    else:
+        module, (preds, target) = metricc.loss("quadratic_kappa", task="multiclass"), _batch((8, 3), 3)
+    direction = torch.randn(preds.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     results = []
     for backend in ("torch", "triton"):
         monkeypatch.setenv("METRICC_BACKEND", backend)
         leaf = preds.to(DEVICE).requires_grad_(True)
         (gradient,) = torch.autograd.grad(module.to(DEVICE)(leaf, target.to(DEVICE)), leaf, create_graph=True)
-        (second,) = torch.autograd.grad(gradient @ direction.to(DEVICE), leaf)
+        (second,) = torch.autograd.grad((gradient * direction.to(DEVICE)).sum(), leaf)
         results.append((gradient.detach().cpu(), second.cpu()))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-8, atol=1e-10)

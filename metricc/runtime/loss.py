@@ -24,7 +24,7 @@ from .options import (
 from .reduce import (
     absent_counts, all_reduce_sum, average_weights, mean_over_rows, probability_mass, row_sums, running_counts,
 )
-from .triton_path import soft_counts_on_triton, takes_triton_path
+from .triton_path import MATRIX_CLASSES, matrix_on_triton, soft_counts_on_triton, takes_triton_path
 
 
 #: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
@@ -260,6 +260,13 @@ class LossBase(torch.nn.Module):
 
         return recompute
 
+    @torch.jit.unused
+    def _on_triton(self, preds: Tensor) -> bool:
+        """Whether this step takes the Triton kernels (runtime/triton_path.py: METRICC_BACKEND, else CUDA tensors)."""
+        if __name__ != "metricc.runtime.loss":  # a standalone file's copy of the runtime carries the torch path alone
+            return False
+        return takes_triton_path(preds)
+
     def _pool(self, counts: Tensor, over_ranks: bool, running: bool) -> Tuple[Tensor, float]:
         """Counts (or a confusion matrix) as the formula sees them: summed over ranks with sync='ddp' where they pool
         the batch, mixed with the running counts in training with count_momentum; and their derivative by this
@@ -378,13 +385,6 @@ class CountLossBase(LossBase):
             if loss is None:
                 loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
         return self._with_cross_entropy(loss, preds, target)
-
-    @torch.jit.unused
-    def _on_triton(self, preds: Tensor) -> bool:
-        """Whether this step takes the Triton kernels (runtime/triton_path.py: METRICC_BACKEND, else CUDA tensors)."""
-        if __name__ != "metricc.runtime.loss":  # a standalone file's copy of the runtime carries the torch path alone
-            return False
-        return takes_triton_path(preds)
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -637,6 +637,8 @@ class MatrixLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
+        if not torch.jit.is_scripting() and self._on_triton(preds):
+            return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target, by_autograd)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
@@ -652,6 +654,25 @@ class MatrixLossBase(LossBase):
             gradient = chain_rule(partials, gradients, pooled)
             value = self._closed_form(value, leaf, gradient, counted, labels, slope, mask, scale * count_scale, count_scale, pooled, per_row)
         return self._with_cross_entropy(self.loss_of_metric(self._mean(value, kept, per_row)), preds, target)
+
+    @torch.jit.unused
+    def _on_triton(self, preds: Tensor) -> bool:
+        """LossBase._on_triton, for matrices of at most MATRIX_CLASSES classes (more take the torch path)."""
+        return preds.dim() > 1 and preds.shape[1] <= MATRIX_CLASSES and super()._on_triton(preds)
+
+    @torch.jit.unused
+    def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss with this batch's matrix and its backward pass from the Triton kernels, and autograd through the
+        formula on the small matrix, as _differentiable_value."""
+        self._check_running_counts_writable()
+        leaf, _, target, mask, _ = self._inputs(preds, target)
+        per_row = self.multidim_average == "samplewise"
+        matrix = matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec)
+        pooled, count_scale = self._pool(matrix.detach(), not per_row, self.training)
+        change = (matrix - matrix.detach()) * count_scale  # zero, with d M / d leaf: the pooled matrix is a constant
+        value = self.formula(matrix_aggregates(pooled + change, self.aggregate_names))
+        kept = self._kept_rows(target if mask is None else target * mask, per_row)
+        return self.loss_of_metric(self._mean(value, kept, per_row))
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:

@@ -6,6 +6,8 @@ path serves eager mode, torch.compile and torch.export:
   buffer that one sum reduces in a fixed order: no atomics, the same bits on every call.
 - metricc::count_gradient, its backward: A'(p) recomputed from p (nothing the size of preds is kept) times
   y (dTP - dFN) + (1 - y)(dFP - dTN) and the mask, written in the dtype of preds.
+- metricc::soft_matrix and metricc::matrix_gradient, the same two passes for the C x C soft confusion matrix
+  M[i, j] = sum y[n, i] a[n, j] (triton_path.MATRIX_CLASSES classes at most) and its backward's weights G[label of n, j].
 
 Imported only when a step takes the Triton path (triton_path.py); with TRITON_INTERPRET=1 they run on CPU tensors.
 """
@@ -170,6 +172,70 @@ def _count_gradient_kernel(
         tl.store(out, gradient.to(out_ptr.dtype.element_ty), mask=ok)
 
 
+@triton.jit
+def _soft_matrix_kernel(
+    preds_ptr, target_ptr, mask_ptr, partial_ptr, positions, length, classes, tiles_per_program,
+    pr, pc, pp, tr, tc, tp, mr, mc, mp, first_hi, first_lo, second_hi, second_lo,
+    POOLED: tl.constexpr, HAS_MASK: tl.constexpr, KIND: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Program (group, part): M[i, j] = sum y[n, i] m[n] a[n, j] over its tiles of positions, of one row (group) or
+    of every row (POOLED), into partial[group, part, i, j]; every class in one block."""
+    group = tl.program_id(0)
+    part = tl.program_id(1)
+    parts = tl.num_programs(1)
+    dtype = target_ptr.dtype.element_ty
+    first = _exact(first_hi, first_lo, dtype)
+    second = _exact(second_hi, second_lo, dtype)
+    cls = tl.arange(0, BLOCK_C)
+    cls_ok = cls < classes
+    cls64 = cls.to(tl.int64)
+    matrix = tl.zeros([BLOCK_C, BLOCK_C], dtype)
+    for i in range(tiles_per_program):
+        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
+        if POOLED:
+            row = n // positions
+            pos = n % positions
+        else:
+            row = n * 0 + group
+            pos = n
+        ok = (n < length)[:, None] & cls_ok[None, :]
+        x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
+        a, _, _ = _soft(x, first, second, KIND, False)
+        matrix += tl.sum((y * m)[:, :, None] * a[:, None, :], axis=0)
+    out = partial_ptr + ((group * parts + part) * classes + cls64)[:, None] * classes + cls64[None, :]
+    tl.store(out, matrix, mask=cls_ok[:, None] & cls_ok[None, :])
+
+
+@triton.jit
+def _matrix_gradient_kernel(
+    preds_ptr, target_ptr, mask_ptr, weights_ptr, out_ptr, positions, length, classes, tiles_per_program,
+    pr, pc, pp, tr, tc, tp, mr, mc, mp, wr, wi, wj, first_hi, first_lo, second_hi, second_lo,
+    HAS_MASK: tl.constexpr, KIND: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """Program (part): d loss / d p[n, j] = A'(p) sum_i y[n, i] m[n] G[row, i, j] (G[label of n, j] for one-hot
+    targets) over its tiles of the flattened rows x positions, into a contiguous (rows, classes, positions) gradient."""
+    part = tl.program_id(0)
+    dtype = target_ptr.dtype.element_ty
+    first = _exact(first_hi, first_lo, dtype)
+    second = _exact(second_hi, second_lo, dtype)
+    cls = tl.arange(0, BLOCK_C)
+    cls_ok = cls < classes
+    cls64 = cls.to(tl.int64)
+    for i in range(tiles_per_program):
+        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
+        row = n // positions
+        pos = n % positions
+        ok = (n < length)[:, None] & cls_ok[None, :]
+        x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
+        _, _, slope = _soft(x, first, second, KIND, False)
+        weight = weights_ptr + (row * wr)[:, None, None] + (cls64 * wi)[None, :, None] + (cls64 * wj)[None, None, :]
+        square = ok[:, :, None] & cls_ok[None, None, :]
+        weights = tl.load(weight, mask=square, other=0.0).to(dtype)
+        gradient = slope * tl.sum((y * m)[:, :, None] * weights, axis=1)
+        out = out_ptr + (row * classes * positions + pos)[:, None] + (cls64 * positions)[None, :]
+        tl.store(out, gradient.to(out_ptr.dtype.element_ty), mask=ok)
+
+
 def _operator(name: str, fake: Callable[..., Tensor]) -> Callable[[Callable[..., Tensor]], Any]:
     """A triton_op, which torch.compile and torch.export see into; under TRITON_INTERPRET=1, whose kernels run only
     on real CPU tensors, an opaque custom_op with `fake` for its shapes, so that the same tests trace it."""
@@ -258,6 +324,57 @@ def count_gradient_op(
     return out
 
 
+def _matrix_shape(preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, *options: Any) -> Tensor:
+    rows, classes, _ = preds.shape
+    return target.new_empty((1 if pooled else rows, classes, classes))
+
+
+def _matrix_blocks(classes: int) -> Tuple[int, int]:
+    """(positions, classes) of one tile of the matrix kernels: every class, about 4096 products a tile."""
+    block_c = triton.next_power_of_2(max(classes, 1))
+    return max(1, 4096 // (block_c * block_c)), block_c
+
+
+@_operator("metricc::soft_matrix", _matrix_shape)
+def soft_matrix_op(preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, kind: int, first: float, second: float) -> Tensor:
+    """(rows or 1, C, C): M[i, j] = sum y[n, i] a[n, j] over kept positions of (rows, classes, positions) inputs."""
+    rows, classes, positions = preds.shape
+    groups = 1 if pooled else rows
+    length = rows * positions if pooled else positions
+    block_n, block_c = _matrix_blocks(classes)
+    parts, each = _programs(length, block_n, 1024 // max(groups, 1))
+    partial = torch.empty((groups, parts, classes, classes), dtype=target.dtype, device=preds.device)
+    mask_in, (mr, mc, mp) = _mask_strides(mask, target)
+    if partial.numel() > 0:
+        wrap_triton(_soft_matrix_kernel)[(groups, parts)](
+            preds, target, mask_in, partial, positions, length, classes, each,
+            *preds.stride(), *target.stride(), mr, mc, mp, *_split(first), *_split(second),
+            POOLED=pooled, HAS_MASK=mask is not None, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
+        )
+    return partial.sum(1)
+
+
+@_operator("metricc::matrix_gradient", _gradient_shape)
+def matrix_gradient_op(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, kind: int, first: float, second: float,
+) -> Tensor:
+    """d loss / d preds of (rows, classes, positions) inputs in the dtype of preds; weights: G = d loss / d M,
+    (rows or 1, C, C)."""
+    rows, classes, positions = preds.shape
+    out = torch.empty((rows, classes, positions), dtype=preds.dtype, device=preds.device)
+    weights = weights.expand(rows, classes, classes)
+    block_n, block_c = _matrix_blocks(classes)
+    parts, each = _programs(rows * positions, block_n, 4096)
+    mask_in, (mr, mc, mp) = _mask_strides(mask, target)
+    if out.numel() > 0:
+        wrap_triton(_matrix_gradient_kernel)[(parts,)](
+            preds, target, mask_in, weights, out, positions, rows * positions, classes, each,
+            *preds.stride(), *target.stride(), mr, mc, mp, *weights.stride(), *_split(first), *_split(second),
+            HAS_MASK=mask is not None, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
+        )
+    return out
+
+
 def soft_and_slope(preds: Tensor, dtype: torch.dtype, sigmoid_logits: bool, kind: int, first: float, second: float) -> Tuple[Tensor, Tensor]:
     """A(p) and A'(p) in torch's own operations, differentiable: the reference of the kernels' _soft, and what a
     gradient of the gradient (create_graph=True) is taken through."""
@@ -290,6 +407,11 @@ def _counts_backward(ctx, grad: Tensor):
     return count_gradient_op(preds, target, mask, weights, *ctx.options), None, None, None, None, None, None, None
 
 
+def _or_zeros(gradient: Optional[Tensor], like: Tensor) -> Tensor:
+    """A gradient autograd found unused (A' constant: identity, or linear between its kinks) is zero."""
+    return torch.zeros_like(like) if gradient is None else gradient
+
+
 def _gradient_context(ctx, inputs, output) -> None:
     preds, target, mask, weights, sigmoid_logits, kind, first, second = inputs
     ctx.save_for_backward(preds, target, mask, weights)
@@ -310,9 +432,44 @@ def _gradient_backward(ctx, grad: Tensor):
         gradient = slope * (target * weight[0] + (1.0 - target) * weight[1])
         if mask is not None:
             gradient = gradient * mask
-        by_preds, by_weights = torch.autograd.grad(gradient.to(preds.dtype), (leaf, weight), grad, create_graph=further)
-    return by_preds, None, None, by_weights, None, None, None, None
+        by_preds, by_weights = torch.autograd.grad(gradient.to(preds.dtype), (leaf, weight), grad, create_graph=further, allow_unused=True)
+    return _or_zeros(by_preds, preds), None, None, by_weights, None, None, None, None
+
+
+def _matrix_context(ctx, inputs, output) -> None:
+    preds, target, mask, pooled, kind, first, second = inputs
+    ctx.save_for_backward(preds, target, mask)
+    ctx.options = (kind, first, second)
+
+
+def _matrix_backward(ctx, grad: Tensor):
+    """d M[i, j] / d a[n, j] = y[n, i] m[n]: the gradient's weights are G = grad itself."""
+    preds, target, mask = ctx.saved_tensors
+    return matrix_gradient_op(preds, target, mask, grad, *ctx.options), None, None, None, None, None, None
+
+
+def _matrix_gradient_context(ctx, inputs, output) -> None:
+    preds, target, mask, weights, kind, first, second = inputs
+    ctx.save_for_backward(preds, target, mask, weights)
+    ctx.options = (kind, first, second)
+
+
+def _matrix_gradient_backward(ctx, grad: Tensor):
+    """A gradient of the gradient: autograd through the same expression in torch's operations (_gradient_backward)."""
+    preds, target, mask, weights = ctx.saved_tensors
+    kind, first, second = ctx.options
+    further = torch.is_grad_enabled()
+    with torch.enable_grad():
+        leaf = preds.view_as(preds) if preds.requires_grad else preds.detach().requires_grad_()
+        weight = weights.view_as(weights) if weights.requires_grad else weights.detach().requires_grad_()
+        _, slope = soft_and_slope(leaf, target.dtype, False, kind, first, second)
+        counted = target if mask is None else target * mask
+        gradient = slope * torch.einsum("rip,rij->rjp", counted, weight.expand(preds.shape[0], -1, -1))
+        by_preds, by_weights = torch.autograd.grad(gradient.to(preds.dtype), (leaf, weight), grad, create_graph=further, allow_unused=True)
+    return _or_zeros(by_preds, preds), None, None, by_weights, None, None, None
 
 
 register_autograd("metricc::soft_counts", _counts_backward, setup_context=_counts_context)
+register_autograd("metricc::soft_matrix", _matrix_backward, setup_context=_matrix_context)
+register_autograd("metricc::matrix_gradient", _matrix_gradient_backward, setup_context=_matrix_gradient_context)
 register_autograd("metricc::count_gradient", _gradient_backward, setup_context=_gradient_context)

@@ -16,6 +16,9 @@ BACKENDS = ("torch", "triton")
 #: The approximations of A(p) as the kernels number them (a compile-time constant of each kernel).
 KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
 
+#: Matrix metrics of at most this many classes take the kernels (every class of a tile in one block of registers).
+MATRIX_CLASSES = 32
+
 _triton_importable: List[bool] = []
 
 
@@ -66,3 +69,12 @@ def soft_counts_on_triton(
     counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
     counts = counts.unsqueeze(-1)  # (4, rows or 1, classes, 1)
     return counts.sum(2, keepdim=True) if 1 in dims else counts
+
+
+def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation) -> Tensor:
+    """The soft C x C matrix of the canonical layout as soft_matrix gives it, (rows or 1, C, C), differentiable with
+    respect to leaf (at most MATRIX_CLASSES classes)."""
+    from .triton_kernels import kernel_constants, soft_matrix_op
+
+    first, second = kernel_constants(approximation)
+    return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)
