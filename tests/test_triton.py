@@ -18,7 +18,7 @@ pytest.importorskip("triton")
 
 import metricc  # noqa: E402
 from metricc.runtime.options import InvalidOption  # noqa: E402
-from metricc.runtime.triton_path import takes_triton_path  # noqa: E402
+from metricc.runtime.triton_path import reset_backend_setting, takes_triton_path  # noqa: E402
 
 from losses import namespace_and_module  # noqa: E402
 from oracles import soft_count_loss, soft_matrix_loss  # noqa: E402
@@ -42,9 +42,22 @@ def _batch(shape, classes=None, seed=0, logits=False, ignore=False):
     return preds, target
 
 
+@pytest.fixture(autouse=True)
+def _backend_read_again():
+    """METRICC_BACKEND is read once a process: each test sets its own, and the next reads the environment again."""
+    reset_backend_setting()
+    yield
+    reset_backend_setting()
+
+
+def _use(backend, monkeypatch):
+    monkeypatch.setenv("METRICC_BACKEND", backend)
+    reset_backend_setting()
+
+
 def _run(module, preds, target, backend, monkeypatch, **grad_options):
     """The loss and its gradient by preds, on the path METRICC_BACKEND names."""
-    monkeypatch.setenv("METRICC_BACKEND", backend)
+    _use(backend, monkeypatch)
     leaf = preds.to(DEVICE).requires_grad_(True)
     loss = module.to(DEVICE)(leaf, target.to(DEVICE))
     (gradient,) = torch.autograd.grad(loss, leaf, **grad_options)
@@ -155,7 +168,7 @@ def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
     direction = torch.randn(preds.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     results = []
     for backend in ("torch", "triton"):
-        monkeypatch.setenv("METRICC_BACKEND", backend)
+        _use(backend, monkeypatch)
         leaf = preds.to(DEVICE).requires_grad_(True)
         (gradient,) = torch.autograd.grad(module.to(DEVICE)(leaf, target.to(DEVICE)), leaf, create_graph=True)
         (second,) = torch.autograd.grad((gradient * direction.to(DEVICE)).sum(), leaf)
@@ -165,7 +178,7 @@ def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
 
 
 def test_compiled_and_exported_losses_call_the_kernels(monkeypatch):
-    monkeypatch.setenv("METRICC_BACKEND", "triton")
+    _use("triton", monkeypatch)
     module = metricc.loss("mcc", validate_args=False).to(DEVICE)
     preds, target = (t.float().to(DEVICE) for t in _batch((40,)))
     expected, expected_gradient = _run(module, preds, target, "triton", monkeypatch)
@@ -192,11 +205,13 @@ def test_the_backend_is_chosen_by_the_environment_then_the_device(monkeypatch):
     cpu = torch.zeros(3)
     monkeypatch.delenv("METRICC_BACKEND", raising=False)
     assert not takes_triton_path(cpu)
-    monkeypatch.setenv("METRICC_BACKEND", "triton")
+    _use("triton", monkeypatch)
     assert takes_triton_path(cpu)
     monkeypatch.setenv("METRICC_BACKEND", "torch")
+    assert takes_triton_path(cpu), "read once, until reset_backend_setting()"
+    reset_backend_setting()
     assert not takes_triton_path(cpu)
-    monkeypatch.setenv("METRICC_BACKEND", "cuda")
+    _use("cuda", monkeypatch)
     with pytest.raises(InvalidOption, match="METRICC_BACKEND='cuda'"):
         takes_triton_path(cpu)
 

@@ -658,7 +658,7 @@ class MatrixLossBase(LossBase):
     @torch.jit.unused
     def _on_triton(self, preds: Tensor) -> bool:
         """LossBase._on_triton, for matrices of at most MATRIX_CLASSES classes (more take the torch path)."""
-        return preds.dim() > 1 and preds.shape[1] <= MATRIX_CLASSES and super()._on_triton(preds)
+        return super()._on_triton(preds) and preds.dim() > 1 and preds.shape[1] <= MATRIX_CLASSES
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:

@@ -20,14 +20,23 @@ KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
 MATRIX_CLASSES = 32
 
 _triton_importable: List[bool] = []
+_setting: List[str] = []
 
 
 def backend_setting() -> str:
-    """METRICC_BACKEND, checked: 'torch', 'triton' or '' (choose by device)."""
-    value = os.environ.get("METRICC_BACKEND", "")
-    if value not in BACKENDS and value != "":
-        raise InvalidOption(f"METRICC_BACKEND={value!r} is not a backend: set it to 'torch' or 'triton', or leave it unset")
-    return value
+    """METRICC_BACKEND, checked: 'torch', 'triton' or '' (choose by device). Read on the first step of the process
+    (reading the environment costs microseconds a step) and kept; reset_backend_setting() reads it again."""
+    if not _setting:
+        value = os.environ.get("METRICC_BACKEND", "")
+        if value not in BACKENDS and value != "":
+            raise InvalidOption(f"METRICC_BACKEND={value!r} is not a backend: set it to 'torch' or 'triton', or leave it unset")
+        _setting.append(value)
+    return _setting[0]
+
+
+def reset_backend_setting() -> None:
+    """Forget the METRICC_BACKEND read so far: the next step reads it again (after os.environ changed it)."""
+    _setting.clear()
 
 
 def triton_importable() -> bool:
@@ -47,7 +56,7 @@ def takes_triton_path(preds: Tensor) -> bool:
     CUDA tensors where triton imports. Never inside a torch.func transform or forward-mode AD, whose tensors a
     custom kernel cannot read."""
     setting = backend_setting()
-    if setting == "torch" or (setting == "" and preds.device.type != "cuda"):
+    if setting == "torch" or (setting == "" and not preds.is_cuda):
         return False
     if torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0:
         return False
