@@ -226,3 +226,51 @@ def test_a_cpu_step_by_default_never_imports_triton():
     environment = {key: value for key, value in os.environ.items() if key not in ("METRICC_BACKEND", "TRITON_INTERPRET")}
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
     assert result.returncode == 0, result.stderr
+
+
+cuda_only = pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA device (the interpreter has no streams to synchronise)")
+
+
+@cuda_only
+@pytest.mark.parametrize("metric, options, shape", [("mcc", {}, (10_000,)), ("qwk", {"task": "multiclass"}, (4096, 5))])
+def test_a_step_never_synchronises_with_the_host(metric, options, shape, monkeypatch):
+    _use("triton", monkeypatch)
+    module = metricc.loss(metric, validate_args=False, **options).cuda()
+    preds, target = (t.float().cuda() if t.is_floating_point() else t.cuda() for t in _batch(shape, shape[1] if len(shape) > 1 else None))
+    preds.requires_grad_(True)
+    module(preds, target).backward()  # the kernels compile on the first call
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        module(preds, target).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@cuda_only
+def test_a_training_step_replays_from_a_cuda_graph(monkeypatch):
+    _use("triton", monkeypatch)
+    module = metricc.loss("f1", validate_args=False).cuda()
+    preds, target = (t.float().cuda() for t in _batch((5000,)))
+    static = preds.clone().requires_grad_(True)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            static.grad = None
+            module(static, target).backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    static.grad = None
+    with torch.cuda.graph(graph):
+        static_loss = module(static, target)
+        static_loss.backward()
+    fresh = torch.rand_like(preds)
+    with torch.no_grad():
+        static.copy_(fresh)
+    graph.replay()
+    leaf = fresh.clone().requires_grad_(True)
+    expected = module(leaf, target)
+    expected.backward()
+    torch.testing.assert_close(static_loss, expected)
+    torch.testing.assert_close(static.grad, leaf.grad)
