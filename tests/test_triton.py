@@ -274,3 +274,46 @@ def test_a_training_step_replays_from_a_cuda_graph(monkeypatch):
     expected.backward()
     torch.testing.assert_close(static_loss, expected)
     torch.testing.assert_close(static.grad, leaf.grad)
+
+
+DDP_CASES = ["multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "matrix-qwk", "matrix-mcc-samplewise"]
+
+
+def _ddp_worker(rank, rendezvous, results):
+    """One gloo rank on the Triton path (the interpreter's, on CPU tensors): test_ddp's cases on its shard."""
+    import datetime
+
+    import torch.distributed as dist
+    from test_ddp import CASES, SPLIT, WORLD, batch, losses_and_gradients, metric_of, steps_of
+
+    os.environ["METRICC_BACKEND"] = "triton"
+    reset_backend_setting()
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
+    try:
+        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
+        out = {}
+        for case in DDP_CASES:
+            loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **CASES[case])
+            shards = [batch(case, step) for step in range(steps_of(case))]
+            out[case] = losses_and_gradients(loss, [s[0][start:stop] for s in shards], [s[1][start:stop] for s in shards], steps_of(case))
+        torch.save(out, f"{results}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="gloo ranks on CPU tensors")
+def test_sync_ddp_ranks_on_the_triton_path_equal_one_process_on_the_whole_batch(tmp_path):
+    import torch.multiprocessing as mp
+    from test_ddp import CASES, SPLIT, WORLD, batch, losses_and_gradients, metric_of, steps_of
+
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path / "results")), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"results.{rank}") for rank in range(WORLD)]
+    for case in DDP_CASES:
+        loss = metricc.loss(metric_of(case), from_logits=True, **CASES[case])
+        shards = [batch(case, step) for step in range(steps_of(case))]
+        expected = losses_and_gradients(loss, [s[0] for s in shards], [s[1] for s in shards], steps_of(case))
+        for rank in range(WORLD):
+            start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
+            for (value, grad), (expected_value, expected_grad) in zip(ranks[rank][case], expected):
+                torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
+                torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
