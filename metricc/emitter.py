@@ -177,24 +177,29 @@ def _imports_text(standalone: bool) -> str:
 def _class_attributes(name: str, options: LossOptions, parameters: Sequence[Parameter]) -> str:
     """The subclass's name, constructor defaults and parameters with their domains, as class attributes."""
     defaults = ", ".join(f"{_literal(option)}: {_literal(value)}" for option, value in class_defaults(options).items())
-    domains = ", ".join(
-        f"{_literal(p.name)}: ({_literal(float(p.default))}, {_literal(p.lower)}, {_literal(p.upper)}, {p.lower_open}, {p.upper_open})"
+    specs = "".join(
+        f"        {_literal(p.name)}: ParameterSpec(default={_literal(float(p.default))}, lower={_literal(p.lower)}, "
+        f"upper={_literal(p.upper)}, lower_open={p.lower_open}, upper_open={p.upper_open}),\n"
         for p in parameters
     )
-    return f"    metric_name = {_literal(name)}\n    defaults = {{{defaults}}}\n    metric_parameters = {{{domains}}}\n"
+    declared = f"{{\n{specs}    }}" if parameters else "{}"
+    return f"    metric_name = {_literal(name)}\n    defaults = {{{defaults}}}\n    metric_parameters = {declared}\n"
 
 
 def _module_file(docstring: str, metric_code: str, base_class: str, typing_names: str, standalone: bool) -> str:
     """The file: docstring, imports (of the runtime, or the runtime inlined), then the metric's code."""
     helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
+    from_loss = [base_class] + (["ParameterSpec"] if "ParameterSpec(" in metric_code else [])
     if standalone:
-        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime((base_class, *helpers))
+        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime((*from_loss, *helpers))
     else:
         lines = ["import math"] if "math." in metric_code else []
         lines += [f"from typing import {typing_names}", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
+        # the contract check comes first, so that a runtime that does not serve this file says so, naming both versions
+        lines += ["", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})", ""]
         if helpers:
-            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}")
-        lines += [f"from metricc.runtime.loss import {base_class}", "", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})"]
+            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}  # noqa: E402")
+        lines.append(f"from metricc.runtime.loss import {', '.join(from_loss)}  # noqa: E402")
         header = "\n".join(lines)
     return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
 

@@ -17,7 +17,7 @@ from metricc.compiler import compile_metric
 from metricc.emitter import class_name
 from metricc.load import load_source
 from metricc.arguments import LossOptions, make_options
-from metricc.runtime import RUNTIME_VERSION
+from metricc.runtime import CONTRACT, OLDEST_SERVED_VERSION, RUNTIME_VERSION, require_runtime
 from metricc.runtime.options import OPTIONS, OPTION_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -133,6 +133,40 @@ def test_a_file_for_another_runtime_fails_at_import_naming_both_versions():
     source = source.replace(f'"{metricc.__version__}")', '"9.9.9")')
     with pytest.raises(ImportError, match=rf"metricc 9\.9\.9 .*metricc {metricc.__version__}"):
         load_source(source)
+
+
+def test_the_runtime_serves_each_contract_version_in_its_range():
+    for version in range(OLDEST_SERVED_VERSION, RUNTIME_VERSION + 1):
+        require_runtime(version, "0.0.0")
+    for version in (OLDEST_SERVED_VERSION - 1, RUNTIME_VERSION + 1):
+        with pytest.raises(ImportError, match=rf"for runtime version {version}, .* serves runtime versions {OLDEST_SERVED_VERSION} to {RUNTIME_VERSION}"):
+            require_runtime(version, "0.0.0")
+
+
+def test_emitted_files_use_the_runtime_contract_and_nothing_else():
+    """Every file in generated/ and tests/compat imports from metricc only names the contract lists, checks a version
+    this runtime serves before importing anything else of it, and reads only the attributes the contract names."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "generated").glob("*.py")) + sorted((root / "tests" / "compat").glob("*.py"))
+    assert len(files) > 40
+    for module, names in CONTRACT.items():
+        for name in names:
+            assert hasattr(importlib.import_module(module), name), (module, name)
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imports = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module.startswith("metricc")]
+        for node in imports:
+            assert {alias.name for alias in node.names} <= set(CONTRACT[node.module]), (path.name, node.module)
+        (check,) = [node for node in tree.body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
+        assert check.value.func.id == "require_runtime"
+        assert OLDEST_SERVED_VERSION <= check.value.args[0].value <= RUNTIME_VERSION
+        checked_first = path.name.endswith("0_2_0.py") or check.lineno < min(node.lineno for node in imports if node.module != "metricc.runtime")
+        assert checked_first, f"{path.name}: the contract check comes before the other runtime imports (0.2 checked after)"
+        read = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"}
+        assert read <= {"eps", "parameter_values", "compute_loss"}, (path.name, read)
 
 
 def test_runtime_is_inlined_once_with_no_clashing_names():
