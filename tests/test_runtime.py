@@ -283,3 +283,47 @@ def test_an_approximation_option_set_after_construction_takes_effect_scripted_to
         scripted = torch.jit.script(loss)
     for module in (loss, scripted):
         torch.testing.assert_close(module(preds, target), expected(preds, target), rtol=0, atol=0)
+
+
+def _global_names(code) -> set:
+    """Every global name a code object and the code nested in it read."""
+    import dis
+
+    names = {instruction.argval for instruction in dis.get_instructions(code) if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for constant in code.co_consts:
+        if hasattr(constant, "co_code"):
+            names |= _global_names(constant)
+    return names
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [("f1", {}), ("fbeta", dict(ce_weight=0.5, count_momentum=0.9)), ("yule_y", dict(task="multilabel", average="macro")), ("qwk", dict(task="multiclass"))],
+)
+def test_a_standalone_file_defines_every_name_it_reads(metric, options):
+    """What the inliner leaves out is never read: every global a standalone file's code reads is defined in it (or
+    is a builtin or an import)."""
+    import builtins
+
+    source = metricc.emit(metric, standalone=True, **options)
+    tree = ast.parse(source)
+    defined = set(dir(builtins)) | {"__annotations__"}  # class bodies with annotations read it
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+    missing = _global_names(compile(source, "standalone.py", "exec")) - defined
+    assert not missing, missing
+
+
+def test_every_runtime_module_is_inlined_in_an_order_its_imports_allow():
+    from pathlib import Path
+
+    from metricc.emitter import RUNTIME_MODULES, runtime_definitions
+
+    runtime = Path(metricc.__file__).resolve().parent / "runtime"
+    assert set(RUNTIME_MODULES) == {path.stem for path in runtime.glob("*.py")} - {"__init__", "version"}
+    assert runtime_definitions()  # each module's relative imports come earlier in RUNTIME_MODULES, or this raises
