@@ -1,4 +1,4 @@
-"""FbetaLoss: fbeta as a loss, compiled by metricc 0.2.0.
+"""FbetaLoss: fbeta as a loss, compiled by metricc 0.3.0.
 
 Metric (maximized; the loss is 1 - fbeta):
 
@@ -35,9 +35,10 @@ import torch
 from torch import Tensor
 
 from metricc.runtime import require_runtime
-from metricc.runtime.loss import CountLossBase
 
-require_runtime(1, "0.2.0")
+require_runtime(2, "0.3.0")
+
+from metricc.runtime.loss import CountLossBase, ParameterSpec  # noqa: E402
 
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float, param_beta: float) -> Tensor:
@@ -81,7 +82,9 @@ class FbetaLoss(CountLossBase):
 
     metric_name = "fbeta"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
-    metric_parameters = {"beta": (1.0, 0.0, float("inf"), True, True)}
+    metric_parameters = {
+        "beta": ParameterSpec(default=1.0, lower=0.0, upper=float("inf"), lower_open=True, upper_open=True),
+    }
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

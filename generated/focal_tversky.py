@@ -1,4 +1,4 @@
-"""FocalTverskyLoss: focal_tversky as a loss, compiled by metricc 0.2.0.
+"""FocalTverskyLoss: focal_tversky as a loss, compiled by metricc 0.3.0.
 
 Metric (minimized; the loss is focal_tversky):
 
@@ -44,9 +44,10 @@ import torch
 from torch import Tensor
 
 from metricc.runtime import require_runtime
-from metricc.runtime.loss import CountLossBase
 
-require_runtime(1, "0.2.0")
+require_runtime(2, "0.3.0")
+
+from metricc.runtime.loss import CountLossBase, ParameterSpec  # noqa: E402
 
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float, param_alpha: float, param_beta: float, param_gamma: float) -> Tensor:
@@ -85,7 +86,11 @@ class FocalTverskyLoss(CountLossBase):
 
     metric_name = "focal_tversky"
     defaults = {"approximation": "anyloss", "direction": "minimize"}
-    metric_parameters = {"alpha": (0.3, 0.0, float("inf"), False, True), "beta": (0.7, 0.0, float("inf"), False, True), "gamma": (0.75, 0.0, float("inf"), True, True)}
+    metric_parameters = {
+        "alpha": ParameterSpec(default=0.3, lower=0.0, upper=float("inf"), lower_open=False, upper_open=True),
+        "beta": ParameterSpec(default=0.7, lower=0.0, upper=float("inf"), lower_open=False, upper_open=True),
+        "gamma": ParameterSpec(default=0.75, lower=0.0, upper=float("inf"), lower_open=True, upper_open=True),
+    }
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -1,4 +1,4 @@
-"""KulczynskiLoss: kulczynski as a loss, compiled by metricc 0.2.0.
+"""KulczynskiLoss: kulczynski as a loss, compiled by metricc 0.3.0.
 
 Metric (maximized; the loss is 1 - kulczynski):
 
@@ -35,9 +35,10 @@ import torch
 from torch import Tensor
 
 from metricc.runtime import require_runtime
-from metricc.runtime.loss import CountLossBase
 
-require_runtime(1, "0.2.0")
+require_runtime(2, "0.3.0")
+
+from metricc.runtime.loss import CountLossBase  # noqa: E402
 
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float) -> Tensor:

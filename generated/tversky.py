@@ -1,4 +1,4 @@
-"""TverskyLoss: tversky as a loss, compiled by metricc 0.2.0.
+"""TverskyLoss: tversky as a loss, compiled by metricc 0.3.0.
 
 Metric (maximized; the loss is 1 - tversky):
 
@@ -35,9 +35,10 @@ import torch
 from torch import Tensor
 
 from metricc.runtime import require_runtime
-from metricc.runtime.loss import CountLossBase
 
-require_runtime(1, "0.2.0")
+require_runtime(2, "0.3.0")
+
+from metricc.runtime.loss import CountLossBase, ParameterSpec  # noqa: E402
 
 
 def metric_value(tp: Tensor, fp: Tensor, fn: Tensor, tn: Tensor, eps: float, param_alpha: float, param_beta: float) -> Tensor:
@@ -73,7 +74,10 @@ class TverskyLoss(CountLossBase):
 
     metric_name = "tversky"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
-    metric_parameters = {"alpha": (0.5, 0.0, float("inf"), False, True), "beta": (0.5, 0.0, float("inf"), False, True)}
+    metric_parameters = {
+        "alpha": ParameterSpec(default=0.5, lower=0.0, upper=float("inf"), lower_open=False, upper_open=True),
+        "beta": ParameterSpec(default=0.5, lower=0.0, upper=float("inf"), lower_open=False, upper_open=True),
+    }
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -32,7 +32,7 @@ from .errors import (  # noqa: E402
 _SUBMODULES = (
     "analyses", "api", "arguments", "cache", "cli", "compiler", "conditions", "demo", "derive", "direction", "emitter",
     "explanation", "formats", "guards", "language", "learned", "library", "linear_program", "load", "numeric", "parse",
-    "plots", "printer", "recipe", "runtime", "scores_csv", "threshold",
+    "plots", "printer", "recipe", "report", "runtime", "scores_csv", "threshold",
 )
 
 #: Classes reachable as attributes of the package, from the submodule that defines them, imported on first access.

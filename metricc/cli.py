@@ -127,7 +127,10 @@ def _loss_options(args: argparse.Namespace) -> dict:
 
 def _add_report_options(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--format", choices=FORMATS, default="text", help="output format (json: see docs/explain.md)")
-    parser.add_argument("--task", choices=("binary", "multiclass"), help="multiclass: the matrix form of a metric that has one")
+    parser.add_argument(
+        "--task", choices=("binary", "multiclass", "multilabel"),
+        help="multiclass: the matrix form of a metric that has one; binary, multilabel: the four-count form",
+    )
 
 
 def command_compile(args: argparse.Namespace) -> int:
@@ -179,16 +182,16 @@ def command_explain(args: argparse.Namespace) -> int:
 
 
 def _plotted_batch(args: argparse.Namespace, kind: str):
-    """The rest of the batch --plot adds a sample to: --counts for a four-count metric, --matrix for a matrix one."""
-    from .plots import DEFAULT_COUNTS, DEFAULT_MATRIX
+    """The rest of the batch --plot adds a sample to, from the flag of the metric's form (`_PLOT_FLAGS`)."""
+    from .plots import DEFAULT_BATCH
 
-    given, other = (args.counts, args.matrix) if kind == "counts" else (args.matrix, args.counts)
-    if other is not None:
-        flag, wanted = ("--matrix", "--counts TP,FP,FN,TN") if kind == "counts" else ("--counts", "--matrix 'a,b;c,d'")
-        raise OptionError(f"{flag} is for the other form of metric: this one is a {kind} metric, so give {wanted}")
-    if kind == "counts":
-        return DEFAULT_COUNTS if given is None else parse_counts(given)
-    return DEFAULT_MATRIX if given is None else parse_matrix(given)
+    flag, attribute, parse_batch = _PLOT_FLAGS[kind]
+    misplaced = [other for form, (other, name, _) in _PLOT_FLAGS.items() if form != kind and getattr(args, name) is not None]
+    if misplaced:
+        form = "four-count" if kind == "counts" else kind
+        raise OptionError(f"{misplaced[0]} is for another form of metric: this one is a {form} metric, so give {flag}")
+    given = getattr(args, attribute)
+    return DEFAULT_BATCH[kind] if given is None else parse_batch(given)
 
 
 def parse_counts(text: str) -> Tuple[float, float, float, float]:
@@ -217,6 +220,10 @@ def _numbers(parts: List[str]) -> Tuple[float, ...]:
     except ValueError:
         return ()
     return values if all(0 <= v < float("inf") for v in values) else ()
+
+
+#: Each form's --plot flag for the rest of the batch: (flag, its argparse name, its parser).
+_PLOT_FLAGS = {"counts": ("--counts", "counts", parse_counts), "matrix": ("--matrix", "matrix", parse_matrix)}
 
 
 def command_list(args: argparse.Namespace) -> int:

@@ -66,7 +66,7 @@ def _with_parameter_defaults(derivation, parameter_defaults: ParameterDefaults):
     return replace(derivation, definition=replace(derivation.definition, parameters=parameters))
 
 
-def checked_parameter_defaults(expression: str, name: Optional[str], task: str, values: dict) -> ParameterDefaults:
+def checked_parameter_defaults(expression: str, name: Optional[str], task: Optional[str], values: dict) -> ParameterDefaults:
     """Parameter values given by keyword (or `--param`), checked against the metric's parameters and their domains."""
     if not values:
         return ()

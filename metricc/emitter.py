@@ -48,7 +48,6 @@ STANDALONE_IMPORTS = (
 )
 #: Each compiled metric's own forward (the base's, repeated): torch.compile counts recompilations per function.
 _OWN_FORWARD = "    def forward(self, preds: Tensor, target: Tensor) -> Tensor:\n        return self.compute_loss(preds, target)\n"
-_GUARD_HELPERS = ("signed_clamp", "signed_clamp_float", "sign_float", "heaviside_float")
 
 
 def class_name(name: str) -> str:
@@ -177,24 +176,29 @@ def _imports_text(standalone: bool) -> str:
 def _class_attributes(name: str, options: LossOptions, parameters: Sequence[Parameter]) -> str:
     """The subclass's name, constructor defaults and parameters with their domains, as class attributes."""
     defaults = ", ".join(f"{_literal(option)}: {_literal(value)}" for option, value in class_defaults(options).items())
-    domains = ", ".join(
-        f"{_literal(p.name)}: ({_literal(float(p.default))}, {_literal(p.lower)}, {_literal(p.upper)}, {p.lower_open}, {p.upper_open})"
+    specs = "".join(
+        f"        {_literal(p.name)}: ParameterSpec(default={_literal(float(p.default))}, lower={_literal(p.lower)}, "
+        f"upper={_literal(p.upper)}, lower_open={p.lower_open}, upper_open={p.upper_open}),\n"
         for p in parameters
     )
-    return f"    metric_name = {_literal(name)}\n    defaults = {{{defaults}}}\n    metric_parameters = {{{domains}}}\n"
+    declared = f"{{\n{specs}    }}" if parameters else "{}"
+    return f"    metric_name = {_literal(name)}\n    defaults = {{{defaults}}}\n    metric_parameters = {declared}\n"
 
 
 def _module_file(docstring: str, metric_code: str, base_class: str, typing_names: str, standalone: bool) -> str:
     """The file: docstring, imports (of the runtime, or the runtime inlined), then the metric's code."""
-    helpers = [helper for helper in _GUARD_HELPERS if re.search(rf"\b{helper}\(", metric_code)]
+    helpers = [helper for helper in guard_helpers() if re.search(rf"\b{helper}\(", metric_code)]
+    from_loss = [base_class] + (["ParameterSpec"] if "ParameterSpec(" in metric_code else [])
     if standalone:
-        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime((base_class, *helpers))
+        header = "\n".join(STANDALONE_IMPORTS) + "\n\n\n" + inlined_runtime((*from_loss, *helpers))
     else:
         lines = ["import math"] if "math." in metric_code else []
         lines += [f"from typing import {typing_names}", "", "import torch", "from torch import Tensor", "", "from metricc.runtime import require_runtime"]
+        # the contract check comes first, so that a runtime that does not serve this file says so, naming both versions
+        lines += ["", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})", ""]
         if helpers:
-            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}")
-        lines += [f"from metricc.runtime.loss import {base_class}", "", f"require_runtime({RUNTIME_VERSION}, {_literal(__version__)})"]
+            lines.append(f"from metricc.runtime.guards import {', '.join(helpers)}  # noqa: E402")
+        lines.append(f"from metricc.runtime.loss import {', '.join(from_loss)}  # noqa: E402")
         header = "\n".join(lines)
     return f'"""{docstring}\n"""\n\n{header}\n\n\n{metric_code}'
 
@@ -363,6 +367,9 @@ def runtime_definitions() -> Tuple[RuntimeDefinition, ...]:
                 statement = ast.unparse(node)
                 if (isinstance(node, ast.Import) or node.level == 0) and not _import_allowed(statement, allowed):
                     raise AssertionError(f"runtime/{module}.py imports {statement!r}, which a standalone file lacks")
+                earlier = RUNTIME_MODULES[: RUNTIME_MODULES.index(module)]
+                if isinstance(node, ast.ImportFrom) and node.level > 0 and node.module not in earlier:
+                    raise AssertionError(f"runtime/{module}.py imports runtime/{node.module}.py, which RUNTIME_MODULES does not put before it")
                 continue
             start = min([node.lineno] + [d.lineno for d in getattr(node, "decorator_list", [])]) - 1
             while start > 0 and lines[start - 1].lstrip().startswith("#"):
@@ -384,11 +391,21 @@ def _mentioned_names(node: ast.stmt, text: str) -> Sequence[str]:
 
 
 def _defined_names(node: ast.stmt) -> Sequence[str]:
-    """The names a top-level statement binds; none for a statement that binds nothing (always carried)."""
+    """The names a top-level statement binds, also inside an if or try block; none for a statement that binds
+    nothing (a call, say), which is always carried, with what it reads."""
     if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
         return [node.name]
+    if isinstance(node, (ast.If, ast.Try)):
+        blocks = [node.body, node.orelse] + ([node.finalbody] + [handler.body for handler in node.handlers] if isinstance(node, ast.Try) else [])
+        return [name for block in blocks for statement in block for name in _defined_names(statement)]
     targets = node.targets if isinstance(node, ast.Assign) else [node.target] if isinstance(node, (ast.AnnAssign, ast.AugAssign)) else []
     return [name.id for target in targets for name in ast.walk(target) if isinstance(name, ast.Name)]
+
+
+@lru_cache(maxsize=1)
+def guard_helpers() -> Tuple[str, ...]:
+    """The functions of runtime/guards.py, which emitted formulas call (printer.py writes them), in its order."""
+    return tuple(name for d in runtime_definitions() if d.module == "guards" for name in sorted(d.defines))
 
 
 @lru_cache(maxsize=8)
@@ -397,18 +414,21 @@ def inlined_runtime(needed: Tuple[str, ...]) -> str:
     the helpers its formula calls) and, transitively, every definition their text mentions. A four-count metric's
     file carries no matrix code and a matrix metric's no soft counts."""
     definitions = runtime_definitions()
-    wanted, frontier = set(), set(needed)
+    always = [d for d in definitions if not d.defines]
+    wanted, frontier = set(), set(needed).union(*(d.mentions for d in always))
     while frontier:
         wanted |= frontier
         frontier = set().union(*(d.mentions for d in definitions if d.defines & frontier)) - wanted
-    kept = [d for d in definitions if d.defines & wanted or not d.defines]
     parts, module = [], None
-    for definition in kept:
+    for definition in definitions:
+        if not (definition.defines & wanted or not definition.defines):
+            continue
+        text = definition.text
         if definition.module != module:
             module = definition.module
-            parts.append(f"# ---- metricc.runtime.{module} ----")
-        parts.append(definition.text)
-    return "\n\n\n".join(parts) + "\n"
+            text = f"# ---- metricc.runtime.{module} ----\n\n{text}"
+        parts.append(text)
+    return "\n\n\n".join(parts)
 
 
 def _import_allowed(statement: str, allowed: set) -> bool:

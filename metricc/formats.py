@@ -4,7 +4,8 @@ either form. Pure functions of the explanation."""
 from __future__ import annotations
 
 import json
-from typing import Dict, Optional
+from dataclasses import dataclass, field
+from typing import Dict, List, Optional
 
 import sympy
 
@@ -40,16 +41,56 @@ def _parameter_text(parameter: Parameter, owner: str) -> str:
 
 def _operations_text(explanation: Explanation) -> str:
     operations = explanation.operations
-    partials = "four partials" if explanation.kind == "counts" else f"{len(explanation.derivation.partials)} partials"
+    partials = {4: "four partials"}.get(len(explanation.derivation.partials), f"{len(explanation.derivation.partials)} partials")
     return (
         f"{operations.before_cse} written out (metric and {partials}), {operations.after_cse} after "
         f"common-subexpression elimination ({operations.intermediates} shared intermediates)"
     )
 
 
-#: How each form's formula line introduces it, and what its variables are called in a table's header.
-_FORMULA_WORDS = {"counts": "formula", "matrix": "formula of the whole C x C confusion matrix"}
-_VARIABLE_WORDS = {"counts": "count", "matrix": "aggregate"}
+@dataclass(frozen=True)
+class FormSections:
+    """What one form adds to an explanation in each format: how its formula line reads, what its variables are
+    called, the lines that describe its variables (after the parameters) and those that say how the backward pass
+    uses the partials (after them), and its keys of the JSON schema."""
+
+    formula_words: str
+    variable_word: str
+    text_variables: List[str] = field(default_factory=list)
+    text_backward: List[str] = field(default_factory=list)
+    markdown_variables: List[str] = field(default_factory=list)
+    markdown_backward: List[str] = field(default_factory=list)
+    latex_rows: List[str] = field(default_factory=list)
+    json: Dict[str, object] = field(default_factory=dict)
+
+
+_WEIGHT_DEFINITIONS = {"positive": "dTP - dFN", "negative": "dFP - dTN"}
+_WEIGHT_LABELS = {"positive": "positive example (y = 1)", "negative": "negative example (y = 0)"}
+
+
+def _count_sections(e: Explanation) -> FormSections:
+    """The four counts: the per-sample gradient weights dTP - dFN and dFP - dTN."""
+    label, name = e.label, _latex_name(e)
+    weights = dict(zip(("positive", "negative"), e.per_sample))
+    return FormSections(
+        formula_words="formula",
+        variable_word="count",
+        text_backward=[f"per-sample gradient weight, d {label} / d a for one sample's soft prediction a:"]
+        + [f"  {_WEIGHT_LABELS[kind]}: {_WEIGHT_DEFINITIONS[kind]} = {sympy.sstr(weight)}" for kind, weight in weights.items()],
+        markdown_backward=["", f"### Per-sample gradient weight (d {label} / d a)", "", "| sample | weight | formula |", "|---|---|---|"]
+        + [f"| {_WEIGHT_LABELS[kind]} | {_WEIGHT_DEFINITIONS[kind]} | ${sympy.latex(weight)}$ |" for kind, weight in weights.items()],
+        latex_rows=[
+            rf"\frac{{\partial {name}}}{{\partial a_i}}\Big|_{{y_i={1 if kind == 'positive' else 0}}} &= {sympy.latex(weight)}"
+            for kind, weight in weights.items()
+        ],
+        json={
+            "per_sample_weights": {
+                kind: {"definition": _WEIGHT_DEFINITIONS[kind], **_expression(weight)} for kind, weight in weights.items()
+            }
+        },
+    )
+
+
 _AGGREGATES_HEADING = "aggregates (M[i, j]: true class i, predicted class j; r, c: row and column sums)"
 _CELL_GRADIENT_HEADING = "gradient with respect to the matrix (" + ", ".join(
     f"{short} = {text.split(' = ', 1)[1]}" for short, text in WEIGHTINGS.values()
@@ -57,17 +98,28 @@ _CELL_GRADIENT_HEADING = "gradient with respect to the matrix (" + ", ".join(
 _SAMPLE_WEIGHT = "the weight of a[n, j] in the backward pass is G[label of n, j]"
 
 
-def _aggregates(explanation: Explanation) -> Dict[str, str]:
-    return {v.name: v.meaning for v in explanation.derivation.variables} if explanation.kind == "matrix" else {}
+def _matrix_sections(e: Explanation) -> FormSections:
+    """The whole confusion matrix: the aggregates the metric reads, and G = d metric / d M."""
+    aggregates = {v.name: v.meaning for v in e.derivation.variables}
+    gradient = e.derivation.cell_gradient_text()
+    return FormSections(
+        formula_words="formula of the whole C x C confusion matrix",
+        variable_word="aggregate",
+        text_variables=[f"{_AGGREGATES_HEADING}:"] + [f"  {name}: {meaning}" for name, meaning in aggregates.items()],
+        text_backward=[f"{_CELL_GRADIENT_HEADING}:", f"  G[i, j] = {gradient}", f"  {_SAMPLE_WEIGHT}"],
+        markdown_variables=[f"{_capitalised(_AGGREGATES_HEADING)}:", ""] + [f"- `{name}`: {meaning}" for name, meaning in aggregates.items()] + [""],
+        markdown_backward=["", f"### {_capitalised(_CELL_GRADIENT_HEADING)}", "", "```text", f"G[i, j] = {gradient}", "```", "", f"{_capitalised(_SAMPLE_WEIGHT)}."],
+        latex_rows=[rf"G_{{ij}} &= \text{{{_latex_text(gradient)}}}"],
+        json={"aggregates": aggregates, "matrix_gradient": gradient},
+    )
 
 
-_WEIGHT_DEFINITIONS = {"positive": "dTP - dFN", "negative": "dFP - dTN"}
-_WEIGHT_LABELS = {"positive": "positive example (y = 1)", "negative": "negative example (y = 0)"}
+#: What each form adds to every format, by the form's kind (language.FORMS).
+_FORM_SECTIONS = {"counts": _count_sections, "matrix": _matrix_sections}
 
 
-def _weights(explanation: Explanation) -> Dict[str, sympy.Expr]:
-    """A four-count metric's per-sample weights by kind; empty for a matrix metric."""
-    return dict(zip(("positive", "negative"), explanation.per_sample))
+def _capitalised(text: str) -> str:
+    return text[:1].upper() + text[1:]
 
 
 # Text.
@@ -79,14 +131,13 @@ def format_text(explanation: Explanation) -> str:
     if e.entry is not None:
         lines.append(f"metric: {e.entry.name}" + (f" (aliases: {', '.join(e.entry.aliases)})" if e.entry.aliases else ""))
         lines.append(f"reference: {e.entry.reference}")
-    lines.append(f"{_FORMULA_WORDS[e.kind]}: {label} = {sympy.sstr(e.derivation.value)}")
+    sections = _FORM_SECTIONS[e.kind](e)
+    lines.append(f"{sections.formula_words}: {label} = {sympy.sstr(e.derivation.value)}")
     if e.analysed:
         lines.append(f"LaTeX: {sympy.latex(e.derivation.value)}")
     for parameter in e.parameters:
         lines.append(f"parameter: {_parameter_text(parameter, _class_name(e))}")
-    if e.kind == "matrix":
-        lines.append(f"{_AGGREGATES_HEADING}:")
-        lines += [f"  {name}: {meaning}" for name, meaning in _aggregates(e).items()]
+    lines += sections.text_variables
     if e.analysed:
         lines.append(f"direction: {_direction_text(e)}")
         if e.monotonicity is not None:
@@ -96,12 +147,7 @@ def format_text(explanation: Explanation) -> str:
         lines += [f"  - {point.describe(label)}" for point in e.singular_points]
     lines.append("partial derivatives:")
     lines += [f"  d {label} / d {count} = {sympy.sstr(partial)}" for count, partial in e.derivation.partials_by_name().items()]
-    if e.kind == "matrix":
-        lines += [f"{_CELL_GRADIENT_HEADING}:", f"  G[i, j] = {e.derivation.cell_gradient_text()}", f"  {_SAMPLE_WEIGHT}"]
-    else:
-        lines.append(f"per-sample gradient weight, d {label} / d a for one sample's soft prediction a:")
-        for kind, weight in _weights(e).items():
-            lines.append(f"  {_WEIGHT_LABELS[kind]}: {_WEIGHT_DEFINITIONS[kind]} = {sympy.sstr(weight)}")
+    lines += sections.text_backward
     if e.analysed:
         lines.append(f"operations: {_operations_text(e)}")
     return "\n".join(lines)
@@ -112,6 +158,7 @@ def format_text(explanation: Explanation) -> str:
 
 def format_markdown(explanation: Explanation) -> str:
     e, label = explanation, explanation.label
+    sections = _FORM_SECTIONS[e.kind](e)
     lines = [f"## `{label}`", ""]
     if e.entry is not None:
         if e.entry.aliases:
@@ -123,10 +170,7 @@ def format_markdown(explanation: Explanation) -> str:
         owner = _class_name(e)
         lines += [f"| `{p.name}` | {float(p.default):g} | `{p.domain_text()}` | `{owner}({p.name}=...)` |" for p in e.parameters]
         lines.append("")
-    if e.kind == "matrix":
-        lines += [f"{_AGGREGATES_HEADING[0].upper()}{_AGGREGATES_HEADING[1:]}:", ""]
-        lines += [f"- `{name}`: {meaning}" for name, meaning in _aggregates(e).items()]
-        lines.append("")
+    lines += sections.markdown_variables
     if e.analysed:
         lines.append(f"- **Direction:** {_direction_text(e)}")
         if e.monotonicity is not None:
@@ -140,19 +184,16 @@ def format_markdown(explanation: Explanation) -> str:
         ]
         lines += [f"- {point.describe(label)}" for point in e.singular_points] or ["None: the emitted code needs no guard."]
         lines.append("")
-    lines += ["### Partial derivatives", "", f"| {_VARIABLE_WORDS[e.kind]} | partial derivative |", "|---|---|"]
+    lines += ["### Partial derivatives", "", f"| {sections.variable_word} | partial derivative |", "|---|---|"]
     lines += [f"| {count} | ${sympy.latex(partial)}$ |" for count, partial in e.derivation.partials_by_name().items()]
-    if e.kind == "matrix":
-        heading = _CELL_GRADIENT_HEADING[0].upper() + _CELL_GRADIENT_HEADING[1:]
-        lines += ["", f"### {heading}", "", "```text", f"G[i, j] = {e.derivation.cell_gradient_text()}", "```", "", f"{_SAMPLE_WEIGHT[0].upper()}{_SAMPLE_WEIGHT[1:]}."]
-        return "\n".join(lines)
-    lines += ["", f"### Per-sample gradient weight (d {label} / d a)", "", "| sample | weight | formula |", "|---|---|---|"]
-    for kind, weight in _weights(e).items():
-        lines.append(f"| {_WEIGHT_LABELS[kind]} | {_WEIGHT_DEFINITIONS[kind]} | ${sympy.latex(weight)}$ |")
-    return "\n".join(lines)
+    return "\n".join(lines + sections.markdown_backward)
 
 
 # LaTeX.
+
+
+def _latex_name(explanation: Explanation) -> str:
+    return r"\mathrm{" + explanation.label.replace("_", r"\_") + "}"
 
 
 def _latex_text(text: str) -> str:
@@ -163,19 +204,14 @@ def _latex_text(text: str) -> str:
 
 def format_latex(explanation: Explanation) -> str:
     e = explanation
-    name = r"\mathrm{" + e.label.replace("_", r"\_") + "}"
+    name = _latex_name(e)
     rows = [f"{name} &= {sympy.latex(e.derivation.value)}"]
     rows += [
         rf"\frac{{\partial {name}}}{{\partial \mathrm{{{count.replace('_', chr(92) + '_')}}}}} &= {sympy.latex(partial)}"
         for count, partial in e.derivation.partials_by_name().items()
     ]
-    if e.kind == "counts":
-        positive, negative = e.per_sample
-        rows.append(rf"\frac{{\partial {name}}}{{\partial a_i}}\Big|_{{y_i=1}} &= {sympy.latex(positive)}")
-        rows.append(rf"\frac{{\partial {name}}}{{\partial a_i}}\Big|_{{y_i=0}} &= {sympy.latex(negative)}")
+    rows += _FORM_SECTIONS[e.kind](e).latex_rows
     lines = [r"\begin{align*}", " \\\\\n".join(rows), r"\end{align*}"]
-    if e.kind == "matrix":
-        rows.append(rf"G_{{ij}} &= \text{{{_latex_text(e.derivation.cell_gradient_text())}}}")
     if e.analysed or e.parameters:
         items = [rf"\item Parameter {_latex_text(_parameter_text(p, _class_name(e)))}" for p in e.parameters]
         if e.analysed:
@@ -223,14 +259,8 @@ def format_json_dict(explanation: Explanation) -> dict:
         ],
         "kind": e.kind,
         "partials": {count: _expression(partial) for count, partial in e.derivation.partials_by_name().items()},
+        **_FORM_SECTIONS[e.kind](e).json,
     }
-    if e.kind == "counts":
-        data["per_sample_weights"] = {
-            kind: {"definition": _WEIGHT_DEFINITIONS[kind], **_expression(weight)} for kind, weight in _weights(e).items()
-        }
-    else:
-        data["aggregates"] = _aggregates(e)
-        data["matrix_gradient"] = e.derivation.cell_gradient_text()
     if not e.analysed:
         return data
     data["library"] = (

@@ -3,7 +3,8 @@ functions and totals it may use, and a parsed metric with its parameters.
 
 A *form* is what a metric's formula reads: the four counts of one class (TP, FP, FN, TN), or the aggregates of
 the whole C x C confusion matrix. Every later stage (derive, guards, explain, emit) takes the form from the
-derivation and asks it what differs; a new form is one more `Form` here and one base class in the runtime.
+derivation and asks it what differs; a new form is one more `Form` here, one base class in the runtime and its
+entry in each per-form table (docs/architecture.md, "Adding a form").
 """
 
 from __future__ import annotations
@@ -96,6 +97,7 @@ class Form:
     variables: Tuple[Variable, ...]
     base_class: str
     every_partial: bool  # counts: the four partials always (the per-sample weights need them)
+    described: str  # what its variables are, in an error that mixes forms
 
     @property
     def names(self) -> Tuple[str, ...]:
@@ -114,9 +116,18 @@ class Form:
         return tuple(v for v in self.variables if self.every_partial or v.symbol in used)
 
 
-COUNTS_FORM = Form("counts", _COUNT_VARIABLES, "CountLossBase", every_partial=True)
-MATRIX_FORM = Form("matrix", _MATRIX_VARIABLES, "MatrixLossBase", every_partial=False)
+COUNTS_FORM = Form("counts", _COUNT_VARIABLES, "CountLossBase", every_partial=True, described="per-class counts (TP, FP, FN, TN)")
+MATRIX_FORM = Form("matrix", _MATRIX_VARIABLES, "MatrixLossBase", every_partial=False, described="whole-matrix aggregates (SUM, TRACE, ...)")
+#: Every form; a metric is written over the variables of exactly one.
 FORMS = (COUNTS_FORM, MATRIX_FORM)
+#: Every variable of every form, by name: what the parser resolves a name to.
+VARIABLES = {v.name: v.symbol for form in FORMS for v in form.variables}
+
+
+def forms_read_by(expression: sympy.Expr) -> Tuple[Form, ...]:
+    """The forms whose variables an expression reads (the parser refuses more than one)."""
+    used = expression.free_symbols
+    return tuple(form for form in FORMS if used & set(form.symbols))
 
 MATRIX_NAMES = MATRIX_FORM.names
 MATRIX_SYMBOLS = MATRIX_FORM.symbols
@@ -210,7 +221,7 @@ class MetricDefinition:
     @property
     def form(self) -> Form:
         """The form whose variables the expression reads (the parser refuses a mixture)."""
-        return MATRIX_FORM if self.expression.free_symbols & set(MATRIX_SYMBOLS) else COUNTS_FORM
+        return (forms_read_by(self.expression) or (COUNTS_FORM,))[0]
 
 
 def as_two_class(definition: MetricDefinition) -> MetricDefinition:

@@ -11,7 +11,9 @@ from pathlib import Path
 from types import ModuleType
 from typing import Iterator
 
-from .cache import cache_subdirectory, fallback_directory, read_trusted, warn_once, write_atomically
+from .cache import UntrustedCacheWarning, cache_subdirectory, fallback_directory, read_trusted, warn_once, write_atomically
+
+__all__ = ["UntrustedCacheWarning", "load_file", "load_source"]  # the warning's home in metricc 0.2, which code may name
 
 
 def _module_directories() -> Iterator[Path]:

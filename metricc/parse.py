@@ -18,13 +18,12 @@ from lark.visitors import Transformer_NonRecursive
 
 from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
 from .language import (
-    COUNT_NAMES, COUNTS, DERIVED, FUNCTIONS, MATRIX_AGGREGATES, MATRIX_NAMES, MATRIX_SYMBOLS, MAX_CONSTANT_DIGITS,
-    MAX_EXPONENT_DIGITS, MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS, MetricDefinition, Parameter,
-    expression_size,
+    DERIVED, FUNCTIONS, MAX_CONSTANT_DIGITS, MAX_EXPONENT_DIGITS, MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS, VARIABLES,
+    MetricDefinition, Parameter, expression_size, forms_read_by,
 )
 from .runtime.options import OPTION_NAMES
 
-_RESERVED = set(COUNT_NAMES) | set(MATRIX_NAMES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
+_RESERVED = set(VARIABLES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 #: The keyword arguments metricc.loss, emit and threshold_curve take beside the options and the parameters
 #: (a test keeps this equal to their signatures).
 API_KEYWORDS = ("name", "standalone")
@@ -90,14 +89,15 @@ def _checked(definition: MetricDefinition, text: str) -> MetricDefinition:
         raise InvalidMetricError(f"{_short(text)!r} divides by a constant zero or is infinite; check the denominators")
     if expression.has(sympy.I):
         raise InvalidMetricError(f"{_short(text)!r} takes the square root or log of a negative constant")
-    if not expression.free_symbols & (set(COUNTS) | set(MATRIX_SYMBOLS)):
+    forms = forms_read_by(expression)
+    if not forms:
         raise InvalidMetricError(
             f"{_short(text)!r} does not depend on TP, FP, FN or TN (or on the matrix aggregates SUM, TRACE, ...), "
             "so it cannot be trained on; use at least one confusion-matrix count"
         )
-    if expression.free_symbols & set(COUNTS) and expression.free_symbols & set(MATRIX_SYMBOLS):
+    if len(forms) > 1:
         raise InvalidMetricError(
-            f"{_short(text)!r} mixes per-class counts (TP, FP, FN, TN) with whole-matrix aggregates (SUM, TRACE, ...): "
+            f"{_short(text)!r} mixes {' with '.join(form.described for form in forms)}: "
             "with several classes they do not combine; write the metric with one kind of name"
         )
     return definition
@@ -380,10 +380,8 @@ class _ExpressionBuilder(Transformer_NonRecursive):
             return self.bindings[name]
         if name in self.parameters:
             return self.parameters[name].symbol
-        if name in COUNT_NAMES:
-            return COUNTS[COUNT_NAMES.index(name)]
-        if name in MATRIX_AGGREGATES:
-            return MATRIX_SYMBOLS[MATRIX_NAMES.index(name)]
+        if name in VARIABLES:
+            return VARIABLES[name]
         if name in DERIVED:
             return DERIVED[name][0]
         if name in FUNCTIONS:
@@ -433,7 +431,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
             if parameter is None:
                 valid = ", ".join(by_name) or "none"
                 raise self._error(name_token, f"{token.value} has no parameter {name_token.value!r} (its parameters: {valid})")
-            if value.free_symbols & (set(COUNTS) | set(MATRIX_SYMBOLS)):
+            if forms_read_by(value):
                 raise self._error(name_token, f"parameter {name_token.value} must not depend on the counts")
             if value.is_number:
                 parameter.check(_float(value), owner=token.value)
@@ -466,7 +464,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
                 token.column,
                 _caret(self.text, token),
             )
-        known = list(COUNT_NAMES) + list(MATRIX_NAMES) + list(DERIVED) + list(FUNCTIONS) + list(self.bindings) + list(self.parameters)
+        known = list(VARIABLES) + list(DERIVED) + list(FUNCTIONS) + list(self.bindings) + list(self.parameters)
         library_names = self.library.all_names() if self.library is not None else []
         close = difflib.get_close_matches(name, known + library_names, n=3, cutoff=0.6)
         close += [k for k in known + library_names if k.lower() == name.lower() and k not in close]

@@ -16,11 +16,15 @@ from .language import COUNTS
 #: The rest of the batch when none is given: a confusion matrix with some of every kind of error.
 DEFAULT_COUNTS = (20.0, 10.0, 10.0, 60.0)
 DEFAULT_MATRIX = ((20.0, 5.0, 2.0), (5.0, 20.0, 5.0), (2.0, 5.0, 20.0))
+#: Each form's rest of the batch, by kind.
+DEFAULT_BATCH = {"counts": DEFAULT_COUNTS, "matrix": DEFAULT_MATRIX}
 
 
-def _loss_sign(explanation: Explanation):
-    """(sign, offset) with loss = sign * metric + offset: 1 - metric for a metric to maximise."""
-    return (-1.0, 1.0) if explanation.direction == "maximize" else (1.0, 0.0)
+def _as_loss(explanation: Explanation, metric, derivative=False):
+    """The loss a compiled module returns, 1 - metric for a metric to maximise, or (derivative) its derivative."""
+    if explanation.direction != "maximize":
+        return metric
+    return -metric if derivative else 1.0 - metric
 
 
 def weight_curves(explanation: Explanation, counts: Sequence[float], points: int = 201) -> Dict[str, np.ndarray]:
@@ -28,7 +32,6 @@ def weight_curves(explanation: Explanation, counts: Sequence[float], points: int
     the loss and its gradient d loss / d p, for a positive and for a negative sample, at each p in [0, 1]."""
     p = np.linspace(0.0, 1.0, points)
     tp, fp, fn, tn = (np.full_like(p, float(c)) for c in counts)
-    sign, offset = _loss_sign(explanation)
     parameters = {q.symbol: np.float64(q.default) for q in explanation.parameters}
     derivation = explanation.derivation
     curves = {"p": p}
@@ -38,8 +41,8 @@ def weight_curves(explanation: Explanation, counts: Sequence[float], points: int
     ):
         values = dict(zip(COUNTS, shifted))
         values.update(parameters)
-        curves[f"loss_{kind}"] = np.broadcast_to(sign * evaluate(derivation.value, values) + offset, p.shape)
-        curves[f"weight_{kind}"] = np.broadcast_to(sign * evaluate(weight, values), p.shape)
+        curves[f"loss_{kind}"] = np.broadcast_to(_as_loss(explanation, evaluate(derivation.value, values)), p.shape)
+        curves[f"weight_{kind}"] = np.broadcast_to(_as_loss(explanation, evaluate(weight, values), derivative=True), p.shape)
     return curves
 
 
@@ -50,7 +53,6 @@ def matrix_weight_curves(explanation: Explanation, matrix: Sequence[Sequence[flo
     rest = np.asarray(matrix, dtype=np.float64)
     classes = rest.shape[0]
     p = np.linspace(0.0, 1.0, points)
-    sign, offset = _loss_sign(explanation)
     parameters = {q.symbol: np.float64(q.default) for q in explanation.parameters}
     derivation = explanation.derivation
     curves = {"p": p}
@@ -60,9 +62,30 @@ def matrix_weight_curves(explanation: Explanation, matrix: Sequence[Sequence[flo
         matrices[:, 0, wrong] += 1.0 - p
         values = {**aggregate_values(derivation, matrices), **parameters}
         gradient = cell_gradient(derivation, matrices, values)
-        curves[f"loss_{kind}"] = np.broadcast_to(sign * evaluate(derivation.value, values) + offset, p.shape)
-        curves[f"weight_{kind}"] = sign * (gradient[:, 0, 0] - gradient[:, 0, wrong])
+        curves[f"loss_{kind}"] = np.broadcast_to(_as_loss(explanation, evaluate(derivation.value, values)), p.shape)
+        curves[f"weight_{kind}"] = _as_loss(explanation, gradient[:, 0, 0] - gradient[:, 0, wrong], derivative=True)
     return curves
+
+
+def _count_plot(explanation: Explanation, counts):
+    """The curves of a four-count metric, their (kind, line style, legend), the x label and the title."""
+    tp, fp, fn, tn = counts
+    styles = (("positive", "-", "positive sample (y = 1)"), ("negative", "--", "negative sample (y = 0)"))
+    title = f"{explanation.label}: one sample added to TP={tp:g}, FP={fp:g}, FN={fn:g}, TN={tn:g} (a = p)"
+    return weight_curves(explanation, counts), styles, "prediction p of the added sample", title
+
+
+def _matrix_plot(explanation: Explanation, matrix):
+    """The curves of a matrix metric (one wrong class only, with two classes), styles, x label and title."""
+    classes = len(matrix)
+    styles = (("near", "-", "1 - p on class 1"), ("far", "--", f"1 - p on class {classes - 1}"))[: 1 if classes == 2 else 2]
+    rows = "; ".join(", ".join(f"{value:g}" for value in row) for row in matrix)
+    title = f"{explanation.label}: one sample of class 0 added to M = [{rows}]"
+    return matrix_weight_curves(explanation, matrix), styles, "probability p that the added sample of class 0 puts on class 0", title
+
+
+#: Each form's plot, by kind.
+_PLOTS = {"counts": _count_plot, "matrix": _matrix_plot}
 
 
 def plot_weights(explanation: Explanation, batch, path: str) -> Path:
@@ -76,23 +99,9 @@ def plot_weights(explanation: Explanation, batch, path: str) -> Path:
     except ImportError:
         raise OptionError("--plot needs matplotlib, which is not installed: pip install 'metricc[plot]'") from None
     loss = {"maximize": f"1 - {explanation.label}", "minimize": explanation.label}.get(explanation.direction, explanation.label)
+    curves, styles, added, title = _PLOTS[explanation.kind](explanation, batch)
     figure, (left, right) = plt.subplots(1, 2, figsize=(10, 4), constrained_layout=True)
-    if explanation.kind == "matrix":
-        curves = matrix_weight_curves(explanation, batch)
-        classes = len(batch)
-        styles = (("near", "-", "the rest on class 1"), ("far", "--", f"the rest on class {classes - 1}"))
-        added = "probability p that the added sample of class 0 puts on class 0"
-        rows = "; ".join(", ".join(f"{value:g}" for value in row) for row in batch)
-        title = f"{explanation.label}: one sample of class 0 added to M = [{rows}]"
-    else:
-        curves = weight_curves(explanation, batch)
-        styles = (("positive", "-", "positive sample (y = 1)"), ("negative", "--", "negative sample (y = 0)"))
-        tp, fp, fn, tn = batch
-        added = "prediction p of the added sample"
-        title = f"{explanation.label}: one sample added to TP={tp:g}, FP={fp:g}, FN={fn:g}, TN={tn:g} (a = p)"
     for kind, style, label in styles:
-        if kind == "far" and len(batch) == 2:
-            continue  # with two classes the only wrong class is the next one
         left.plot(curves["p"], curves[f"loss_{kind}"], style, label=label)
         right.plot(curves["p"], curves[f"weight_{kind}"], style, label=label)
     left.set(xlabel=added, ylabel=f"loss = {loss}", title="loss")

@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from metricc import analyses, direction, emitter
+from metricc import analyses, cli, direction, emitter, formats, plots
 from metricc.language import FORMS
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -33,6 +33,8 @@ def test_every_form_has_its_entry_in_each_stage_table(form):
     assert form.kind in emitter._FORM_CODE
     assert form.kind in direction._DIRECTION_EVIDENCE and form.kind in direction.DIRECTION_SAMPLES
     assert form.kind in analyses._RANGE_SAMPLES
+    assert form.kind in formats._FORM_SECTIONS
+    assert form.kind in plots._PLOTS and form.kind in plots.DEFAULT_BATCH and form.kind in cli._PLOT_FLAGS
     from metricc.runtime import loss
 
     assert hasattr(loss, form.base_class)

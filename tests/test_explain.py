@@ -243,3 +243,12 @@ def test_plot_flags_name_the_form_they_belong_to(tmp_path, capsys, argv, message
     code, _, err = run(capsys, *[str(tmp_path / part) if part == "x.png" else part for part in argv])
     assert code == 2 and message in err and "Traceback" not in err
     assert not (tmp_path / "x.png").exists()
+
+
+def test_every_format_of_a_matrix_metric_shows_its_gradient(capsys):
+    """G = d metric / d M is in each format of a matrix metric, as the per-sample weights are in a four-count one's."""
+    gradient = metricc.explain("qwk").derivation.cell_gradient_text()
+    for form, shown in (("text", gradient), ("markdown", gradient), ("json", gradient), ("latex", "G_{ij}")):
+        for command in ("explain", "grad"):
+            code, out, _ = run(capsys, command, "qwk", "--format", form)
+            assert code == 0 and shown in out, (command, form)

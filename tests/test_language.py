@@ -189,7 +189,8 @@ def test_compile_from_a_multi_line_file(tmp_path, capsys):
     source.write_text("# my metric\nparam w = 2 in (0, inf)   # weight of false positives\nprec = TP / (TP + w*FP)\nprec\n")
     assert main(["compile", "-f", str(source), "--name", "weighted_precision", "-o", str(tmp_path / "out.py")]) == 0
     emitted = (tmp_path / "out.py").read_text()
-    assert "class WeightedPrecisionLoss" in emitted and 'metric_parameters = {"w": (2.0, 0.0, float("inf"), True, True)}' in emitted
+    declared = '"w": ParameterSpec(default=2.0, lower=0.0, upper=float("inf"), lower_open=True, upper_open=True),'
+    assert "class WeightedPrecisionLoss" in emitted and declared in emitted
 
 
 def test_compile_unknown_name_suggests(capsys):

@@ -19,7 +19,7 @@ from oracles import plain_soft_counts
 ADVERSARIAL = [
     "positive", "negative", "value", "tp", "fp", "fn", "tn", "eps", "x0", "x1", "torch", "math", "Tensor", "Tuple",
     "self", "float", "max", "abs", "signed_clamp", "metric_value", "metric_value_and_weights", "param_beta", "param",
-    "CountLossBase", "require_runtime", "super", "parameter_values", "metric_parameters", "defaults", "training",
+    "CountLossBase", "ParameterSpec", "require_runtime", "super", "parameter_values", "metric_parameters", "defaults", "training",
     "cuda", "forward", "formula", "sign", "offset", "print", "lambda", "class", "task", "average", "P", "TOTAL", "sqrt",
     "f1", "_private", "__init__", "name", "standalone", "expression",
 ]

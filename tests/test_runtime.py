@@ -17,7 +17,7 @@ from metricc.compiler import compile_metric
 from metricc.emitter import class_name
 from metricc.load import load_source
 from metricc.arguments import LossOptions, make_options
-from metricc.runtime import RUNTIME_VERSION
+from metricc.runtime import CONTRACT, OLDEST_SERVED_VERSION, RUNTIME_VERSION, require_runtime
 from metricc.runtime.options import OPTIONS, OPTION_NAMES
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -135,6 +135,40 @@ def test_a_file_for_another_runtime_fails_at_import_naming_both_versions():
         load_source(source)
 
 
+def test_the_runtime_serves_each_contract_version_in_its_range():
+    for version in range(OLDEST_SERVED_VERSION, RUNTIME_VERSION + 1):
+        require_runtime(version, "0.0.0")
+    for version in (OLDEST_SERVED_VERSION - 1, RUNTIME_VERSION + 1):
+        with pytest.raises(ImportError, match=rf"for runtime version {version}, .* serves runtime versions {OLDEST_SERVED_VERSION} to {RUNTIME_VERSION}"):
+            require_runtime(version, "0.0.0")
+
+
+def test_emitted_files_use_the_runtime_contract_and_nothing_else():
+    """Every file in generated/ and tests/compat imports from metricc only names the contract lists, checks a version
+    this runtime serves before importing anything else of it, and reads only the attributes the contract names."""
+    import importlib
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[1]
+    files = sorted((root / "generated").glob("*.py")) + sorted((root / "tests" / "compat").glob("*.py"))
+    assert len(files) > 40
+    for module, names in CONTRACT.items():
+        for name in names:
+            assert hasattr(importlib.import_module(module), name), (module, name)
+    for path in files:
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        imports = [node for node in tree.body if isinstance(node, ast.ImportFrom) and node.module.startswith("metricc")]
+        for node in imports:
+            assert {alias.name for alias in node.names} <= set(CONTRACT[node.module]), (path.name, node.module)
+        (check,) = [node for node in tree.body if isinstance(node, ast.Expr) and isinstance(node.value, ast.Call)]
+        assert check.value.func.id == "require_runtime"
+        assert OLDEST_SERVED_VERSION <= check.value.args[0].value <= RUNTIME_VERSION
+        checked_first = path.name.endswith("0_2_0.py") or check.lineno < min(node.lineno for node in imports if node.module != "metricc.runtime")
+        assert checked_first, f"{path.name}: the contract check comes before the other runtime imports (0.2 checked after)"
+        read = {node.attr for node in ast.walk(tree) if isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) and node.value.id == "self"}
+        assert read <= {"eps", "parameter_values", "compute_loss"}, (path.name, read)
+
+
 def test_runtime_is_inlined_once_with_no_clashing_names():
     """The standalone file's runtime: each top-level name is defined once, so no module's helper hides another's."""
     tree = ast.parse(metricc.emit("f1", standalone=True))
@@ -249,3 +283,47 @@ def test_an_approximation_option_set_after_construction_takes_effect_scripted_to
         scripted = torch.jit.script(loss)
     for module in (loss, scripted):
         torch.testing.assert_close(module(preds, target), expected(preds, target), rtol=0, atol=0)
+
+
+def _global_names(code) -> set:
+    """Every global name a code object and the code nested in it read."""
+    import dis
+
+    names = {instruction.argval for instruction in dis.get_instructions(code) if instruction.opname in ("LOAD_GLOBAL", "LOAD_NAME")}
+    for constant in code.co_consts:
+        if hasattr(constant, "co_code"):
+            names |= _global_names(constant)
+    return names
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [("f1", {}), ("fbeta", dict(ce_weight=0.5, count_momentum=0.9)), ("yule_y", dict(task="multilabel", average="macro")), ("qwk", dict(task="multiclass"))],
+)
+def test_a_standalone_file_defines_every_name_it_reads(metric, options):
+    """What the inliner leaves out is never read: every global a standalone file's code reads is defined in it (or
+    is a builtin or an import)."""
+    import builtins
+
+    source = metricc.emit(metric, standalone=True, **options)
+    tree = ast.parse(source)
+    defined = set(dir(builtins)) | {"__annotations__"}  # class bodies with annotations read it
+    for node in ast.walk(tree):
+        if isinstance(node, (ast.FunctionDef, ast.ClassDef)):
+            defined.add(node.name)
+        elif isinstance(node, (ast.Import, ast.ImportFrom)):
+            defined |= {(alias.asname or alias.name).split(".")[0] for alias in node.names}
+        elif isinstance(node, ast.Name) and isinstance(node.ctx, ast.Store):
+            defined.add(node.id)
+    missing = _global_names(compile(source, "standalone.py", "exec")) - defined
+    assert not missing, missing
+
+
+def test_every_runtime_module_is_inlined_in_an_order_its_imports_allow():
+    from pathlib import Path
+
+    from metricc.emitter import RUNTIME_MODULES, runtime_definitions
+
+    runtime = Path(metricc.__file__).resolve().parent / "runtime"
+    assert set(RUNTIME_MODULES) == {path.stem for path in runtime.glob("*.py")} - {"__init__", "version"}
+    assert runtime_definitions()  # each module's relative imports come earlier in RUNTIME_MODULES, or this raises

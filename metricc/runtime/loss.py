@@ -4,7 +4,7 @@ whole C x C confusion matrix). A compiled metric's subclass adds its name, its c
 formula hooks; the emitted file holds nothing else."""
 
 import inspect
-from typing import Any, Callable, Dict, List, Optional, Tuple
+from typing import Any, Callable, Dict, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -58,6 +58,17 @@ class _ConstructorSignature:
         return constructor_signature(owner) if instance is None and ours else None
 
 
+class ParameterSpec(NamedTuple):
+    """A metric parameter as an emitted file declares it: its default and its domain (runtime contract 2; files of
+    contract 1 wrote the same five values as a bare tuple, which serves as well)."""
+
+    default: float
+    lower: float
+    upper: float
+    lower_open: bool
+    upper_open: bool
+
+
 def _weights_key(weights: Any) -> Optional[Tuple[float, ...]]:
     """class_weights as the float32 buffer holds them, rounded to float32's precision: comparable and readable."""
     if weights is None or len(weights) == 0:
@@ -82,7 +93,7 @@ class LossBase(torch.nn.Module):
 
     Keyword arguments are the loss options (metricc.runtime.options.OPTIONS) and the metric's parameters;
     the subclass's `defaults` replace the options' own defaults, and `metric_parameters` maps each parameter to
-    (default, lower, upper, lower_open, upper_open). `inspect.signature(LossClass)` and help() show them all with
+    its ParameterSpec (default, lower, upper, lower_open, upper_open). `inspect.signature(LossClass)` and help() show them all with
     their compiled defaults; repr shows the ones that set an instance apart (`extra_repr`).
     """
 
@@ -90,7 +101,7 @@ class LossBase(torch.nn.Module):
 
     metric_name = "metric"
     defaults = {}  # type: Dict[str, Any]
-    metric_parameters = {}  # type: Dict[str, Tuple[float, float, float, bool, bool]]
+    metric_parameters = {}  # type: Dict[str, ParameterSpec]
     # slope tensors whose backward pass has run, for the next eager step: Python state TorchScript never sees
     __jit_ignored_attributes__ = ["spare_slopes"]
 
