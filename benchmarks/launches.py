@@ -20,7 +20,7 @@ from torch.profiler import ProfilerActivity, profile
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 import metricc  # noqa: E402
-from metricc.runtime.triton_path import reset_backend_setting  # noqa: E402
+from metricc.runtime.gpu import reset_backend_setting  # noqa: E402
 
 WORKLOADS = {
     "F1 binary N=256": ("f1", {}, lambda g: (torch.rand(256, generator=g), (torch.rand(256, generator=g) > 0.5).float())),

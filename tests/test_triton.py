@@ -1,4 +1,4 @@
-"""The Triton path (runtime/triton_kernels.py) against the torch path and float64 autograd.
+"""The Triton path (runtime/gpu/kernels.py) against the torch path and float64 autograd.
 
 On a CPU these run under Triton's interpreter (TRITON_INTERPRET=1, set here before triton is imported), which
 runs each program in Python: shapes stay tiny. With CUDA (and TRITON_INTERPRET unset) they run on the GPU.
@@ -18,7 +18,7 @@ pytest.importorskip("triton")
 
 import metricc  # noqa: E402
 from metricc.runtime.options import InvalidOption  # noqa: E402
-from metricc.runtime.triton_path import reset_backend_setting, takes_triton_path  # noqa: E402
+from metricc.runtime.gpu import reset_backend_setting, takes_triton_path  # noqa: E402
 
 from losses import namespace_and_module  # noqa: E402
 from oracles import soft_count_loss, soft_matrix_loss  # noqa: E402

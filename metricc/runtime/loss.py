@@ -24,7 +24,12 @@ from .options import (
 from .reduce import (
     absent_counts, all_reduce_sum, average_weights, mean_over_rows, probability_mass, row_sums, running_counts,
 )
-from .triton_path import MATRIX_CLASSES, matrix_on_triton, soft_counts_on_triton, takes_triton_path
+
+
+#: The GPU path (runtime/gpu/), where this is the installed package's loss.py; a standalone file inlines this line
+#: with the rest of the runtime, and its copy, named otherwise, carries the torch path alone (so no import statement,
+#: which the standalone file would carry too).
+GPU_PATH: Any = __import__("metricc.runtime.gpu", fromlist=["gpu"]) if __name__ == "metricc.runtime.loss" else None
 
 
 #: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
@@ -273,10 +278,8 @@ class LossBase(torch.nn.Module):
 
     @torch.jit.unused
     def _on_triton(self, preds: Tensor) -> bool:
-        """Whether this step takes the Triton kernels (runtime/triton_path.py: METRICC_BACKEND, else CUDA tensors)."""
-        if __name__ != "metricc.runtime.loss":  # a standalone file's copy of the runtime carries the torch path alone
-            return False
-        return takes_triton_path(preds)
+        """Whether this step takes the Triton kernels (runtime/gpu/: METRICC_BACKEND, else CUDA tensors)."""
+        return GPU_PATH is not None and GPU_PATH.takes_triton_path(preds)
 
     def _pool(self, counts: Tensor, over_ranks: bool, running: bool) -> Tuple[Tensor, float]:
         """Counts (or a confusion matrix) as the formula sees them: summed over ranks with sync='ddp' where they pool
@@ -409,7 +412,7 @@ class CountLossBase(LossBase):
                 mask = mask[:, 1:]
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
-        counts = soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
+        counts = GPU_PATH.soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
         tp, fp, fn, tn, count_scale = self._pooled(counts.detach(), dims, self.training)
         change = (counts - counts.detach()) * count_scale  # zero, with d counts / d leaf: pooled counts are constants
         absent = self._absent(tp, fp, fn, leaf, mask, dims)
@@ -668,8 +671,8 @@ class MatrixLossBase(LossBase):
 
     @torch.jit.unused
     def _on_triton(self, preds: Tensor) -> bool:
-        """LossBase._on_triton, for matrices of at most MATRIX_CLASSES classes (more take the torch path)."""
-        return super()._on_triton(preds) and preds.dim() > 1 and preds.shape[1] <= MATRIX_CLASSES
+        """LossBase._on_triton, for matrices of at most gpu.MATRIX_CLASSES classes (more take the torch path)."""
+        return super()._on_triton(preds) and preds.dim() > 1 and preds.shape[1] <= GPU_PATH.MATRIX_CLASSES
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -678,7 +681,7 @@ class MatrixLossBase(LossBase):
         self._check_running_counts_writable()
         leaf, _, target, mask, _ = self._inputs(preds, target)
         per_row = self.multidim_average == "samplewise"
-        matrix = matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec)
+        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec)
         pooled, count_scale = self._pool(matrix.detach(), not per_row, self.training)
         change = (matrix - matrix.detach()) * count_scale  # zero, with d M / d leaf: the pooled matrix is a constant
         value = self.formula(matrix_aggregates(pooled + change, self.aggregate_names))

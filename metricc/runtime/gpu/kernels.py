@@ -7,9 +7,9 @@ path serves eager mode, torch.compile and torch.export:
 - metricc::count_gradient, its backward: A'(p) recomputed from p (nothing the size of preds is kept) times
   y (dTP - dFN) + (1 - y)(dFP - dTN) and the mask, written in the dtype of preds.
 - metricc::soft_matrix and metricc::matrix_gradient, the same two passes for the C x C soft confusion matrix
-  M[i, j] = sum y[n, i] a[n, j] (triton_path.MATRIX_CLASSES classes at most) and its backward's weights G[label of n, j].
+  M[i, j] = sum y[n, i] a[n, j] (gpu.MATRIX_CLASSES classes at most) and its backward's weights G[label of n, j].
 
-Imported only when a step takes the Triton path (triton_path.py); with TRITON_INTERPRET=1 they run on CPU tensors.
+Imported only when a step takes the Triton path (gpu/__init__.py); with TRITON_INTERPRET=1 they run on CPU tensors.
 """
 
 import struct
@@ -22,7 +22,7 @@ from torch import Tensor
 from torch.library import custom_op, register_autograd, triton_op, wrap_triton
 from triton.runtime.interpreter import InterpretedFunction
 
-from .approximate import Approximation
+from ..approximate import Approximation
 
 
 def _split(value: float) -> Tuple[float, float]:

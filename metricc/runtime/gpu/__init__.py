@@ -1,6 +1,9 @@
-"""Which path a step takes (METRICC_BACKEND, else the device), and the soft counts from the Triton kernels
-(runtime/triton_kernels.py) in the shape the torch path gives them. Only torch is imported here: triton is
-imported on the first step that takes its path, so `import metricc` and every CPU step never import it."""
+"""The GPU path: which path a step takes (METRICC_BACKEND, else the device), and the soft counts and matrix from
+the Triton kernels (gpu/kernels.py) in the shapes the torch path gives them. Only torch is imported here: triton is
+imported by the first step that takes its path, so `import metricc` and every CPU step never import it.
+
+A package of its own beside the runtime's modules: a standalone file inlines those and carries the torch path
+alone (runtime/loss.py reaches this package only where it is the installed package's loss.py)."""
 
 import os
 from typing import List, Optional
@@ -8,8 +11,8 @@ from typing import List, Optional
 import torch
 from torch import Tensor
 
-from .approximate import Approximation
-from .options import InvalidOption
+from ..approximate import Approximation
+from ..options import InvalidOption
 
 #: The values METRICC_BACKEND takes; unset (or empty), CUDA tensors take the Triton path where triton imports.
 BACKENDS = ("torch", "triton")
@@ -71,7 +74,7 @@ def soft_counts_on_triton(
     """TP, FP, FN, TN of the canonical (batch, classes, positions) layout summed over dims, stacked on axis 0 as
     soft_counts gives them, (4, rows or 1, classes or 1, 1); differentiable with respect to leaf, whose backward
     pass is one more kernel that recomputes A'(p) from leaf."""
-    from .triton_kernels import kernel_constants, soft_counts_op
+    from .kernels import kernel_constants, soft_counts_op
 
     first, second = kernel_constants(approximation)
     pooled = 0 in dims
@@ -83,7 +86,7 @@ def soft_counts_on_triton(
 def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation) -> Tensor:
     """The soft C x C matrix of the canonical layout as soft_matrix gives it, (rows or 1, C, C), differentiable with
     respect to leaf (at most MATRIX_CLASSES classes)."""
-    from .triton_kernels import kernel_constants, soft_matrix_op
+    from .kernels import kernel_constants, soft_matrix_op
 
     first, second = kernel_constants(approximation)
     return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)
