@@ -317,3 +317,36 @@ def test_sync_ddp_ranks_on_the_triton_path_equal_one_process_on_the_whole_batch(
             for (value, grad), (expected_value, expected_grad) in zip(ranks[rank][case], expected):
                 torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
                 torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
+
+
+_COMPILE_FOR_SM90 = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from metricc.runtime.gpu import kernels
+
+def source(kernel, constants):
+    names = kernel.arg_names
+    def kind(name):
+        return "*fp16" if name == "preds_ptr" else "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) else "i64"
+    signature = {name: "constexpr" if name in constants else kind(name) for name in names}
+    return ASTSource(fn=kernel, signature=signature, constexprs={(names.index(name),): value for name, value in constants.items()})
+
+for kernel, constants in [
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4)),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4)),
+    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, KIND=1, BLOCK_N=64, BLOCK_C=8)),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, KIND=0, BLOCK_N=64, BLOCK_C=8)),
+]:
+    assert "cubin" in triton.compile(source(kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
+"""
+
+
+def test_the_kernels_compile_for_an_h100_without_one():
+    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel compiles to a cubin for
+    sm_90 with Triton's own compiler and ptxas, in a process without TRITON_INTERPRET."""
+    if "nvidia" not in __import__("triton.backends", fromlist=["backends"]).backends:
+        pytest.skip("this triton has no CUDA backend")
+    environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM90], capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]

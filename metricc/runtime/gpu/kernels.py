@@ -41,8 +41,8 @@ def kernel_constants(approximation: Approximation) -> Tuple[float, float]:
 
 @triton.jit
 def _exact(hi, lo, dtype: tl.constexpr):
-    """hi + lo (see _split) in the counting dtype."""
-    return (tl.zeros([1], dtype) + hi) + lo
+    """hi + lo (see _split), a scalar of the counting dtype."""
+    return tl.cast(hi, dtype) + tl.cast(lo, dtype)
 
 
 @triton.jit
