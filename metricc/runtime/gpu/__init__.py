@@ -43,10 +43,12 @@ def reset_backend_setting() -> None:
 
 
 def triton_importable() -> bool:
-    """Whether triton imports here, decided once per process."""
+    """Whether triton imports here, with the torch.library API the kernels register through (torch 2.6 and
+    later), decided once per process."""
     if not _triton_importable:
         try:
             import triton  # noqa: F401
+            from torch.library import triton_op, wrap_triton  # noqa: F401
         except ImportError:
             _triton_importable.append(False)
         else:
@@ -64,7 +66,9 @@ def takes_triton_path(preds: Tensor) -> bool:
     if torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0:
         return False
     if setting == "triton" and not triton_importable():
-        raise ImportError("METRICC_BACKEND='triton' needs triton: pip install 'metricc[triton]' (or unset METRICC_BACKEND)")
+        raise ImportError(
+            "METRICC_BACKEND='triton' needs triton and torch 2.6 or later: pip install 'metricc[triton]' (or unset METRICC_BACKEND)"
+        )
     return setting == "triton" or triton_importable()
 
 
