@@ -276,7 +276,10 @@ def test_a_training_step_replays_from_a_cuda_graph(monkeypatch):
     torch.testing.assert_close(static.grad, leaf.grad)
 
 
-DDP_CASES = ["multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "matrix-qwk", "matrix-mcc-samplewise"]
+DDP_CASES = [
+    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "matrix-qwk", "matrix-mcc-samplewise",
+    "matrix-kappa-running",
+]
 
 
 def _ddp_worker(rank, rendezvous, results):

@@ -402,8 +402,8 @@ class CountLossBase(LossBase):
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
-        """The loss with this batch's counts and their backward pass from the Triton kernels (two launches, nothing
-        the size of preds kept), and autograd through the formula on the small counts, as _loss_by_autograd."""
+        """The loss with this batch's counts and their backward pass from the Triton kernels (one launch each way,
+        nothing the size of preds kept) and autograd through the formula on the small counts."""
         self._check_running_counts_writable()
         leaf, _, target, mask, _ = self._inputs(preds, target)
         if not self.include_background:
@@ -413,11 +413,15 @@ class CountLossBase(LossBase):
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
         counts = GPU_PATH.soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
-        tp, fp, fn, tn, count_scale = self._pooled(counts.detach(), dims, self.training)
-        change = (counts - counts.detach()) * count_scale  # zero, with d counts / d leaf: pooled counts are constants
-        absent = self._absent(tp, fp, fn, leaf, mask, dims)
-        value = self._fill_absent(self.formula(tp + change[0], fp + change[1], fn + change[2], tn + change[3]), absent)
-        return self.loss_of_metric(self._average(value, tp, fn, absent, dims))
+        tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
+        if self.sync is not None and 0 in dims:
+            # summed over ranks, detached: this rank's counts carry the gradient (a zero change, times d pooled / d batch)
+            change = (counts - counts.detach()) * count_scale
+            tp, fp, fn, tn = tp + change[0], fp + change[1], fn + change[2], tn + change[3]
+        tp_value, fn_value = tp.detach(), fn.detach()  # the averaging weights and absent classes are constants
+        absent = self._absent(tp_value, fp.detach(), fn_value, leaf, mask, dims)
+        value = self._fill_absent(self.formula(tp, fp, fn, tn), absent)
+        return self.loss_of_metric(self._average(value, tp_value, fn_value, absent, dims))
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -682,9 +686,10 @@ class MatrixLossBase(LossBase):
         leaf, _, target, mask, _ = self._inputs(preds, target)
         per_row = self.multidim_average == "samplewise"
         matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec)
-        pooled, count_scale = self._pool(matrix.detach(), not per_row, self.training)
-        change = (matrix - matrix.detach()) * count_scale  # zero, with d M / d leaf: the pooled matrix is a constant
-        value = self.formula(matrix_aggregates(pooled + change, self.aggregate_names))
+        pooled, count_scale = self._pool(matrix, not per_row, self.training)
+        if self.sync is not None and not per_row:
+            pooled = pooled + (matrix - matrix.detach()) * count_scale  # summed over ranks, detached: as for the counts
+        value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
         kept = self._kept_rows(target if mask is None else target * mask, per_row)
         return self.loss_of_metric(self._mean(value, kept, per_row))
 
