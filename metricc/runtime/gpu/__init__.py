@@ -5,8 +5,9 @@ imported by the first step that takes its path, so `import metricc` and every CP
 A package of its own beside the runtime's modules: a standalone file inlines those and carries the torch path
 alone (runtime/loss.py reaches this package only where it is the installed package's loss.py)."""
 
+import contextlib
 import os
-from typing import List, Optional
+from typing import Any, List, Optional
 
 import torch
 from torch import Tensor
@@ -72,6 +73,14 @@ def takes_triton_path(preds: Tensor) -> bool:
     return setting == "triton" or triton_importable()
 
 
+def _on_its_device(leaf: Tensor) -> Any:
+    """Triton launches on the current CUDA device: eagerly, make it leaf's (a loss on a second GPU). The backward
+    pass runs on autograd's thread for that device already; compiled code sets its own."""
+    if leaf.is_cuda and not torch.compiler.is_compiling():
+        return torch.cuda.device(leaf.device)
+    return contextlib.nullcontext()
+
+
 def soft_counts_on_triton(
     leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
 ) -> Tensor:
@@ -82,7 +91,8 @@ def soft_counts_on_triton(
 
     first, second = kernel_constants(approximation)
     pooled = 0 in dims
-    counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
+    with _on_its_device(leaf):
+        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
     counts = counts.unsqueeze(-1)  # (4, rows or 1, classes, 1)
     return counts.sum(2, keepdim=True) if 1 in dims else counts
 
@@ -93,4 +103,5 @@ def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_r
     from .kernels import kernel_constants, soft_matrix_op
 
     first, second = kernel_constants(approximation)
-    return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)
+    with _on_its_device(leaf):
+        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)

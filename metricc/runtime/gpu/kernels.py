@@ -272,11 +272,13 @@ def _mask_strides(mask: Optional[Tensor], like: Tensor) -> Tuple[Tensor, Tuple[i
 
 
 def _counts_shape(preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, *options: Any) -> Tensor:
+    """soft_counts_op's output for tracing (its fake kernel)."""
     rows, classes, _ = preds.shape
     return target.new_empty((4, 1 if pooled else rows, classes))
 
 
 def _gradient_shape(preds: Tensor, *inputs: Any) -> Tensor:
+    """count_gradient_op's and matrix_gradient_op's output for tracing (their fake kernel)."""
     return torch.empty_like(preds, memory_format=torch.contiguous_format)
 
 
@@ -325,6 +327,7 @@ def count_gradient_op(
 
 
 def _matrix_shape(preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, *options: Any) -> Tensor:
+    """soft_matrix_op's output for tracing (its fake kernel)."""
     rows, classes, _ = preds.shape
     return target.new_empty((1 if pooled else rows, classes, classes))
 
