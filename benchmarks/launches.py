@@ -25,8 +25,8 @@ from metricc.runtime.gpu import reset_backend_setting  # noqa: E402
 WORKLOADS = {
     "F1 binary N=256": ("f1", {}, lambda g: (torch.rand(256, generator=g), (torch.rand(256, generator=g) > 0.5).float())),
     "F1 binary N=1e7": ("f1", {}, lambda g: (torch.rand(10_000_000, generator=g), (torch.rand(10_000_000, generator=g) > 0.5).float())),
-    "MCC multiclass N=4096 C=100 macro": (
-        "mcc", {"task": "multiclass", "average": "macro"},
+    "F1 multiclass N=4096 C=100 macro": (
+        "f1", {"task": "multiclass", "average": "macro"},
         lambda g: (torch.softmax(torch.randn(4096, 100, generator=g), 1), torch.randint(0, 100, (4096,), generator=g)),
     ),
     "Dice dense 8x4x256x256 per image": (
