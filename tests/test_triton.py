@@ -150,6 +150,22 @@ def test_running_counts_and_gradients_follow_the_torch_path(monkeypatch):
         torch.testing.assert_close(gradient, torch_gradient, rtol=1e-5, atol=1e-7)
 
 
+@pytest.mark.parametrize(
+    "metric, options, preds, target",
+    [
+        ("f1", {}, torch.rand(0), torch.zeros(0)),
+        ("f1", {"ignore_index": -1}, torch.rand(5), -torch.ones(5)),
+        ("qwk", {"task": "multiclass"}, torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+    ],
+    ids=["empty", "every position ignored", "empty matrix"],
+)
+def test_a_batch_without_positions_gives_the_torch_paths_loss(metric, options, preds, target, monkeypatch):
+    module = metricc.loss(metric, **options)
+    torch_path, triton_path = (_run(module, preds, target, backend, monkeypatch) for backend in ("torch", "triton"))
+    torch.testing.assert_close(triton_path[0], torch_path[0])
+    torch.testing.assert_close(triton_path[1], torch_path[1])
+
+
 def test_a_repeated_call_gives_the_same_bits(monkeypatch):
     """Partial sums per program, reduced in a fixed order: several programs here (5000 positions, 1024 a tile)."""
     module = metricc.loss("mcc", task="multilabel", average="micro")

@@ -293,9 +293,10 @@ def soft_counts_op(
     block_n, block_c = _blocks(classes)
     class_blocks = triton.cdiv(classes, block_c)
     parts, each = _programs(length, block_n, 1024 // max(groups * class_blocks, 1))
-    partial = torch.empty((4, groups, parts, classes), dtype=target.dtype, device=preds.device)
+    empty = torch.zeros if length == 0 else torch.empty  # no positions: no program runs, the counts are zero
+    partial = empty((4, groups, parts, classes), dtype=target.dtype, device=preds.device)
     mask_in, (mr, mc, mp) = _mask_strides(mask, target)
-    if partial.numel() > 0:
+    if partial.numel() > 0 and length > 0:
         wrap_triton(_soft_counts_kernel)[(groups, parts, class_blocks)](
             preds, target, mask_in, partial, positions, length, classes, each,
             *preds.stride(), *target.stride(), mr, mc, mp, *_split(first), *_split(second),
@@ -346,9 +347,10 @@ def soft_matrix_op(preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled
     length = rows * positions if pooled else positions
     block_n, block_c = _matrix_blocks(classes)
     parts, each = _programs(length, block_n, 1024 // max(groups, 1))
-    partial = torch.empty((groups, parts, classes, classes), dtype=target.dtype, device=preds.device)
+    empty = torch.zeros if length == 0 else torch.empty  # no positions: no program runs, the matrix is zero
+    partial = empty((groups, parts, classes, classes), dtype=target.dtype, device=preds.device)
     mask_in, (mr, mc, mp) = _mask_strides(mask, target)
-    if partial.numel() > 0:
+    if partial.numel() > 0 and length > 0:
         wrap_triton(_soft_matrix_kernel)[(groups, parts)](
             preds, target, mask_in, partial, positions, length, classes, each,
             *preds.stride(), *target.stride(), mr, mc, mp, *_split(first), *_split(second),
