@@ -17,6 +17,7 @@ if DEVICE == "cpu":
 pytest.importorskip("triton")
 
 import metricc  # noqa: E402
+import metricc.runtime.gpu as gpu  # noqa: E402
 from metricc.runtime.options import InvalidOption  # noqa: E402
 from metricc.runtime.gpu import reset_backend_setting, takes_triton_path  # noqa: E402
 
@@ -55,12 +56,27 @@ def _use(backend, monkeypatch):
     reset_backend_setting()
 
 
+def _kernel_steps(patch):
+    """A counter of the steps whose counts or matrix come from the kernels (gpu's two entry points, spied on)."""
+    calls = [0]
+    for name in ("soft_counts_on_triton", "matrix_on_triton"):
+        def counted(*args, _original=getattr(gpu, name), **kwargs):
+            calls[0] += 1
+            return _original(*args, **kwargs)
+
+        patch.setattr(gpu, name, counted)
+    return calls
+
+
 def _run(module, preds, target, backend, monkeypatch, **grad_options):
-    """The loss and its gradient by preds, on the path METRICC_BACKEND names."""
+    """The loss and its gradient by preds, on the path METRICC_BACKEND names (checked: the kernels ran, or not)."""
     _use(backend, monkeypatch)
-    leaf = preds.to(DEVICE).requires_grad_(True)
-    loss = module.to(DEVICE)(leaf, target.to(DEVICE))
-    (gradient,) = torch.autograd.grad(loss, leaf, **grad_options)
+    with monkeypatch.context() as patch:
+        calls = _kernel_steps(patch)
+        leaf = preds.to(DEVICE).requires_grad_(True)
+        loss = module.to(DEVICE)(leaf, target.to(DEVICE))
+        (gradient,) = torch.autograd.grad(loss, leaf, **grad_options)
+    assert (calls[0] > 0) == (backend == "triton"), f"METRICC_BACKEND={backend}, yet {calls[0]} steps on the kernels"
     return loss.detach().cpu(), gradient.cpu()
 
 
@@ -185,9 +201,12 @@ def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
     results = []
     for backend in ("torch", "triton"):
         _use(backend, monkeypatch)
-        leaf = preds.to(DEVICE).requires_grad_(True)
-        (gradient,) = torch.autograd.grad(module.to(DEVICE)(leaf, target.to(DEVICE)), leaf, create_graph=True)
-        (second,) = torch.autograd.grad((gradient * direction.to(DEVICE)).sum(), leaf)
+        with monkeypatch.context() as patch:
+            calls = _kernel_steps(patch)
+            leaf = preds.to(DEVICE).requires_grad_(True)
+            (gradient,) = torch.autograd.grad(module.to(DEVICE)(leaf, target.to(DEVICE)), leaf, create_graph=True)
+            (second,) = torch.autograd.grad((gradient * direction.to(DEVICE)).sum(), leaf)
+        assert (calls[0] > 0) == (backend == "triton")
         results.append((gradient.detach().cpu(), second.cpu()))
     torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-10, atol=1e-12)
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-8, atol=1e-10)
@@ -311,10 +330,13 @@ def _ddp_worker(rank, rendezvous, results):
     try:
         start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
         out = {}
-        for case in DDP_CASES:
-            loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **CASES[case])
-            shards = [batch(case, step) for step in range(steps_of(case))]
-            out[case] = losses_and_gradients(loss, [s[0][start:stop] for s in shards], [s[1][start:stop] for s in shards], steps_of(case))
+        with pytest.MonkeyPatch.context() as patch:
+            calls = _kernel_steps(patch)
+            for case in DDP_CASES:
+                loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **CASES[case])
+                shards = [batch(case, step) for step in range(steps_of(case))]
+                out[case] = losses_and_gradients(loss, [s[0][start:stop] for s in shards], [s[1][start:stop] for s in shards], steps_of(case))
+        out["kernel steps"] = calls[0]
         torch.save(out, f"{results}.{rank}")
     finally:
         dist.destroy_process_group()
@@ -327,6 +349,8 @@ def test_sync_ddp_ranks_on_the_triton_path_equal_one_process_on_the_whole_batch(
 
     mp.spawn(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path / "results")), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"results.{rank}") for rank in range(WORLD)]
+    steps = sum(steps_of(case) for case in DDP_CASES)
+    assert [ranks[rank]["kernel steps"] for rank in range(WORLD)] == [steps] * WORLD, "every step of every rank on the kernels"
     for case in DDP_CASES:
         loss = metricc.loss(metric_of(case), from_logits=True, **CASES[case])
         shards = [batch(case, step) for step in range(steps_of(case))]
