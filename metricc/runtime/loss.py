@@ -26,6 +26,12 @@ from .reduce import (
 )
 
 
+#: The GPU path (runtime/gpu/), where this is the installed package's loss.py; a standalone file inlines this line
+#: with the rest of the runtime, and its copy, named otherwise, carries the torch path alone (so no import statement,
+#: which the standalone file would carry too).
+GPU_PATH: Any = __import__("metricc.runtime.gpu", fromlist=["gpu"]) if __name__ == "metricc.runtime.loss" else None
+
+
 #: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
 _ANNOTATION_TYPES = {
     "str": str, "bool": bool, "float": float, "Optional[int]": Optional[int], "Optional[float]": Optional[float],
@@ -270,6 +276,11 @@ class LossBase(torch.nn.Module):
 
         return recompute
 
+    @torch.jit.unused
+    def _on_triton(self, preds: Tensor) -> bool:
+        """Whether this step takes the Triton kernels (runtime/gpu/: METRICC_BACKEND, else CUDA tensors)."""
+        return GPU_PATH is not None and GPU_PATH.takes_triton_path(preds)
+
     def _pool(self, counts: Tensor, over_ranks: bool, running: bool) -> Tuple[Tensor, float]:
         """Counts (or a confusion matrix) as the formula sees them: summed over ranks with sync='ddp' where they pool
         the batch, mixed with the running counts in training with count_momentum; and their derivative by this
@@ -374,6 +385,8 @@ class CountLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
+        if not torch.jit.is_scripting() and self._on_triton(preds):
+            return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target, by_autograd)
         loss: Optional[Tensor] = None
@@ -386,6 +399,29 @@ class CountLossBase(LossBase):
             if loss is None:
                 loss = self._loss_of_tensors(counts, counted, labels, slope, scale, leaf, mask, dims)
         return self._with_cross_entropy(loss, preds, target)
+
+    @torch.jit.unused
+    def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss with this batch's counts and their backward pass from the Triton kernels (one launch each way,
+        nothing the size of preds kept) and autograd through the formula on the small counts."""
+        self._check_running_counts_writable()
+        leaf, _, target, mask, _ = self._inputs(preds, target)
+        if not self.include_background:
+            leaf, target = leaf[:, 1:], target[:, 1:]
+            if mask is not None and mask.shape[1] > 1:
+                mask = mask[:, 1:]
+        dims = count_dims(self.task, self.average, self.multidim_average)
+        sigmoid_logits = self.from_logits and self.task != "multiclass"
+        counts = GPU_PATH.soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
+        tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
+        if self.sync is not None and 0 in dims:
+            # summed over ranks, detached: this rank's counts carry the gradient (a zero change, times d pooled / d batch)
+            change = (counts - counts.detach()) * count_scale
+            tp, fp, fn, tn = tp + change[0], fp + change[1], fn + change[2], tn + change[3]
+        tp_value, fn_value = tp.detach(), fn.detach()  # the averaging weights and absent classes are constants
+        absent = self._absent(tp_value, fp.detach(), fn_value, leaf, mask, dims)
+        value = self._fill_absent(self.formula(tp, fp, fn, tn), absent)
+        return self.loss_of_metric(self._average(value, tp_value, fn_value, absent, dims))
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -619,6 +655,8 @@ class MatrixLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
+        if not torch.jit.is_scripting() and self._on_triton(preds):
+            return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target, by_autograd)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
@@ -634,6 +672,26 @@ class MatrixLossBase(LossBase):
             gradient = chain_rule(partials, gradients, pooled)
             value = self._closed_form(value, leaf, gradient, counted, labels, slope, mask, scale * count_scale, count_scale, pooled, per_row)
         return self._with_cross_entropy(self.loss_of_metric(self._mean(value, kept, per_row)), preds, target)
+
+    @torch.jit.unused
+    def _on_triton(self, preds: Tensor) -> bool:
+        """LossBase._on_triton, for matrices of at most gpu.MATRIX_CLASSES classes (more take the torch path)."""
+        return super()._on_triton(preds) and preds.dim() > 1 and preds.shape[1] <= GPU_PATH.MATRIX_CLASSES
+
+    @torch.jit.unused
+    def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
+        """The loss with this batch's matrix and its backward pass from the Triton kernels, and autograd through the
+        formula on the small matrix, as _differentiable_value."""
+        self._check_running_counts_writable()
+        leaf, _, target, mask, _ = self._inputs(preds, target)
+        per_row = self.multidim_average == "samplewise"
+        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec)
+        pooled, count_scale = self._pool(matrix, not per_row, self.training)
+        if self.sync is not None and not per_row:
+            pooled = pooled + (matrix - matrix.detach()) * count_scale  # summed over ranks, detached: as for the counts
+        value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
+        kept = self._kept_rows(target if mask is None else target * mask, per_row)
+        return self.loss_of_metric(self._mean(value, kept, per_row))
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:

@@ -1,0 +1,107 @@
+"""The GPU path: which path a step takes (METRICC_BACKEND, else the device), and the soft counts and matrix from
+the Triton kernels (gpu/kernels.py) in the shapes the torch path gives them. Only torch is imported here: triton is
+imported by the first step that takes its path, so `import metricc` and every CPU step never import it.
+
+A package of its own beside the runtime's modules: a standalone file inlines those and carries the torch path
+alone (runtime/loss.py reaches this package only where it is the installed package's loss.py)."""
+
+import contextlib
+import os
+from typing import Any, List, Optional
+
+import torch
+from torch import Tensor
+
+from ..approximate import Approximation
+from ..options import InvalidOption
+
+#: The values METRICC_BACKEND takes; unset (or empty), CUDA tensors take the Triton path where triton imports.
+BACKENDS = ("torch", "triton")
+#: The approximations of A(p) as the kernels number them (a compile-time constant of each kernel).
+KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
+
+#: Matrix metrics of at most this many classes take the kernels (every class of a tile in one block of registers).
+MATRIX_CLASSES = 32
+
+_triton_importable: List[bool] = []
+_setting: List[str] = []
+
+
+def backend_setting() -> str:
+    """METRICC_BACKEND, checked: 'torch', 'triton' or '' (choose by device). Read on the first step of the process
+    (reading the environment costs microseconds a step) and kept; reset_backend_setting() reads it again."""
+    if not _setting:
+        value = os.environ.get("METRICC_BACKEND", "")
+        if value not in BACKENDS and value != "":
+            raise InvalidOption(f"METRICC_BACKEND={value!r} is not a backend: set it to 'torch' or 'triton', or leave it unset")
+        _setting.append(value)
+    return _setting[0]
+
+
+def reset_backend_setting() -> None:
+    """Forget the METRICC_BACKEND read so far: the next step reads it again (after os.environ changed it)."""
+    _setting.clear()
+
+
+def triton_importable() -> bool:
+    """Whether triton imports here, with the torch.library API the kernels register through (torch 2.6 and
+    later), decided once per process."""
+    if not _triton_importable:
+        try:
+            import triton  # noqa: F401
+            from torch.library import triton_op, wrap_triton  # noqa: F401
+        except ImportError:
+            _triton_importable.append(False)
+        else:
+            _triton_importable.append(True)
+    return _triton_importable[0]
+
+
+def takes_triton_path(preds: Tensor) -> bool:
+    """Whether this step's counts and gradient come from the Triton kernels: forced by METRICC_BACKEND, else on
+    CUDA tensors where triton imports. Never inside a torch.func transform or forward-mode AD, whose tensors a
+    custom kernel cannot read."""
+    setting = backend_setting()
+    if setting == "torch" or (setting == "" and not preds.is_cuda):
+        return False
+    if torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0:
+        return False
+    if setting == "triton" and not triton_importable():
+        raise ImportError(
+            "METRICC_BACKEND='triton' needs triton and torch 2.6 or later: pip install 'metricc[triton]' (or unset METRICC_BACKEND)"
+        )
+    return setting == "triton" or triton_importable()
+
+
+def _on_its_device(leaf: Tensor) -> Any:
+    """Triton launches on the current CUDA device: eagerly, make it leaf's (a loss on a second GPU). The backward
+    pass runs on autograd's thread for that device already; compiled code sets its own."""
+    if leaf.is_cuda and not torch.compiler.is_compiling():
+        return torch.cuda.device(leaf.device)
+    return contextlib.nullcontext()
+
+
+def soft_counts_on_triton(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
+) -> Tensor:
+    """TP, FP, FN, TN of the canonical (batch, classes, positions) layout summed over dims, stacked on axis 0 as
+    soft_counts gives them, (4, rows or 1, classes or 1, 1); differentiable with respect to leaf, whose backward
+    pass is one more kernel that recomputes A'(p) from leaf."""
+    from .kernels import kernel_constants, soft_counts_op
+
+    first, second = kernel_constants(approximation)
+    pooled = 0 in dims
+    with _on_its_device(leaf):
+        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
+    counts = counts.unsqueeze(-1)  # (4, rows or 1, classes, 1)
+    return counts.sum(2, keepdim=True) if 1 in dims else counts
+
+
+def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation) -> Tensor:
+    """The soft C x C matrix of the canonical layout as soft_matrix gives it, (rows or 1, C, C), differentiable with
+    respect to leaf (at most MATRIX_CLASSES classes)."""
+    from .kernels import kernel_constants, soft_matrix_op
+
+    first, second = kernel_constants(approximation)
+    with _on_its_device(leaf):
+        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)

@@ -1,0 +1,395 @@
+"""The Triton path (runtime/gpu/kernels.py) against the torch path and float64 autograd.
+
+On a CPU these run under Triton's interpreter (TRITON_INTERPRET=1, set here before triton is imported), which
+runs each program in Python: shapes stay tiny. With CUDA (and TRITON_INTERPRET unset) they run on the GPU.
+"""
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+
+DEVICE = "cuda" if torch.cuda.is_available() and os.environ.get("TRITON_INTERPRET") != "1" else "cpu"
+if DEVICE == "cpu":
+    os.environ["TRITON_INTERPRET"] = "1"
+pytest.importorskip("triton")
+
+import metricc  # noqa: E402
+import metricc.runtime.gpu as gpu  # noqa: E402
+from metricc.runtime.options import InvalidOption  # noqa: E402
+from metricc.runtime.gpu import reset_backend_setting, takes_triton_path  # noqa: E402
+
+from losses import namespace_and_module  # noqa: E402
+from oracles import soft_count_loss, soft_matrix_loss  # noqa: E402
+
+
+def _batch(shape, classes=None, seed=0, logits=False, ignore=False):
+    """preds of `shape`, and a 0/1 target of that shape or, with classes, class indices without axis 1."""
+    generator = torch.Generator().manual_seed(seed)
+    preds = torch.randn(shape, generator=generator, dtype=torch.float64)
+    preds = preds * 2 if logits else torch.sigmoid(preds)
+    if classes is None:
+        target = (torch.rand(shape, generator=generator) < 0.4).double()
+        if ignore:
+            target[torch.rand(shape, generator=generator) < 0.2] = -1.0
+    else:
+        target = torch.randint(0, classes, shape[:1] + shape[2:], generator=generator)
+        if ignore:
+            target[torch.rand(target.shape, generator=generator) < 0.2] = -1
+    if not logits and classes is not None and len(shape) > 1:
+        preds = preds / preds.sum(1, keepdim=True)
+    return preds, target
+
+
+@pytest.fixture(autouse=True)
+def _backend_read_again():
+    """METRICC_BACKEND is read once a process: each test sets its own, and the next reads the environment again."""
+    reset_backend_setting()
+    yield
+    reset_backend_setting()
+
+
+def _use(backend, monkeypatch):
+    monkeypatch.setenv("METRICC_BACKEND", backend)
+    reset_backend_setting()
+
+
+def _kernel_steps(patch):
+    """A counter of the steps whose counts or matrix come from the kernels (gpu's two entry points, spied on)."""
+    calls = [0]
+    for name in ("soft_counts_on_triton", "matrix_on_triton"):
+        def counted(*args, _original=getattr(gpu, name), **kwargs):
+            calls[0] += 1
+            return _original(*args, **kwargs)
+
+        patch.setattr(gpu, name, counted)
+    return calls
+
+
+def _run(module, preds, target, backend, monkeypatch, **grad_options):
+    """The loss and its gradient by preds, on the path METRICC_BACKEND names (checked: the kernels ran, or not)."""
+    _use(backend, monkeypatch)
+    with monkeypatch.context() as patch:
+        calls = _kernel_steps(patch)
+        leaf = preds.to(DEVICE).requires_grad_(True)
+        loss = module.to(DEVICE)(leaf, target.to(DEVICE))
+        (gradient,) = torch.autograd.grad(loss, leaf, **grad_options)
+    assert (calls[0] > 0) == (backend == "triton"), f"METRICC_BACKEND={backend}, yet {calls[0]} steps on the kernels"
+    return loss.detach().cpu(), gradient.cpu()
+
+
+CASES = {
+    "binary f1": ("f1", {}, (40,), None),
+    "binary mcc from_logits": ("mcc", {"from_logits": True}, (40,), None),
+    "binary mcc dense ignore_index": ("mcc", {"ignore_index": -1}, (2, 1, 5, 4), None),
+    "multilabel macro class_weights": ("f1", {"task": "multilabel", "average": "macro", "class_weights": [1.0, 2.0, 0.5]}, (12, 3), None),
+    "multilabel samples": ("jaccard", {"task": "multilabel", "average": "samples"}, (6, 3), None),
+    "multiclass probabilities one-hot": ("f1", {"task": "multiclass", "average": "macro"}, (12, 3), 3),
+    "multiclass class indices ignore_index": ("jaccard", {"task": "multiclass", "average": "micro", "ignore_index": -1}, (12, 4), 4),
+    "multiclass logits weighted": ("dice", {"task": "multiclass", "average": "weighted", "from_logits": True}, (10, 3), 3),
+    "dense samplewise no background": (
+        "dice", {"task": "multiclass", "multidim_average": "samplewise", "include_background": False, "zero_division": 1.0}, (2, 3, 4, 4), 3,
+    ),
+    "identity": ("dice", {"approximation": "identity"}, (30,), None),
+    "linear": ("f1", {"approximation": "linear", "width": 0.4}, (30,), None),
+}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, monkeypatch):
+    metric, options, shape, classes = CASES[case]
+    namespace, module = namespace_and_module(metric, **options)
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
+    if classes is not None and case.endswith("one-hot"):
+        target = torch.nn.functional.one_hot(target, classes).double()
+    leaf = preds.clone().requires_grad_(True)
+    expected = soft_count_loss(namespace, module, leaf, target)
+    (expected_gradient,) = torch.autograd.grad(expected, leaf)
+    loss, gradient = _run(module, preds, target, "triton", monkeypatch)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-8, atol=1e-12)
+    single = [_run(module, preds.float(), target, backend, monkeypatch) for backend in ("torch", "triton")]
+    torch.testing.assert_close(single[1][0], single[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(single[1][1], single[0][1], rtol=1e-4, atol=1e-6)
+
+
+MATRIX_CASES = {
+    "quadratic_kappa": ("quadratic_kappa", {}, (12, 4)),
+    "mcc from_logits ignore_index": ("mcc", {"from_logits": True, "ignore_index": -1}, (12, 3)),
+    "mcc dense samplewise": ("mcc", {"multidim_average": "samplewise"}, (2, 3, 3, 3)),
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX_CASES))
+def test_matrix_metrics_equal_float64_autograd_through_a_plain_soft_matrix(case, monkeypatch):
+    name, options, shape = MATRIX_CASES[case]
+    module = metricc.loss(name, task="multiclass", direction="maximize", **options)
+    logits, labels = _batch(shape, shape[1], logits=True, ignore="ignore_index" in options)
+    preds = logits if options.get("from_logits") else torch.softmax(logits, 1)
+    reference = preds.clone().requires_grad_(True)
+    probs = torch.softmax(reference, 1) if options.get("from_logits") else reference
+    kept = labels != -1
+    one_hot = torch.nn.functional.one_hot(torch.where(kept, labels, 0), shape[1]).double().reshape(shape[0], -1, shape[1])
+    flat = probs.movedim(1, -1).reshape(one_hot.shape)
+    per_row = options.get("multidim_average") == "samplewise"
+    expected = soft_matrix_loss(name, flat, one_hot, kept.reshape(shape[0], -1, 1).double(), per_row, -1)
+    (expected_gradient,) = torch.autograd.grad(expected, reference)
+    loss, gradient = _run(module, preds, labels, "triton", monkeypatch)
+    torch.testing.assert_close(loss, expected.detach(), rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-9, atol=1e-12)
+    single = [_run(module, preds.float(), labels, backend, monkeypatch) for backend in ("torch", "triton")]
+    torch.testing.assert_close(single[1][0], single[0][0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(single[1][1], single[0][1], rtol=1e-4, atol=1e-6)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, monkeypatch):
+    module = metricc.loss("f1", task="multilabel", average="macro")
+    preds, target = _batch((16, 3))
+    torch_path, triton_path = (_run(module, preds.to(dtype), target, backend, monkeypatch) for backend in ("torch", "triton"))
+    assert triton_path[1].dtype == dtype
+    torch.testing.assert_close(triton_path[0], torch_path[0], rtol=1e-5, atol=1e-6)
+    torch.testing.assert_close(triton_path[1].float(), torch_path[1].float(), rtol=1e-2, atol=1e-4)
+
+
+def test_running_counts_and_gradients_follow_the_torch_path(monkeypatch):
+    results = []
+    for backend in ("torch", "triton"):
+        module = metricc.loss("mcc", count_momentum=0.3).train()
+        steps = [_run(module, *_batch((32,), seed=seed), backend, monkeypatch) for seed in (1, 2)]
+        results.append((steps, module.running_counts.cpu()))
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-5, atol=1e-5)
+    for (torch_loss, torch_gradient), (loss, gradient) in zip(results[0][0], results[1][0]):
+        torch.testing.assert_close(loss, torch_loss, rtol=1e-5, atol=1e-6)
+        torch.testing.assert_close(gradient, torch_gradient, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize(
+    "metric, options, preds, target",
+    [
+        ("f1", {}, torch.rand(0), torch.zeros(0)),
+        ("f1", {"ignore_index": -1}, torch.rand(5), -torch.ones(5)),
+        ("qwk", {"task": "multiclass"}, torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+    ],
+    ids=["empty", "every position ignored", "empty matrix"],
+)
+def test_a_batch_without_positions_gives_the_torch_paths_loss(metric, options, preds, target, monkeypatch):
+    module = metricc.loss(metric, **options)
+    torch_path, triton_path = (_run(module, preds, target, backend, monkeypatch) for backend in ("torch", "triton"))
+    torch.testing.assert_close(triton_path[0], torch_path[0])
+    torch.testing.assert_close(triton_path[1], torch_path[1])
+
+
+def test_a_repeated_call_gives_the_same_bits(monkeypatch):
+    """Partial sums per program, reduced in a fixed order: several programs here (5000 positions, 1024 a tile)."""
+    module = metricc.loss("mcc", task="multilabel", average="micro")
+    preds, target = _batch((2500, 2))
+    first, second = (_run(module, preds.float(), target, "triton", monkeypatch) for _ in range(2))
+    assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
+
+
+@pytest.mark.parametrize("metric", ["f1", "quadratic_kappa"])
+def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
+    """Second derivatives are autograd through the kernels' expression in torch's operations."""
+    if metric == "f1":
+        module, (preds, target) = metricc.loss("f1", from_logits=True), _batch((24,), logits=True)
+    else:
+        module, (preds, target) = metricc.loss("quadratic_kappa", task="multiclass"), _batch((8, 3), 3)
+    direction = torch.randn(preds.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
+    results = []
+    for backend in ("torch", "triton"):
+        _use(backend, monkeypatch)
+        with monkeypatch.context() as patch:
+            calls = _kernel_steps(patch)
+            leaf = preds.to(DEVICE).requires_grad_(True)
+            (gradient,) = torch.autograd.grad(module.to(DEVICE)(leaf, target.to(DEVICE)), leaf, create_graph=True)
+            (second,) = torch.autograd.grad((gradient * direction.to(DEVICE)).sum(), leaf)
+        assert (calls[0] > 0) == (backend == "triton")
+        results.append((gradient.detach().cpu(), second.cpu()))
+    torch.testing.assert_close(results[1][0], results[0][0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-8, atol=1e-10)
+
+
+def test_compiled_and_exported_losses_call_the_kernels(monkeypatch):
+    _use("triton", monkeypatch)
+    module = metricc.loss("mcc", validate_args=False).to(DEVICE)
+    preds, target = (t.float().to(DEVICE) for t in _batch((40,)))
+    expected, expected_gradient = _run(module, preds, target, "triton", monkeypatch)
+    graphs = []
+
+    def recording_backend(graph, inputs):
+        graphs.append(str(graph.graph))
+        return graph.forward
+
+    torch._dynamo.reset()
+    for backend in (recording_backend, "inductor"):
+        leaf = preds.clone().requires_grad_(True)
+        loss = torch.compile(module, fullgraph=True, backend=backend)(leaf, target)
+        (gradient,) = torch.autograd.grad(loss, leaf)
+        torch.testing.assert_close(loss.detach().cpu(), expected, rtol=1e-6, atol=1e-7)
+        torch.testing.assert_close(gradient.cpu(), expected_gradient, rtol=1e-5, atol=1e-7)
+    assert "metricc.soft_counts" in graphs[0]
+    exported = torch.export.export(module.eval(), (preds, target))
+    assert "metricc.soft_counts" in str(exported.graph)
+    torch.testing.assert_close(exported.module()(preds, target).cpu(), expected, rtol=1e-6, atol=1e-7)
+
+
+def test_the_backend_is_chosen_by_the_environment_then_the_device(monkeypatch):
+    cpu = torch.zeros(3)
+    monkeypatch.delenv("METRICC_BACKEND", raising=False)
+    assert not takes_triton_path(cpu)
+    _use("triton", monkeypatch)
+    assert takes_triton_path(cpu)
+    monkeypatch.setenv("METRICC_BACKEND", "torch")
+    assert takes_triton_path(cpu), "read once, until reset_backend_setting()"
+    reset_backend_setting()
+    assert not takes_triton_path(cpu)
+    _use("cuda", monkeypatch)
+    with pytest.raises(InvalidOption, match="METRICC_BACKEND='cuda'"):
+        takes_triton_path(cpu)
+
+
+def test_a_cpu_step_by_default_never_imports_triton():
+    script = (
+        "import sys, torch, metricc\n"
+        "x = torch.rand(8, requires_grad=True)\n"
+        "metricc.loss('f1')(x, (torch.rand(8) > 0.5).float()).backward()\n"
+        "assert 'triton' not in sys.modules, 'triton imported'\n"
+    )
+    environment = {key: value for key, value in os.environ.items() if key not in ("METRICC_BACKEND", "TRITON_INTERPRET")}
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr
+
+
+cuda_only = pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA device (the interpreter has no streams to synchronise)")
+
+
+@cuda_only
+@pytest.mark.parametrize("metric, options, shape", [("mcc", {}, (10_000,)), ("qwk", {"task": "multiclass"}, (4096, 5))])
+def test_a_step_never_synchronises_with_the_host(metric, options, shape, monkeypatch):
+    _use("triton", monkeypatch)
+    module = metricc.loss(metric, validate_args=False, **options).cuda()
+    preds, target = (t.float().cuda() if t.is_floating_point() else t.cuda() for t in _batch(shape, shape[1] if len(shape) > 1 else None))
+    preds.requires_grad_(True)
+    module(preds, target).backward()  # the kernels compile on the first call
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        module(preds, target).backward()
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
+
+
+@cuda_only
+def test_a_training_step_replays_from_a_cuda_graph(monkeypatch):
+    _use("triton", monkeypatch)
+    module = metricc.loss("f1", validate_args=False).cuda()
+    preds, target = (t.float().cuda() for t in _batch((5000,)))
+    static = preds.clone().requires_grad_(True)
+    side = torch.cuda.Stream()
+    side.wait_stream(torch.cuda.current_stream())
+    with torch.cuda.stream(side):
+        for _ in range(3):
+            static.grad = None
+            module(static, target).backward()
+    torch.cuda.current_stream().wait_stream(side)
+    graph = torch.cuda.CUDAGraph()
+    static.grad = None
+    with torch.cuda.graph(graph):
+        static_loss = module(static, target)
+        static_loss.backward()
+    fresh = torch.rand_like(preds)
+    with torch.no_grad():
+        static.copy_(fresh)
+    graph.replay()
+    leaf = fresh.clone().requires_grad_(True)
+    expected = module(leaf, target)
+    expected.backward()
+    torch.testing.assert_close(static_loss, expected)
+    torch.testing.assert_close(static.grad, leaf.grad)
+
+
+DDP_CASES = [
+    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "matrix-qwk", "matrix-mcc-samplewise",
+    "matrix-kappa-running",
+]
+
+
+def _ddp_worker(rank, rendezvous, results):
+    """One gloo rank on the Triton path (the interpreter's, on CPU tensors): test_ddp's cases on its shard."""
+    import datetime
+
+    import torch.distributed as dist
+    from test_ddp import CASES, SPLIT, WORLD, batch, losses_and_gradients, metric_of, steps_of
+
+    os.environ["METRICC_BACKEND"] = "triton"
+    reset_backend_setting()
+    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
+    try:
+        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
+        out = {}
+        with pytest.MonkeyPatch.context() as patch:
+            calls = _kernel_steps(patch)
+            for case in DDP_CASES:
+                loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **CASES[case])
+                shards = [batch(case, step) for step in range(steps_of(case))]
+                out[case] = losses_and_gradients(loss, [s[0][start:stop] for s in shards], [s[1][start:stop] for s in shards], steps_of(case))
+        out["kernel steps"] = calls[0]
+        torch.save(out, f"{results}.{rank}")
+    finally:
+        dist.destroy_process_group()
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="gloo ranks on CPU tensors")
+def test_sync_ddp_ranks_on_the_triton_path_equal_one_process_on_the_whole_batch(tmp_path):
+    import torch.multiprocessing as mp
+    from test_ddp import CASES, SPLIT, WORLD, batch, losses_and_gradients, metric_of, steps_of
+
+    mp.spawn(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path / "results")), nprocs=WORLD, join=True)
+    ranks = [torch.load(tmp_path / f"results.{rank}") for rank in range(WORLD)]
+    steps = sum(steps_of(case) for case in DDP_CASES)
+    assert [ranks[rank]["kernel steps"] for rank in range(WORLD)] == [steps] * WORLD, "every step of every rank on the kernels"
+    for case in DDP_CASES:
+        loss = metricc.loss(metric_of(case), from_logits=True, **CASES[case])
+        shards = [batch(case, step) for step in range(steps_of(case))]
+        expected = losses_and_gradients(loss, [s[0] for s in shards], [s[1] for s in shards], steps_of(case))
+        for rank in range(WORLD):
+            start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
+            for (value, grad), (expected_value, expected_grad) in zip(ranks[rank][case], expected):
+                torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
+                torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
+
+
+_COMPILE_FOR_SM90 = """
+import triton
+from triton.backends.compiler import GPUTarget
+from triton.compiler import ASTSource
+from metricc.runtime.gpu import kernels
+
+def source(kernel, constants):
+    names = kernel.arg_names
+    def kind(name):
+        return "*fp16" if name == "preds_ptr" else "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) else "i64"
+    signature = {name: "constexpr" if name in constants else kind(name) for name in names}
+    return ASTSource(fn=kernel, signature=signature, constexprs={(names.index(name),): value for name, value in constants.items()})
+
+for kernel, constants in [
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4)),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4)),
+    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, KIND=1, BLOCK_N=64, BLOCK_C=8)),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, KIND=0, BLOCK_N=64, BLOCK_C=8)),
+]:
+    assert "cubin" in triton.compile(source(kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
+"""
+
+
+def test_the_kernels_compile_for_an_h100_without_one():
+    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel compiles to a cubin for
+    sm_90 with Triton's own compiler and ptxas, in a process without TRITON_INTERPRET."""
+    if "nvidia" not in __import__("triton.backends", fromlist=["backends"]).backends:
+        pytest.skip("this triton has no CUDA backend")
+    environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
+    result = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM90], capture_output=True, text=True, env=environment, timeout=300)
+    assert result.returncode == 0, result.stderr[-3000:]
