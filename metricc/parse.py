@@ -220,6 +220,9 @@ def _syntax_error(error: UnexpectedInput, text: str, what: str = "formula") -> M
             message = _early_end(error.expected, what)
         else:
             message = f"unexpected {token.value!r}; " + _comparison_hint(token, error.expected, what)
+    at_end = isinstance(error, UnexpectedEOF) or (isinstance(error, UnexpectedToken) and error.token.type == "$END")
+    if what == "constraint" and at_end:
+        context = f"{text.split(chr(10))[-1]}\n{' ' * (column - 1)}^"  # where the comparison or the bound goes
     return MetricSyntaxError(message, line, column, context)
 
 

@@ -267,7 +267,8 @@ def test_a_malformed_constraint_names_line_and_column_with_a_caret():
 def test_each_malformed_constraint_says_what_to_write(text, column, advice):
     with pytest.raises(MetricSyntaxError) as info:
         _constraint(text)
-    assert advice in str(info.value) and info.value.column == column and "^" in str(info.value)
+    assert advice in str(info.value) and info.value.column == column
+    assert str(info.value).endswith("\n" + " " * (column - 1) + "^")  # the caret under the column
 
 
 def test_an_unknown_name_in_a_constraint_suggests_the_closest():
