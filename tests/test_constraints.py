@@ -361,3 +361,30 @@ def test_cli_infeasible_and_malformed_constraints_exit_2_with_one_message(tmp_pa
         [sys.executable, "-m", "metricc.cli", "threshold", "f1", path, "--constraint", "precision >= 1.5"], capture_output=True, text=True
     )
     assert result.returncode == 2 and "Traceback" not in result.stderr and "give a bound in [0, 1]" in result.stderr
+
+
+def test_the_errors_docs_constraints_md_shows_are_the_errors_raised():
+    """Each `SomeError: message` paragraph of docs/constraints.md: a parser error with the constraint on its next
+    line, or the infeasible example on the CSV tests/test_docs.py writes; `...` stands for any text."""
+    from test_docs import INPUT_FILES, ROOT, code_blocks, line_pattern
+
+    rows = [line.split(",") for line in INPUT_FILES["scores.csv"].splitlines()[1:]]
+    scores, target = np.array([float(s) for s, _ in rows]), np.array([int(t) for _, t in rows])
+    shown = 0
+    for block in code_blocks(ROOT / "docs" / "constraints.md"):
+        for paragraph in "\n".join(block.lines).split("\n\n"):
+            lines = paragraph.splitlines()
+            match = re.match(r"(\w+Error): (.*)", lines[0])
+            if not match:
+                continue
+            name, message = match.groups()
+            with pytest.raises(getattr(metricc, name)) as info:
+                if name == "InfeasibleConstraintError":
+                    metricc.threshold_curve("recall", scores, target, constraints=re.findall(r"(\w+ [<>]= [\d.]+) (?:holds|is never)", message))
+                else:
+                    _constraint(lines[1])
+            real = str(info.value).splitlines()
+            assert len(real) == len(lines) and all(line_pattern(quoted).match(line) for quoted, line in zip(lines[1:], real[1:])), paragraph
+            assert line_pattern(message).match(real[0]), f"the doc shows\n{message}\nbut the error is\n{real[0]}"
+            shown += 1
+    assert shown == 5
