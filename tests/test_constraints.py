@@ -388,3 +388,21 @@ def test_the_errors_docs_constraints_md_shows_are_the_errors_raised():
             assert line_pattern(message).match(real[0]), f"the doc shows\n{message}\nbut the error is\n{real[0]}"
             shown += 1
     assert shown == 5
+
+
+@pytest.mark.parametrize("n", [1_000, 200_000])
+def test_constraints_keep_the_scores_on_their_device(n):
+    """As without constraints (test_threshold.py): no copy to another device, and the same few scalar reads at any N,
+    one more per constraint (its finiteness) and one for whether the best cut is feasible."""
+    from test_threshold import _HostReads
+
+    g = torch.Generator().manual_seed(n)
+    scores, target = torch.rand(n, generator=g), (torch.rand(n, generator=g) < 0.3).float()
+    constraints = ["precision >= 0.3", "FP / (FP + TN) <= 0.5"]
+    metricc.threshold_curve("recall", scores, target, constraints=constraints)  # compiled outside the count
+    with _HostReads() as plain:
+        metricc.threshold_curve("recall", scores, target)
+    with _HostReads() as reads:
+        curve = metricc.threshold_curve("recall", scores, target, constraints=constraints)
+    assert reads.device_copies == 0 and reads.scalars <= plain.scalars + 1 + len(constraints)
+    assert curve.feasible.device == scores.device and all(v.device == scores.device for v in curve.constraint_values)
