@@ -380,7 +380,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         name = name_token.value
         self._check_new_name(name_token)
         if name in _CONSTRUCTOR_NAMES:
-            what = "a Python keyword" if keyword.iskeyword(name) else "a loss option" if name in OPTION_NAMES else "a keyword of metricc.loss and metricc.emit"
+            what = "a Python keyword" if keyword.iskeyword(name) else "a loss option" if name in OPTION_NAMES else "a keyword of metricc.loss, metricc.emit or metricc.threshold_curve"
             raise MetricSyntaxError(
                 f"parameter name {name!r} is {what}, and a parameter becomes a keyword argument of the loss "
                 "constructor (and of metricc.loss) beside the loss options; choose another",
