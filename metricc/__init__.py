@@ -18,7 +18,9 @@ from .runtime.version import __version__  # the one version source, which pyproj
 
 from .api import emit, explain, gradient, loss, threshold_curve  # noqa: E402
 from .errors import (  # noqa: E402
+    ConstraintError,
     DirectionError,
+    InfeasibleConstraintError,
     InvalidMetricError,
     MetricError,
     MetricSyntaxError,
@@ -48,7 +50,9 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ConstraintError",
     "DirectionError",
+    "InfeasibleConstraintError",
     "InvalidMetricError",
     "LearnedLoss",
     "MetricError",

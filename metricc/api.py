@@ -62,7 +62,7 @@ def loss(expression: str, /, name: str | None = None, **arguments):
     return module_class(**checked_parameters(module_class.metric_name, module_class.metric_parameters, parameters))
 
 
-def threshold_curve(metric: str, scores, target, /, **options):
+def threshold_curve(metric: str, scores, target, /, constraints=(), **options):
     """The hard metric at every distinct decision threshold of `scores` (predict positive iff score > t), exactly.
 
     One sort and cumulative sums give the counts at every cut; the compiled formula (`metric_of_counts`, the
@@ -75,8 +75,13 @@ def threshold_curve(metric: str, scores, target, /, **options):
     reproduces .best_value), .best_value, .value_at(t) and .plot(path). The best is the arg-max (arg-min for a
     metric to minimise), the lowest threshold among ties. Other options (eps, direction) and the metric's
     parameters (`threshold_curve("fbeta", scores, target, beta=2)`) go to `metricc.loss`.
+    constraints: texts such as "precision >= 0.9" or "FP / (FP + TN) <= 0.01" (any metric of the language, >= or
+    <= a number; docs/constraints.md): the best is then the best cut among those where every constraint holds
+    (.feasible, per cut; .constraint_values, each constraint's metric at every cut; .best_constraint_values), per
+    label for multi-label. Where no cut meets them all, InfeasibleConstraintError (a ThresholdError) names each
+    constraint and the best value it reaches on these scores; its .curve is the unconstrained curve.
     NaN or infinite scores, a target that is not 0/1 or has one class, and empty inputs raise ThresholdError.
     """
     from .threshold import threshold_curve as _threshold_curve
 
-    return _threshold_curve(metric, scores, target, **options)
+    return _threshold_curve(metric, scores, target, constraints, **options)

@@ -28,6 +28,7 @@ EXAMPLES = """examples:
   metricc explain f1 --plot f1.png --counts 20,10,10,60
   metricc threshold f1 scores.csv --plot f1.png    best threshold of score,target columns
   metricc threshold fbeta scores.csv --param beta=2
+  metricc threshold recall scores.csv --constraint "precision >= 0.9"   recall at precision >= 0.9
   metricc threshold mcc val.csv --score-column prob --target-column label --delimiter ";"
   metricc list                                      the metric library
   metricc list --format json                        name, aliases, formula, direction, range, forms of each
@@ -310,21 +311,29 @@ def command_threshold(args: argparse.Namespace) -> int:
     from .threshold import threshold_curve  # torch: only once the file has been read
 
     try:
-        curve = threshold_curve(expression, scores, targets, from_logits=args.from_logits, **_parameters(args, expression, "binary"))
+        curve = threshold_curve(
+            expression, scores, targets, constraints=args.constraint, from_logits=args.from_logits, **_parameters(args, expression, "binary")
+        )
     except ThresholdError as error:
         raise ThresholdError(error.cli_message) from None
     curve = dataclasses.replace(curve, metric=label)
     half = 0.0 if args.from_logits else 0.5
+    at_half = "logit 0" if args.from_logits else "0.5"
     better = "higher" if curve.direction == "maximize" else "lower"
     rows = (
         ("best threshold", threshold_text(curve), "predict positive for score > threshold"),
         (f"{label} at best", f"{curve.best_value:.6g}", f"{better} is better"),
-        (f"{label} at {'logit 0' if args.from_logits else '0.5'}", f"{curve.value_at(half):.6g}", ""),
+        (f"{label} at {at_half}", f"{curve.value_at(half):.6g}", ""),
+        *(
+            (text, f"{value:.6g}", f"holds at the best threshold; at {at_half}: {there:.6g}, {'holds' if bound.holds(there) else 'violated'}")
+            for (text, value), there, bound in zip(curve.best_constraint_values.items(), curve.constraint_values_at(half).values(), curve.constraints)
+        ),
     )
     width = max(len(row[0]) for row in rows)
     for row_label, value, note in rows:
         print(f"{row_label.ljust(width)}  {value.ljust(10)}  {note}".rstrip())
-    print(f"{len(scores)} scores, {len(curve.thresholds)} distinct thresholds")
+    feasible = f", {int(curve.feasible.sum())} meet every constraint" if curve.constraints else ""
+    print(f"{len(scores)} scores, {len(curve.thresholds)} distinct thresholds{feasible}")
     if args.plot:
         curve.plot(args.plot)
         print(f"wrote {args.plot}", file=sys.stderr)
@@ -400,6 +409,10 @@ def build_parser() -> argparse.ArgumentParser:
     )
     threshold_parser.add_argument("--from-logits", action="store_true", help="scores are logits: thresholds are logits, 0.5 becomes 0")
     threshold_parser.add_argument("--plot", metavar="FILE.png", help="draw the metric against the threshold")
+    threshold_parser.add_argument(
+        "--constraint", action="append", default=[], metavar="TEXT",
+        help='a bound the threshold must meet, such as --constraint "precision >= 0.9" (any metric, >= or <= a number); repeat it for each',
+    )
     _add_parameters(threshold_parser, "the value the metric is evaluated with at every cut")
     threshold_parser.set_defaults(run=command_threshold)
 

@@ -38,9 +38,23 @@ class OptionError(MetricError):
     """An option given to `loss`, `emit` or the CLI has a value it cannot take."""
 
 
+class ConstraintError(MetricSyntaxError):
+    """A constraint's bound lies outside the declared range of its metric (`precision >= 1.5`); points at the bound."""
+
+
 class ThresholdError(MetricError):
     """Scores, targets or a metric from which no decision threshold can be chosen (NaN, one class, ...)."""
 
     def __init__(self, message: str, cli_message: str = ""):
         super().__init__(message)
         self.cli_message = cli_message or message  # the same advice with keywords spelt as `metricc threshold` flags
+
+
+class InfeasibleConstraintError(ThresholdError):
+    """No decision threshold meets every constraint on these scores; `.curve` (`.curves` for multi-label) is the
+    curve with `.feasible` False everywhere, `.reached` each constraint's best value on this data."""
+
+    def __init__(self, message: str, curve=None, reached=None, cli_message: str = ""):
+        super().__init__(message, cli_message)
+        self.curve = curve
+        self.reached = dict(reached or {})

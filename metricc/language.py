@@ -228,3 +228,38 @@ def as_two_class(definition: MetricDefinition) -> MetricDefinition:
     """A matrix metric with two classes, as a formula over TP, FP, FN and TN (class 1 is the positive one)."""
     replacements = {v.symbol: v.two_class for v in MATRIX_FORM.variables}
     return MetricDefinition(definition.expression.xreplace(replacements), definition.parameters, definition.source)
+
+
+#: A cut meets `metric >= bound` when its float64 value is at least bound - CONSTRAINT_TOLERANCE * max(1, |bound|):
+#: a rate equal to the bound in exact arithmetic (27/30 >= 0.9) meets it whatever the rounding of its formula, and
+#: two different rates of up to 10^6 samples differ by more than that.
+CONSTRAINT_TOLERANCE = 1e-12
+COMPARISONS = (">=", "<=")
+
+
+@dataclass(frozen=True)
+class Constraint:
+    """A bound on a metric, `metric >= bound` or `metric <= bound`: what a chosen threshold must meet."""
+
+    text: str  # as written
+    definition: MetricDefinition  # the metric on the left; its source is the text before the comparison
+    comparison: str  # ">=" or "<="
+    bound: float
+    declared_range: Optional[Tuple[float, float]] = None  # the library metric's range, when the left side is one
+
+    def __str__(self) -> str:
+        return " ".join(self.text.split()).rstrip(";").rstrip()
+
+    @property
+    def metric_text(self) -> str:
+        """The metric on the left as text that parses on its own (statements included)."""
+        return self.definition.source
+
+    def holds(self, values):
+        """Element-wise whether values (floats, arrays or tensors) meet the constraint, within CONSTRAINT_TOLERANCE."""
+        slack = CONSTRAINT_TOLERANCE * max(1.0, abs(self.bound))
+        return values >= self.bound - slack if self.comparison == ">=" else values <= self.bound + slack
+
+    def best_reached(self, values) -> float:
+        """The value among values closest to meeting the constraint: the largest for >=, the smallest for <=."""
+        return float(values.max() if self.comparison == ">=" else values.min())

@@ -16,17 +16,17 @@ from lark import Lark, Token, Tree
 from lark.exceptions import UnexpectedCharacters, UnexpectedEOF, UnexpectedInput, UnexpectedToken, VisitError
 from lark.visitors import Transformer_NonRecursive
 
-from .errors import InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
+from .errors import ConstraintError, InvalidMetricError, MetricError, MetricSyntaxError, ParameterError, UnknownNameError
 from .language import (
     DERIVED, FUNCTIONS, MAX_CONSTANT_DIGITS, MAX_EXPONENT_DIGITS, MAX_NESTING, MAX_NODES, MAX_SOURCE_CHARS, VARIABLES,
-    MetricDefinition, Parameter, expression_size, forms_read_by,
+    Constraint, MetricDefinition, Parameter, expression_size, forms_read_by,
 )
 from .runtime.options import OPTION_NAMES
 
 _RESERVED = set(VARIABLES) | set(DERIVED) | set(FUNCTIONS) | {"param", "in", "inf"}
 #: The keyword arguments metricc.loss, emit and threshold_curve take beside the options and the parameters
 #: (a test keeps this equal to their signatures).
-API_KEYWORDS = ("name", "standalone")
+API_KEYWORDS = ("constraints", "name", "standalone")
 #: A parameter becomes a keyword argument of the loss constructor, beside the loss options (docs/language.md),
 #: and of metricc.loss and metricc.emit, beside their own keywords.
 _CONSTRUCTOR_NAMES = set(keyword.kwlist) | set(OPTION_NAMES) | set(API_KEYWORDS)
@@ -54,31 +54,96 @@ def grammar_path() -> Path:
 @lru_cache(maxsize=1)
 def _parser() -> Lark:
     # cache=True keeps Lark's LALR tables in the temporary directory, keyed by the grammar: 0.3 s -> 0.03 s per process
-    return Lark(grammar_path().read_text(encoding="utf-8"), parser="lalr", propagate_positions=False, maybe_placeholders=True, cache=True)
+    return Lark(
+        grammar_path().read_text(encoding="utf-8"), parser="lalr", start=["start", "constraint"], propagate_positions=False,
+        maybe_placeholders=True, cache=True,
+    )
 
 
 def parse(text: str, library: Optional[MetricLibrary] = None) -> MetricDefinition:
     """Parse metric text into a `MetricDefinition`; every failure is a `MetricError` naming the input."""
-    if not isinstance(text, str):
-        raise InvalidMetricError(f"a metric must be given as text, not {type(text).__name__}")
-    if len(text) > MAX_SOURCE_CHARS:
-        raise InvalidMetricError(f"the formula is {len(text)} characters long; metricc accepts at most {MAX_SOURCE_CHARS}")
-    if not text.strip():
-        raise InvalidMetricError("the formula is empty; write an expression such as 2*TP/(2*TP+FP+FN) or a name such as f1")
-    try:
-        tree = _parser().parse(text)
-    except UnexpectedInput as error:
-        raise _syntax_error(error, text) from None
-    _check_size(tree, text)
+    tree = _tree(text, "start")
     builder = _ExpressionBuilder(text, library, _bound_names(tree))
+    expression = _transformed(builder, tree)
+    _check_expression_size(expression, "the formula")
+    return _checked(MetricDefinition(expression, tuple(builder.parameters.values()), text), text)
+
+
+def parse_constraint(text: str, library: Optional[MetricLibrary] = None) -> Constraint:
+    """Parse `metric >= number` or `metric <= number` (statements may come first) into a `Constraint`: the same
+    grammar and Transformer as a metric; a bound outside a library metric's declared range is a ConstraintError."""
+    tree = _tree(text, "constraint")
+    builder = _ExpressionBuilder(text, library, _bound_names(tree))
+    expression, comparison, bound = _transformed(builder, tree)
+    _check_expression_size(expression, "the constraint's metric")
+    source = text[: comparison.start_pos]
+    definition = _checked(MetricDefinition(expression, tuple(builder.parameters.values()), source), source)
+    constraint = Constraint(text, definition, comparison.value, float(bound), _declared_range(tree.children[-3], builder, library))
+    _check_bound(constraint, tree.children[-1], text)
+    return constraint
+
+
+def _tree(text: str, start: str) -> Tree:
+    """The parse tree of a metric (start='start') or a constraint (start='constraint'), its size checked."""
+    what = "formula" if start == "start" else "constraint"
+    if not isinstance(text, str):
+        raise InvalidMetricError(f"a {'metric' if start == 'start' else 'constraint'} must be given as text, not {type(text).__name__}")
+    if len(text) > MAX_SOURCE_CHARS:
+        raise InvalidMetricError(f"the {what} is {len(text)} characters long; metricc accepts at most {MAX_SOURCE_CHARS}")
+    if not text.strip():
+        example = "an expression such as 2*TP/(2*TP+FP+FN) or a name such as f1" if start == "start" else "a metric compared with a number, such as precision >= 0.9"
+        raise InvalidMetricError(f"the {what} is empty; write {example}")
     try:
-        expression = builder.transform(tree)
+        tree = _parser().parse(text, start=start)
+    except UnexpectedInput as error:
+        raise _syntax_error(error, text, what) from None
+    _check_size(tree, text)
+    return tree
+
+
+def _transformed(builder: "_ExpressionBuilder", tree: Tree):
+    try:
+        return builder.transform(tree)
     except VisitError as error:
         if isinstance(error.orig_exc, MetricError):
             raise error.orig_exc from None
         raise
-    _check_expression_size(expression, "the formula")
-    return _checked(MetricDefinition(expression, tuple(builder.parameters.values()), text), text)
+
+
+def _declared_range(expression: Tree, builder: "_ExpressionBuilder", library: Optional[MetricLibrary]) -> Optional[Tuple[float, float]]:
+    """The declared range of the constraint's metric when it is a library metric by name (`precision`, `fbeta(beta=2)`)."""
+    if not isinstance(expression, Tree) or expression.data not in ("name", "call") or library is None:
+        return None
+    name = expression.children[0].value
+    if name in builder.bindings or name in builder.parameters or name in _RESERVED:
+        return None
+    entry = getattr(library, "entry", lambda _: None)(name)
+    return None if entry is None else tuple(entry.range)
+
+
+def _check_bound(constraint: Constraint, bound: object, text: str) -> None:
+    """A bound outside the declared range: the constraint never holds, or always does; either is a mistake."""
+    if constraint.declared_range is None:
+        return
+    low, high = constraint.declared_range
+    if low <= constraint.bound <= high:
+        return
+    above = constraint.bound > high
+    never = above == (constraint.comparison == ">=")
+    token = bound if isinstance(bound, Token) else bound.children[0]
+    interval = f"[{_bound_text(low)}, {_bound_text(high)}]"
+    name = " ".join(constraint.metric_text.split())
+    raise ConstraintError(
+        f"{name} lies in {interval}, so {constraint} {'never holds' if never else 'always holds'}: "
+        f"give a bound in {interval}" + (" (a rate, not a percentage)" if above and high == 1 and constraint.bound <= 100 else ""),
+        token.line,
+        token.column,
+        _caret(text, token),
+    )
+
+
+def _bound_text(value: float) -> str:
+    return ("inf" if value > 0 else "-inf") if math.isinf(value) else f"{value:g}"
 
 
 def _checked(definition: MetricDefinition, text: str) -> MetricDefinition:
@@ -124,6 +189,7 @@ _TOKEN_TEXT = {
     "STAR": "'*'",
     "SLASH": "'/'",
     "POW": "'^'",
+    "COMPARISON": "'>=' or '<='",
     "$END": "the end of the formula",
 }
 
@@ -133,7 +199,7 @@ def _expected_text(expected) -> str:
     return ", ".join(names)
 
 
-def _syntax_error(error: UnexpectedInput, text: str) -> MetricSyntaxError:
+def _syntax_error(error: UnexpectedInput, text: str, what: str = "formula") -> MetricSyntaxError:
     context = error.get_context(text, span=40)
     line, column = max(error.line, 1), max(error.column, 1)
     if isinstance(error, UnexpectedCharacters):
@@ -141,25 +207,50 @@ def _syntax_error(error: UnexpectedInput, text: str) -> MetricSyntaxError:
         message = f"unexpected character {char!r}"
         if char and not char.isascii():
             message += " (only ASCII letters, digits and + - * / ^ ( ) , ; = # are allowed)"
+        elif char in "<>!" and what == "constraint":
+            message += "; a constraint compares its metric with a number by >= or <=, e.g. precision >= 0.9"
     elif isinstance(error, UnexpectedEOF):
-        message = _early_end(error.expected)
+        message = _early_end(error.expected, what)
         line, column = _end_position(text)
     else:
         assert isinstance(error, UnexpectedToken)
         token = error.token
         if token.type == "$END":
             line, column = _end_position(text)
-            message = _early_end(error.expected)
+            message = _early_end(error.expected, what)
         else:
-            message = f"unexpected {token.value!r}; expected {_expected_text(error.expected)}"
+            message = f"unexpected {token.value!r}; " + _comparison_hint(token, error.expected, what)
+    at_end = isinstance(error, UnexpectedEOF) or (isinstance(error, UnexpectedToken) and error.token.type == "$END")
+    if what == "constraint" and at_end:
+        context = f"{text.split(chr(10))[-1]}\n{' ' * (column - 1)}^"  # where the comparison or the bound goes
     return MetricSyntaxError(message, line, column, context)
 
 
-def _early_end(expected) -> str:
-    message = f"the formula ends too early; expected {_expected_text(expected)}"
+def _comparison_hint(token: Token, expected, what: str) -> str:
+    """What was expected, and what to write instead where a comparison is out of place or malformed."""
+    expected_text = f"expected {_expected_text(expected)}"
+    if what == "formula" and token.type == "COMPARISON":
+        return f"{expected_text} (a metric has no comparison; a metric compared with a number is a constraint: constraints=[...], --constraint)"
+    if what == "constraint" and token.type == "COMPARISON":
+        return "a constraint has one comparison: its metric, >= or <=, and a number, e.g. precision >= 0.9"
+    if what == "constraint" and token.type == "EQUAL":
+        return f"{expected_text}; a constraint compares its metric with a number by >= or <=, e.g. precision >= 0.9"
+    if what == "constraint" and "NUMBER" in expected and "NAME" not in expected:
+        return (
+            f"{expected_text}: a constraint's bound is a number after the comparison (write the metric first, precision >= 0.9; "
+            "to compare two metrics, bound their difference, precision - recall >= 0)"
+        )
+    return expected_text
+
+
+def _early_end(expected, what: str = "formula") -> str:
+    if what == "constraint" and "COMPARISON" in expected:
+        return "the constraint has no comparison: write its metric, then >= or <= and a number, e.g. precision >= 0.9"
+    message = f"the {what} ends too early; expected {_expected_text(expected)}"
     if "PARAM" in expected:
+        ending = "a metric ends with its expression" if what == "formula" else "a constraint ends with its comparison, e.g. precision >= 0.9"
         message += (
-            " (the text ends with a binding: a metric ends with its expression;"
+            f" (the text ends with a binding: {ending};"
             " note that a line starting with + or - continues the line before)"
         )
     return message
@@ -271,6 +362,11 @@ class _ExpressionBuilder(Transformer_NonRecursive):
     def start(self, children):
         return children[-1]
 
+    def constraint(self, children):
+        """(the metric's expression, the COMPARISON token, the bound)."""
+        expression, comparison, bound = children[-3:]
+        return expression, comparison, _constant(bound)
+
     def let(self, children):
         name_token, value = children
         self._check_new_name(name_token)
@@ -284,7 +380,7 @@ class _ExpressionBuilder(Transformer_NonRecursive):
         name = name_token.value
         self._check_new_name(name_token)
         if name in _CONSTRUCTOR_NAMES:
-            what = "a Python keyword" if keyword.iskeyword(name) else "a loss option" if name in OPTION_NAMES else "a keyword of metricc.loss and metricc.emit"
+            what = "a Python keyword" if keyword.iskeyword(name) else "a loss option" if name in OPTION_NAMES else "a keyword of metricc.loss, metricc.emit or metricc.threshold_curve"
             raise MetricSyntaxError(
                 f"parameter name {name!r} is {what}, and a parameter becomes a keyword argument of the loss "
                 "constructor (and of metricc.loss) beside the loss options; choose another",

@@ -5,18 +5,24 @@ different predictions "positive iff score > t", one per gap between adjacent dis
 ends). Sorting the scores once and summing the targets cumulatively gives TP and FP at every cut; FN = P - TP
 and TN = N - FP. The metric is then evaluated once, on the vectors of counts, by the compiled module's
 `metric_of_counts`: the same guarded formula the loss uses.
+
+Constraints (`precision >= 0.9`) are metrics too: each one's compiled formula is evaluated on the same counts, a
+cut is feasible where every constraint holds (within language.CONSTRAINT_TOLERANCE), and the best cut is the best
+feasible one; where none is, InfeasibleConstraintError names each constraint and the best value it reaches.
 """
 
 from __future__ import annotations
 
+import dataclasses
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import List, Optional, Sequence, Tuple
+from typing import Dict, List, Optional, Sequence, Tuple
 
 import torch
 from torch import Tensor
 
-from .errors import OptionError, ThresholdError
+from .errors import InfeasibleConstraintError, OptionError, ThresholdError
+from .language import Constraint
 from .runtime.inputs import canonical_layout
 
 _OWN_OPTIONS = ("task", "from_logits")
@@ -33,6 +39,9 @@ class ThresholdCurve:
     best_index: int
     direction: str  # "maximize" or "minimize"
     from_logits: bool = False
+    constraints: Tuple[Constraint, ...] = ()
+    constraint_values: Tuple[Tensor, ...] = ()  # float64, one per constraint: its metric at every cut
+    feasible: Optional[Tensor] = None  # bool, feasible[i]: every constraint holds at cut i (all True without constraints)
 
     @property
     def best_threshold(self) -> float:
@@ -43,12 +52,24 @@ class ThresholdCurve:
     def best_value(self) -> float:
         return float(self.values[self.best_index])
 
+    @property
+    def best_constraint_values(self) -> Dict[str, float]:
+        """Each constraint (as text) -> its metric's value at the best threshold."""
+        return {str(c): float(v[self.best_index]) for c, v in zip(self.constraints, self.constraint_values)}
+
     def value_at(self, threshold: float) -> float:
         """The metric of the prediction `scores > threshold`, for any threshold (0.5 or a logit of 0, say)."""
+        return float(self.values[self._cut_at(threshold, "value_at")])
+
+    def constraint_values_at(self, threshold: float) -> Dict[str, float]:
+        """Each constraint (as text) -> its metric's value for the prediction `scores > threshold`."""
+        cut = self._cut_at(threshold, "constraint_values_at")
+        return {str(c): float(v[cut]) for c, v in zip(self.constraints, self.constraint_values)}
+
+    def _cut_at(self, threshold: float, caller: str) -> int:
         if threshold != threshold:
-            raise ThresholdError("value_at(nan): the threshold must be a number")
-        below = int(torch.searchsorted(self.scores, rounded_down(threshold, self.scores), right=True))
-        return float(self.values[below])
+            raise ThresholdError(f"{caller}(nan): the threshold must be a number")
+        return int(torch.searchsorted(self.scores, rounded_down(threshold, self.scores), right=True))
 
     def plot(self, path, label: Optional[str] = None):
         """Draw the curve with its best threshold marked and save it as an image (needs matplotlib)."""
@@ -72,7 +93,7 @@ class ThresholdCurves(tuple):
         return plot_curves(list(self), path, [f"label {i}" for i in range(len(self))])
 
 
-def threshold_curve(metric: str, scores, target, /, **options):
+def threshold_curve(metric: str, scores, target, /, constraints=(), **options):
     """The hard metric at every distinct threshold; see `metricc.threshold_curve`."""
     task = options.get("task", "binary")
     from_logits = options.get("from_logits", False)
@@ -80,16 +101,44 @@ def threshold_curve(metric: str, scores, target, /, **options):
         raise OptionError(f"task={task!r}: threshold_curve takes task='binary' or 'multilabel' (a threshold decides between two classes)")
     if not isinstance(from_logits, bool):
         raise OptionError(f"from_logits={from_logits!r} must be True or False")
+    bounds = parsed_constraints(constraints)
     arguments = tuple(sorted((k, v) for k, v in options.items() if k not in _OWN_OPTIONS))  # other options, parameters
     loss = _compiled_loss(metric, arguments) if _hashable(arguments) else _compiled_loss.__wrapped__(metric, arguments)
+    judges = tuple((bound, _compiled_loss(bound.metric_text, _CONSTRAINT_OPTIONS)) for bound in bounds)
     direction = "maximize" if loss.maximize else "minimize"
     scores, target = _checked_inputs(scores, target, task, from_logits)
     if task == "binary":
-        return _curve(loss, metric, direction, scores.reshape(-1), target.reshape(-1), from_logits, "")
+        return _curve(loss, metric, direction, scores.reshape(-1), target.reshape(-1), from_logits, "", judges)
     return ThresholdCurves(
-        _curve(loss, metric, direction, scores[:, label], target[:, label], from_logits, f" of label {label}")
+        _curve(loss, metric, direction, scores[:, label], target[:, label], from_logits, f" of label {label}", judges)
         for label in range(scores.shape[1])
     )
+
+
+#: A constraint's metric is only evaluated, never trained: its direction is not asked for (PP / TOTAL has none).
+_CONSTRAINT_OPTIONS = (("direction", "maximize"),)
+
+
+def parsed_constraints(constraints) -> Tuple[Constraint, ...]:
+    """Texts such as "precision >= 0.9" (one text, or a list; a parsed Constraint passes) as Constraints."""
+    from .library import default_library
+    from .parse import parse_constraint
+
+    if isinstance(constraints, (str, Constraint)):
+        constraints = (constraints,)
+    try:
+        given = tuple(constraints)
+    except TypeError:
+        raise OptionError(f"constraints={constraints!r}: give a list of texts such as ['precision >= 0.9']") from None
+    parsed = []
+    for constraint in given:
+        if isinstance(constraint, Constraint):
+            parsed.append(constraint)
+        elif isinstance(constraint, str):
+            parsed.append(parse_constraint(constraint, library=default_library()))
+        else:
+            raise OptionError(f"constraints: {constraint!r} is not a text; write each constraint as text, e.g. 'precision >= 0.9'")
+    return tuple(parsed)
 
 
 def _hashable(arguments: tuple) -> bool:
@@ -157,8 +206,9 @@ def _checked_inputs(scores, target, task: str, from_logits: bool) -> Tuple[Tenso
     return scores, positive
 
 
-def _curve(loss, metric: str, direction: str, scores: Tensor, positive: Tensor, from_logits: bool, where: str) -> ThresholdCurve:
-    """The curve of one set of 1-D scores: counts at every cut, the metric on them, the best cut.
+def _curve(loss, metric: str, direction: str, scores: Tensor, positive: Tensor, from_logits: bool, where: str, judges=()) -> ThresholdCurve:
+    """The curve of one set of 1-D scores: counts at every cut, the metric and each constraint's metric on them,
+    the best feasible cut.
 
     Ascending order: the cut after the j-th group of tied scores predicts that group and every lower score
     negative, so FN and TN are cumulative sums there, and TP = P - FN, FP = N - TN. The first cut predicts
@@ -183,8 +233,36 @@ def _curve(loss, metric: str, direction: str, scores: Tensor, positive: Tensor, 
     values = loss.metric_of_counts(tp, fp, fn, tn)
     _check_finite(values, tp, fp, fn, tn, metric, where)
     distinct = sorted_scores[ends]
-    best = torch.argmax(values) if direction == "maximize" else torch.argmin(values)
-    return ThresholdCurve(metric, cut_thresholds(distinct), values, distinct, int(best), direction, from_logits)
+    bounds = tuple(bound for bound, _ in judges)
+    bound_values = tuple(judge.metric_of_counts(tp, fp, fn, tn) for _, judge in judges)
+    feasible = torch.ones_like(values, dtype=torch.bool)
+    for bound, bound_value in zip(bounds, bound_values):
+        _check_finite(bound_value, tp, fp, fn, tn, f"the constraint {bound}", where)
+        feasible &= bound.holds(bound_value)
+    eligible = values if not bounds else torch.where(feasible, values, float("-inf") if direction == "maximize" else float("inf"))
+    best = torch.argmax(eligible) if direction == "maximize" else torch.argmin(eligible)
+    curve = ThresholdCurve(metric, cut_thresholds(distinct), values, distinct, int(best), direction, from_logits, bounds, bound_values, feasible)
+    if bounds and not bool(feasible[curve.best_index]):
+        raise _infeasible(curve, where)
+    return curve
+
+
+def _infeasible(curve: ThresholdCurve, where: str) -> InfeasibleConstraintError:
+    """No cut meets every constraint: say how near each one comes on this data, alone."""
+    reached = {str(c): c.best_reached(v) for c, v in zip(curve.constraints, curve.constraint_values)}
+    alone = [bool(c.holds(v).any()) for c, v in zip(curve.constraints, curve.constraint_values)]
+    parts = [
+        f"{text} {'holds at some cuts' if met else 'is never met'} (its best here: {value:.6g})"
+        for (text, value), met in zip(reached.items(), alone)
+    ]
+    together = " but no cut meets them all at once" if all(alone) else ""
+    curve = dataclasses.replace(curve, best_index=int(torch.argmax(curve.values) if curve.direction == "maximize" else torch.argmin(curve.values)))
+    return InfeasibleConstraintError(
+        f"no threshold meets the constraints on these scores{where}: {'; '.join(parts)}{together}; "
+        f"loosen a bound, or train the scores for it",
+        curve,
+        reached,
+    )
 
 
 def sort_ascending(scores: Tensor) -> Tuple[Tensor, Tensor]:

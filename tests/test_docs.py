@@ -21,7 +21,17 @@ DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 ELISION = re.compile(r"\.\.\.|…")
 
 #: Files the quoted commands read, as the docs describe them (docs/language.md: "several lines, with comments").
-INPUT_FILES = {"metric.txt": "# F1 from precision and recall\nprec = TP / (TP + FP)\nrec = TP / (TP + FN)\n2 * prec * rec / (prec + rec)\n"}
+INPUT_FILES = {
+    "metric.txt": "# F1 from precision and recall\nprec = TP / (TP + FP)\nrec = TP / (TP + FN)\n2 * prec * rec / (prec + rec)\n",
+    # docs/constraints.md: 20 scores, 11 positives; the 10 highest hold 9 of them (precision exactly 0.9)
+    "scores.csv": "score,target\n" + "".join(
+        f"{score},{target}\n"
+        for score, target in zip(
+            (0.95, 0.9, 0.85, 0.8, 0.75, 0.7, 0.65, 0.6, 0.55, 0.5, 0.45, 0.4, 0.35, 0.3, 0.25, 0.2, 0.15, 0.1, 0.05, 0.02),
+            (1, 1, 1, 1, 0, 1, 1, 1, 1, 1, 0, 1, 0, 0, 1, 0, 0, 0, 0, 0),
+        )
+    ),
+}
 
 
 @dataclass(frozen=True)
