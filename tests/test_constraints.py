@@ -406,3 +406,8 @@ def test_constraints_keep_the_scores_on_their_device(n):
         curve = metricc.threshold_curve("recall", scores, target, constraints=constraints)
     assert reads.device_copies == 0 and reads.scalars <= plain.scalars + 1 + len(constraints)
     assert curve.feasible.device == scores.device and all(v.device == scores.device for v in curve.constraint_values)
+
+
+def test_a_loss_with_constraints_says_training_under_them_is_not_built_yet():
+    with pytest.raises(metricc.OptionError, match="training under constraints is not built yet.*threshold_curve"):
+        metricc.loss("recall", constraints=["precision >= 0.9"])
