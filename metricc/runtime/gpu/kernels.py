@@ -80,6 +80,20 @@ def _soft(x, first, second, KIND: tl.constexpr, SIGMOID_LOGITS: tl.constexpr):
 
 
 @triton.jit
+def _tile_place(group, part, i, tiles_per_program, positions, POOLED: tl.constexpr, BLOCK_N: tl.constexpr):
+    """The flat indices n of a program's i-th tile and their (row, position): of every row flattened (POOLED), or
+    the positions of one row (group)."""
+    n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
+    if POOLED:
+        row = n // positions
+        pos = n % positions
+    else:
+        row = n * 0 + group
+        pos = n
+    return n, row, pos
+
+
+@triton.jit
 def _tile(
     preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype: tl.constexpr,
     HAS_MASK: tl.constexpr,
@@ -118,13 +132,7 @@ def _soft_counts_kernel(
     fn_sum = tl.zeros([BLOCK_N, BLOCK_C], dtype)
     tn_sum = tl.zeros([BLOCK_N, BLOCK_C], dtype)
     for i in range(tiles_per_program):
-        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
-        if POOLED:
-            row = n // positions
-            pos = n % positions
-        else:
-            row = n * 0 + group
-            pos = n
+        n, row, pos = _tile_place(group, part, i, tiles_per_program, positions, POOLED, BLOCK_N)
         ok = (n < length)[:, None] & cls_ok[None, :]
         x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
         a, c, _ = _soft(x, first, second, KIND, SIGMOID_LOGITS)
@@ -158,9 +166,7 @@ def _count_gradient_kernel(
     cls_ok = cls < classes
     cls64 = cls.to(tl.int64)
     for i in range(tiles_per_program):
-        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
-        row = n // positions
-        pos = n % positions
+        n, row, pos = _tile_place(0, part, i, tiles_per_program, positions, True, BLOCK_N)
         ok = (n < length)[:, None] & cls_ok[None, :]
         x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
         _, _, slope = _soft(x, first, second, KIND, SIGMOID_LOGITS)
@@ -191,13 +197,7 @@ def _soft_matrix_kernel(
     cls64 = cls.to(tl.int64)
     matrix = tl.zeros([BLOCK_C, BLOCK_C], dtype)
     for i in range(tiles_per_program):
-        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
-        if POOLED:
-            row = n // positions
-            pos = n % positions
-        else:
-            row = n * 0 + group
-            pos = n
+        n, row, pos = _tile_place(group, part, i, tiles_per_program, positions, POOLED, BLOCK_N)
         ok = (n < length)[:, None] & cls_ok[None, :]
         x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
         a, _, _ = _soft(x, first, second, KIND, False)
@@ -222,9 +222,7 @@ def _matrix_gradient_kernel(
     cls_ok = cls < classes
     cls64 = cls.to(tl.int64)
     for i in range(tiles_per_program):
-        n = (part.to(tl.int64) * tiles_per_program + i) * BLOCK_N + tl.arange(0, BLOCK_N)
-        row = n // positions
-        pos = n % positions
+        n, row, pos = _tile_place(0, part, i, tiles_per_program, positions, True, BLOCK_N)
         ok = (n < length)[:, None] & cls_ok[None, :]
         x, y, m = _tile(preds_ptr, target_ptr, mask_ptr, row, pos, cls64, ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, dtype, HAS_MASK)
         _, _, slope = _soft(x, first, second, KIND, False)
