@@ -105,8 +105,8 @@ def ranks(tmp_path_factory):
     return [torch.load(directory / f"results.{rank}") for rank in range(WORLD)]
 
 
-@pytest.mark.parametrize("case", sorted(CASES))
-def test_every_rank_equals_one_process_on_the_concatenated_batch(ranks, case):
+def assert_ranks_equal_one_process(ranks, case):
+    """Each rank's losses and gradients of a case equal one process's on the concatenated batch (its slice)."""
     loss = metricc.loss(metric_of(case), from_logits=True, **CASES[case])
     shards = [batch(case, step) for step in range(steps_of(case))]
     expected = losses_and_gradients(loss, [s[0] for s in shards], [s[1] for s in shards], steps_of(case))
@@ -116,6 +116,11 @@ def test_every_rank_equals_one_process_on_the_concatenated_batch(ranks, case):
             torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
             torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
             assert grad.abs().max() > 0
+
+
+@pytest.mark.parametrize("case", sorted(CASES))
+def test_every_rank_equals_one_process_on_the_concatenated_batch(ranks, case):
+    assert_ranks_equal_one_process(ranks, case)
 
 
 def test_learned_loss_ranks_share_their_training_values_and_rank_zero_weights(ranks):

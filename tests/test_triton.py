@@ -345,21 +345,14 @@ def _ddp_worker(rank, rendezvous, results):
 @pytest.mark.skipif(DEVICE != "cpu", reason="gloo ranks on CPU tensors")
 def test_sync_ddp_ranks_on_the_triton_path_equal_one_process_on_the_whole_batch(tmp_path):
     import torch.multiprocessing as mp
-    from test_ddp import CASES, SPLIT, WORLD, batch, losses_and_gradients, metric_of, steps_of
+    from test_ddp import WORLD, assert_ranks_equal_one_process, steps_of
 
     mp.spawn(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path / "results")), nprocs=WORLD, join=True)
     ranks = [torch.load(tmp_path / f"results.{rank}") for rank in range(WORLD)]
     steps = sum(steps_of(case) for case in DDP_CASES)
     assert [ranks[rank]["kernel steps"] for rank in range(WORLD)] == [steps] * WORLD, "every step of every rank on the kernels"
     for case in DDP_CASES:
-        loss = metricc.loss(metric_of(case), from_logits=True, **CASES[case])
-        shards = [batch(case, step) for step in range(steps_of(case))]
-        expected = losses_and_gradients(loss, [s[0] for s in shards], [s[1] for s in shards], steps_of(case))
-        for rank in range(WORLD):
-            start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
-            for (value, grad), (expected_value, expected_grad) in zip(ranks[rank][case], expected):
-                torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
-                torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
+        assert_ranks_equal_one_process(ranks, case)
 
 
 _COMPILE_FOR_SM90 = """
