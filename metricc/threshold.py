@@ -240,11 +240,15 @@ def _curve(loss, metric: str, direction: str, scores: Tensor, positive: Tensor, 
         _check_finite(bound_value, tp, fp, fn, tn, f"the constraint {bound}", where)
         feasible &= bound.holds(bound_value)
     eligible = values if not bounds else torch.where(feasible, values, float("-inf") if direction == "maximize" else float("inf"))
-    best = torch.argmax(eligible) if direction == "maximize" else torch.argmin(eligible)
-    curve = ThresholdCurve(metric, cut_thresholds(distinct), values, distinct, int(best), direction, from_logits, bounds, bound_values, feasible)
+    curve = ThresholdCurve(metric, cut_thresholds(distinct), values, distinct, _best_index(eligible, direction), direction, from_logits, bounds, bound_values, feasible)
     if bounds and not bool(feasible[curve.best_index]):
         raise _infeasible(curve, where)
     return curve
+
+
+def _best_index(values: Tensor, direction: str) -> int:
+    """The cut of the best value (the first among ties: the lowest threshold)."""
+    return int(torch.argmax(values) if direction == "maximize" else torch.argmin(values))
 
 
 def _infeasible(curve: ThresholdCurve, where: str) -> InfeasibleConstraintError:
@@ -256,7 +260,7 @@ def _infeasible(curve: ThresholdCurve, where: str) -> InfeasibleConstraintError:
         for (text, value), met in zip(reached.items(), alone)
     ]
     together = " but no cut meets them all at once" if all(alone) else ""
-    curve = dataclasses.replace(curve, best_index=int(torch.argmax(curve.values) if curve.direction == "maximize" else torch.argmin(curve.values)))
+    curve = dataclasses.replace(curve, best_index=_best_index(curve.values, curve.direction))
     return InfeasibleConstraintError(
         f"no threshold meets the constraints on these scores{where}: {'; '.join(parts)}{together}; "
         f"loosen a bound, or train the scores for it",
