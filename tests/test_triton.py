@@ -57,9 +57,9 @@ def _use(backend, monkeypatch):
 
 
 def _kernel_steps(patch):
-    """A counter of the steps whose counts or matrix come from the kernels (gpu's two entry points, spied on)."""
+    """A counter of the steps whose counts or matrix come from the kernels (gpu's three entry points, spied on)."""
     calls = [0]
-    for name in ("soft_counts_on_triton", "matrix_on_triton"):
+    for name in ("soft_counts_on_triton", "count_loss_on_triton", "matrix_on_triton"):
         def counted(*args, _original=getattr(gpu, name), **kwargs):
             calls[0] += 1
             return _original(*args, **kwargs)
@@ -118,6 +118,120 @@ def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, mo
     expected = soft_count_loss(namespace, module, leaf, target)
     (expected_gradient,) = torch.autograd.grad(expected, leaf)
     _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, 1e-8, monkeypatch)
+
+
+def _one_formula_launch_steps(patch):
+    """A counter of the steps that take the loss kernel (gpu/formula.py), spied on at gpu's entry point."""
+    calls = [0]
+
+    def counted(*args, _original=gpu.count_loss_on_triton, **kwargs):
+        calls[0] += 1
+        return _original(*args, **kwargs)
+
+    patch.setattr(gpu, "count_loss_on_triton", counted)
+    return calls
+
+
+def _run_on_counts_ops(module, preds, target, monkeypatch):
+    """_run on the Triton path with the formula launch turned off: the counts' custom ops and the torch formula."""
+    with monkeypatch.context() as patch:
+        patch.setattr(type(module), "_one_formula_launch", lambda self, leaf: False)
+        return _run(module, preds, target, "triton", monkeypatch)
+
+
+#: Which options take the formula launch: those without counts of other steps or ranks, or absent classes.
+FUSED = {case: not ("zero_division" in options or (options.get("task") == "multiclass" and options.get("average") == "macro"))
+         for case, (_, options, _, _) in CASES.items()}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeypatch):
+    """The loss kernel (formula, weights and average in one program) against the counts' ops and autograd through
+    the torch formula, both on the Triton path, in float64; and it is taken exactly where its options allow."""
+    metric, options, shape, classes = CASES[case]
+    _, module = namespace_and_module(metric, **options)
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        fused = _run(module, preds, target, "triton", monkeypatch)
+    assert launches[0] == int(FUSED[case])
+    unfused = _run_on_counts_ops(module, preds, target, monkeypatch)
+    torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
+
+
+#: Formulas that reach every branch of printer.TritonPrinter: high, odd, half and fractional powers, exp, log, abs
+#: (and sign, its derivative), min and max (Heaviside), the guards (signed_clamp in kappa), and a parameter.
+PRINTER_FORMULAS = [
+    ("(TP / P - FP / N)^5 + (TP / P)^7", {"direction": "maximize"}),
+    ("(TP / P)^0.3 + sqrt(TP * TN) / (P * N)^1.5", {"direction": "maximize"}),
+    ("log(1 + TP) - exp(-FP / N) + abs(TP - FN) / (P + N)", {"direction": "maximize"}),
+    ("min(TP / P, TN / N) + max(TP, FP) / (P + N)", {"direction": "maximize"}),
+    ("cohen_kappa", {}),
+    ("overlap_coefficient", {}),
+    ("fbeta", {"beta": 0.7}),
+    ("tversky", {"alpha": 0.3, "beta": 0.7}),
+    ("focal_tversky", {"gamma": 0.75}),
+]
+
+
+@pytest.mark.parametrize("formula, options", PRINTER_FORMULAS, ids=[f for f, _ in PRINTER_FORMULAS])
+def test_a_formula_printed_in_triton_gives_the_torch_paths_loss_and_gradient(formula, options, monkeypatch):
+    """The emitted metric_value_and_weights_in_triton (TritonPrinter) against the torch path's formula, value and
+    gradient in float64, through the one formula launch."""
+    _, module = namespace_and_module(formula, **options)
+    preds, target = _batch((40,), seed=3)
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        loss, gradient = _run(module, preds, target, "triton", monkeypatch)
+    assert launches[0] == 1
+    expected, expected_gradient = _run(module, preds, target, "torch", monkeypatch)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-10, atol=1e-14)
+
+
+class _ComputeOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """The aten operations a step dispatches that compute something (a kernel each, on a GPU): not allocations,
+    views or metadata, nor the copies with which Triton's interpreter moves a kernel's arguments to the host."""
+
+    SILENT = ("empty", "new_empty", "set_", "view", "expand", "detach", "alias", "promote_types", "copy_", "as_strided")
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in self.SILENT:
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="counts the interpreter's launches (benchmarks/launches.py counts a GPU's)")
+@pytest.mark.parametrize("formula", ["f1", "mcc", "fbeta", PRINTER_FORMULAS[0][0], PRINTER_FORMULAS[2][0]])
+def test_a_binary_step_is_three_kernels_whatever_the_formula(formula, monkeypatch):
+    """Forward and backward of a binary loss: the counts, the loss and the gradient kernels, and no other
+    computing operation but autograd's seed (ones_like), however long the formula."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    direction = {} if formula in ("f1", "mcc", "fbeta") else {"direction": "maximize"}
+    loss = metricc.loss(formula, validate_args=False, from_logits=True, **direction)
+    preds, target = torch.randn(64, requires_grad=True), (torch.rand(64) < 0.3).float()
+    _use("triton", monkeypatch)
+    loss(preds, target).backward()  # the first step compiles nothing here, but binds the formula
+    launches = []
+    run = InterpretedFunction.run
+
+    def launched(self, *args, **kwargs):
+        launches.append(self.fn.__name__)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(InterpretedFunction, "run", launched)
+    preds.grad = None  # else autograd adds to the first step's gradient: one more operation, the user's
+    with _ComputeOps() as step:
+        loss(preds, target).backward()
+    assert launches == ["_soft_counts_kernel", "_count_loss_kernel", "_count_gradient_kernel"]
+    assert step.ops == ["ones_like"], step.ops
 
 
 MATRIX_CASES = {
@@ -359,30 +473,41 @@ _COMPILE_FOR_SM90 = """
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from metricc.runtime.gpu import kernels
+import metricc
+from metricc.runtime.gpu import formula, kernels
 
 def source(kernel, constants):
     names = kernel.arg_names
     def kind(name):
-        return "*fp16" if name == "preds_ptr" else "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) else "i64"
+        if name == "preds_ptr":
+            return "*fp16"
+        return "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) or name in ("sign", "offset") else "i64"
     signature = {name: "constexpr" if name in constants else kind(name) for name in names}
     return ASTSource(fn=kernel, signature=signature, constexprs={(names.index(name),): value for name, value in constants.items()})
 
 for kernel, constants in [
     (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4)),
-    (kernels._count_gradient_kernel, dict(HAS_MASK=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4)),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4, HAS_GRAD=True)),
     (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, KIND=1, BLOCK_N=64, BLOCK_C=8)),
     (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, KIND=0, BLOCK_N=64, BLOCK_C=8)),
 ]:
     assert "cubin" in triton.compile(source(kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
+
+for text, options, pool_classes in FORMULAS:
+    printed = formula.triton_formula(type(metricc.loss(text, **options)).formula_in_triton)
+    constants = dict(FORMULA=printed, AVERAGE=1, HAS_CLASS_WEIGHTS=True, POOL_CLASSES=pool_classes, BLOCK_C=4)
+    assert "cubin" in triton.compile(source(formula._count_loss_kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
 """
 
 
 def test_the_kernels_compile_for_an_h100_without_one():
-    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel compiles to a cubin for
-    sm_90 with Triton's own compiler and ptxas, in a process without TRITON_INTERPRET."""
+    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel, and the loss kernel
+    with each formula that reaches a branch of the Triton printer, compiles to a cubin for sm_90 with Triton's own
+    compiler and ptxas, in a process without TRITON_INTERPRET."""
     if "nvidia" not in __import__("triton.backends", fromlist=["backends"]).backends:
         pytest.skip("this triton has no CUDA backend")
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM90], capture_output=True, text=True, env=environment, timeout=300)
+    formulas = [(text, options, index % 2 == 0) for index, (text, options) in enumerate(PRINTER_FORMULAS)]
+    script = f"FORMULAS = {formulas!r}\n" + _COMPILE_FOR_SM90
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

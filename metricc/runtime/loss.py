@@ -402,8 +402,10 @@ class CountLossBase(LossBase):
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
-        """The loss with this batch's counts and their backward pass from the Triton kernels (one launch each way,
-        nothing the size of preds kept) and autograd through the formula on the small counts."""
+        """The loss with this batch's counts and their backward pass from the Triton kernels: eagerly, where the
+        compiled file carries its formula in Triton's language and the options allow, three kernels in all (the
+        counts, the loss, the gradient: gpu/formula.py); else the counts' kernels (one launch each way, nothing the
+        size of preds kept) and autograd through the formula on the small counts, which torch.compile fuses."""
         self._check_running_counts_writable()
         leaf, _, target, mask, _ = self._inputs(preds, target)
         if not self.include_background:
@@ -412,6 +414,39 @@ class CountLossBase(LossBase):
                 mask = mask[:, 1:]
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
+
+        def loss_of(leaf: Tensor) -> Tensor:
+            return self._loss_of_triton_counts(leaf, target, mask, dims, sigmoid_logits)
+
+        if self._one_formula_launch(leaf):
+            class_weights = self.class_weights if self.class_weights.numel() > 0 else None
+            if class_weights is not None and class_weights.numel() != leaf.shape[1]:
+                return loss_of(leaf)  # _average says what is wrong
+            parameters = tuple(self.parameter_values[name] for name in self.metric_parameters)
+            return GPU_PATH.count_loss_on_triton(
+                leaf, target, mask, dims, sigmoid_logits, self.approximation_spec, type(self).formula_in_triton, parameters,
+                self.eps, self.average == "weighted", class_weights, self.maximize, loss_of,
+            )
+        return loss_of(leaf)
+
+    @torch.jit.unused
+    def _one_formula_launch(self, leaf: Tensor) -> bool:
+        """Whether the loss kernel of gpu/formula.py computes this loss: eagerly, for a file that carries its formula
+        in Triton's language, without counts from other ranks or steps, absent classes or per-class losses."""
+        return (
+            getattr(type(self), "formula_in_triton", None) is not None
+            and not torch.compiler.is_compiling()
+            and self.sync is None
+            and (self.count_momentum is None or not self.training)
+            and self.zero_division is None
+            and not (self.average == "macro" and self.task == "multiclass")
+            and self.average != "none"
+            and leaf.shape[1] <= GPU_PATH.FUSED_CLASSES
+        )
+
+    @torch.jit.unused
+    def _loss_of_triton_counts(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool) -> Tensor:
+        """The loss from the counts' custom ops and autograd through the formula on the counts (every order exact)."""
         counts = GPU_PATH.soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         if self.sync is not None and 0 in dims:

@@ -7,7 +7,7 @@ alone (runtime/loss.py reaches this package only where it is the installed packa
 
 import contextlib
 import os
-from typing import Any, List, Optional
+from typing import Any, Callable, List, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -20,6 +20,8 @@ BACKENDS = ("torch", "triton")
 #: The approximations of A(p) as the kernels number them (a compile-time constant of each kernel).
 KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
 
+#: Four-count losses of at most this many classes (after include_background) take the one formula launch.
+FUSED_CLASSES = 1024
 #: Matrix metrics of at most this many classes take the kernels (every class of a tile in one block of registers).
 MATRIX_CLASSES = 32
 
@@ -105,3 +107,20 @@ def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_r
     first, second = kernel_constants(approximation)
     with _on_its_device(leaf):
         return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)
+
+
+def count_loss_on_triton(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
+    formula: Any, parameters: Tuple[float, ...], eps: float, by_support: bool, class_weights: Optional[Tensor], maximize: bool,
+    recompute: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """The loss of a four-count metric from three kernels, whatever its formula (gpu/formula.py): `formula` is the
+    compiled metric's metric_value_and_weights_in_triton; a gradient of the gradient is autograd through recompute."""
+    from .formula import LossSettings, fused_count_loss, triton_formula
+
+    settings = LossSettings(
+        triton_formula(formula), parameters, eps, int(by_support), class_weights, 1 in dims, 0 in dims,
+        -1.0 if maximize else 1.0, 1.0 if maximize else 0.0, sigmoid_logits, KERNEL_KINDS[approximation.kind], approximation,
+    )
+    with _on_its_device(leaf):
+        return fused_count_loss(leaf, target, mask, settings, recompute)

@@ -153,15 +153,18 @@ def _soft_counts_kernel(
 @triton.jit
 def _count_gradient_kernel(
     preds_ptr, target_ptr, mask_ptr, weights_ptr, out_ptr, positions, length, classes, tiles_per_program,
-    pr, pc, pp, tr, tc, tp, mr, mc, mp, wk, wr, wc, first_hi, first_lo, second_hi, second_lo,
+    pr, pc, pp, tr, tc, tp, mr, mc, mp, wk, wr, wc, first_hi, first_lo, second_hi, second_lo, grad_ptr,
     HAS_MASK: tl.constexpr, SIGMOID_LOGITS: tl.constexpr, KIND: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_GRAD: tl.constexpr,
 ):
     """Program (part, class block): d loss / d p = A'(p) (y w[0] + (1 - y) w[1]) m over its tiles of the flattened
-    rows x positions, into a contiguous (rows, classes, positions) gradient; w[k, row, class] as its strides say."""
+    rows x positions, into a contiguous (rows, classes, positions) gradient; w[k, row, class] as its strides say,
+    times the upstream gradient read from grad_ptr (HAS_GRAD; read on the device, so the host never waits)."""
     part = tl.program_id(0)
     dtype = target_ptr.dtype.element_ty
     first = _exact(first_hi, first_lo, dtype)
     second = _exact(second_hi, second_lo, dtype)
+    upstream = tl.load(grad_ptr).to(dtype) if HAS_GRAD else 1.0
     cls = tl.program_id(1) * BLOCK_C + tl.arange(0, BLOCK_C)
     cls_ok = cls < classes
     cls64 = cls.to(tl.int64)
@@ -173,7 +176,7 @@ def _count_gradient_kernel(
         weight = weights_ptr + (row * wr)[:, None] + (cls64 * wc)[None, :]
         positive = tl.load(weight, mask=ok, other=0.0).to(dtype)
         negative = tl.load(weight + wk, mask=ok, other=0.0).to(dtype)
-        gradient = slope * (y * positive + (1.0 - y) * negative) * m
+        gradient = slope * (y * positive + (1.0 - y) * negative) * m * upstream
         out = out_ptr + (row * classes * positions + pos)[:, None] + (cls64 * positions)[None, :]
         tl.store(out, gradient.to(out_ptr.dtype.element_ty), mask=ok)
 
@@ -280,11 +283,10 @@ def _gradient_shape(preds: Tensor, *inputs: Any) -> Tensor:
     return torch.empty_like(preds, memory_format=torch.contiguous_format)
 
 
-@_operator("metricc::soft_counts", _counts_shape)
-def soft_counts_op(
+def soft_count_partials(
     preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, sigmoid_logits: bool, kind: int, first: float, second: float,
 ) -> Tensor:
-    """(4, rows or 1, classes): TP, FP, FN, TN of (rows, classes, positions) inputs, per row or pooled over rows."""
+    """(4, rows or 1, programs, classes): each program's four sums, which a fixed-order sum reduces."""
     rows, classes, positions = preds.shape
     groups = 1 if pooled else rows
     length = rows * positions if pooled else positions
@@ -300,15 +302,22 @@ def soft_counts_op(
             *preds.stride(), *target.stride(), mr, mc, mp, *_split(first), *_split(second),
             POOLED=pooled, HAS_MASK=mask is not None, SIGMOID_LOGITS=sigmoid_logits, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
         )
-    return partial.sum(2)
+    return partial
 
 
-@_operator("metricc::count_gradient", _gradient_shape)
-def count_gradient_op(
-    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, sigmoid_logits: bool, kind: int, first: float, second: float,
+@_operator("metricc::soft_counts", _counts_shape)
+def soft_counts_op(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, sigmoid_logits: bool, kind: int, first: float, second: float,
 ) -> Tensor:
-    """d loss / d preds of (rows, classes, positions) inputs, in the dtype of preds; weights: (2, rows or 1,
-    classes or 1), dTP - dFN and dFP - dTN of each count's upstream gradient."""
+    """(4, rows or 1, classes): TP, FP, FN, TN of (rows, classes, positions) inputs, per row or pooled over rows."""
+    return soft_count_partials(preds, target, mask, pooled, sigmoid_logits, kind, first, second).sum(2)
+
+
+def count_gradient_launch(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, sigmoid_logits: bool, kind: int, first: float,
+    second: float, grad: Optional[Tensor] = None,
+) -> Tensor:
+    """count_gradient_op's kernel, and with `grad` (a one-element tensor) the gradient times it, read on the device."""
     rows, classes, positions = preds.shape
     out = torch.empty((rows, classes, positions), dtype=preds.dtype, device=preds.device)
     weights = weights.expand(2, rows, classes)
@@ -320,9 +329,20 @@ def count_gradient_op(
         wrap_triton(_count_gradient_kernel)[(parts, class_blocks)](
             preds, target, mask_in, weights, out, positions, rows * positions, classes, each,
             *preds.stride(), *target.stride(), mr, mc, mp, *weights.stride(), *_split(first), *_split(second),
+            weights if grad is None else grad,
             HAS_MASK=mask is not None, SIGMOID_LOGITS=sigmoid_logits, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
+            HAS_GRAD=grad is not None,
         )
     return out
+
+
+@_operator("metricc::count_gradient", _gradient_shape)
+def count_gradient_op(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, sigmoid_logits: bool, kind: int, first: float, second: float,
+) -> Tensor:
+    """d loss / d preds of (rows, classes, positions) inputs, in the dtype of preds; weights: (2, rows or 1,
+    classes or 1), dTP - dFN and dFP - dTN of each count's upstream gradient."""
+    return count_gradient_launch(preds, target, mask, weights, sigmoid_logits, kind, first, second)
 
 
 def _matrix_shape(preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, *options: Any) -> Tensor:

@@ -1,0 +1,188 @@
+"""The formula launch: eagerly, a four-count loss on the Triton path is three kernels whatever its formula, the
+soft counts (one pass over the inputs), the loss (the formula, its per-sample weights and the average, in one
+program), and in the backward pass the gradient (one pass that recomputes A'(p) and reads the upstream gradient
+from memory). Nothing waits for the host, so the step can be captured in a CUDA graph.
+
+The formula is the compiled metric's own `metric_value_and_weights_in_triton`, which the emitter prints from SymPy
+in Triton's language: plain Python in the emitted file, made a Triton function here, with `tl` and the guards
+bound, so that importing a loss file never imports triton.
+"""
+
+import functools
+import types
+from typing import Any, Callable, NamedTuple, Optional, Tuple
+
+import torch
+import triton
+import triton.language as tl
+from torch import Tensor
+
+from ..approximate import Approximation
+from ..backward import exact_gradient, release_leaf, saved_leaf
+from .kernels import _split, count_gradient_launch, kernel_constants, soft_count_partials
+
+
+
+@triton.jit
+def signed_clamp_in_triton(x, eps):
+    """runtime.guards.signed_clamp: x moved to +-eps where |x| < eps, keeping its sign (zero goes to +eps)."""
+    return tl.where(tl.abs(x) < eps, tl.where(x < 0.0, -eps, eps), x)
+
+
+@functools.lru_cache(maxsize=None)
+def triton_formula(function: Callable[..., Any]) -> Any:
+    """An emitted metric_value_and_weights_in_triton as a Triton function: the same code and source lines (Triton
+    reads them back), with `tl` and the guards it may call among its globals; once per function."""
+    names = dict(function.__globals__, tl=tl, signed_clamp_in_triton=signed_clamp_in_triton)
+    bound = types.FunctionType(function.__code__, names, function.__name__, function.__defaults__, function.__closure__)
+    bound.__module__, bound.__qualname__, bound.__doc__ = function.__module__, function.__qualname__, function.__doc__
+    return triton.jit(bound)
+
+
+@functools.lru_cache(maxsize=64)
+def parameter_tensor(values: Tuple[float, ...], dtype: torch.dtype, device: torch.device) -> Tensor:
+    """The metric's parameters where the kernel reads them, made once per value (a copy to the device each step
+    would cost a transfer, and cannot be captured in a CUDA graph)."""
+    return torch.tensor(values or (0.0,), dtype=dtype, device=device)
+
+
+class LossSettings(NamedTuple):
+    """What the loss kernel needs beyond the inputs: the formula and its parameters, the average, the loss of a
+    metric value (offset + sign * value), and A(p) as the kernels number it."""
+
+    formula: Any
+    parameters: Tuple[float, ...]
+    eps: float
+    average: int
+    class_weights: Optional[Tensor]
+    pool_classes: bool
+    pooled_rows: bool
+    sign: float
+    offset: float
+    sigmoid_logits: bool
+    kind: int
+    approximation: Approximation
+
+
+@triton.jit
+def _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, POOL_CLASSES: tl.constexpr):
+    """TP, FP, FN, TN of one row, per class (or pooled over classes), from the soft-counts kernel's per-program
+    sums, added in a fixed order."""
+    dtype = partial_ptr.dtype.element_ty
+    stride = groups * parts * classes
+    tp = tl.zeros([cls.shape[0]], dtype)
+    fp = tl.zeros([cls.shape[0]], dtype)
+    fn = tl.zeros([cls.shape[0]], dtype)
+    tn = tl.zeros([cls.shape[0]], dtype)
+    for part in range(parts):
+        at = partial_ptr + (group * parts + part) * classes + cls
+        tp += tl.load(at, mask=cls_ok, other=0.0)
+        fp += tl.load(at + stride, mask=cls_ok, other=0.0)
+        fn += tl.load(at + 2 * stride, mask=cls_ok, other=0.0)
+        tn += tl.load(at + 3 * stride, mask=cls_ok, other=0.0)
+    if POOL_CLASSES:
+        tp = tl.zeros_like(tp) + tl.sum(tp, axis=0)
+        fp = tl.zeros_like(fp) + tl.sum(fp, axis=0)
+        fn = tl.zeros_like(fn) + tl.sum(fn, axis=0)
+        tn = tl.zeros_like(tn) + tl.sum(tn, axis=0)
+    return tp, fp, fn, tn
+
+
+@triton.jit
+def _row_weights(tp, fn, cls, cls_ok, class_weights_ptr, AVERAGE: tl.constexpr, HAS_CLASS_WEIGHTS: tl.constexpr, POOL_CLASSES: tl.constexpr):
+    """reduce.average_weights of one row: each count's weight, summing to one over the row (or to zero)."""
+    if AVERAGE == 1:
+        weights = tp + fn
+    else:
+        weights = tl.zeros_like(tp) + 1.0
+    if HAS_CLASS_WEIGHTS:
+        weights = weights * tl.load(class_weights_ptr + cls, mask=cls_ok, other=0.0).to(tp.dtype)
+    if POOL_CLASSES:
+        weights = tl.where(cls == 0, weights, 0.0)  # one count a row, held by the first lane
+    weights = tl.where(cls_ok, weights, 0.0)
+    return weights / tl.maximum(tl.sum(weights, axis=0), 1e-12)
+
+
+@triton.jit
+def _count_loss_kernel(
+    partial_ptr, parameters_ptr, class_weights_ptr, loss_ptr, weights_ptr, groups, parts, classes, eps_hi, eps_lo,
+    sign, offset, FORMULA: tl.constexpr, AVERAGE: tl.constexpr, HAS_CLASS_WEIGHTS: tl.constexpr,
+    POOL_CLASSES: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """One program: the counts of every row, the formula and its per-sample weights on them, the average over
+    classes and rows (reduce.average_weights, row_sums, mean_over_rows), the loss offset + sign * average, and
+    the weights d loss / d a of every (row, class) for the backward pass, weights[0] for y = 1 and [1] for y = 0."""
+    dtype = partial_ptr.dtype.element_ty
+    eps = tl.cast(eps_hi, dtype) + tl.cast(eps_lo, dtype)
+    cls = tl.arange(0, BLOCK_C)
+    cls_ok = cls < classes
+    total = tl.zeros([BLOCK_C], dtype)
+    rows = tl.zeros([BLOCK_C], dtype)
+    for group in range(groups):
+        tp, fp, fn, tn = _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, POOL_CLASSES)
+        value, _, _ = FORMULA(tp, fp, fn, tn, eps, parameters_ptr)
+        weights = _row_weights(tp, fn, cls, cls_ok, class_weights_ptr, AVERAGE, HAS_CLASS_WEIGHTS, POOL_CLASSES)
+        total += tl.where(weights != 0.0, weights * value, 0.0)
+        rows += tl.where(cls == 0, (tl.sum(weights, axis=0) > 0.5).to(dtype), 0.0)
+    kept = tl.sum(rows, axis=0)
+    scale = sign / tl.maximum(kept, 1.0)
+    tl.store(loss_ptr, offset + scale * tl.sum(total, axis=0))
+    for group in range(groups):
+        tp, fp, fn, tn = _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, POOL_CLASSES)
+        _, positive, negative = FORMULA(tp, fp, fn, tn, eps, parameters_ptr)
+        weights = _row_weights(tp, fn, cls, cls_ok, class_weights_ptr, AVERAGE, HAS_CLASS_WEIGHTS, POOL_CLASSES)
+        if POOL_CLASSES:
+            weights = tl.zeros_like(weights) + tl.sum(weights, axis=0)  # every class of the row reads the one count
+        at = weights_ptr + group * classes + cls
+        tl.store(at, tl.where(weights != 0.0, scale * weights * positive, 0.0), mask=cls_ok)
+        tl.store(at + groups * classes, tl.where(weights != 0.0, scale * weights * negative, 0.0), mask=cls_ok)
+
+
+def _loss_and_weights(leaf: Tensor, target: Tensor, mask: Optional[Tensor], settings: LossSettings) -> Tuple[Tensor, Tensor]:
+    """The loss (a 0-dim tensor) and the backward pass's weights (2, rows or 1, classes): two launches."""
+    first, second = kernel_constants(settings.approximation)
+    partial = soft_count_partials(leaf, target, mask, settings.pooled_rows, settings.sigmoid_logits, settings.kind, first, second)
+    _, groups, parts, classes = partial.shape
+    loss = torch.empty((), dtype=target.dtype, device=leaf.device)
+    weights = torch.empty((2, groups, classes), dtype=target.dtype, device=leaf.device)
+    parameters = parameter_tensor(settings.parameters, target.dtype, leaf.device) if settings.parameters else partial
+    class_weights = settings.class_weights
+    _count_loss_kernel[(1,)](
+        partial, parameters, partial if class_weights is None else class_weights, loss, weights, groups, parts, classes,
+        *_split(settings.eps), settings.sign, settings.offset,
+        FORMULA=settings.formula, AVERAGE=settings.average, HAS_CLASS_WEIGHTS=class_weights is not None,
+        POOL_CLASSES=settings.pool_classes, BLOCK_C=triton.next_power_of_2(max(classes, 1)),
+    )
+    return loss, weights
+
+
+class FusedCountLoss(torch.autograd.Function):
+    """The loss of a four-count metric from three kernels (this module's docstring); a gradient to be
+    differentiated again (create_graph=True) is autograd through `recompute`, the same loss from the custom ops."""
+
+    @staticmethod
+    def forward(ctx, leaf: Tensor, target: Tensor, mask: Optional[Tensor], settings: LossSettings, recompute: Callable[[Tensor], Tensor]):
+        loss, weights = _loss_and_weights(leaf, target, mask, settings)
+        ctx.settings = settings
+        saved_leaf(ctx, leaf, recompute)
+        ctx.save_for_backward(leaf, target, mask, weights)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        leaf, target, mask, weights = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None, None, None
+        release_leaf(ctx)
+        settings = ctx.settings
+        first, second = kernel_constants(settings.approximation)
+        gradient = count_gradient_launch(leaf, target, mask, weights, settings.sigmoid_logits, settings.kind, first, second, grad)
+        return gradient, None, None, None, None
+
+
+def fused_count_loss(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], settings: LossSettings, recompute: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """The loss of a four-count metric from three launches, differentiable with respect to leaf."""
+    return FusedCountLoss.apply(leaf, target, mask, settings, recompute)
+
