@@ -507,7 +507,10 @@ def test_the_kernels_compile_for_an_h100_without_one():
     if "nvidia" not in __import__("triton.backends", fromlist=["backends"]).backends:
         pytest.skip("this triton has no CUDA backend")
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    formulas = [(text, options, index % 2 == 0) for index, (text, options) in enumerate(PRINTER_FORMULAS)]
+    # between them every branch of the printer: powers, logs and exponentials, abs and sign, the signed guard, min
+    # and Heaviside, a parameter (and a power of it); pooled over classes and not
+    chosen = [PRINTER_FORMULAS[index] for index in (0, 2, 4, 5, 8)]
+    formulas = [(text, options, index % 2 == 0) for index, (text, options) in enumerate(chosen)]
     script = f"FORMULAS = {formulas!r}\n" + _COMPILE_FOR_SM90
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]
