@@ -18,6 +18,8 @@ pytest.importorskip("triton")
 
 import metricc  # noqa: E402
 import metricc.runtime.gpu as gpu  # noqa: E402
+import metricc.runtime.inputs as runtime_inputs  # noqa: E402
+import metricc.runtime.loss as runtime_loss  # noqa: E402
 from metricc.runtime.options import InvalidOption  # noqa: E402
 from metricc.runtime.gpu import reset_backend_setting, takes_triton_path  # noqa: E402
 
@@ -92,9 +94,24 @@ CASES = {
     "dense samplewise no background": (
         "dice", {"task": "multiclass", "multidim_average": "samplewise", "include_background": False, "zero_division": 1.0}, (2, 3, 4, 4), 3,
     ),
+    "dense labels ignore_index no background macro": (
+        "f1", {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False}, (2, 4, 3, 3), 4,
+    ),
+    "dense labels (N, 1, H, W) int32 zero_division": (
+        "jaccard", {"task": "multiclass", "average": "weighted", "zero_division": 0.5, "multidim_average": "samplewise"}, (2, 3, 4, 3), 3,
+    ),
     "identity": ("dice", {"approximation": "identity"}, (30,), None),
     "linear": ("f1", {"approximation": "linear", "width": 0.4}, (30,), None),
 }
+
+
+def _as_case_asks(case, target, classes):
+    """The target in the form the case's name asks for: one-hot, or class indices with a channel axis, in int32."""
+    if case.endswith("one-hot"):
+        return torch.nn.functional.one_hot(target, classes).double()
+    if "(N, 1, H, W)" in case:
+        target = target.unsqueeze(1)
+    return target.int() if "int32" in case else target
 
 
 def _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, gradient_rtol, monkeypatch):
@@ -112,12 +129,105 @@ def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, mo
     metric, options, shape, classes = CASES[case]
     namespace, module = namespace_and_module(metric, **options)
     preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
-    if classes is not None and case.endswith("one-hot"):
-        target = torch.nn.functional.one_hot(target, classes).double()
+    if classes is not None:
+        target = _as_case_asks(case, target, classes)
     leaf = preds.clone().requires_grad_(True)
     expected = soft_count_loss(namespace, module, leaf, target)
     (expected_gradient,) = torch.autograd.grad(expected, leaf)
     _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, 1e-8, monkeypatch)
+
+
+def _absent_class_batch():
+    """Dense probabilities (2, 4, 6) and labels in {0, 1, -1}: class 2 has no target but probability (present), class 3
+    probability only where the label is ignored (absent: no target, no probability at a kept position)."""
+    preds, labels = _batch((2, 4, 6), 2, seed=5, ignore=True)
+    labels[:, 0] = -1
+    preds[:, 3] = 0.0
+    preds[:, 3, 0] = 0.25
+    return preds / preds.sum(1, keepdim=True), labels
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [
+        ("f1", {"average": "macro"}),
+        ("f1", {"average": "macro", "approximation": "anyloss"}),
+        ("dice", {"average": "macro", "zero_division": 1.0, "multidim_average": "samplewise", "approximation": "linear", "width": 0.4}),
+    ],
+    ids=["macro identity (by FP)", "macro anyloss", "zero_division samplewise linear"],
+)
+def test_absent_classes_are_told_by_the_kernels_probability_mass(metric, options, monkeypatch):
+    """The fifth sum of the soft-counts kernel decides absent classes as the torch path's probability mass does."""
+    namespace, module = namespace_and_module(metric, task="multiclass", ignore_index=-1, **options)
+    preds, labels = _absent_class_batch()
+    leaf = preds.clone().requires_grad_(True)
+    expected = soft_count_loss(namespace, module, leaf, labels)
+    (expected_gradient,) = torch.autograd.grad(expected, leaf)
+    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, labels, 1e-8, monkeypatch)
+
+
+def _no_one_hot(*args, **kwargs):
+    raise AssertionError("a one-hot target was built from class indices on the Triton path")
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [
+        ("dice", {"average": "macro", "include_background": False, "zero_division": 1.0, "approximation": "anyloss"}),
+        ("qwk", {"multidim_average": "samplewise"}),
+    ],
+    ids=["counts", "matrix"],
+)
+def test_class_indices_reach_the_kernels_as_they_are(metric, options, monkeypatch):
+    """Neither canonical_layout nor one_hot_labels runs for class-index targets on the Triton path: loss, gradient,
+    metric() and confusion_matrix() equal the torch path's, which builds the one-hot target."""
+    module = metricc.loss(metric, task="multiclass", ignore_index=-1, **options).to(DEVICE)
+    preds, labels = _absent_class_batch()
+    expected = _run(module, preds, labels, "torch", monkeypatch)
+    preds, labels = preds.to(DEVICE), labels.to(DEVICE)
+    expected_values = [module.metric(preds, labels)] + ([module.confusion_matrix(preds, labels)] if metric == "qwk" else [])
+    with monkeypatch.context() as patch:
+        for owner in (runtime_loss, runtime_inputs):
+            patch.setattr(owner, "one_hot_labels", _no_one_hot)
+        patch.setattr(runtime_loss, "canonical_layout", _no_one_hot)
+        loss, gradient = _run(module, preds, labels, "triton", monkeypatch)
+        calls = _kernel_steps(patch)
+        values = [module.metric(preds, labels)] + ([module.confusion_matrix(preds, labels)] if metric == "qwk" else [])
+    assert calls[0] == len(values), "metric() and confusion_matrix() on the kernels"
+    torch.testing.assert_close(loss, expected[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected[1], rtol=1e-8, atol=1e-12)
+    for value, expected_value in zip(values, expected_values):
+        torch.testing.assert_close(value, expected_value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "metric, options, target_form",
+    [
+        ("f1", {"task": "multilabel", "average": "samples"}, "0/1"),
+        ("jaccard", {"task": "multiclass", "average": "macro", "zero_division": 0.5}, "one-hot"),
+        ("mcc", {"task": "multiclass", "ignore_index": -1}, "class indices"),
+        ("qwk", {"task": "multiclass", "ignore_index": -1}, "one-hot"),
+    ],
+)
+def test_metric_and_confusion_matrix_take_the_kernels_and_equal_the_torch_path(metric, options, target_form, monkeypatch):
+    module = metricc.loss(metric, **options)
+    preds, target = _batch((10, 3), None if target_form == "0/1" else 3, ignore="ignore_index" in options)
+    if target_form == "one-hot":
+        kept = target != -1
+        target = torch.nn.functional.one_hot(torch.where(kept, target, 0), 3).double()
+        target[~kept] = -1.0
+    results = []
+    for backend in ("torch", "triton"):
+        _use(backend, monkeypatch)
+        with monkeypatch.context() as patch:
+            calls = _kernel_steps(patch)
+            values = [module.metric(preds.to(DEVICE), target.to(DEVICE)).cpu()]
+            if hasattr(module, "confusion_matrix"):
+                values.append(module.confusion_matrix(preds.to(DEVICE), target.to(DEVICE)).cpu())
+        assert calls[0] == (len(values) if backend == "triton" else 0)
+        results.append(values)
+    for triton_value, torch_value in zip(results[1], results[0]):
+        torch.testing.assert_close(triton_value, torch_value, rtol=1e-10, atol=1e-12)
 
 
 MATRIX_CASES = {
@@ -190,13 +300,24 @@ def test_a_repeated_call_gives_the_same_bits(monkeypatch):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
-@pytest.mark.parametrize("metric", ["f1", "quadratic_kappa"])
-def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
-    """Second derivatives are autograd through the kernels' expression in torch's operations."""
-    if metric == "f1":
-        module, (preds, target) = metricc.loss("f1", from_logits=True), _batch((24,), logits=True)
-    else:
-        module, (preds, target) = metricc.loss("quadratic_kappa", task="multiclass"), _batch((8, 3), 3)
+SECOND_ORDER_CASES = {
+    "binary f1 from_logits": (("f1",), {"from_logits": True}, (24,), None),
+    "multilabel macro": (("f1",), {"task": "multilabel", "average": "macro"}, (6, 3), None),
+    "quadratic_kappa class indices": (("quadratic_kappa",), {"task": "multiclass"}, (8, 3), 3),
+    "mcc class indices ignore_index": (("mcc",), {"task": "multiclass", "ignore_index": -1}, (8, 3), 3),
+    "dice class indices ignore_index no background": (
+        ("dice",), {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False}, (2, 3, 2, 2), 3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SECOND_ORDER_CASES))
+def test_a_gradient_of_the_gradient_equals_the_torch_paths(case, monkeypatch):
+    """Second derivatives are autograd through the kernels' expression in torch's operations (class indices made
+    one-hot there only)."""
+    names, options, shape, classes = SECOND_ORDER_CASES[case]
+    module = metricc.loss(*names, **options)
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
     direction = torch.randn(preds.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     results = []
     for backend in ("torch", "triton"):
@@ -212,10 +333,19 @@ def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-8, atol=1e-10)
 
 
-def test_compiled_and_exported_losses_call_the_kernels(monkeypatch):
+@pytest.mark.parametrize(
+    "options, shape, classes",
+    [
+        ({}, (40,), None),
+        ({"task": "multiclass", "average": "macro", "ignore_index": -1, "zero_division": 1.0, "approximation": "anyloss"}, (4, 3, 5), 3),
+    ],
+    ids=["binary", "class indices and probability mass"],
+)
+def test_compiled_and_exported_losses_call_the_kernels(options, shape, classes, monkeypatch):
     _use("triton", monkeypatch)
-    module = metricc.loss("mcc", validate_args=False).to(DEVICE)
-    preds, target = (t.float().to(DEVICE) for t in _batch((40,)))
+    module = metricc.loss("mcc" if classes is None else "f1", validate_args=False, **options).to(DEVICE)
+    preds, target = _batch(shape, classes, ignore="ignore_index" in options)
+    preds, target = preds.float().to(DEVICE), (target.float() if classes is None else target).to(DEVICE)
     expected, expected_gradient = _run(module, preds, target, "triton", monkeypatch)
     graphs = []
 
@@ -312,8 +442,8 @@ def test_a_training_step_replays_from_a_cuda_graph(monkeypatch):
 
 
 DDP_CASES = [
-    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "matrix-qwk", "matrix-mcc-samplewise",
-    "matrix-kappa-running",
+    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "multiclass-absent-on-rank-0",
+    "matrix-qwk", "matrix-mcc-samplewise", "matrix-kappa-running",
 ]
 
 
@@ -361,20 +491,29 @@ from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
 from metricc.runtime.gpu import kernels
 
-def source(kernel, constants):
+def source(kernel, constants, labels):
     names = kernel.arg_names
     def kind(name):
+        if name == "target_ptr" and labels:
+            return labels
         return "*fp16" if name == "preds_ptr" else "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) else "i64"
     signature = {name: "constexpr" if name in constants else kind(name) for name in names}
     return ASTSource(fn=kernel, signature=signature, constexprs={(names.index(name),): value for name, value in constants.items()})
 
-for kernel, constants in [
-    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4)),
-    (kernels._count_gradient_kernel, dict(HAS_MASK=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4)),
-    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, KIND=1, BLOCK_N=64, BLOCK_C=8)),
-    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, KIND=0, BLOCK_N=64, BLOCK_C=8)),
+for kernel, constants, labels in [
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=False, WITH_MASS=False, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4), None),
+    (kernels._soft_counts_kernel, dict(POOLED=False, HAS_MASK=True, LABELS=True, WITH_MASS=True, SIGMOID_LOGITS=False, KIND=0, BLOCK_N=256, BLOCK_C=4), "*i64"),
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=False, LABELS=True, WITH_MASS=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4), "*i32"),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, LABELS=False, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4), None),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, LABELS=True, SIGMOID_LOGITS=False, KIND=0, BLOCK_N=256, BLOCK_C=4), "*i64"),
+    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, LABELS=False, KIND=1, BLOCK_N=64, BLOCK_C=8), None),
+    (kernels._soft_matrix_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=True, KIND=0, BLOCK_N=64, BLOCK_C=8), "*i64"),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, LABELS=False, KIND=0, BLOCK_N=64, BLOCK_C=8), None),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=True, LABELS=True, KIND=2, BLOCK_N=64, BLOCK_C=8), "*i32"),
 ]:
-    assert "cubin" in triton.compile(source(kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
+    missing = [name for name in kernel.arg_names if name.isupper() and name not in constants]
+    assert not missing, f"{kernel.fn.__name__}: constexprs {missing} not set"
+    assert "cubin" in triton.compile(source(kernel, constants, labels), target=GPUTarget("cuda", 90, 32)).asm
 """
 
 

@@ -83,25 +83,31 @@ def _on_its_device(leaf: Tensor) -> Any:
 
 def soft_counts_on_triton(
     leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
+    first_class: int = 0, ignore_index: Optional[int] = None, with_mass: bool = False,
 ) -> Tensor:
     """TP, FP, FN, TN of the canonical (batch, classes, positions) layout summed over dims, stacked on axis 0 as
-    soft_counts gives them, (4, rows or 1, classes or 1, 1); differentiable with respect to leaf, whose backward
-    pass is one more kernel that recomputes A'(p) from leaf."""
+    soft_counts gives them, (4, rows or 1, classes or 1, 1); with_mass, a fifth of that shape, zero exactly where
+    probability_mass is (the kept positions with p != 0). Differentiable with respect to leaf, whose backward pass is
+    one more kernel that recomputes A'(p) from leaf. target: 0/1 floats beside mask, or (batch, positions) class
+    indices, class c of leaf being label c + first_class, positions labelled ignore_index left out."""
     from .kernels import kernel_constants, soft_counts_op
 
     first, second = kernel_constants(approximation)
     pooled = 0 in dims
+    kind = KERNEL_KINDS[approximation.kind]
     with _on_its_device(leaf):
-        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
-    counts = counts.unsqueeze(-1)  # (4, rows or 1, classes, 1)
+        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, kind, first, second, first_class, ignore_index, with_mass)
+    counts = counts.unsqueeze(-1)  # (4 or 5, rows or 1, classes, 1)
     return counts.sum(2, keepdim=True) if 1 in dims else counts
 
 
-def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation) -> Tensor:
+def matrix_on_triton(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation, ignore_index: Optional[int] = None,
+) -> Tensor:
     """The soft C x C matrix of the canonical layout as soft_matrix gives it, (rows or 1, C, C), differentiable with
-    respect to leaf (at most MATRIX_CLASSES classes)."""
+    respect to leaf (at most MATRIX_CLASSES classes); target as soft_counts_on_triton reads it, of every class."""
     from .kernels import kernel_constants, soft_matrix_op
 
     first, second = kernel_constants(approximation)
     with _on_its_device(leaf):
-        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)
+        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second, ignore_index)
