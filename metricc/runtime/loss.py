@@ -258,17 +258,18 @@ class LossBase(torch.nn.Module):
 
     @torch.jit.unused
     def _kernel_inputs(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
-        """_inputs as the Triton kernels read them: the leaf, and the one-hot target with its mask, or class-index
-        targets kept as their (batch, positions) labels (no mask: the kernels leave out ignore_index themselves),
-        so that no N x C target is written."""
-        if not class_index_target(preds, target, self.task):
-            leaf, _, target, mask, _ = self._inputs(preds, target)
-            return leaf, target, mask
+        """_inputs as the Triton kernels read them: the leaf (preds as they are, or the softmax of multiclass logits),
+        and the 0/1 target with its mask, or class-index targets kept as their (batch, positions) labels (no mask:
+        the kernels leave out ignore_index themselves), so that no N x C target or copy of preds is written."""
         self._check_inputs(preds, target)
-        leaf, labels = canonical_labels(preds, target)
-        if self.from_logits:
+        mask: Optional[Tensor] = None
+        if class_index_target(preds, target, self.task):
+            leaf, target = canonical_labels(preds, target)
+        else:
+            leaf, target, mask, _ = canonical_layout(preds, target, self.task, self.ignore_index)
+        if self.from_logits and self.task == "multiclass":
             leaf = probabilities(leaf.to(torch.promote_types(leaf.dtype, torch.float32)), self.task, self.from_logits)
-        return leaf, labels, None
+        return leaf, target, mask
 
     def _with_cross_entropy(self, loss: Tensor, preds: Tensor, target: Tensor) -> Tensor:
         """The loss plus ce_weight times cross-entropy (a compound loss), where ce_weight is set."""
@@ -449,7 +450,7 @@ class CountLossBase(LossBase):
                 mask = mask[:, 1:] if mask is not None and mask.shape[1] > 1 else mask
         dims = count_dims(self.task, self.average, self.multidim_average)
         sigmoid_logits = self.from_logits and self.task != "multiclass"
-        with_mass = self._absent_read() and self._absent_reads_mass()
+        with_mass = self._absent_matters() and self._absent_reads_mass()
         counts = GPU_PATH.soft_counts_on_triton(
             leaf, target, mask, dims, sigmoid_logits, self.approximation_spec, 0 if self.include_background else 1,
             self.ignore_index if labels else None, with_mass,
@@ -531,7 +532,7 @@ class CountLossBase(LossBase):
         have no target and this batch puts no probability on the class. With A(p) = p that probability is the
         batch's FP; other approximations, and running counts (whose FP holds earlier steps), sum it from the
         probabilities (`mass` where the soft-counts kernel gave it), so that every approximation decides alike."""
-        if not self._absent_read():
+        if not self._absent_matters():
             return None
         predicted = fp
         if self._absent_reads_mass():
@@ -540,7 +541,7 @@ class CountLossBase(LossBase):
                 predicted = all_reduce_sum(predicted)
         return absent_counts(tp, fn, predicted)
 
-    def _absent_read(self) -> bool:
+    def _absent_matters(self) -> bool:
         """Whether absent counts matter: zero_division fills them, a multiclass macro average leaves them out."""
         return self.zero_division is not None or (self.average == "macro" and self.task == "multiclass")
 
