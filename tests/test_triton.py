@@ -254,10 +254,11 @@ def test_matrix_metrics_equal_float64_autograd_through_a_plain_soft_matrix(case,
     _assert_the_triton_path_gives(expected, expected_gradient, module, preds, labels, 1e-9, monkeypatch)
 
 
+@pytest.mark.parametrize("task", ["multilabel", "multiclass"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, monkeypatch):
-    module = metricc.loss("f1", task="multilabel", average="macro")
-    preds, target = _batch((16, 3))
+def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, task, monkeypatch):
+    module = metricc.loss("f1", task=task, average="macro", ignore_index=-1)
+    preds, target = _batch((16, 3), 3 if task == "multiclass" else None, ignore=True)
     torch_path, triton_path = (_run(module, preds.to(dtype), target, backend, monkeypatch) for backend in ("torch", "triton"))
     assert triton_path[1].dtype == dtype
     torch.testing.assert_close(triton_path[0], torch_path[0], rtol=1e-5, atol=1e-6)
@@ -282,8 +283,11 @@ def test_running_counts_and_gradients_follow_the_torch_path(monkeypatch):
         ("f1", {}, torch.rand(0), torch.zeros(0)),
         ("f1", {"ignore_index": -1}, torch.rand(5), -torch.ones(5)),
         ("qwk", {"task": "multiclass"}, torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+        ("f1", {"task": "multiclass", "average": "macro", "zero_division": 1.0}, torch.rand(0, 3, 2), torch.zeros(0, 2, dtype=torch.long)),
+        ("dice", {"task": "multiclass", "ignore_index": -1, "approximation": "anyloss"}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
+        ("mcc", {"task": "multiclass", "ignore_index": -1}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
     ],
-    ids=["empty", "every position ignored", "empty matrix"],
+    ids=["empty", "every position ignored", "empty matrix", "empty labels", "every label ignored", "every label ignored matrix"],
 )
 def test_a_batch_without_positions_gives_the_torch_paths_loss(metric, options, preds, target, monkeypatch):
     module = metricc.loss(metric, **options)

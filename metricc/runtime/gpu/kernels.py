@@ -3,8 +3,8 @@ path serves eager mode, torch.compile and torch.export:
 
 - metricc::soft_counts, one pass over preds, target and mask: A(p), 1 - A(p) (its own sigmoid, never a difference)
   and the four sums per (row, class), or per class pooled over rows; on request a fifth, the kept positions with
-  p != 0, whose zeros tell absent classes. Each program writes its partial sums to a
-  buffer that one sum reduces in a fixed order: no atomics, the same bits on every call.
+  p != 0, whose zeros tell absent classes. Each program writes its partial sums to a buffer that one sum reduces
+  in a fixed order: no atomics, the same bits on every call.
 - metricc::count_gradient, its backward: A'(p) recomputed from p (nothing the size of preds is kept) times
   y (dTP - dFN) + (1 - y)(dFP - dTN) and the mask, written in the dtype of preds.
 - metricc::soft_matrix and metricc::matrix_gradient, the same two passes for the C x C soft confusion matrix
@@ -103,8 +103,8 @@ def _tile(
     preds_ptr, target_ptr, mask_ptr, row, pos, cls64, inside, cls_ok, pr, pc, pp, tr, tc, tp, mr, mc, mp, first_class, ignore_index,
     dtype: tl.constexpr, HAS_MASK: tl.constexpr, LABELS: tl.constexpr,
 ):
-    """x, y and the mask (0 outside the input) of one tile of (position, class), and where it lies in the input;
-    with LABELS, y = (label == class + first_class) and the mask is label != ignore_index (HAS_MASK)."""
+    """x, y and the mask (0 outside the input) of one tile of (position, class); with LABELS, y = (label == class +
+    first_class) and the mask is label != ignore_index (HAS_MASK)."""
     ok = inside[:, None] & cls_ok[None, :]
     x = tl.load(preds_ptr + (row * pr + pos * pp)[:, None] + (cls64 * pc)[None, :], mask=ok, other=0.0).to(dtype)
     if LABELS:
