@@ -100,6 +100,10 @@ CASES = {
     "dense labels (N, 1, H, W) int32 zero_division": (
         "jaccard", {"task": "multiclass", "average": "weighted", "zero_division": 0.5, "multidim_average": "samplewise"}, (2, 3, 4, 3), 3,
     ),
+    "class indices in two blocks of classes no background": (
+        "dice", {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False, "approximation": "anyloss"},
+        (10, 20), 20,
+    ),
     "identity": ("dice", {"approximation": "identity"}, (30,), None),
     "linear": ("f1", {"approximation": "linear", "width": 0.4}, (30,), None),
 }

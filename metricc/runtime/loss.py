@@ -737,38 +737,41 @@ class MatrixLossBase(LossBase):
         """The loss with this batch's matrix and its backward pass from the Triton kernels, and autograd through the
         formula on the small matrix, as _differentiable_value."""
         self._check_running_counts_writable()
-        matrix, counted, per_row = self._matrix_on_triton(preds, target)
+        matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         if self.sync is not None and not per_row:
             pooled = pooled + (matrix - matrix.detach()) * count_scale  # summed over ranks, detached: as for the counts
         value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
-        return self.loss_of_metric(self._mean(value, self._kept_rows(counted, per_row), per_row))
+        return self.loss_of_metric(self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row))
 
     @torch.jit.unused
-    def _matrix_on_triton(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, bool]:
-        """This batch's matrix from the soft-matrix kernel, which reads class-index targets as they are, and the
-        kept positions as _kept_rows reads them (for labels, from the labels alone)."""
+    def _matrix_on_triton(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
+        """This batch's matrix from the soft-matrix kernel, which reads class-index targets as they are, with the
+        target and mask it read (_kernel_inputs)."""
         leaf, target, mask = self._kernel_inputs(preds, target)
         per_row = self.multidim_average == "samplewise"
-        labels = not target.is_floating_point()
-        ignore_index = self.ignore_index if labels else None
-        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
-        if not labels:
+        ignore_index = None if target.is_floating_point() else self.ignore_index
+        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index), target, mask, per_row
+
+    @torch.jit.unused
+    def _kept_rows_read(self, matrix: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool) -> Tensor:
+        """_kept_rows of the target and mask the kernels read; for class-index labels, from the labels alone."""
+        if target.is_floating_point():
             counted = target if mask is None else target * mask
-        elif ignore_index is None:
-            counted = matrix.new_ones(()).expand(leaf.shape[0], 1, leaf.shape[2])  # every position kept, nothing written
+        elif self.ignore_index is None:
+            counted = matrix.new_ones(()).expand(target.shape[0], 1, target.shape[1])  # every position kept, nothing written
         else:
-            counted = (target != ignore_index).to(matrix.dtype).unsqueeze(1)
-        return matrix, counted, per_row
+            counted = (target != self.ignore_index).to(matrix.dtype).unsqueeze(1)
+        return self._kept_rows(counted, per_row)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), per image averaged with samplewise."""
         with torch.no_grad():
             if not torch.jit.is_scripting() and self._on_triton(preds):
-                matrix, counted, per_row = self._matrix_on_triton(preds, target)
-                pooled = self._pool(matrix, not per_row, False)[0]
-                return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), self._kept_rows(counted, per_row), per_row)
+                matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
+                value = self.formula(matrix_aggregates(self._pool(matrix, not per_row, False)[0], self.aggregate_names))
+                return self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row)
             matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
             pooled, count_scale = self._pool(matrix, not per_row, False)
             kept = self._kept_rows(counted, per_row)
