@@ -238,6 +238,7 @@ MATRIX_CASES = {
     "quadratic_kappa": ("quadratic_kappa", {}, (12, 4)),
     "mcc from_logits ignore_index": ("mcc", {"from_logits": True, "ignore_index": -1}, (12, 3)),
     "mcc dense samplewise": ("mcc", {"multidim_average": "samplewise"}, (2, 3, 3, 3)),
+    "cohen_kappa ignore_index one-hot": ("cohen_kappa", {"ignore_index": -1}, (12, 3)),
 }
 
 
@@ -255,7 +256,11 @@ def test_matrix_metrics_equal_float64_autograd_through_a_plain_soft_matrix(case,
     per_row = options.get("multidim_average") == "samplewise"
     expected = soft_matrix_loss(name, flat, one_hot, kept.reshape(shape[0], -1, 1).double(), per_row, -1)
     (expected_gradient,) = torch.autograd.grad(expected, reference)
-    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, labels, 1e-9, monkeypatch)
+    target = labels
+    if case.endswith("one-hot"):
+        target = torch.nn.functional.one_hot(torch.where(kept, labels, 0), shape[1]).double()
+        target[~kept] = -1.0
+    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, 1e-9, monkeypatch)
 
 
 @pytest.mark.parametrize("task", ["multilabel", "multiclass"])

@@ -241,8 +241,9 @@ def _matrix_gradient_kernel(
     pr, pc, pp, tr, tc, tp, mr, mc, mp, ignore_index, wr, wi, wj, first_hi, first_lo, second_hi, second_lo,
     HAS_MASK: tl.constexpr, LABELS: tl.constexpr, KIND: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
-    """Program (part): d loss / d p[n, j] = A'(p) sum_i y[n, i] m[n] G[row, i, j] (G[label of n, j] for one-hot
-    targets) over its tiles of the flattened rows x positions, into a contiguous (rows, classes, positions) gradient."""
+    """Program (part): d loss / d p[n, j] = A'(p) sum_i y[n, i] m[n] G[row, i, j] (with LABELS, A'(p) m[n] G[row, label
+    of n, j], one row of G gathered) over its tiles of the flattened rows x positions, into a contiguous (rows,
+    classes, positions) gradient."""
     part = tl.program_id(0)
     dtype = weights_ptr.dtype.element_ty
     first = _exact(first_hi, first_lo, dtype)
@@ -258,10 +259,16 @@ def _matrix_gradient_kernel(
             dtype, HAS_MASK, LABELS,
         )
         _, _, slope, _ = _soft(x, first, second, KIND, False)
-        weight = weights_ptr + (row * wr)[:, None, None] + (cls64 * wi)[None, :, None] + (cls64 * wj)[None, None, :]
-        square = ok[:, :, None] & cls_ok[None, None, :]
-        weights = tl.load(weight, mask=square, other=0.0).to(dtype)
-        gradient = slope * tl.sum((y * m)[:, :, None] * weights, axis=1)
+        if LABELS:
+            label = tl.load(target_ptr + row * tr + pos * tp, mask=n < length, other=0)
+            named = (label >= 0) & (label < classes)  # a label outside the classes scores none (y = 0), as one-hot
+            weight = weights_ptr + (row * wr + tl.where(named, label, 0).to(tl.int64) * wi)[:, None] + (cls64 * wj)[None, :]
+            gradient = slope * tl.load(weight, mask=ok & named[:, None], other=0.0).to(dtype) * m
+        else:
+            weight = weights_ptr + (row * wr)[:, None, None] + (cls64 * wi)[None, :, None] + (cls64 * wj)[None, None, :]
+            square = ok[:, :, None] & cls_ok[None, None, :]
+            weights = tl.load(weight, mask=square, other=0.0).to(dtype)
+            gradient = slope * tl.sum((y * m)[:, :, None] * weights, axis=1)
         out = out_ptr + (row * classes * positions + pos)[:, None] + (cls64 * positions)[None, :]
         tl.store(out, gradient.to(out_ptr.dtype.element_ty), mask=ok)
 
@@ -393,10 +400,11 @@ def _matrix_shape(
     return preds.new_empty((1 if pooled else rows, classes, classes), dtype=counting_dtype(preds))
 
 
-def _matrix_blocks(classes: int) -> Tuple[int, int]:
-    """(positions, classes) of one tile of the matrix kernels: every class, about 4096 products a tile."""
+def _matrix_blocks(classes: int, gathered: bool = False) -> Tuple[int, int]:
+    """(positions, classes) of one tile of the matrix kernels: every class, about 4096 products a tile (C x C a
+    position, or C where the gradient gathers G[label] for class-index labels)."""
     block_c = triton.next_power_of_2(max(classes, 1))
-    return max(1, 4096 // (block_c * block_c)), block_c
+    return max(1, 4096 // (block_c if gathered else block_c * block_c)), block_c
 
 
 @_operator("metricc::soft_matrix", _matrix_shape)
@@ -431,9 +439,9 @@ def matrix_gradient_op(
     rows, classes, positions = preds.shape
     out = torch.empty((rows, classes, positions), dtype=preds.dtype, device=preds.device)
     weights = weights.to(counting_dtype(preds)).expand(rows, classes, classes)
-    block_n, block_c = _matrix_blocks(classes)
-    parts, each = _programs(rows * positions, block_n, 4096)
     target, (tr, tc, tp), mask_in, (mr, mc, mp), has_mask, labels = _target_operands(target, mask, ignore_index, preds)
+    block_n, block_c = _matrix_blocks(classes, labels)
+    parts, each = _programs(rows * positions, block_n, 4096)
     if out.numel() > 0:
         wrap_triton(_matrix_gradient_kernel)[(parts,)](
             preds, target, mask_in, weights, out, positions, rows * positions, classes, each,
