@@ -18,6 +18,8 @@ pytest.importorskip("triton")
 
 import metricc  # noqa: E402
 import metricc.runtime.gpu as gpu  # noqa: E402
+import metricc.runtime.inputs as runtime_inputs  # noqa: E402
+import metricc.runtime.loss as runtime_loss  # noqa: E402
 from metricc.runtime.options import InvalidOption  # noqa: E402
 from metricc.runtime.gpu import reset_backend_setting, takes_triton_path  # noqa: E402
 
@@ -92,9 +94,28 @@ CASES = {
     "dense samplewise no background": (
         "dice", {"task": "multiclass", "multidim_average": "samplewise", "include_background": False, "zero_division": 1.0}, (2, 3, 4, 4), 3,
     ),
+    "dense labels ignore_index no background macro": (
+        "f1", {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False}, (2, 4, 3, 3), 4,
+    ),
+    "dense labels (N, 1, H, W) int32 zero_division": (
+        "jaccard", {"task": "multiclass", "average": "weighted", "zero_division": 0.5, "multidim_average": "samplewise"}, (2, 3, 4, 3), 3,
+    ),
+    "class indices in two blocks of classes no background": (
+        "dice", {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False, "approximation": "anyloss"},
+        (10, 20), 20,
+    ),
     "identity": ("dice", {"approximation": "identity"}, (30,), None),
     "linear": ("f1", {"approximation": "linear", "width": 0.4}, (30,), None),
 }
+
+
+def _as_case_asks(case, target, classes):
+    """The target in the form the case's name asks for: one-hot, or class indices with a channel axis, in int32."""
+    if case.endswith("one-hot"):
+        return torch.nn.functional.one_hot(target, classes).double()
+    if "(N, 1, H, W)" in case:
+        target = target.unsqueeze(1)
+    return target.int() if "int32" in case else target
 
 
 def _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, gradient_rtol, monkeypatch):
@@ -112,8 +133,8 @@ def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, mo
     metric, options, shape, classes = CASES[case]
     namespace, module = namespace_and_module(metric, **options)
     preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
-    if classes is not None and case.endswith("one-hot"):
-        target = torch.nn.functional.one_hot(target, classes).double()
+    if classes is not None:
+        target = _as_case_asks(case, target, classes)
     leaf = preds.clone().requires_grad_(True)
     expected = soft_count_loss(namespace, module, leaf, target)
     (expected_gradient,) = torch.autograd.grad(expected, leaf)
@@ -139,22 +160,20 @@ def _run_on_counts_ops(module, preds, target, monkeypatch):
         return _run(module, preds, target, "triton", monkeypatch)
 
 
-#: Which options take the formula launch: those without counts of other steps or ranks, or absent classes.
-FUSED = {case: not ("zero_division" in options or (options.get("task") == "multiclass" and options.get("average") == "macro"))
-         for case, (_, options, _, _) in CASES.items()}
 
 
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeypatch):
     """The loss kernel (formula, weights and average in one program) against the counts' ops and autograd through
-    the torch formula, both on the Triton path, in float64; and it is taken exactly where its options allow."""
+    the torch formula, both on the Triton path, in float64 (every case of CASES takes it: none pools counts of other
+    steps or ranks)."""
     metric, options, shape, classes = CASES[case]
     _, module = namespace_and_module(metric, **options)
     preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
     with monkeypatch.context() as patch:
         launches = _one_formula_launch_steps(patch)
         fused = _run(module, preds, target, "triton", monkeypatch)
-    assert launches[0] == int(FUSED[case])
+    assert launches[0] == 1
     unfused = _run_on_counts_ops(module, preds, target, monkeypatch)
     torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
@@ -234,10 +253,104 @@ def test_a_binary_step_is_three_kernels_whatever_the_formula(formula, monkeypatc
     assert step.ops == ["ones_like"], step.ops
 
 
+def _absent_class_batch():
+    """Dense probabilities (2, 4, 6) and labels in {0, 1, -1}: class 2 has no target but probability (present), class 3
+    probability only where the label is ignored (absent: no target, no probability at a kept position)."""
+    preds, labels = _batch((2, 4, 6), 2, seed=5, ignore=True)
+    labels[:, 0] = -1
+    preds[:, 3] = 0.0
+    preds[:, 3, 0] = 0.25
+    return preds / preds.sum(1, keepdim=True), labels
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [
+        ("f1", {"average": "macro"}),
+        ("f1", {"average": "macro", "approximation": "anyloss"}),
+        ("dice", {"average": "macro", "zero_division": 1.0, "multidim_average": "samplewise", "approximation": "linear", "width": 0.4}),
+    ],
+    ids=["macro identity (by FP)", "macro anyloss", "zero_division samplewise linear"],
+)
+def test_absent_classes_are_told_by_the_kernels_probability_mass(metric, options, monkeypatch):
+    """The fifth sum of the soft-counts kernel decides absent classes as the torch path's probability mass does."""
+    namespace, module = namespace_and_module(metric, task="multiclass", ignore_index=-1, **options)
+    preds, labels = _absent_class_batch()
+    leaf = preds.clone().requires_grad_(True)
+    expected = soft_count_loss(namespace, module, leaf, labels)
+    (expected_gradient,) = torch.autograd.grad(expected, leaf)
+    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, labels, 1e-8, monkeypatch)
+
+
+def _no_one_hot(*args, **kwargs):
+    raise AssertionError("a one-hot target was built from class indices on the Triton path")
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [
+        ("dice", {"average": "macro", "include_background": False, "zero_division": 1.0, "approximation": "anyloss"}),
+        ("qwk", {"multidim_average": "samplewise"}),
+    ],
+    ids=["counts", "matrix"],
+)
+def test_class_indices_reach_the_kernels_as_they_are(metric, options, monkeypatch):
+    """Neither canonical_layout nor one_hot_labels runs for class-index targets on the Triton path: loss, gradient,
+    metric() and confusion_matrix() equal the torch path's, which builds the one-hot target."""
+    module = metricc.loss(metric, task="multiclass", ignore_index=-1, **options).to(DEVICE)
+    preds, labels = _absent_class_batch()
+    expected = _run(module, preds, labels, "torch", monkeypatch)
+    preds, labels = preds.to(DEVICE), labels.to(DEVICE)
+    expected_values = [module.metric(preds, labels)] + ([module.confusion_matrix(preds, labels)] if metric == "qwk" else [])
+    with monkeypatch.context() as patch:
+        for owner in (runtime_loss, runtime_inputs):
+            patch.setattr(owner, "one_hot_labels", _no_one_hot)
+        patch.setattr(runtime_loss, "canonical_layout", _no_one_hot)
+        loss, gradient = _run(module, preds, labels, "triton", monkeypatch)
+        calls = _kernel_steps(patch)
+        values = [module.metric(preds, labels)] + ([module.confusion_matrix(preds, labels)] if metric == "qwk" else [])
+    assert calls[0] == len(values), "metric() and confusion_matrix() on the kernels"
+    torch.testing.assert_close(loss, expected[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected[1], rtol=1e-8, atol=1e-12)
+    for value, expected_value in zip(values, expected_values):
+        torch.testing.assert_close(value, expected_value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "metric, options, target_form",
+    [
+        ("f1", {"task": "multilabel", "average": "samples"}, "0/1"),
+        ("jaccard", {"task": "multiclass", "average": "macro", "zero_division": 0.5}, "one-hot"),
+        ("mcc", {"task": "multiclass", "ignore_index": -1}, "class indices"),
+        ("qwk", {"task": "multiclass", "ignore_index": -1}, "one-hot"),
+    ],
+)
+def test_metric_and_confusion_matrix_take_the_kernels_and_equal_the_torch_path(metric, options, target_form, monkeypatch):
+    module = metricc.loss(metric, **options)
+    preds, target = _batch((10, 3), None if target_form == "0/1" else 3, ignore="ignore_index" in options)
+    if target_form == "one-hot":
+        kept = target != -1
+        target = torch.nn.functional.one_hot(torch.where(kept, target, 0), 3).double()
+        target[~kept] = -1.0
+    results = []
+    for backend in ("torch", "triton"):
+        _use(backend, monkeypatch)
+        with monkeypatch.context() as patch:
+            calls = _kernel_steps(patch)
+            values = [module.metric(preds.to(DEVICE), target.to(DEVICE)).cpu()]
+            if hasattr(module, "confusion_matrix"):
+                values.append(module.confusion_matrix(preds.to(DEVICE), target.to(DEVICE)).cpu())
+        assert calls[0] == (len(values) if backend == "triton" else 0)
+        results.append(values)
+    for triton_value, torch_value in zip(results[1], results[0]):
+        torch.testing.assert_close(triton_value, torch_value, rtol=1e-10, atol=1e-12)
+
+
 MATRIX_CASES = {
     "quadratic_kappa": ("quadratic_kappa", {}, (12, 4)),
     "mcc from_logits ignore_index": ("mcc", {"from_logits": True, "ignore_index": -1}, (12, 3)),
     "mcc dense samplewise": ("mcc", {"multidim_average": "samplewise"}, (2, 3, 3, 3)),
+    "cohen_kappa ignore_index one-hot": ("cohen_kappa", {"ignore_index": -1}, (12, 3)),
 }
 
 
@@ -255,13 +368,18 @@ def test_matrix_metrics_equal_float64_autograd_through_a_plain_soft_matrix(case,
     per_row = options.get("multidim_average") == "samplewise"
     expected = soft_matrix_loss(name, flat, one_hot, kept.reshape(shape[0], -1, 1).double(), per_row, -1)
     (expected_gradient,) = torch.autograd.grad(expected, reference)
-    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, labels, 1e-9, monkeypatch)
+    target = labels
+    if case.endswith("one-hot"):
+        target = torch.nn.functional.one_hot(torch.where(kept, labels, 0), shape[1]).double()
+        target[~kept] = -1.0
+    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, 1e-9, monkeypatch)
 
 
+@pytest.mark.parametrize("task", ["multilabel", "multiclass"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, monkeypatch):
-    module = metricc.loss("f1", task="multilabel", average="macro")
-    preds, target = _batch((16, 3))
+def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, task, monkeypatch):
+    module = metricc.loss("f1", task=task, average="macro", ignore_index=-1)
+    preds, target = _batch((16, 3), 3 if task == "multiclass" else None, ignore=True)
     torch_path, triton_path = (_run(module, preds.to(dtype), target, backend, monkeypatch) for backend in ("torch", "triton"))
     assert triton_path[1].dtype == dtype
     torch.testing.assert_close(triton_path[0], torch_path[0], rtol=1e-5, atol=1e-6)
@@ -286,8 +404,11 @@ def test_running_counts_and_gradients_follow_the_torch_path(monkeypatch):
         ("f1", {}, torch.rand(0), torch.zeros(0)),
         ("f1", {"ignore_index": -1}, torch.rand(5), -torch.ones(5)),
         ("qwk", {"task": "multiclass"}, torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+        ("f1", {"task": "multiclass", "average": "macro", "zero_division": 1.0}, torch.rand(0, 3, 2), torch.zeros(0, 2, dtype=torch.long)),
+        ("dice", {"task": "multiclass", "ignore_index": -1, "approximation": "anyloss"}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
+        ("mcc", {"task": "multiclass", "ignore_index": -1}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
     ],
-    ids=["empty", "every position ignored", "empty matrix"],
+    ids=["empty", "every position ignored", "empty matrix", "empty labels", "every label ignored", "every label ignored matrix"],
 )
 def test_a_batch_without_positions_gives_the_torch_paths_loss(metric, options, preds, target, monkeypatch):
     module = metricc.loss(metric, **options)
@@ -304,13 +425,24 @@ def test_a_repeated_call_gives_the_same_bits(monkeypatch):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
-@pytest.mark.parametrize("metric", ["f1", "quadratic_kappa"])
-def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
-    """Second derivatives are autograd through the kernels' expression in torch's operations."""
-    if metric == "f1":
-        module, (preds, target) = metricc.loss("f1", from_logits=True), _batch((24,), logits=True)
-    else:
-        module, (preds, target) = metricc.loss("quadratic_kappa", task="multiclass"), _batch((8, 3), 3)
+SECOND_ORDER_CASES = {
+    "binary f1 from_logits": (("f1",), {"from_logits": True}, (24,), None),
+    "multilabel macro": (("f1",), {"task": "multilabel", "average": "macro"}, (6, 3), None),
+    "quadratic_kappa class indices": (("quadratic_kappa",), {"task": "multiclass"}, (8, 3), 3),
+    "mcc class indices ignore_index": (("mcc",), {"task": "multiclass", "ignore_index": -1}, (8, 3), 3),
+    "dice class indices ignore_index no background": (
+        ("dice",), {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False}, (2, 3, 2, 2), 3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SECOND_ORDER_CASES))
+def test_a_gradient_of_the_gradient_equals_the_torch_paths(case, monkeypatch):
+    """Second derivatives are autograd through the kernels' expression in torch's operations (class indices made
+    one-hot there only)."""
+    names, options, shape, classes = SECOND_ORDER_CASES[case]
+    module = metricc.loss(*names, **options)
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
     direction = torch.randn(preds.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     results = []
     for backend in ("torch", "triton"):
@@ -326,10 +458,19 @@ def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-8, atol=1e-10)
 
 
-def test_compiled_and_exported_losses_call_the_kernels(monkeypatch):
+@pytest.mark.parametrize(
+    "options, shape, classes",
+    [
+        ({}, (40,), None),
+        ({"task": "multiclass", "average": "macro", "ignore_index": -1, "zero_division": 1.0, "approximation": "anyloss"}, (4, 3, 5), 3),
+    ],
+    ids=["binary", "class indices and probability mass"],
+)
+def test_compiled_and_exported_losses_call_the_kernels(options, shape, classes, monkeypatch):
     _use("triton", monkeypatch)
-    module = metricc.loss("mcc", validate_args=False).to(DEVICE)
-    preds, target = (t.float().to(DEVICE) for t in _batch((40,)))
+    module = metricc.loss("mcc" if classes is None else "f1", validate_args=False, **options).to(DEVICE)
+    preds, target = _batch(shape, classes, ignore="ignore_index" in options)
+    preds, target = preds.float().to(DEVICE), (target.float() if classes is None else target).to(DEVICE)
     expected, expected_gradient = _run(module, preds, target, "triton", monkeypatch)
     graphs = []
 
@@ -426,8 +567,8 @@ def test_a_training_step_replays_from_a_cuda_graph(monkeypatch):
 
 
 DDP_CASES = [
-    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "matrix-qwk", "matrix-mcc-samplewise",
-    "matrix-kappa-running",
+    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "multiclass-absent-on-rank-0",
+    "matrix-qwk", "matrix-mcc-samplewise", "matrix-kappa-running",
 ]
 
 
@@ -476,27 +617,39 @@ from triton.compiler import ASTSource
 import metricc
 from metricc.runtime.gpu import formula, kernels
 
-def source(kernel, constants):
+def source(kernel, constants, labels):
     names = kernel.arg_names
     def kind(name):
+        if name == "target_ptr" and labels:
+            return labels
         if name == "preds_ptr":
             return "*fp16"
         return "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) or name in ("sign", "offset") else "i64"
     signature = {name: "constexpr" if name in constants else kind(name) for name in names}
     return ASTSource(fn=kernel, signature=signature, constexprs={(names.index(name),): value for name, value in constants.items()})
 
-for kernel, constants in [
-    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4)),
-    (kernels._count_gradient_kernel, dict(HAS_MASK=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4, HAS_GRAD=True)),
-    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, KIND=1, BLOCK_N=64, BLOCK_C=8)),
-    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, KIND=0, BLOCK_N=64, BLOCK_C=8)),
+for kernel, constants, labels in [
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=False, WITH_MASS=False, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4), None),
+    (kernels._soft_counts_kernel, dict(POOLED=False, HAS_MASK=True, LABELS=True, WITH_MASS=True, SIGMOID_LOGITS=False, KIND=0, BLOCK_N=256, BLOCK_C=4), "*i64"),
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=False, LABELS=True, WITH_MASS=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4), "*i32"),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, LABELS=False, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4, HAS_GRAD=True), None),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, LABELS=True, SIGMOID_LOGITS=False, KIND=0, BLOCK_N=256, BLOCK_C=4, HAS_GRAD=False), "*i64"),
+    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, LABELS=False, KIND=1, BLOCK_N=64, BLOCK_C=8), None),
+    (kernels._soft_matrix_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=True, KIND=0, BLOCK_N=64, BLOCK_C=8), "*i64"),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, LABELS=False, KIND=0, BLOCK_N=64, BLOCK_C=8), None),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=True, LABELS=True, KIND=2, BLOCK_N=64, BLOCK_C=8), "*i32"),
 ]:
-    assert "cubin" in triton.compile(source(kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
+    missing = [name for name in kernel.arg_names if name.isupper() and name not in constants]
+    assert not missing, f"{kernel.fn.__name__}: constexprs {missing} not set"
+    assert "cubin" in triton.compile(source(kernel, constants, labels), target=GPUTarget("cuda", 90, 32)).asm
 
-for text, options, pool_classes in FORMULAS:
+for index, (text, options, pool_classes) in enumerate(FORMULAS):
     printed = formula.triton_formula(type(metricc.loss(text, **options)).formula_in_triton)
-    constants = dict(FORMULA=printed, AVERAGE=1, HAS_CLASS_WEIGHTS=True, POOL_CLASSES=pool_classes, BLOCK_C=4)
-    assert "cubin" in triton.compile(source(formula._count_loss_kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
+    constants = dict(
+        FORMULA=printed, AVERAGE=index % 3, ABSENT=index % 3, HAS_ZERO_DIVISION=index % 2 == 1, HAS_CLASS_WEIGHTS=True,
+        POOL_CLASSES=pool_classes, BLOCK_C=4,
+    )
+    assert "cubin" in triton.compile(source(formula._count_loss_kernel, constants, None), target=GPUTarget("cuda", 90, 32)).asm
 """
 
 

@@ -7,7 +7,7 @@ alone (runtime/loss.py reaches this package only where it is the installed packa
 
 import contextlib
 import os
-from typing import Any, Callable, List, Optional, Tuple
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -85,42 +85,73 @@ def _on_its_device(leaf: Tensor) -> Any:
 
 def soft_counts_on_triton(
     leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
+    first_class: int = 0, ignore_index: Optional[int] = None, with_mass: bool = False,
 ) -> Tensor:
     """TP, FP, FN, TN of the canonical (batch, classes, positions) layout summed over dims, stacked on axis 0 as
-    soft_counts gives them, (4, rows or 1, classes or 1, 1); differentiable with respect to leaf, whose backward
-    pass is one more kernel that recomputes A'(p) from leaf."""
+    soft_counts gives them, (4, rows or 1, classes or 1, 1); with_mass, a fifth of that shape, zero exactly where
+    probability_mass is (the kept positions with p != 0). Differentiable with respect to leaf, whose backward pass is
+    one more kernel that recomputes A'(p) from leaf. target: 0/1 floats beside mask, or (batch, positions) class
+    indices, class c of leaf being label c + first_class, positions labelled ignore_index left out."""
     from .kernels import kernel_constants, soft_counts_op
 
     first, second = kernel_constants(approximation)
     pooled = 0 in dims
+    kind = KERNEL_KINDS[approximation.kind]
     with _on_its_device(leaf):
-        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
-    counts = counts.unsqueeze(-1)  # (4, rows or 1, classes, 1)
+        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, kind, first, second, first_class, ignore_index, with_mass)
+    counts = counts.unsqueeze(-1)  # (4 or 5, rows or 1, classes, 1)
     return counts.sum(2, keepdim=True) if 1 in dims else counts
 
 
-def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation) -> Tensor:
+class CountOperands(NamedTuple):
+    """What the soft-counts kernel reads of a step, in the canonical (batch, classes, positions) layout: the leaf, the
+    0/1 target with its mask or (batch, positions) class indices (class c of leaf being label c + first_class,
+    positions labelled ignore_index left out), the axes a count sums over, whether leaf holds sigmoid logits, and
+    whether the kernel also gives the probability mass that absent classes are told by."""
+
+    leaf: Tensor
+    target: Tensor
+    mask: Optional[Tensor]
+    dims: List[int]
+    sigmoid_logits: bool
+    first_class: int
+    ignore_index: Optional[int]
+    with_mass: bool
+
+
+def soft_counts_of(operands: CountOperands, approximation: Approximation) -> Tuple[Tensor, Optional[Tensor]]:
+    """soft_counts_on_triton of the operands: the four counts, and the probability mass where asked for (else None)."""
+    leaf, target, mask, dims, sigmoid_logits, first_class, ignore_index, with_mass = operands
+    counts = soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, approximation, first_class, ignore_index, with_mass)
+    return counts[:4], counts[4] if with_mass else None
+
+
+def count_loss_on_triton(
+    operands: CountOperands, approximation: Approximation, formula: Any, parameters: Tuple[float, ...], eps: float, average: int,
+    absent: int, zero_division: Optional[float], class_weights: Optional[Tensor], maximize: bool,
+    recompute: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """The loss of a four-count metric from three kernels, whatever its formula (gpu/formula.py): `formula` is the
+    compiled metric's metric_value_and_weights_in_triton; average 0 (every count alike), 1 (by support) or 2 (present
+    classes, multiclass macro); absent 0 (not read), 1 (told by FP) or 2 (by the probability mass); a gradient of the
+    gradient is autograd through recompute."""
+    from .formula import LossSettings, fused_count_loss, triton_formula
+
+    settings = LossSettings(
+        triton_formula(formula), parameters, eps, average, absent, zero_division, class_weights, -1.0 if maximize else 1.0,
+        1.0 if maximize else 0.0, KERNEL_KINDS[approximation.kind], approximation,
+    )
+    with _on_its_device(operands.leaf):
+        return fused_count_loss(operands, settings, recompute)
+
+
+def matrix_on_triton(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation, ignore_index: Optional[int] = None,
+) -> Tensor:
     """The soft C x C matrix of the canonical layout as soft_matrix gives it, (rows or 1, C, C), differentiable with
-    respect to leaf (at most MATRIX_CLASSES classes)."""
+    respect to leaf (at most MATRIX_CLASSES classes); target as soft_counts_on_triton reads it, of every class."""
     from .kernels import kernel_constants, soft_matrix_op
 
     first, second = kernel_constants(approximation)
     with _on_its_device(leaf):
-        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)
-
-
-def count_loss_on_triton(
-    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
-    formula: Any, parameters: Tuple[float, ...], eps: float, by_support: bool, class_weights: Optional[Tensor], maximize: bool,
-    recompute: Callable[[Tensor], Tensor],
-) -> Tensor:
-    """The loss of a four-count metric from three kernels, whatever its formula (gpu/formula.py): `formula` is the
-    compiled metric's metric_value_and_weights_in_triton; a gradient of the gradient is autograd through recompute."""
-    from .formula import LossSettings, fused_count_loss, triton_formula
-
-    settings = LossSettings(
-        triton_formula(formula), parameters, eps, int(by_support), class_weights, 1 in dims, 0 in dims,
-        -1.0 if maximize else 1.0, 1.0 if maximize else 0.0, sigmoid_logits, KERNEL_KINDS[approximation.kind], approximation,
-    )
-    with _on_its_device(leaf):
-        return fused_count_loss(leaf, target, mask, settings, recompute)
+        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second, ignore_index)

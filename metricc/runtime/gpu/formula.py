@@ -47,52 +47,76 @@ def parameter_tensor(values: Tuple[float, ...], dtype: torch.dtype, device: torc
 
 
 class LossSettings(NamedTuple):
-    """What the loss kernel needs beyond the inputs: the formula and its parameters, the average, the loss of a
-    metric value (offset + sign * value), and A(p) as the kernels number it."""
+    """What the loss kernel needs beyond the inputs: the formula and its parameters, the average (0: every count
+    alike, 1: by support, 2: the present classes), how absent counts are told (0: not read, 1: by FP, 2: by the
+    probability mass) and what zero_division gives them, the loss of a metric value (offset + sign * value), and
+    A(p) as the kernels number it."""
 
     formula: Any
     parameters: Tuple[float, ...]
     eps: float
     average: int
+    absent: int
+    zero_division: Optional[float]
     class_weights: Optional[Tensor]
-    pool_classes: bool
-    pooled_rows: bool
     sign: float
     offset: float
-    sigmoid_logits: bool
     kind: int
     approximation: Approximation
 
 
 @triton.jit
-def _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, POOL_CLASSES: tl.constexpr):
-    """TP, FP, FN, TN of one row, per class (or pooled over classes), from the soft-counts kernel's per-program
-    sums, added in a fixed order."""
+def _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, WITH_MASS: tl.constexpr, POOL_CLASSES: tl.constexpr):
+    """TP, FP, FN, TN (and the probability mass, WITH_MASS) of one row, per class or pooled over classes, from the
+    soft-counts kernel's per-program sums, added in a fixed order."""
     dtype = partial_ptr.dtype.element_ty
     stride = groups * parts * classes
     tp = tl.zeros([cls.shape[0]], dtype)
     fp = tl.zeros([cls.shape[0]], dtype)
     fn = tl.zeros([cls.shape[0]], dtype)
     tn = tl.zeros([cls.shape[0]], dtype)
+    mass = tl.zeros([cls.shape[0]], dtype)
     for part in range(parts):
         at = partial_ptr + (group * parts + part) * classes + cls
         tp += tl.load(at, mask=cls_ok, other=0.0)
         fp += tl.load(at + stride, mask=cls_ok, other=0.0)
         fn += tl.load(at + 2 * stride, mask=cls_ok, other=0.0)
         tn += tl.load(at + 3 * stride, mask=cls_ok, other=0.0)
+        if WITH_MASS:
+            mass += tl.load(at + 4 * stride, mask=cls_ok, other=0.0)
     if POOL_CLASSES:
         tp = tl.zeros_like(tp) + tl.sum(tp, axis=0)
         fp = tl.zeros_like(fp) + tl.sum(fp, axis=0)
         fn = tl.zeros_like(fn) + tl.sum(fn, axis=0)
         tn = tl.zeros_like(tn) + tl.sum(tn, axis=0)
-    return tp, fp, fn, tn
+        mass = tl.zeros_like(mass) + tl.sum(mass, axis=0)
+    return tp, fp, fn, tn, mass
 
 
 @triton.jit
-def _row_weights(tp, fn, cls, cls_ok, class_weights_ptr, AVERAGE: tl.constexpr, HAS_CLASS_WEIGHTS: tl.constexpr, POOL_CLASSES: tl.constexpr):
-    """reduce.average_weights of one row: each count's weight, summing to one over the row (or to zero)."""
+def _row(
+    partial_ptr, parameters_ptr, class_weights_ptr, group, groups, parts, classes, cls, cls_ok, eps, zero_division,
+    FORMULA: tl.constexpr, AVERAGE: tl.constexpr, ABSENT: tl.constexpr, HAS_ZERO_DIVISION: tl.constexpr,
+    HAS_CLASS_WEIGHTS: tl.constexpr, POOL_CLASSES: tl.constexpr,
+):
+    """One row's metric values and per-sample weights, per class, and each count's averaging weight (summing to one
+    over the row, or to zero): reduce.absent_counts, LossBase._fill_absent and reduce.average_weights."""
+    tp, fp, fn, tn, mass = _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, ABSENT == 2, POOL_CLASSES)
+    value, positive, negative = FORMULA(tp, fp, fn, tn, eps, parameters_ptr)
+    if ABSENT == 1:
+        absent = (tp + fn == 0.0) & (fp == 0.0)
+    elif ABSENT == 2:
+        absent = (tp + fn == 0.0) & (mass == 0.0)
+    else:
+        absent = cls < 0
+    if HAS_ZERO_DIVISION:
+        value = tl.where(absent, zero_division, value)
+        positive = tl.where(absent, 0.0, positive)
+        negative = tl.where(absent, 0.0, negative)
     if AVERAGE == 1:
         weights = tp + fn
+    elif AVERAGE == 2:
+        weights = tl.where(absent, 0.0, 1.0).to(tp.dtype)
     else:
         weights = tl.zeros_like(tp) + 1.0
     if HAS_CLASS_WEIGHTS:
@@ -100,37 +124,41 @@ def _row_weights(tp, fn, cls, cls_ok, class_weights_ptr, AVERAGE: tl.constexpr, 
     if POOL_CLASSES:
         weights = tl.where(cls == 0, weights, 0.0)  # one count a row, held by the first lane
     weights = tl.where(cls_ok, weights, 0.0)
-    return weights / tl.maximum(tl.sum(weights, axis=0), 1e-12)
+    return value, positive, negative, weights / tl.maximum(tl.sum(weights, axis=0), 1e-12)
 
 
 @triton.jit
 def _count_loss_kernel(
     partial_ptr, parameters_ptr, class_weights_ptr, loss_ptr, weights_ptr, groups, parts, classes, eps_hi, eps_lo,
-    sign, offset, FORMULA: tl.constexpr, AVERAGE: tl.constexpr, HAS_CLASS_WEIGHTS: tl.constexpr,
-    POOL_CLASSES: tl.constexpr, BLOCK_C: tl.constexpr,
+    zero_division_hi, zero_division_lo, sign, offset, FORMULA: tl.constexpr, AVERAGE: tl.constexpr, ABSENT: tl.constexpr,
+    HAS_ZERO_DIVISION: tl.constexpr, HAS_CLASS_WEIGHTS: tl.constexpr, POOL_CLASSES: tl.constexpr, BLOCK_C: tl.constexpr,
 ):
     """One program: the counts of every row, the formula and its per-sample weights on them, the average over
-    classes and rows (reduce.average_weights, row_sums, mean_over_rows), the loss offset + sign * average, and
-    the weights d loss / d a of every (row, class) for the backward pass, weights[0] for y = 1 and [1] for y = 0."""
+    classes and rows (reduce.row_sums, mean_over_rows), the loss offset + sign * average, and the weights
+    d loss / d a of every (row, class) for the backward pass, weights[0] for y = 1 and [1] for y = 0."""
     dtype = partial_ptr.dtype.element_ty
     eps = tl.cast(eps_hi, dtype) + tl.cast(eps_lo, dtype)
+    zero_division = tl.cast(zero_division_hi, dtype) + tl.cast(zero_division_lo, dtype)
     cls = tl.arange(0, BLOCK_C)
     cls_ok = cls < classes
     total = tl.zeros([BLOCK_C], dtype)
     rows = tl.zeros([BLOCK_C], dtype)
     for group in range(groups):
-        tp, fp, fn, tn = _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, POOL_CLASSES)
-        value, _, _ = FORMULA(tp, fp, fn, tn, eps, parameters_ptr)
-        weights = _row_weights(tp, fn, cls, cls_ok, class_weights_ptr, AVERAGE, HAS_CLASS_WEIGHTS, POOL_CLASSES)
+        value, _, _, weights = _row(
+            partial_ptr, parameters_ptr, class_weights_ptr, group, groups, parts, classes, cls, cls_ok, eps, zero_division,
+            FORMULA, AVERAGE, ABSENT, HAS_ZERO_DIVISION, HAS_CLASS_WEIGHTS, POOL_CLASSES,
+        )
         total += tl.where(weights != 0.0, weights * value, 0.0)
         rows += tl.where(cls == 0, (tl.sum(weights, axis=0) > 0.5).to(dtype), 0.0)
     kept = tl.sum(rows, axis=0)
     scale = sign / tl.maximum(kept, 1.0)
-    tl.store(loss_ptr, offset + scale * tl.sum(total, axis=0))
+    fallback = zero_division if HAS_ZERO_DIVISION else 0.0
+    tl.store(loss_ptr, offset + scale * tl.sum(total, axis=0) + sign * tl.where(kept < 0.5, fallback, 0.0))
     for group in range(groups):
-        tp, fp, fn, tn = _counts_of_row(partial_ptr, group, groups, parts, classes, cls, cls_ok, POOL_CLASSES)
-        _, positive, negative = FORMULA(tp, fp, fn, tn, eps, parameters_ptr)
-        weights = _row_weights(tp, fn, cls, cls_ok, class_weights_ptr, AVERAGE, HAS_CLASS_WEIGHTS, POOL_CLASSES)
+        _, positive, negative, weights = _row(
+            partial_ptr, parameters_ptr, class_weights_ptr, group, groups, parts, classes, cls, cls_ok, eps, zero_division,
+            FORMULA, AVERAGE, ABSENT, HAS_ZERO_DIVISION, HAS_CLASS_WEIGHTS, POOL_CLASSES,
+        )
         if POOL_CLASSES:
             weights = tl.zeros_like(weights) + tl.sum(weights, axis=0)  # every class of the row reads the one count
         at = weights_ptr + group * classes + cls
@@ -138,20 +166,22 @@ def _count_loss_kernel(
         tl.store(at + groups * classes, tl.where(weights != 0.0, scale * weights * negative, 0.0), mask=cls_ok)
 
 
-def _loss_and_weights(leaf: Tensor, target: Tensor, mask: Optional[Tensor], settings: LossSettings) -> Tuple[Tensor, Tensor]:
+def _loss_and_weights(operands: Any, settings: LossSettings) -> Tuple[Tensor, Tensor]:
     """The loss (a 0-dim tensor) and the backward pass's weights (2, rows or 1, classes): two launches."""
+    leaf, target, mask, dims, sigmoid_logits, first_class, ignore_index, with_mass = operands
     first, second = kernel_constants(settings.approximation)
-    partial = soft_count_partials(leaf, target, mask, settings.pooled_rows, settings.sigmoid_logits, settings.kind, first, second)
+    partial = soft_count_partials(leaf, target, mask, 0 in dims, sigmoid_logits, settings.kind, first, second, first_class, ignore_index, with_mass)
     _, groups, parts, classes = partial.shape
-    loss = torch.empty((), dtype=target.dtype, device=leaf.device)
-    weights = torch.empty((2, groups, classes), dtype=target.dtype, device=leaf.device)
-    parameters = parameter_tensor(settings.parameters, target.dtype, leaf.device) if settings.parameters else partial
+    loss = torch.empty((), dtype=partial.dtype, device=leaf.device)
+    weights = torch.empty((2, groups, classes), dtype=partial.dtype, device=leaf.device)
+    parameters = parameter_tensor(settings.parameters, partial.dtype, leaf.device) if settings.parameters else partial
     class_weights = settings.class_weights
+    zero_division = settings.zero_division
     _count_loss_kernel[(1,)](
         partial, parameters, partial if class_weights is None else class_weights, loss, weights, groups, parts, classes,
-        *_split(settings.eps), settings.sign, settings.offset,
-        FORMULA=settings.formula, AVERAGE=settings.average, HAS_CLASS_WEIGHTS=class_weights is not None,
-        POOL_CLASSES=settings.pool_classes, BLOCK_C=triton.next_power_of_2(max(classes, 1)),
+        *_split(settings.eps), *_split(0.0 if zero_division is None else zero_division), settings.sign, settings.offset,
+        FORMULA=settings.formula, AVERAGE=settings.average, ABSENT=settings.absent, HAS_ZERO_DIVISION=zero_division is not None,
+        HAS_CLASS_WEIGHTS=class_weights is not None, POOL_CLASSES=1 in dims, BLOCK_C=triton.next_power_of_2(max(classes, 1)),
     )
     return loss, weights
 
@@ -161,28 +191,28 @@ class FusedCountLoss(torch.autograd.Function):
     differentiated again (create_graph=True) is autograd through `recompute`, the same loss from the custom ops."""
 
     @staticmethod
-    def forward(ctx, leaf: Tensor, target: Tensor, mask: Optional[Tensor], settings: LossSettings, recompute: Callable[[Tensor], Tensor]):
-        loss, weights = _loss_and_weights(leaf, target, mask, settings)
-        ctx.settings = settings
+    def forward(ctx, leaf: Tensor, operands: Any, settings: LossSettings, recompute: Callable[[Tensor], Tensor]):
+        loss, weights = _loss_and_weights(operands, settings)
+        ctx.operands, ctx.settings = operands._replace(leaf=None, target=None, mask=None), settings
         saved_leaf(ctx, leaf, recompute)
-        ctx.save_for_backward(leaf, target, mask, weights)
+        ctx.save_for_backward(leaf, operands.target, operands.mask, weights)
         return loss
 
     @staticmethod
     def backward(ctx, grad: Tensor):
         leaf, target, mask, weights = ctx.saved_tensors
         if torch.is_grad_enabled():
-            return exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None, None, None
+            return exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None, None
         release_leaf(ctx)
-        settings = ctx.settings
+        settings, operands = ctx.settings, ctx.operands
         first, second = kernel_constants(settings.approximation)
-        gradient = count_gradient_launch(leaf, target, mask, weights, settings.sigmoid_logits, settings.kind, first, second, grad)
-        return gradient, None, None, None, None
+        gradient = count_gradient_launch(
+            leaf, target, mask, weights, operands.sigmoid_logits, settings.kind, first, second, operands.first_class,
+            operands.ignore_index, grad,
+        )
+        return gradient, None, None, None
 
 
-def fused_count_loss(
-    leaf: Tensor, target: Tensor, mask: Optional[Tensor], settings: LossSettings, recompute: Callable[[Tensor], Tensor],
-) -> Tensor:
-    """The loss of a four-count metric from three launches, differentiable with respect to leaf."""
-    return FusedCountLoss.apply(leaf, target, mask, settings, recompute)
-
+def fused_count_loss(operands: Any, settings: LossSettings, recompute: Callable[[Tensor], Tensor]) -> Tensor:
+    """The loss of a four-count metric from three launches, differentiable with respect to operands.leaf."""
+    return FusedCountLoss.apply(operands.leaf, operands, settings, recompute)
