@@ -24,7 +24,7 @@ from . import __version__
 from .guards import Singularity, guard_together
 from .derive import Derivation, per_sample_weights
 from .errors import OptionError
-from .language import COUNTS_FORM, Parameter
+from .language import COUNTS_FORM, MATRIX_FORM, Parameter
 from .arguments import LossOptions
 from .printer import FloatPrinter, TorchPrinter, TritonPrinter
 from .runtime import RUNTIME_VERSION
@@ -133,25 +133,31 @@ def _function_source(
     return f'def {name}({arguments}) -> {returns}:\n    """{doc}"""\n{body}\n    return {", ".join(results)}\n'
 
 
-def _triton_function_source(name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str) -> str:
-    """The four-count formula function in Triton's language on blocks of counts, its parameters loaded from the
-    `parameters` pointer in their declared order; plain Python that names `tl` and the GPU path's guards, which
-    metricc.runtime.gpu binds when it compiles it (a file that is imported never imports triton)."""
-    names: Dict[sympy.Symbol, str] = dict(_COUNT_VARIABLES)
+def _triton_function_source(
+    name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str,
+    inputs: Dict[sympy.Symbol, str] = _COUNT_VARIABLES,
+) -> str:
+    """A formula function in Triton's language on blocks of the inputs (the four counts, or every aggregate of the
+    matrix, in their form's order), its parameters loaded from the `parameters` pointer in their declared order;
+    plain Python that names `tl` and the GPU path's guards, which metricc.runtime.gpu binds when it compiles it (a
+    file that is imported never imports triton). An output that is 0 (a partial by an aggregate the metric does not
+    read) is a block of zeros."""
+    names: Dict[sympy.Symbol, str] = dict(inputs)
     names.update({p.symbol: parameter_variable(p) for p in parameters})
-    printer = TritonPrinter(names, set(_COUNT_VARIABLES))
+    like = next(iter(inputs.values()))
+    printer = TritonPrinter(names, set(inputs))
     loads = [f"    {parameter_variable(p)} = tl.load(parameters + {index})" for index, p in enumerate(parameters)]
     lines, reduced = _intermediate_lines(outputs, names, printer)
     for (output, _), expression in zip(outputs, reduced):
         text = printer.doprint(expression)
-        # a block of the counts' shape even where the expression is a constant or reads parameters alone
+        # a block of the inputs' shape even where the expression is a constant or reads parameters alone
         if expression == 0:
-            text = "tl.zeros_like(tp)"
+            text = f"tl.zeros_like({like})"
         elif not printer.is_tensor(expression):
-            text = f"tl.zeros_like(tp) + {text}"
+            text = f"tl.zeros_like({like}) + {text}"
         lines.append(f"    {output} = {text}")
     _check_names(names, parameters)
-    arguments = ", ".join([*_COUNT_VARIABLES.values(), "eps", "parameters"])
+    arguments = ", ".join([*inputs.values(), "eps", "parameters"])
     body = "\n".join(loads + lines)
     return f'def {name}({arguments}):\n    """{doc}"""\n{body}\n    return {", ".join(output for output, _ in outputs)}\n'
 
@@ -324,6 +330,20 @@ def _matrix_code(
             "The metric and its partial derivative by each aggregate, sharing subexpressions.", inputs=inputs,
         ),
     )
+    attributes = ""
+    if not standalone:
+        # every aggregate in and every partial out, in the form's order, so that one kernel calls any matrix metric
+        every = {v.symbol: v.code_name for v in MATRIX_FORM.variables}
+        read = dict(zip(variables, partials))
+        every_partial = [(f"d_{v.code_name}", read.get(v, sympy.Integer(0))) for v in MATRIX_FORM.variables]
+        functions += (
+            _triton_function_source(
+                "metric_value_and_partials_in_triton", [("value", value)] + every_partial, parameters,
+                "metric_value_and_partials in Triton's language, of every aggregate, for the GPU path's one loss launch.",
+                inputs=every,
+            ),
+        )
+        attributes = "    formula_in_triton = staticmethod(metric_value_and_partials_in_triton)\n"
     arguments = ", ".join([f'aggregates["{v.name}"]' for v in variables] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
     partial_names = ", ".join(f"d_{v.code_name}" for v in variables)
     partial_dict = ", ".join(f'"{v.name}": d_{v.code_name}' for v in variables)
@@ -335,7 +355,7 @@ def _matrix_code(
         f"        return value, {{{partial_dict}}}\n"
     )
     names = derivation.names
-    attributes = f"    aggregates = ({', '.join(_literal(a) for a in names)}{',' if len(names) == 1 else ''})\n"
+    attributes = f"    aggregates = ({', '.join(_literal(a) for a in names)}{',' if len(names) == 1 else ''})\n" + attributes
     aggregate_lines = "\n".join(f"    {v.name}: {v.meaning}" for v in variables)
     partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
     sections = (

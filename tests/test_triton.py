@@ -59,9 +59,9 @@ def _use(backend, monkeypatch):
 
 
 def _kernel_steps(patch):
-    """A counter of the steps whose counts or matrix come from the kernels (gpu's three entry points, spied on)."""
+    """A counter of the steps whose counts or matrix come from the kernels (gpu's entry points, spied on)."""
     calls = [0]
-    for name in ("soft_counts_on_triton", "count_loss_on_triton", "matrix_on_triton"):
+    for name in ("soft_counts_on_triton", "count_loss_on_triton", "matrix_on_triton", "matrix_loss_on_triton"):
         def counted(*args, _original=getattr(gpu, name), **kwargs):
             calls[0] += 1
             return _original(*args, **kwargs)
@@ -142,21 +142,22 @@ def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, mo
 
 
 def _one_formula_launch_steps(patch):
-    """A counter of the steps that take the loss kernel (gpu/formula.py), spied on at gpu's entry point."""
+    """A counter of the steps that take a loss kernel (gpu/formula.py), spied on at gpu's entry points."""
     calls = [0]
+    for name in ("count_loss_on_triton", "matrix_loss_on_triton"):
+        def counted(*args, _original=getattr(gpu, name), **kwargs):
+            calls[0] += 1
+            return _original(*args, **kwargs)
 
-    def counted(*args, _original=gpu.count_loss_on_triton, **kwargs):
-        calls[0] += 1
-        return _original(*args, **kwargs)
-
-    patch.setattr(gpu, "count_loss_on_triton", counted)
+        patch.setattr(gpu, name, counted)
     return calls
 
 
-def _run_on_counts_ops(module, preds, target, monkeypatch):
-    """_run on the Triton path with the formula launch turned off: the counts' custom ops and the torch formula."""
+def _run_on_the_ops(module, preds, target, monkeypatch):
+    """_run on the Triton path as for a file without its formula in Triton's language: the counts' or matrix's
+    custom ops and autograd through the torch formula."""
     with monkeypatch.context() as patch:
-        patch.setattr(type(module), "_one_formula_launch", lambda self, leaf: False)
+        patch.setattr(type(module), "formula_in_triton", None)
         return _run(module, preds, target, "triton", monkeypatch)
 
 
@@ -174,7 +175,7 @@ def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeyp
         launches = _one_formula_launch_steps(patch)
         fused = _run(module, preds, target, "triton", monkeypatch)
     assert launches[0] == 1
-    unfused = _run_on_counts_ops(module, preds, target, monkeypatch)
+    unfused = _run_on_the_ops(module, preds, target, monkeypatch)
     torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
     torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
 
@@ -226,18 +227,31 @@ class _ComputeOps(torch.utils._python_dispatch.TorchDispatchMode):
         return func(*args, **(kwargs or {}))
 
 
+#: Steps whose forward and backward are three kernels: binary formulas short and long, and class indices of a
+#: multi-class four-count metric (macro, so absent classes are decided in the loss kernel) and of a matrix metric.
+THREE_KERNEL_STEPS = {
+    **{formula: (formula, {} if formula in ("f1", "mcc", "fbeta") else {"direction": "maximize"}, None)
+       for formula in ("f1", "mcc", "fbeta", PRINTER_FORMULAS[0][0], PRINTER_FORMULAS[2][0])},
+    "multiclass f1 macro": ("f1", {"task": "multiclass", "average": "macro"}, 5),
+    "multiclass qwk": ("qwk", {"task": "multiclass"}, 5),
+}
+
+
 @pytest.mark.skipif(DEVICE != "cpu", reason="counts the interpreter's launches (benchmarks/launches.py counts a GPU's)")
-@pytest.mark.parametrize("formula", ["f1", "mcc", "fbeta", PRINTER_FORMULAS[0][0], PRINTER_FORMULAS[2][0]])
-def test_a_binary_step_is_three_kernels_whatever_the_formula(formula, monkeypatch):
-    """Forward and backward of a binary loss: the counts, the loss and the gradient kernels, and no other
-    computing operation but autograd's seed (ones_like), however long the formula."""
+@pytest.mark.parametrize("step_of", list(THREE_KERNEL_STEPS))
+def test_a_step_is_three_kernels_whatever_the_formula(step_of, monkeypatch):
+    """Forward and backward: the counts (or matrix), the loss and the gradient kernels, and no other computing
+    operation but autograd's seed (ones_like), however long the formula."""
     from triton.runtime.interpreter import InterpretedFunction
 
-    direction = {} if formula in ("f1", "mcc", "fbeta") else {"direction": "maximize"}
-    loss = metricc.loss(formula, validate_args=False, from_logits=True, **direction)
-    preds, target = torch.randn(64, requires_grad=True), (torch.rand(64) < 0.3).float()
+    formula, options, classes = THREE_KERNEL_STEPS[step_of]
+    loss = metricc.loss(formula, validate_args=False, from_logits=classes is None, **options)
+    if classes is None:
+        preds, target = torch.randn(64, requires_grad=True), (torch.rand(64) < 0.3).float()
+    else:
+        preds, target = torch.softmax(torch.randn(64, classes), 1).requires_grad_(True), torch.randint(0, classes, (64,))
     _use("triton", monkeypatch)
-    loss(preds, target).backward()  # the first step compiles nothing here, but binds the formula
+    loss(preds, target).backward()  # the first step binds the formula
     launches = []
     run = InterpretedFunction.run
 
@@ -249,7 +263,8 @@ def test_a_binary_step_is_three_kernels_whatever_the_formula(formula, monkeypatc
     preds.grad = None  # else autograd adds to the first step's gradient: one more operation, the user's
     with _ComputeOps() as step:
         loss(preds, target).backward()
-    assert launches == ["_soft_counts_kernel", "_count_loss_kernel", "_count_gradient_kernel"]
+    form = "matrix" if formula == "qwk" else "count"
+    assert launches == [f"_soft_{'matrix' if form == 'matrix' else 'counts'}_kernel", f"_{form}_loss_kernel", f"_{form}_gradient_kernel"]
     assert step.ops == ["ones_like"], step.ops
 
 
@@ -373,6 +388,35 @@ def test_matrix_metrics_equal_float64_autograd_through_a_plain_soft_matrix(case,
         target = torch.nn.functional.one_hot(torch.where(kept, labels, 0), shape[1]).double()
         target[~kept] = -1.0
     _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, 1e-9, monkeypatch)
+
+
+#: Matrix metrics that read, between them, every aggregate (and so every term of the loss kernel's G).
+MATRIX_FORMULAS = {
+    "mcc (SUM, TRACE, SUM_RC, SUM_RR, SUM_CC)": ("mcc", {}),
+    "linear_kappa anyloss (OBSERVED/EXPECTED_LINEAR)": ("linear_kappa", {"approximation": "anyloss"}),
+    "quadratic_kappa samplewise (OBSERVED/EXPECTED_QUADRATIC)": ("quadratic_kappa", {"multidim_average": "samplewise"}),
+    "OBSERVED_UNWEIGHTED, EXPECTED_UNWEIGHTED, ignore_index": (
+        "1 - OBSERVED_UNWEIGHTED / (EXPECTED_UNWEIGHTED / SUM + 1)", {"ignore_index": -1, "direction": "maximize"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX_FORMULAS))
+def test_the_matrix_loss_launch_gives_the_ops_loss_and_gradient(case, monkeypatch):
+    """The matrix loss kernel (the aggregates, the formula, G and the mean in one program) against the matrix's
+    custom ops and autograd through the torch formula, both on the Triton path, in float64."""
+    name, options = MATRIX_FORMULAS[case]
+    module = metricc.loss(name, task="multiclass", **options)
+    shape = (3, 4, 3, 2) if options.get("multidim_average") == "samplewise" else (14, 4)
+    logits, labels = _batch(shape, 4, seed=7, logits=True, ignore="ignore_index" in options)
+    preds = torch.softmax(logits, 1)
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        fused = _run(module, preds, labels, "triton", monkeypatch)
+    assert launches[0] == 1
+    unfused = _run_on_the_ops(module, preds, labels, monkeypatch)
+    torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
 
 
 @pytest.mark.parametrize("task", ["multilabel", "multiclass"])
@@ -636,8 +680,8 @@ for kernel, constants, labels in [
     (kernels._count_gradient_kernel, dict(HAS_MASK=True, LABELS=True, SIGMOID_LOGITS=False, KIND=0, BLOCK_N=256, BLOCK_C=4, HAS_GRAD=False), "*i64"),
     (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, LABELS=False, KIND=1, BLOCK_N=64, BLOCK_C=8), None),
     (kernels._soft_matrix_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=True, KIND=0, BLOCK_N=64, BLOCK_C=8), "*i64"),
-    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, LABELS=False, KIND=0, BLOCK_N=64, BLOCK_C=8), None),
-    (kernels._matrix_gradient_kernel, dict(HAS_MASK=True, LABELS=True, KIND=2, BLOCK_N=64, BLOCK_C=8), "*i32"),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, LABELS=False, KIND=0, BLOCK_N=64, BLOCK_C=8, HAS_GRAD=False), None),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=True, LABELS=True, KIND=2, BLOCK_N=64, BLOCK_C=8, HAS_GRAD=True), "*i32"),
 ]:
     missing = [name for name in kernel.arg_names if name.isupper() and name not in constants]
     assert not missing, f"{kernel.fn.__name__}: constexprs {missing} not set"
@@ -650,12 +694,17 @@ for index, (text, options, pool_classes) in enumerate(FORMULAS):
         POOL_CLASSES=pool_classes, BLOCK_C=4,
     )
     assert "cubin" in triton.compile(source(formula._count_loss_kernel, constants, None), target=GPUTarget("cuda", 90, 32)).asm
+
+for index, text in enumerate(MATRIX_FORMULAS):
+    printed = formula.triton_formula(type(metricc.loss(text, task="multiclass", direction="maximize")).formula_in_triton)
+    constants = dict(FORMULA=printed, EVERY_ROW_KEPT=index % 2 == 0, BLOCK_C=8)
+    assert "cubin" in triton.compile(source(formula._matrix_loss_kernel, constants, None), target=GPUTarget("cuda", 90, 32)).asm
 """
 
 
 def test_the_kernels_compile_for_an_h100_without_one():
-    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel, and the loss kernel
-    with each formula that reaches a branch of the Triton printer, compiles to a cubin for sm_90 with Triton's own
+    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel, and the loss kernels
+    with formulas that reach every branch of the Triton printer and every aggregate, compiles to a cubin for sm_90 with Triton's own
     compiler and ptxas, in a process without TRITON_INTERPRET."""
     if "nvidia" not in __import__("triton.backends", fromlist=["backends"]).backends:
         pytest.skip("this triton has no CUDA backend")
@@ -664,6 +713,7 @@ def test_the_kernels_compile_for_an_h100_without_one():
     # and Heaviside, a parameter (and a power of it); pooled over classes and not
     chosen = [PRINTER_FORMULAS[index] for index in (0, 2, 4, 5, 8)]
     formulas = [(text, options, index % 2 == 0) for index, (text, options) in enumerate(chosen)]
-    script = f"FORMULAS = {formulas!r}\n" + _COMPILE_FOR_SM90
+    matrix_formulas = [name for name, _ in MATRIX_FORMULAS.values()]  # between them, every aggregate
+    script = f"FORMULAS = {formulas!r}\nMATRIX_FORMULAS = {matrix_formulas!r}\n" + _COMPILE_FOR_SM90
     result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

@@ -768,10 +768,34 @@ class MatrixLossBase(LossBase):
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
-        """The loss with this batch's matrix and its backward pass from the Triton kernels, and autograd through the
+        """The loss with this batch's matrix and its backward pass from the Triton kernels: eagerly, where the compiled
+        file carries its formula in Triton's language and no counts of other ranks or steps are pooled, three kernels
+        (the matrix, the loss with G, the gradient: gpu/formula.py); else the matrix's ops and autograd through the
         formula on the small matrix, as _differentiable_value."""
         self._check_running_counts_writable()
-        matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
+        leaf, target, mask = self._kernel_inputs(preds, target)
+        per_row = self.multidim_average == "samplewise"
+        ignore_index = None if target.is_floating_point() else self.ignore_index
+
+        def loss_of(leaf: Tensor) -> Tensor:
+            return self._loss_of_triton_matrix(leaf, target, mask, per_row, ignore_index)
+
+        one_launch = getattr(type(self), "formula_in_triton", None) is not None and not torch.compiler.is_compiling()
+        if not (one_launch and self.sync is None and (self.count_momentum is None or not self.training)):
+            return loss_of(leaf)
+        kept: Optional[Tensor] = None  # class indices without ignore_index: a position, hence every row, is kept
+        if target.is_floating_point() or ignore_index is not None or target.numel() == 0:
+            kept = self._kept_rows_read(leaf, target, mask, per_row)
+        parameters = tuple(self.parameter_values[name] for name in self.metric_parameters)
+        return GPU_PATH.matrix_loss_on_triton(
+            leaf, target, mask, kept, per_row, self.approximation_spec, type(self).formula_in_triton, parameters, self.eps,
+            ignore_index, self.maximize, loss_of,
+        )
+
+    @torch.jit.unused
+    def _loss_of_triton_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:
+        """The loss from the matrix's custom ops and autograd through the formula on the matrix (every order exact)."""
+        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         if self.sync is not None and not per_row:
             pooled = pooled + (matrix - matrix.detach()) * count_scale  # summed over ranks, detached: as for the counts

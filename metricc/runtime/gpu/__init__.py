@@ -155,3 +155,19 @@ def matrix_on_triton(
     first, second = kernel_constants(approximation)
     with _on_its_device(leaf):
         return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second, ignore_index)
+
+
+def matrix_loss_on_triton(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], kept: Optional[Tensor], per_row: bool, approximation: Approximation, formula: Any,
+    parameters: Tuple[float, ...], eps: float, ignore_index: Optional[int], maximize: bool, recompute: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """The loss of a matrix metric from three kernels, whatever its formula (gpu/formula.py): `formula` is the
+    compiled metric's metric_value_and_partials_in_triton; kept: 1 for each matrix with a kept position (None: every one)."""
+    from .formula import MatrixLossSettings, fused_matrix_loss, triton_formula
+
+    settings = MatrixLossSettings(
+        triton_formula(formula), parameters, eps, -1.0 if maximize else 1.0, 1.0 if maximize else 0.0,
+        KERNEL_KINDS[approximation.kind], approximation, per_row, ignore_index,
+    )
+    with _on_its_device(leaf):
+        return fused_matrix_loss(leaf, target, mask, kept, settings, recompute)

@@ -1,7 +1,7 @@
-"""The formula launch: eagerly, a four-count loss on the Triton path is three kernels whatever its formula, the
-soft counts (one pass over the inputs), the loss (the formula, its per-sample weights and the average, in one
-program), and in the backward pass the gradient (one pass that recomputes A'(p) and reads the upstream gradient
-from memory). Nothing waits for the host, so the step can be captured in a CUDA graph.
+"""The formula launch: eagerly, a loss on the Triton path is three kernels whatever its formula, the soft counts
+or matrix (one pass over the inputs), the loss (the formula, its per-sample weights or G = d metric / d M, and the
+average, in one program), and in the backward pass the gradient (one pass that recomputes A'(p) and reads the
+upstream gradient from memory). Nothing waits for the host, so the step can be captured in a CUDA graph.
 
 The formula is the compiled metric's own `metric_value_and_weights_in_triton`, which the emitter prints from SymPy
 in Triton's language: plain Python in the emitted file, made a Triton function here, with `tl` and the guards
@@ -19,7 +19,7 @@ from torch import Tensor
 
 from ..approximate import Approximation
 from ..backward import exact_gradient, release_leaf, saved_leaf
-from .kernels import _split, count_gradient_launch, kernel_constants, soft_count_partials
+from .kernels import _split, count_gradient_launch, kernel_constants, matrix_gradient_launch, soft_count_partials, soft_matrix_partials
 
 
 
@@ -216,3 +216,143 @@ class FusedCountLoss(torch.autograd.Function):
 def fused_count_loss(operands: Any, settings: LossSettings, recompute: Callable[[Tensor], Tensor]) -> Tensor:
     """The loss of a four-count metric from three launches, differentiable with respect to operands.leaf."""
     return FusedCountLoss.apply(operands.leaf, operands, settings, recompute)
+
+
+@triton.jit
+def _matrix_of_row(partial_ptr, group, parts, classes, i, j, ok, BLOCK_C: tl.constexpr):
+    """One row's soft C x C matrix from the soft-matrix kernel's per-program matrices, added in a fixed order."""
+    matrix = tl.zeros([BLOCK_C, BLOCK_C], partial_ptr.dtype.element_ty)
+    for part in range(parts):
+        matrix += tl.load(partial_ptr + ((group * parts + part) * classes + i) * classes + j, mask=ok, other=0.0)
+    return matrix
+
+
+@triton.jit
+def _weight_matrices(i, j, ok, classes, dtype: tl.constexpr):
+    """matrix.weight_matrix's three W: 1 - delta, |i - j| / (C - 1) and (i - j)^2 / (C - 1)^2, zero outside the classes."""
+    difference = (i - j).to(dtype)
+    scale = tl.maximum(classes - 1, 1).to(dtype)
+    unweighted = tl.where(ok & (i != j), 1.0, 0.0).to(dtype)
+    linear = tl.where(ok, tl.abs(difference) / scale, 0.0)
+    quadratic = tl.where(ok, difference * difference / (scale * scale), 0.0)
+    return unweighted, linear, quadratic
+
+
+@triton.jit
+def _matrix_row(partial_ptr, parameters_ptr, group, parts, classes, eps, FORMULA: tl.constexpr, BLOCK_C: tl.constexpr):
+    """One row's metric and G = d metric / d M: matrix.aggregate's values, the formula and its partial by every
+    aggregate, and the chain rule (matrix.chain_rule) with each aggregate's d / dM."""
+    i = tl.arange(0, BLOCK_C)[:, None]
+    j = tl.arange(0, BLOCK_C)[None, :]
+    ok = (i < classes) & (j < classes)
+    dtype = partial_ptr.dtype.element_ty
+    matrix = _matrix_of_row(partial_ptr, group, parts, classes, i, j, ok, BLOCK_C)
+    rows = tl.sum(matrix, axis=1)
+    columns = tl.sum(matrix, axis=0)
+    unweighted, linear, quadratic = _weight_matrices(i, j, ok, classes, dtype)
+    by_rows_u = tl.sum(rows[:, None] * unweighted, axis=0)  # (r W)[j]
+    by_rows_l = tl.sum(rows[:, None] * linear, axis=0)
+    by_rows_q = tl.sum(rows[:, None] * quadratic, axis=0)
+    value, d_sum, d_trace, d_rc, d_rr, d_cc, d_ou, d_ol, d_oq, d_eu, d_el, d_eq = FORMULA(
+        tl.sum(rows, axis=0), tl.sum(tl.sum(tl.where(i == j, matrix, 0.0), axis=1), axis=0), tl.sum(rows * columns, axis=0),
+        tl.sum(rows * rows, axis=0), tl.sum(columns * columns, axis=0), tl.sum(tl.sum(unweighted * matrix, axis=1), axis=0),
+        tl.sum(tl.sum(linear * matrix, axis=1), axis=0), tl.sum(tl.sum(quadratic * matrix, axis=1), axis=0),
+        tl.sum(by_rows_u * columns, axis=0), tl.sum(by_rows_l * columns, axis=0), tl.sum(by_rows_q * columns, axis=0),
+        eps, parameters_ptr,
+    )
+    gradient = d_sum + tl.where(i == j, d_trace, 0.0) + d_rc * (columns[:, None] + rows[None, :])
+    gradient += d_rr * 2.0 * rows[:, None] + d_cc * 2.0 * columns[None, :]
+    gradient += d_ou * unweighted + d_ol * linear + d_oq * quadratic
+    gradient += d_eu * (tl.sum(unweighted * columns[None, :], axis=1)[:, None] + by_rows_u[None, :])
+    gradient += d_el * (tl.sum(linear * columns[None, :], axis=1)[:, None] + by_rows_l[None, :])
+    gradient += d_eq * (tl.sum(quadratic * columns[None, :], axis=1)[:, None] + by_rows_q[None, :])
+    return value, gradient, i, j, ok
+
+
+@triton.jit
+def _matrix_loss_kernel(
+    partial_ptr, kept_ptr, parameters_ptr, loss_ptr, gradient_ptr, groups, parts, classes, eps_hi, eps_lo, sign, offset,
+    FORMULA: tl.constexpr, EVERY_ROW_KEPT: tl.constexpr, BLOCK_C: tl.constexpr,
+):
+    """One program: each row's matrix, the formula and G on it, the mean over the rows with a kept position
+    (MatrixLossBase._mean; kept[row], or every row with EVERY_ROW_KEPT), the loss offset + sign * mean, and G times
+    d loss / d metric for the backward pass."""
+    dtype = partial_ptr.dtype.element_ty
+    eps = tl.cast(eps_hi, dtype) + tl.cast(eps_lo, dtype)
+    total = tl.zeros([1], dtype)
+    kept = tl.zeros([1], dtype)
+    for group in range(groups):
+        value, _, _, _, _ = _matrix_row(partial_ptr, parameters_ptr, group, parts, classes, eps, FORMULA, BLOCK_C)
+        counts = 1.0 if EVERY_ROW_KEPT else tl.load(kept_ptr + group).to(dtype)
+        total += tl.where(counts != 0.0, value * counts, 0.0)
+        kept += counts
+    scale = sign / tl.maximum(tl.sum(kept, axis=0), 1.0)
+    tl.store(loss_ptr, offset + scale * tl.sum(total, axis=0))
+    for group in range(groups):
+        _, gradient, i, j, ok = _matrix_row(partial_ptr, parameters_ptr, group, parts, classes, eps, FORMULA, BLOCK_C)
+        counts = 1.0 if EVERY_ROW_KEPT else tl.load(kept_ptr + group).to(dtype)
+        gradient = tl.where(counts != 0.0, gradient * (scale * counts), 0.0)
+        tl.store(gradient_ptr + (group * classes + i) * classes + j, gradient, mask=ok)
+
+
+class MatrixLossSettings(NamedTuple):
+    """What the matrix loss kernel needs beyond the inputs (LossSettings, for a matrix metric)."""
+
+    formula: Any
+    parameters: Tuple[float, ...]
+    eps: float
+    sign: float
+    offset: float
+    kind: int
+    approximation: Approximation
+    per_row: bool
+    ignore_index: Optional[int]
+
+
+def _matrix_loss_and_gradient(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], kept: Optional[Tensor], settings: MatrixLossSettings,
+) -> Tuple[Tensor, Tensor]:
+    """The loss (a 0-dim tensor) and G times d loss / d metric, (rows or 1, C, C): two launches. kept: 1 for each
+    matrix with a kept position, or None where every matrix has one."""
+    first, second = kernel_constants(settings.approximation)
+    partial = soft_matrix_partials(leaf, target, mask, not settings.per_row, settings.kind, first, second, settings.ignore_index)
+    groups, parts, classes, _ = partial.shape
+    loss = torch.empty((), dtype=partial.dtype, device=leaf.device)
+    gradient = torch.empty((groups, classes, classes), dtype=partial.dtype, device=leaf.device)
+    parameters = parameter_tensor(settings.parameters, partial.dtype, leaf.device) if settings.parameters else partial
+    _matrix_loss_kernel[(1,)](
+        partial, partial if kept is None else kept, parameters, loss, gradient, groups, parts, classes, *_split(settings.eps),
+        settings.sign, settings.offset, FORMULA=settings.formula, EVERY_ROW_KEPT=kept is None,
+        BLOCK_C=triton.next_power_of_2(max(classes, 1)),
+    )
+    return loss, gradient
+
+
+class FusedMatrixLoss(torch.autograd.Function):
+    """The loss of a matrix metric from three kernels: the soft matrix, the loss with G, and the gradient (G's row
+    of each position's label); create_graph=True is autograd through `recompute`, the same loss from the custom ops."""
+
+    @staticmethod
+    def forward(ctx, leaf, target, mask, kept, settings: MatrixLossSettings, recompute: Callable[[Tensor], Tensor]):
+        loss, gradient = _matrix_loss_and_gradient(leaf, target, mask, kept, settings)
+        ctx.settings = settings
+        saved_leaf(ctx, leaf, recompute)
+        ctx.save_for_backward(leaf, target, mask, gradient)
+        return loss
+
+    @staticmethod
+    def backward(ctx, grad: Tensor):
+        leaf, target, mask, gradient = ctx.saved_tensors
+        if torch.is_grad_enabled():
+            return exact_gradient(ctx.recompute, ctx.leaf, ctx.leaf_version, grad), None, None, None, None, None
+        release_leaf(ctx)
+        settings = ctx.settings
+        first, second = kernel_constants(settings.approximation)
+        return matrix_gradient_launch(leaf, target, mask, gradient, settings.kind, first, second, settings.ignore_index, grad), None, None, None, None, None
+
+
+def fused_matrix_loss(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], kept: Optional[Tensor], settings: MatrixLossSettings, recompute: Callable[[Tensor], Tensor],
+) -> Tensor:
+    """The loss of a matrix metric from three launches, differentiable with respect to leaf."""
+    return FusedMatrixLoss.apply(leaf, target, mask, kept, settings, recompute)

@@ -240,16 +240,18 @@ def _soft_matrix_kernel(
 @triton.jit
 def _matrix_gradient_kernel(
     preds_ptr, target_ptr, mask_ptr, weights_ptr, out_ptr, positions, length, classes, tiles_per_program,
-    pr, pc, pp, tr, tc, tp, mr, mc, mp, ignore_index, wr, wi, wj, first_hi, first_lo, second_hi, second_lo,
+    pr, pc, pp, tr, tc, tp, mr, mc, mp, ignore_index, wr, wi, wj, first_hi, first_lo, second_hi, second_lo, grad_ptr,
     HAS_MASK: tl.constexpr, LABELS: tl.constexpr, KIND: tl.constexpr, BLOCK_N: tl.constexpr, BLOCK_C: tl.constexpr,
+    HAS_GRAD: tl.constexpr,
 ):
     """Program (part): d loss / d p[n, j] = A'(p) sum_i y[n, i] m[n] G[row, i, j] (with LABELS, A'(p) m[n] G[row, label
     of n, j], one row of G gathered) over its tiles of the flattened rows x positions, into a contiguous (rows,
-    classes, positions) gradient."""
+    classes, positions) gradient; times the upstream gradient read from grad_ptr (HAS_GRAD)."""
     part = tl.program_id(0)
     dtype = weights_ptr.dtype.element_ty
     first = _exact(first_hi, first_lo, dtype)
     second = _exact(second_hi, second_lo, dtype)
+    upstream = tl.load(grad_ptr).to(dtype) if HAS_GRAD else 1.0
     cls = tl.arange(0, BLOCK_C)
     cls_ok = cls < classes
     cls64 = cls.to(tl.int64)
@@ -272,7 +274,7 @@ def _matrix_gradient_kernel(
             weights = tl.load(weight, mask=square, other=0.0).to(dtype)
             gradient = slope * tl.sum((y * m)[:, :, None] * weights, axis=1)
         out = out_ptr + (row * classes * positions + pos)[:, None] + (cls64 * positions)[None, :]
-        tl.store(out, gradient.to(out_ptr.dtype.element_ty), mask=ok)
+        tl.store(out, (gradient * upstream).to(out_ptr.dtype.element_ty), mask=ok)
 
 
 def _operator(name: str, fake: Callable[..., Tensor]) -> Callable[[Callable[..., Tensor]], Any]:
@@ -427,12 +429,10 @@ def _matrix_blocks(classes: int, gathered: bool = False) -> Tuple[int, int]:
     return max(1, 4096 // (block_c if gathered else block_c * block_c)), block_c
 
 
-@_operator("metricc::soft_matrix", _matrix_shape)
-def soft_matrix_op(
+def soft_matrix_partials(
     preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, kind: int, first: float, second: float, ignore_index: Optional[int],
 ) -> Tensor:
-    """(rows or 1, C, C): M[i, j] = sum y[n, i] a[n, j] over kept positions of (rows, classes, positions) preds; target
-    as soft_counts_op reads it (labels of every class: first_class 0)."""
+    """(rows or 1, programs, C, C): each program's matrix (soft_matrix_op), which a fixed-order sum reduces."""
     rows, classes, positions = preds.shape
     groups = 1 if pooled else rows
     length = rows * positions if pooled else positions
@@ -447,15 +447,23 @@ def soft_matrix_op(
             *preds.stride(), tr, tc, tp, mr, mc, mp, ignore_index or 0, *_split(first), *_split(second),
             POOLED=pooled, HAS_MASK=has_mask, LABELS=labels, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
         )
-    return partial.sum(1)
+    return partial
 
 
-@_operator("metricc::matrix_gradient", _gradient_shape)
-def matrix_gradient_op(
-    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, kind: int, first: float, second: float, ignore_index: Optional[int],
+@_operator("metricc::soft_matrix", _matrix_shape)
+def soft_matrix_op(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], pooled: bool, kind: int, first: float, second: float, ignore_index: Optional[int],
 ) -> Tensor:
-    """d loss / d preds of (rows, classes, positions) inputs (target as soft_matrix_op reads it) in the dtype of
-    preds; weights: G = d loss / d M, (rows or 1, C, C)."""
+    """(rows or 1, C, C): M[i, j] = sum y[n, i] a[n, j] over kept positions of (rows, classes, positions) preds; target
+    as soft_counts_op reads it (labels of every class: first_class 0)."""
+    return soft_matrix_partials(preds, target, mask, pooled, kind, first, second, ignore_index).sum(1)
+
+
+def matrix_gradient_launch(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, kind: int, first: float, second: float,
+    ignore_index: Optional[int], grad: Optional[Tensor] = None,
+) -> Tensor:
+    """matrix_gradient_op's kernel; with `grad` (a one-element tensor), the gradient times it, read on the device."""
     rows, classes, positions = preds.shape
     out = torch.empty((rows, classes, positions), dtype=preds.dtype, device=preds.device)
     weights = weights.to(counting_dtype(preds)).expand(rows, classes, classes)
@@ -466,9 +474,19 @@ def matrix_gradient_op(
         wrap_triton(_matrix_gradient_kernel)[(parts,)](
             preds, target, mask_in, weights, out, positions, rows * positions, classes, each,
             *preds.stride(), tr, tc, tp, mr, mc, mp, ignore_index or 0, *weights.stride(), *_split(first), *_split(second),
-            HAS_MASK=has_mask, LABELS=labels, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c,
+            weights if grad is None else grad,
+            HAS_MASK=has_mask, LABELS=labels, KIND=kind, BLOCK_N=block_n, BLOCK_C=block_c, HAS_GRAD=grad is not None,
         )
     return out
+
+
+@_operator("metricc::matrix_gradient", _gradient_shape)
+def matrix_gradient_op(
+    preds: Tensor, target: Tensor, mask: Optional[Tensor], weights: Tensor, kind: int, first: float, second: float, ignore_index: Optional[int],
+) -> Tensor:
+    """d loss / d preds of (rows, classes, positions) inputs (target as soft_matrix_op reads it) in the dtype of
+    preds; weights: G = d loss / d M, (rows or 1, C, C)."""
+    return matrix_gradient_launch(preds, target, mask, weights, kind, first, second, ignore_index)
 
 
 def soft_and_slope(preds: Tensor, dtype: torch.dtype, sigmoid_logits: bool, kind: int, first: float, second: float) -> Tuple[Tensor, Tensor]:
