@@ -180,6 +180,33 @@ def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeyp
     torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
 
 
+@pytest.mark.parametrize(
+    "metric, options, shape, training",
+    [
+        ("f1", {"count_momentum": 0.5}, (20,), True),
+        ("f1", {"task": "multilabel", "average": "none"}, (10, 3), False),
+        ("dice", {"multidim_average": "samplewise", "task": "multilabel", "average": "macro"}, (3, 2, 4), False),
+        ("qwk", {"task": "multiclass", "multidim_average": "samplewise"}, (3, 4, 5), False),
+    ],
+    ids=["running counts", "average none", "more rows than FUSED_ROWS", "more matrices than FUSED_ROWS"],
+)
+def test_steps_the_loss_kernels_cannot_take_use_the_ops(metric, options, shape, training, monkeypatch):
+    """Counts of other steps, per-class losses and many rows of counts take the kernels' custom ops and the torch
+    formula (the torch path's loss), not a loss kernel."""
+    monkeypatch.setattr(gpu, "FUSED_ROWS", 2)
+    module = metricc.loss(metric, **options).train(training)
+    classes = shape[1] if options.get("task") == "multiclass" else None
+    preds, target = _batch(shape, classes)
+    per_class = {"grad_outputs": torch.ones(shape[1], dtype=torch.float64)} if options.get("average") == "none" else {}
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        loss = _run(module, preds, target, "triton", monkeypatch, **per_class)[0]
+    assert launches[0] == 0
+    if training:
+        module.reset_running_counts()
+    torch.testing.assert_close(loss, _run(module, preds, target, "torch", monkeypatch, **per_class)[0], rtol=1e-12, atol=1e-14)
+
+
 #: Formulas that reach every branch of printer.TritonPrinter: high, odd, half and fractional powers, exp, log, abs
 #: (and sign, its derivative), min and max (Heaviside), the guards (signed_clamp in kappa), and a parameter.
 PRINTER_FORMULAS = [

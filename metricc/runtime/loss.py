@@ -433,7 +433,7 @@ class CountLossBase(LossBase):
         def loss_of(leaf: Tensor) -> Tensor:
             return self._loss_of_triton_counts(operands._replace(leaf=leaf))
 
-        if not self._one_formula_launch(operands.leaf):
+        if not self._one_formula_launch(operands.leaf, 0 in operands.dims):
             return loss_of(operands.leaf)
         class_weights = self.class_weights if self.class_weights.numel() > 0 else None
         if class_weights is not None and class_weights.numel() != operands.leaf.shape[1]:
@@ -447,9 +447,10 @@ class CountLossBase(LossBase):
         )
 
     @torch.jit.unused
-    def _one_formula_launch(self, leaf: Tensor) -> bool:
+    def _one_formula_launch(self, leaf: Tensor, pooled_rows: bool) -> bool:
         """Whether the loss kernel of gpu/formula.py computes this loss: eagerly, for a file that carries its formula
-        in Triton's language, without counts of other ranks or steps, or per-class losses."""
+        in Triton's language, without counts of other ranks or steps, or per-class losses, and for at most
+        gpu.FUSED_CLASSES classes and gpu.FUSED_ROWS rows of counts (one program takes them in turn)."""
         return (
             getattr(type(self), "formula_in_triton", None) is not None
             and not torch.compiler.is_compiling()
@@ -457,6 +458,7 @@ class CountLossBase(LossBase):
             and (self.count_momentum is None or not self.training)
             and self.average != "none"
             and leaf.shape[1] <= GPU_PATH.FUSED_CLASSES
+            and (pooled_rows or leaf.shape[0] <= GPU_PATH.FUSED_ROWS)
         )
 
     @torch.jit.unused
@@ -781,7 +783,8 @@ class MatrixLossBase(LossBase):
             return self._loss_of_triton_matrix(leaf, target, mask, per_row, ignore_index)
 
         one_launch = getattr(type(self), "formula_in_triton", None) is not None and not torch.compiler.is_compiling()
-        if not (one_launch and self.sync is None and (self.count_momentum is None or not self.training)):
+        few_rows = not per_row or leaf.shape[0] <= GPU_PATH.FUSED_ROWS  # one program takes the matrices in turn
+        if not (one_launch and few_rows and self.sync is None and (self.count_momentum is None or not self.training)):
             return loss_of(leaf)
         kept: Optional[Tensor] = None  # class indices without ignore_index: a position, hence every row, is kept
         if target.is_floating_point() or ignore_index is not None or target.numel() == 0:

@@ -20,8 +20,10 @@ BACKENDS = ("torch", "triton")
 #: The approximations of A(p) as the kernels number them (a compile-time constant of each kernel).
 KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
 
-#: Four-count losses of at most this many classes (after include_background) take the one formula launch.
+#: Losses of at most this many classes (after include_background) and rows of counts (images with samplewise,
+#: samples with average='samples') take the one loss launch, whose single program takes the rows in turn.
 FUSED_CLASSES = 1024
+FUSED_ROWS = 1024
 #: Matrix metrics of at most this many classes take the kernels (every class of a tile in one block of registers).
 MATRIX_CLASSES = 32
 
