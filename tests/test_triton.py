@@ -163,6 +163,18 @@ def _run_on_the_ops(module, preds, target, monkeypatch):
 
 
 
+def _assert_the_loss_launch_gives_the_ops(module, preds, target, monkeypatch):
+    """The step takes a loss kernel, and its loss and gradient equal those of the kernels' custom ops and autograd
+    through the torch formula (_run_on_the_ops), in float64."""
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        fused = _run(module, preds, target, "triton", monkeypatch)
+    assert launches[0] == 1
+    unfused = _run_on_the_ops(module, preds, target, monkeypatch)
+    torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
+
+
 @pytest.mark.parametrize("case", list(CASES))
 def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeypatch):
     """The loss kernel (formula, weights and average in one program) against the counts' ops and autograd through
@@ -171,13 +183,7 @@ def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeyp
     metric, options, shape, classes = CASES[case]
     _, module = namespace_and_module(metric, **options)
     preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
-    with monkeypatch.context() as patch:
-        launches = _one_formula_launch_steps(patch)
-        fused = _run(module, preds, target, "triton", monkeypatch)
-    assert launches[0] == 1
-    unfused = _run_on_the_ops(module, preds, target, monkeypatch)
-    torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
+    _assert_the_loss_launch_gives_the_ops(module, preds, target, monkeypatch)
 
 
 @pytest.mark.parametrize(
@@ -437,13 +443,7 @@ def test_the_matrix_loss_launch_gives_the_ops_loss_and_gradient(case, monkeypatc
     shape = (3, 4, 3, 2) if options.get("multidim_average") == "samplewise" else (14, 4)
     logits, labels = _batch(shape, 4, seed=7, logits=True, ignore="ignore_index" in options)
     preds = torch.softmax(logits, 1)
-    with monkeypatch.context() as patch:
-        launches = _one_formula_launch_steps(patch)
-        fused = _run(module, preds, labels, "triton", monkeypatch)
-    assert launches[0] == 1
-    unfused = _run_on_the_ops(module, preds, labels, monkeypatch)
-    torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
-    torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
+    _assert_the_loss_launch_gives_the_ops(module, preds, labels, monkeypatch)
 
 
 @pytest.mark.parametrize("task", ["multilabel", "multiclass"])
