@@ -147,6 +147,17 @@ def test_multipliers_rise_while_a_constraint_is_violated_and_fall_to_exactly_zer
     assert torch.equal(loss.lagrange_multipliers, before)  # eval mode: no step
 
 
+def test_reset_multipliers_starts_again_from_zero_and_forgets_the_running_counts():
+    loss = metricc.loss("recall", constraints=["precision >= 0.9"], count_momentum=0.5).train()
+    assert loss.rates is None
+    target = torch.tensor([1.0, 0.0, 0.0, 0.0])
+    loss(torch.full((4,), 0.8), target)
+    assert loss.multipliers["precision >= 0.9"] > 0 and loss.hard_rates[0].running_counts.numel() == 4
+    loss.reset_multipliers()
+    assert loss.multipliers == {"precision >= 0.9": 0.0} and loss.rates is None
+    assert all(module.running_counts.numel() == 0 for module in (loss.objective, loss.soft_rates[0], loss.hard_rates[0]))
+
+
 def test_with_count_momentum_the_multipliers_see_the_running_hard_counts():
     momentum, step = 0.5, 1.0
     loss = metricc.loss("recall", constraints=["precision >= 0.9"], count_momentum=momentum, multiplier_step=step).train()
