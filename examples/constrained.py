@@ -10,16 +10,18 @@ Arms, on the same splits and seeds (the seed picks the data, the split and the i
   bce+recall                metricc.loss("recall", from_logits=True, ce_weight=1.0): the compound loss without the
                             constraint, to tell the constraint's effect from that of adding a recall term
   bce+recall-identity       the same with approximation="identity"
-  constrained               metricc.loss("recall", constraints=[target], from_logits=True): metricc's defaults
-  bce+constrained           the same with ce_weight=1.0
-  bce+constrained-identity  the same with ce_weight=1.0, approximation="identity"
+  constrained               metricc.loss("recall", constraints=[target], from_logits=True): a constrained loss's
+                            defaults (approximation="identity", ce_weight=1.0)
+  constrained-no-ce         the same with ce_weight=0
+  constrained-anyloss       approximation="anyloss", ce_weight=0: the defaults a constrained loss had before
+  bce+constrained-anyloss   approximation="anyloss" (and the default ce_weight=1.0)
 Every arm's threshold: metricc.threshold_curve("recall", val_logits, val_target, constraints=[target],
 from_logits=True), the best validation recall among the cuts that meet the constraint on validation (where none
 does, the cut nearest to meeting it, counted under "val infeasible"). Test recall and the test constraint come from
 sklearn's confusion matrix at that threshold. CPU: time.process_time of a whole run (training and scoring).
 
     python examples/constrained.py                      # what RESULTS.md reports: 5 seeds, about 3 CPU minutes
-    python examples/constrained.py --seeds 2 --tasks synthetic_90_10 --arms bce,bce+constrained
+    python examples/constrained.py --seeds 2 --tasks synthetic_90_10 --arms bce,constrained
 """
 
 from __future__ import annotations
@@ -44,12 +46,12 @@ from _common import Run, progress, seed_everything, train  # noqa: E402
 
 TASKS = {"synthetic_90_10": 0.10, "synthetic_95_5": 0.05}  # name -> the minority's share
 TARGETS = {"recall at precision >= 0.9": "precision >= 0.9", "TPR at FPR <= 1 %": "fpr <= 0.01"}
-ARMS = ("bce", "bce+recall", "bce+recall-identity", "constrained", "bce+constrained", "bce+constrained-identity")
+ARMS = ("bce", "bce+recall", "bce+recall-identity", "constrained", "constrained-no-ce", "constrained-anyloss", "bce+constrained-anyloss")
 UNCONSTRAINED = ("bce", "bce+recall", "bce+recall-identity")  # trained once per task and seed, thresholded for each target
 EPOCHS, BATCH, LR = 25, 512, 3e-3
 TIE = 0.005  # |paired difference in test recall| below this is a tie
 #: Each constrained arm's loss without the constraint: what the constraint adds is the paired difference.
-TWINS = {"bce+constrained": "bce+recall", "bce+constrained-identity": "bce+recall-identity"}
+TWINS = {"constrained": "bce+recall-identity", "bce+constrained-anyloss": "bce+recall"}
 
 
 class Split(NamedTuple):
@@ -73,7 +75,10 @@ def build_loss(arm: str, constraint: Optional[str]) -> torch.nn.Module:
         return torch.nn.BCEWithLogitsLoss()
     if arm in ("bce+recall", "bce+recall-identity"):
         return metricc.loss("recall", from_logits=True, ce_weight=1.0, approximation="identity" if arm.endswith("identity") else "anyloss")
-    options = {"constrained": {}, "bce+constrained": {"ce_weight": 1.0}, "bce+constrained-identity": {"ce_weight": 1.0, "approximation": "identity"}}[arm]
+    options = {
+        "constrained": {}, "constrained-no-ce": {"ce_weight": 0.0},
+        "constrained-anyloss": {"approximation": "anyloss", "ce_weight": 0.0}, "bce+constrained-anyloss": {"approximation": "anyloss"},
+    }[arm]
     return metricc.loss("recall", constraints=[constraint], from_logits=True, **options)
 
 

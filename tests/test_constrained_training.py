@@ -15,6 +15,7 @@ import torch
 from sklearn.metrics import confusion_matrix, precision_score
 
 import metricc
+from metricc.constrained import COUNT_ORDER, undefined_counts, undefined_sets
 from metricc.errors import MetricSyntaxError, OptionError, UnknownNameError
 from oracles import anyloss_approximation, plain_soft_counts
 
@@ -32,8 +33,9 @@ MAXIMIZED = {"recall", "precision", "f1", "specificity"}
 WIDTH = 0.5  # of the linear approximation's ramp: predictions in (0.3, 0.7) lie on it
 
 
-def oracle_lagrangian(objective, constraints, multipliers, preds, target, from_logits, approximation):
-    """objective loss + sum_k lambda_k * violation_k, every rate a formula of the plain soft counts of A(p)."""
+def oracle_lagrangian(objective, constraints, multipliers, preds, target, from_logits, approximation, ce_weight=0.0):
+    """objective loss (+ ce_weight x torch's BCE) + sum_k lambda_k * violation_k, every rate a formula of the plain
+    soft counts of A(p)."""
     probs = torch.sigmoid(preds) if from_logits else preds
     if approximation == "anyloss":
         soft = anyloss_approximation(probs)
@@ -44,6 +46,9 @@ def oracle_lagrangian(objective, constraints, multipliers, preds, target, from_l
     counts = plain_soft_counts(soft.reshape(-1), target.reshape(-1))
     value = FORMULAS[objective](*counts)
     total = 1 - value if objective in MAXIMIZED else value
+    if ce_weight:
+        bce = torch.nn.functional.binary_cross_entropy_with_logits if from_logits else torch.nn.functional.binary_cross_entropy
+        total = total + ce_weight * bce(preds, target)
     for (metric, comparison, bound), multiplier in zip(constraints, multipliers):
         rate = FORMULAS[metric](*counts)
         total = total + multiplier * ((bound - rate) if comparison == ">=" else (rate - bound))
@@ -51,6 +56,7 @@ def oracle_lagrangian(objective, constraints, multipliers, preds, target, from_l
 
 
 CASES = [
+    ("recall", [("precision", ">=", 0.9)], None, "binary"),  # a constrained loss's defaults: identity, 1.0 x BCE
     ("recall", [("precision", ">=", 0.9)], "anyloss", "binary"),
     ("f1", [("FP / (FP + TN)", "<=", 0.01)], "anyloss", "binary"),
     ("recall", [("precision", ">=", 0.8), ("FP / (FP + TN)", "<=", 0.05)], "identity", "binary"),
@@ -72,7 +78,8 @@ def inputs(seed, from_logits, task):
 @pytest.mark.parametrize("objective, constraints, approximation, task", CASES, ids=lambda case: str(case))
 def test_the_lagrangian_and_its_gradient_are_autograd_through_plain_soft_counts(objective, constraints, approximation, task, from_logits):
     texts = [f"{metric} {comparison} {bound}" for metric, comparison, bound in constraints]
-    loss = metricc.loss(objective, constraints=texts, from_logits=from_logits, approximation=approximation, task=task, width=WIDTH)
+    chosen = {} if approximation is None else {"approximation": approximation, "ce_weight": 0.0, "width": WIDTH}
+    loss = metricc.loss(objective, constraints=texts, from_logits=from_logits, task=task, **chosen)
     multipliers = torch.tensor([0.7, 1.3][: len(texts)], dtype=torch.float64)
     loss.lagrange_multipliers = multipliers.clone()
     loss.eval()
@@ -82,7 +89,8 @@ def test_the_lagrangian_and_its_gradient_are_autograd_through_plain_soft_counts(
         value = loss(leaf, target)
         (gradient,) = torch.autograd.grad(value, leaf)
         reference = preds.clone().requires_grad_(True)
-        expected = oracle_lagrangian(objective, constraints, multipliers, reference, target, from_logits, approximation)
+        expected = oracle_lagrangian(objective, constraints, multipliers, reference, target, from_logits, approximation or "identity",
+                                     0.0 if approximation else 1.0)
         (expected_gradient,) = torch.autograd.grad(expected, reference)
         torch.testing.assert_close(value, expected, rtol=1e-10, atol=1e-12)
         torch.testing.assert_close(gradient, expected_gradient, rtol=1e-9, atol=1e-12)
@@ -97,7 +105,7 @@ def test_the_gradient_in_training_mode_is_at_the_multipliers_before_their_step()
     leaf = preds.clone().requires_grad_(True)
     (gradient,) = torch.autograd.grad(loss.train()(leaf, target), leaf)
     reference = preds.clone().requires_grad_(True)
-    expected = oracle_lagrangian("recall", [("precision", ">=", 0.9)], [2.0], reference, target, True, "anyloss")
+    expected = oracle_lagrangian("recall", [("precision", ">=", 0.9)], [2.0], reference, target, True, "identity", 1.0)
     (expected_gradient,) = torch.autograd.grad(expected, reference)
     torch.testing.assert_close(gradient, expected_gradient, rtol=1e-9, atol=1e-12)
     assert loss.multipliers["precision >= 0.9"] != 2.0  # then the step
@@ -183,6 +191,96 @@ def test_logits_are_cut_where_the_probability_crosses_the_threshold():
     assert loss.rates["precision >= 0.9"] == pytest.approx(hard_precision(probs, target, 0.3))
 
 
+# ---- undefined hard rates --------------------------------------------------------------------------------------
+
+UNDEFINED_FORMULAS = dict(FORMULAS, **{
+    "PP / TOTAL": lambda tp, fp, fn, tn: (tp + fp) / (tp + fp + fn + tn),
+    "mcc": lambda tp, fp, fn, tn: (tp * tn - fp * fn) / np.sqrt((tp + fp) * (tp + fn) * (tn + fp) * (tn + fn)),
+    "cohen_kappa": lambda tp, fp, fn, tn: 2 * (tp * tn - fn * fp) / ((tp + fp) * (fp + tn) + (tp + fn) * (fn + tn)),
+})
+
+
+@pytest.mark.parametrize("metric", list(UNDEFINED_FORMULAS))
+def test_a_rate_is_undefined_exactly_where_its_plain_formula_divides_by_zero(metric):
+    """Every pattern of zero counts (the rest 1 to 5): undefined where the hand-written float64 formula is not finite."""
+    sets = undefined_sets(metric, "binary")
+    rng = np.random.default_rng(0)
+    for pattern in range(16):
+        zero = [(pattern >> position) & 1 == 1 for position in range(4)]
+        counts = [0.0 if is_zero else float(rng.integers(1, 6)) for is_zero in zero]
+        with np.errstate(divide="ignore", invalid="ignore"):
+            expected = not np.isfinite(UNDEFINED_FORMULAS[metric](*np.array(counts)))
+        found = undefined_counts([torch.tensor(count, dtype=torch.float64) for count in counts], sets)
+        assert bool(found) == expected, (metric, dict(zip(COUNT_ORDER, counts)))
+
+
+def test_a_matrix_metric_has_no_undefined_sets():
+    assert undefined_sets("TRACE / SUM", "multiclass") == ()
+
+
+def test_a_hard_rate_that_is_zero_over_zero_leaves_its_multiplier_and_a_defined_one_steps():
+    """Nothing predicted positive: sklearn's precision is undefined (zero_division=nan), so its multiplier stays;
+    the FPR is defined (0) there, so its multiplier falls by step times its slack."""
+    step = 0.5
+    loss = metricc.loss("recall", constraints=["precision >= 0.9", "FP / (FP + TN) <= 0.2"], multiplier_step=step).train()
+    loss.lagrange_multipliers = torch.tensor([0.3, 0.3], dtype=torch.float64)
+    target = torch.tensor([1.0] * 4 + [0.0] * 6)
+    nothing_positive = torch.full((10,), 0.2)
+    y, predicted = target.int().numpy(), (nothing_positive.numpy() > 0.5).astype(int)
+    assert np.isnan(precision_score(y, predicted, zero_division=np.nan))
+    loss(nothing_positive, target)
+    assert loss.multipliers["precision >= 0.9"] == 0.3
+    assert loss.multipliers["FP / (FP + TN) <= 0.2"] == pytest.approx(max(0.0, 0.3 - step * (0.2 - hard_fpr(nothing_positive, target))))
+    assert loss.rates == {"precision >= 0.9": None, "FP / (FP + TN) <= 0.2": pytest.approx(0.0)}
+    one_wrong = torch.tensor([0.9, 0.2, 0.2, 0.2, 0.9, 0.2, 0.2, 0.2, 0.2, 0.2])  # TP 1, FP 1: precision 0.5
+    loss(one_wrong, target)
+    expected = 0.3 + step * (0.9 - precision_score(y, (one_wrong.numpy() > 0.5).astype(int), zero_division=np.nan))
+    assert loss.multipliers["precision >= 0.9"] == pytest.approx(expected)
+
+
+def test_with_running_counts_a_batch_with_nothing_predicted_positive_is_defined_by_the_earlier_ones():
+    momentum, step = 0.5, 1.0
+    loss = metricc.loss("recall", constraints=["precision >= 0.9"], count_momentum=momentum, multiplier_step=step).train()
+    target = torch.tensor([1.0] * 4 + [0.0] * 4)
+    first = torch.tensor([0.9, 0.9, 0.1, 0.1, 0.9, 0.1, 0.1, 0.1])  # TP 2, FP 1
+    loss(first, target)
+    after_first = loss.multipliers["precision >= 0.9"]
+    loss(torch.full((8,), 0.1), target)  # TP 0, FP 0 here; the running counts still hold the first batch's
+    pooled = ((1 - momentum) * 2 + momentum * 0) / ((1 - momentum) * 3 + momentum * 0)
+    assert loss.rates["precision >= 0.9"] == pytest.approx(pooled)
+    assert loss.multipliers["precision >= 0.9"] == pytest.approx(after_first + step * (0.9 - pooled))
+
+
+def test_a_per_label_rate_is_undefined_only_where_it_is_undefined_for_every_label():
+    """Multi-label macro precision: one label with nothing predicted counts as 0 (sklearn's zero_division=0), so
+    the rate is defined; with nothing predicted for any label it is undefined and the multiplier stays."""
+    loss = metricc.loss("recall", constraints=["precision >= 0.9"], task="multilabel", average="macro", multiplier_step=1.0).train()
+    target = torch.tensor([[1.0, 1.0], [0.0, 1.0], [1.0, 0.0], [0.0, 0.0]])
+    preds = torch.tensor([[0.2, 0.9], [0.2, 0.9], [0.2, 0.2], [0.2, 0.2]])  # label 0: nothing predicted
+    loss(preds, target)
+    expected = precision_score(target.int().numpy(), (preds.numpy() > 0.5).astype(int), average="macro", zero_division=0)
+    assert loss.rates["precision >= 0.9"] == pytest.approx(expected)
+    assert loss.multipliers["precision >= 0.9"] == pytest.approx(0.9 - expected)
+    before = loss.multipliers
+    loss(torch.full((4, 2), 0.2), target)
+    assert loss.rates == {"precision >= 0.9": None} and loss.multipliers == before
+
+
+# ---- a constrained loss's defaults ------------------------------------------------------------------------------
+
+
+def test_a_constrained_loss_defaults_to_identity_and_cross_entropy_and_a_user_set_option_wins():
+    default = metricc.loss("recall", constraints=["precision >= 0.9"])
+    assert (default.objective.approximation, default.objective.ce_weight) == ("identity", 1.0)
+    assert all(rate.approximation == "identity" and rate.ce_weight == 0.0 for rate in default.soft_rates)
+    assert "RecallLoss(approximation='identity', ce_weight=1.0)" in repr(default)
+    chosen = metricc.loss("recall", constraints=["precision >= 0.9"], approximation="anyloss", ce_weight=0.0)
+    assert (chosen.objective.approximation, chosen.objective.ce_weight, chosen.soft_rates[0].approximation) == ("anyloss", 0.0, "anyloss")
+    shaped = metricc.loss("recall", constraints=["precision >= 0.9"], steepness=20.0)  # a steepness shapes anyloss
+    assert (shaped.objective.approximation, shaped.objective.steepness, shaped.objective.ce_weight) == ("anyloss", 20.0, 1.0)
+    assert metricc.loss("recall").approximation == "anyloss"  # the plain loss keeps the options table's defaults
+
+
 # ---- checkpoints and pickling -----------------------------------------------------------------------------------
 
 BUILD = "metricc.loss('recall', constraints=['precision >= 0.8', 'FP / (FP + TN) <= 0.1'], from_logits=True, count_momentum=0.5, multiplier_step=0.3)"
@@ -263,7 +361,6 @@ def test_constraints_that_are_not_a_list_of_valid_texts_are_refused(constraints,
 @pytest.mark.parametrize(
     "arguments, message",
     [
-        ({"task": "multiclass"}, r"not built yet for task='multiclass'.*task='binary'"),
         ({"task": "multilabel", "average": "none"}, r"average='none' gives one loss per class"),
         ({"multiplier_step": 0}, r"multiplier_step=0 must be a finite number > 0"),
         ({"multiplier_step": float("nan")}, r"multiplier_step=nan must be"),
@@ -324,7 +421,7 @@ def test_training_under_the_constraint_meets_it_on_the_training_data_far_more_of
     bound, met = 0.7, {"plain": 0, "constrained": 0}
     for seed in range(3):
         plain = metricc.loss("recall", from_logits=True, approximation="identity")
-        constrained = metricc.loss("recall", constraints=[f"precision >= {bound}"], from_logits=True, approximation="identity")
+        constrained = metricc.loss("recall", constraints=[f"precision >= {bound}"], from_logits=True, approximation="identity", ce_weight=0.0)
         met["plain"] += sum(p >= bound for p in train_linear(plain, seed))
         met["constrained"] += sum(p >= bound for p in train_linear(constrained, seed))
         assert constrained.multipliers[f"precision >= {bound}"] > 0

@@ -410,11 +410,9 @@ def test_constraints_keep_the_scores_on_their_device(n):
 
 def test_a_loss_with_constraints_is_the_lagrangian_under_the_constraints_threshold_curve_reads():
     """metricc.loss(..., constraints=...) parses them as threshold_curve does (tests/test_constrained_training.py
-    checks the training); multi-class rates, which have no threshold, are not built yet."""
+    and tests/test_constrained_multiclass.py check the training)."""
     written = ["precision >= 0.9", "FP / (FP + TN) <= 0.01"]
     loss = metricc.loss("recall", constraints=written)
     assert isinstance(loss, metricc.ConstrainedLoss)
     assert loss.multipliers == {str(parse_constraint(text, default_library())): 0.0 for text in written}
     assert loss.bounds == (0.9, 0.01) and loss.comparisons == (">=", "<=")
-    with pytest.raises(metricc.OptionError, match="training under constraints is not built yet for task='multiclass'"):
-        metricc.loss("recall", constraints=written, task="multiclass")
