@@ -55,7 +55,8 @@ def loss(expression: str, /, name: str | None = None, constraints=None, **argume
     loss options (compiled in as the class's defaults) and the metric's parameters (`loss("fbeta", beta=2)`, given
     to the constructor); one outside its domain raises ParameterError, any other name OptionError.
     constraints: texts such as ["precision >= 0.9"]: a `ConstrainedLoss`, the Lagrangian of the metric under them,
-    whose multipliers move by `multiplier_step` per training step (docs/constraints.md)."""
+    whose multipliers move by `multiplier_step` per training step; unless given, approximation='identity' and
+    ce_weight=1.0 there (docs/constraints.md)."""
     from .arguments import checked_parameters, split_arguments
     from .recipe import loss_class
 
