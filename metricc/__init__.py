@@ -32,13 +32,13 @@ from .errors import (  # noqa: E402
 
 #: Submodules reachable as attributes of the package, imported on first access.
 _SUBMODULES = (
-    "analyses", "api", "arguments", "cache", "cli", "compiler", "conditions", "demo", "derive", "direction", "emitter",
+    "analyses", "api", "arguments", "cache", "cli", "compiler", "conditions", "constrained", "demo", "derive", "direction", "emitter",
     "explanation", "formats", "guards", "language", "learned", "library", "linear_program", "load", "numeric", "parse",
     "plots", "printer", "recipe", "report", "runtime", "scores_csv", "threshold",
 )
 
 #: Classes reachable as attributes of the package, from the submodule that defines them, imported on first access.
-_CLASSES = {"LearnedLoss": "learned"}
+_CLASSES = {"ConstrainedLoss": "constrained", "LearnedLoss": "learned"}
 
 
 def __getattr__(name: str):
@@ -50,6 +50,7 @@ def __getattr__(name: str):
 
 
 __all__ = [
+    "ConstrainedLoss",
     "ConstraintError",
     "DirectionError",
     "InfeasibleConstraintError",

@@ -50,18 +50,22 @@ def gradient(expression: str):
     return _gradient(expression)
 
 
-def loss(expression: str, /, name: str | None = None, **arguments):
+def loss(expression: str, /, name: str | None = None, constraints=None, **arguments):
     """A `torch.nn.Module` loss for the metric, built from the same source `emit` returns. Keyword arguments are
     loss options (compiled in as the class's defaults) and the metric's parameters (`loss("fbeta", beta=2)`, given
-    to the constructor); one outside its domain raises ParameterError, any other name OptionError."""
+    to the constructor); one outside its domain raises ParameterError, any other name OptionError.
+    constraints: texts such as ["precision >= 0.9"]: a `ConstrainedLoss`, the Lagrangian of the metric under them,
+    whose multipliers move by `multiplier_step` per training step; unless given, approximation='identity' and
+    ce_weight=1.0 there (docs/constraints.md)."""
     from .arguments import checked_parameters, split_arguments
     from .recipe import loss_class
 
-    if "constraints" in arguments:
-        raise OptionError(
-            "training under constraints is not built yet (issue 20): train with the objective, then choose the "
-            "threshold under the constraints with metricc.threshold_curve(metric, scores, target, constraints=[...])"
-        )
+    if constraints is not None:
+        from .constrained import ConstrainedLoss
+
+        return ConstrainedLoss(expression, constraints, name=name, **arguments)
+    if "multiplier_step" in arguments:
+        raise OptionError("multiplier_step is the step of the constraints' multipliers: give constraints=[...] with it")
     options, parameters = split_arguments(arguments)
     module_class = loss_class(expression, name, options)
     return module_class(**checked_parameters(module_class.metric_name, module_class.metric_parameters, parameters))

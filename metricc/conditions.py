@@ -4,7 +4,7 @@ literature where they fit ("the batch has no positives"), else as an equation: w
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Dict, List, Tuple
+from typing import Dict, FrozenSet, List, Optional, Tuple
 
 import sympy
 
@@ -153,3 +153,15 @@ def negative_condition(expression: sympy.Expr) -> str:
     """When an expression (without guards) over the counts is negative, as an inequality."""
     left, right = _sides(expression)
     return f"{right} > {left}"
+
+
+def vanishing_sets(expression: sympy.Expr) -> Optional[List[FrozenSet[str]]]:
+    """The sets of counts whose being all zero makes a nonnegative combination of counts vanish (one set per term of
+    the disjunctive form: FP + TP gives [{TP, FP}]); None where it is not such a combination."""
+    condition = _zero(expression)
+    if condition is None:
+        return None
+    if condition is sympy.false:
+        return []
+    disjunction = sympy.simplify_logic(condition, form="dnf")
+    return [frozenset(_ZERO_NAMES[literal] for literal in sympy.And.make_args(term)) for term in sympy.Or.make_args(disjunction)]

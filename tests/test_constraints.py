@@ -408,6 +408,11 @@ def test_constraints_keep_the_scores_on_their_device(n):
     assert curve.feasible.device == scores.device and all(v.device == scores.device for v in curve.constraint_values)
 
 
-def test_a_loss_with_constraints_says_training_under_them_is_not_built_yet():
-    with pytest.raises(metricc.OptionError, match="training under constraints is not built yet.*threshold_curve"):
-        metricc.loss("recall", constraints=["precision >= 0.9"])
+def test_a_loss_with_constraints_is_the_lagrangian_under_the_constraints_threshold_curve_reads():
+    """metricc.loss(..., constraints=...) parses them as threshold_curve does (tests/test_constrained_training.py
+    and tests/test_constrained_multiclass.py check the training)."""
+    written = ["precision >= 0.9", "FP / (FP + TN) <= 0.01"]
+    loss = metricc.loss("recall", constraints=written)
+    assert isinstance(loss, metricc.ConstrainedLoss)
+    assert loss.multipliers == {str(parse_constraint(text, default_library())): 0.0 for text in written}
+    assert loss.bounds == (0.9, 0.01) and loss.comparisons == (">=", "<=")

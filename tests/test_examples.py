@@ -75,6 +75,16 @@ def test_unknown_or_empty_datasets_list_the_valid_ones(script, datasets, capsys)
     assert f"--datasets {datasets!r}: choose from {', '.join(module.DATASETS)}" in capsys.readouterr().err
 
 
+def test_constrained_smoke_run_prints_each_targets_table(capsys):
+    assert _load("constrained").main(["--smoke", "--no-progress", "--tasks", "synthetic_90_10", "--arms", "bce,constrained"]) == 0
+    printed = capsys.readouterr().out
+    for row in ("### synthetic_90_10: recall at precision >= 0.9", "### synthetic_90_10: TPR at FPR <= 1 %", "| bce |", "| constrained |"):
+        assert row in printed
+    with pytest.raises(SystemExit):
+        _load("constrained").main(["--arms", "focal", "--smoke"])
+    assert "--arms 'focal': choose from bce," in capsys.readouterr().err
+
+
 def test_selection_chooses_by_validation_and_tests_once(capsys):
     assert _load("selection").main(["--smoke"]) == 0
     printed = capsys.readouterr().out
