@@ -79,7 +79,7 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
 
 def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
     """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
-    param_beta = tl.load(parameters + 0)
+    param_beta = tl.zeros_like(tp) + parameters[0]
     x0 = (param_beta * param_beta)
     x1 = 1.0 + x0
     x2 = tp * x1

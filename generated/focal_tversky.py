@@ -83,9 +83,9 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
 
 def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
     """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
-    param_alpha = tl.load(parameters + 0)
-    param_beta = tl.load(parameters + 1)
-    param_gamma = tl.load(parameters + 2)
+    param_alpha = tl.zeros_like(tp) + parameters[0]
+    param_beta = tl.zeros_like(tp) + parameters[1]
+    param_gamma = tl.zeros_like(tp) + parameters[2]
     x0 = fn * param_beta + fp * param_alpha
     x1 = (1.0 / (tl.maximum(tp + x0, eps)))
     x2 = tl.exp(param_gamma * tl.log(x0 * x1))

@@ -71,8 +71,8 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
 
 def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
     """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
-    param_alpha = tl.load(parameters + 0)
-    param_beta = tl.load(parameters + 1)
+    param_alpha = tl.zeros_like(tp) + parameters[0]
+    param_beta = tl.zeros_like(tp) + parameters[1]
     x0 = fn * param_beta + fp * param_alpha
     x1 = tl.maximum(tp + x0, eps)
     x2 = (1.0 / (x1 * x1))

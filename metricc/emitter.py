@@ -82,10 +82,22 @@ def guarded(derivation: Derivation) -> GuardedDerivation:
 
 
 def _intermediate_lines(
-    outputs: Sequence[Tuple[str, sympy.Expr]], names: Dict[sympy.Symbol, str], printer: TorchPrinter
+    outputs: Sequence[Tuple[str, sympy.Expr]], names: Dict[sympy.Symbol, str], printer: TorchPrinter, inline_numbers: bool = False,
 ) -> Tuple[list, list]:
-    """The named intermediates (x0, x1, ... from SymPy's CSE) as lines of code, and the outputs reduced to them."""
+    """The named intermediates (x0, x1, ... from SymPy's CSE) as lines of code, and the outputs reduced to them;
+    inline_numbers: an intermediate that is a number is written where it is used, not named (Triton makes a named
+    Python float a float32 value, where a literal in an expression keeps float64's precision)."""
     replacements, reduced = sympy.cse([e for _, e in outputs], symbols=sympy.numbered_symbols("x"), order="canonical")
+    if inline_numbers:
+        numbers: Dict[sympy.Symbol, sympy.Expr] = {}
+        named = []
+        for symbol, expression in replacements:
+            expression = expression.xreplace(numbers)
+            if expression.is_number:
+                numbers[symbol] = expression
+            else:
+                named.append((symbol, expression))
+        replacements, reduced = named, [expression.xreplace(numbers) for expression in reduced]
     lines = []
     for symbol, expression in replacements:
         names[symbol] = str(symbol)
@@ -97,6 +109,7 @@ def _intermediate_lines(
 
 
 def _check_names(names: Dict[sympy.Symbol, str], parameters: Sequence[Parameter]) -> None:
+    """No name the emitter wrote may start with PARAMETER_PREFIX, the parameters' namespace."""
     emitted = set(names.values()) - {parameter_variable(p) for p in parameters}
     assert not any(n.startswith(PARAMETER_PREFIX) for n in emitted), "the emitter's names must stay out of the parameters' namespace"
 
@@ -138,16 +151,17 @@ def _triton_function_source(
     inputs: Dict[sympy.Symbol, str] = _COUNT_VARIABLES,
 ) -> str:
     """A formula function in Triton's language on blocks of the inputs (the four counts, or every aggregate of the
-    matrix, in their form's order), its parameters loaded from the `parameters` pointer in their declared order;
-    plain Python that names `tl` and the GPU path's guards, which metricc.runtime.gpu binds when it compiles it (a
-    file that is imported never imports triton). An output that is 0 (a partial by an aggregate the metric does not
-    read) is a block of zeros."""
+    matrix, in their form's order), its parameters the compile-time tuple `parameters` in their declared order,
+    each made a block of the inputs' dtype (a Python float in a float64 kernel is exact there, and nowhere rounded
+    to float32); plain Python that names `tl` and the GPU path's guards, which metricc.runtime.gpu binds when it
+    compiles it (a file that is imported never imports triton). An output that is 0 (a partial by an aggregate the
+    metric does not read) is a block of zeros."""
     names: Dict[sympy.Symbol, str] = dict(inputs)
     names.update({p.symbol: parameter_variable(p) for p in parameters})
     like = next(iter(inputs.values()))
     printer = TritonPrinter(names, set(inputs))
-    loads = [f"    {parameter_variable(p)} = tl.load(parameters + {index})" for index, p in enumerate(parameters)]
-    lines, reduced = _intermediate_lines(outputs, names, printer)
+    loads = [f"    {parameter_variable(p)} = tl.zeros_like({like}) + parameters[{index}]" for index, p in enumerate(parameters)]
+    lines, reduced = _intermediate_lines(outputs, names, printer, inline_numbers=True)
     for (output, _), expression in zip(outputs, reduced):
         text = printer.doprint(expression)
         # a block of the inputs' shape even where the expression is a constant or reads parameters alone

@@ -186,6 +186,24 @@ def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeyp
     _assert_the_loss_launch_gives_the_ops(module, preds, target, monkeypatch)
 
 
+@pytest.mark.parametrize("metric, options, classes", [("f1", {}, None), ("qwk", {"task": "multiclass"}, 4)], ids=["counts", "matrix"])
+def test_after_backward_the_graph_keeps_no_predictions(metric, options, classes, monkeypatch):
+    """A loss kept after its (first-order) backward holds no reference to the predictions, as on the torch path."""
+    import weakref
+
+    _use("triton", monkeypatch)
+    module = metricc.loss(metric, **options)
+    raw, target = _batch((12, 4) if classes else (12,), classes)
+    leaf = raw.clone().requires_grad_(True)
+    preds = leaf * 1.0  # not a leaf: only the graph and this name hold it
+    alive = weakref.ref(preds)
+    loss = module(preds, target)
+    loss.backward()
+    del preds
+    assert alive() is None, "the loss's graph still holds the predictions after backward"
+    assert loss.grad_fn is not None
+
+
 @pytest.mark.parametrize(
     "metric, options, shape, training",
     [
@@ -225,15 +243,19 @@ PRINTER_FORMULAS = [
     ("fbeta", {"beta": 0.7}),
     ("tversky", {"alpha": 0.3, "beta": 0.7}),
     ("focal_tversky", {"gamma": 0.75}),
+    ("log(2) * TP / P + 2^(TP / P) + exp(1/3) * TN / N + sqrt(2)", {"direction": "maximize"}),
 ]
 
 
+@pytest.mark.parametrize("exact", [False, True], ids=["inside (0, 1)", "exact 0/1 and identity"])
 @pytest.mark.parametrize("formula, options", PRINTER_FORMULAS, ids=[f for f, _ in PRINTER_FORMULAS])
-def test_a_formula_printed_in_triton_gives_the_torch_paths_loss_and_gradient(formula, options, monkeypatch):
+def test_a_formula_printed_in_triton_gives_the_torch_paths_loss_and_gradient(formula, options, exact, monkeypatch):
     """The emitted metric_value_and_weights_in_triton (TritonPrinter) against the torch path's formula, value and
-    gradient in float64, through the one formula launch."""
-    _, module = namespace_and_module(formula, **options)
+    gradient in float64, through the one formula launch; exact predictions with A(p) = p reach the guards."""
+    _, module = namespace_and_module(formula, **options, **({"approximation": "identity"} if exact else {}))
     preds, target = _batch((40,), seed=3)
+    if exact:
+        preds = preds.round()
     with monkeypatch.context() as patch:
         launches = _one_formula_launch_steps(patch)
         loss, gradient = _run(module, preds, target, "triton", monkeypatch)
@@ -478,12 +500,19 @@ def test_running_counts_and_gradients_follow_the_torch_path(monkeypatch):
         ("f1", {"task": "multiclass", "average": "macro", "zero_division": 1.0}, torch.rand(0, 3, 2), torch.zeros(0, 2, dtype=torch.long)),
         ("dice", {"task": "multiclass", "ignore_index": -1, "approximation": "anyloss"}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
         ("mcc", {"task": "multiclass", "ignore_index": -1}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
+        ("f1", {"multidim_average": "samplewise"}, torch.rand(0, 1, 4, 4), torch.zeros(0, 1, 4, 4)),
+        ("dice", {"task": "multiclass", "multidim_average": "samplewise"}, torch.rand(0, 3, 4, 4), torch.zeros(0, 4, 4, dtype=torch.long)),
     ],
-    ids=["empty", "every position ignored", "empty matrix", "empty labels", "every label ignored", "every label ignored matrix"],
+    ids=[
+        "empty", "every position ignored", "empty matrix", "empty labels", "every label ignored", "every label ignored matrix",
+        "no images", "no images micro multiclass",
+    ],
 )
 def test_a_batch_without_positions_gives_the_torch_paths_loss(metric, options, preds, target, monkeypatch):
+    """Both paths give a number, and the same one: the zero_division fallback (else 0) where no row counts."""
     module = metricc.loss(metric, **options)
     torch_path, triton_path = (_run(module, preds, target, backend, monkeypatch) for backend in ("torch", "triton"))
+    assert torch.isfinite(torch_path[0])
     torch.testing.assert_close(triton_path[0], torch_path[0])
     torch.testing.assert_close(triton_path[1], torch_path[1])
 
@@ -593,7 +622,9 @@ cuda_only = pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA device (th
 
 
 @cuda_only
-@pytest.mark.parametrize("metric, options, shape", [("mcc", {}, (10_000,)), ("qwk", {"task": "multiclass"}, (4096, 5))])
+@pytest.mark.parametrize(
+    "metric, options, shape", [("mcc", {}, (10_000,)), ("fbeta", {"beta": 2.0}, (10_000,)), ("qwk", {"task": "multiclass"}, (4096, 5))],
+)
 def test_a_step_never_synchronises_with_the_host(metric, options, shape, monkeypatch):
     _use("triton", monkeypatch)
     module = metricc.loss(metric, validate_args=False, **options).cuda()
@@ -688,16 +719,25 @@ from triton.compiler import ASTSource
 import metricc
 from metricc.runtime.gpu import formula, kernels
 
-def source(kernel, constants, labels):
+def source(kernel, constants, labels, floats="*fp32"):
     names = kernel.arg_names
     def kind(name):
         if name == "target_ptr" and labels:
             return labels
         if name == "preds_ptr":
             return "*fp16"
-        return "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) or name in ("sign", "offset") else "i64"
+        return floats if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) else "i64"
     signature = {name: "constexpr" if name in constants else kind(name) for name in names}
     return ASTSource(fn=kernel, signature=signature, constexprs={(names.index(name),): value for name, value in constants.items()})
+
+def compiled(kernel, constants, labels=None, floats="*fp32"):
+    missing = [name for name in kernel.arg_names if name.isupper() and name not in constants]
+    assert not missing, f"{kernel.fn.__name__}: constexprs {missing} not set"
+    return triton.compile(source(kernel, constants, labels, floats), target=GPUTarget("cuda", 90, 32)).asm
+
+def shared(loss):
+    parameters = tuple(loss.parameter_values[name] for name in loss.metric_parameters)
+    return dict(FORMULA=formula.triton_formula(type(loss).formula_in_triton), EPS=loss.eps, PARAMETERS=parameters, SIGN=-1.0, OFFSET=1.0)
 
 for kernel, constants, labels in [
     (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=False, WITH_MASS=False, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4), None),
@@ -710,22 +750,24 @@ for kernel, constants, labels in [
     (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, LABELS=False, KIND=0, BLOCK_N=64, BLOCK_C=8, HAS_GRAD=False), None),
     (kernels._matrix_gradient_kernel, dict(HAS_MASK=True, LABELS=True, KIND=2, BLOCK_N=64, BLOCK_C=8, HAS_GRAD=True), "*i32"),
 ]:
-    missing = [name for name in kernel.arg_names if name.isupper() and name not in constants]
-    assert not missing, f"{kernel.fn.__name__}: constexprs {missing} not set"
-    assert "cubin" in triton.compile(source(kernel, constants, labels), target=GPUTarget("cuda", 90, 32)).asm
+    assert "cubin" in compiled(kernel, constants, labels)
 
+# the loss kernels in float32 and float64, where eps (1e-50 here) and the parameters are exact float64 constants
 for index, (text, options, pool_classes) in enumerate(FORMULAS):
-    printed = formula.triton_formula(type(metricc.loss(text, **options)).formula_in_triton)
+    floats = "*fp64" if index % 2 else "*fp32"
     constants = dict(
-        FORMULA=printed, AVERAGE=index % 3, ABSENT=index % 3, HAS_ZERO_DIVISION=index % 2 == 1, HAS_CLASS_WEIGHTS=True,
-        POOL_CLASSES=pool_classes, BLOCK_C=4,
+        AVERAGE=index % 3, ABSENT=index % 3, ZERO_DIVISION=0.3 if index % 2 else None, HAS_CLASS_WEIGHTS=True,
+        POOL_CLASSES=pool_classes, BLOCK_C=4, **shared(metricc.loss(text, **options)),
     )
-    assert "cubin" in triton.compile(source(formula._count_loss_kernel, constants, None), target=GPUTarget("cuda", 90, 32)).asm
+    if floats == "*fp64":
+        constants["EPS"] = 1e-50
+    asm = compiled(formula._count_loss_kernel, constants, floats=floats)
+    assert "cubin" in asm
+    assert floats == "*fp32" or "dense<1.000000e-50> : tensor<4xf64>" in asm["ttir"], "eps is a float64 constant"
 
 for index, text in enumerate(MATRIX_FORMULAS):
-    printed = formula.triton_formula(type(metricc.loss(text, task="multiclass", direction="maximize")).formula_in_triton)
-    constants = dict(FORMULA=printed, EVERY_ROW_KEPT=index % 2 == 0, BLOCK_C=8)
-    assert "cubin" in triton.compile(source(formula._matrix_loss_kernel, constants, None), target=GPUTarget("cuda", 90, 32)).asm
+    constants = dict(EVERY_ROW_KEPT=index % 2 == 0, BLOCK_C=8, **shared(metricc.loss(text, task="multiclass", direction="maximize")))
+    assert "cubin" in compiled(formula._matrix_loss_kernel, constants, floats="*fp64" if index % 2 else "*fp32")
 """
 
 

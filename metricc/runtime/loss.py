@@ -302,6 +302,29 @@ class LossBase(torch.nn.Module):
         """Whether this step takes the Triton kernels (runtime/gpu/: METRICC_BACKEND, else CUDA tensors)."""
         return GPU_PATH is not None and GPU_PATH.takes_triton_path(preds)
 
+    @torch.jit.unused
+    def _takes_a_loss_kernel(self, leaf: Tensor, pooled_rows: bool) -> bool:
+        """Whether a loss kernel of gpu/formula.py computes this step's loss: eagerly, for a file that carries its
+        formula in Triton's language, without counts of other ranks or steps, and for at most gpu.FUSED_CLASSES
+        classes and gpu.FUSED_ROWS rows of counts (one program takes them in turn)."""
+        return (
+            getattr(type(self), "formula_in_triton", None) is not None
+            and not torch.compiler.is_compiling()
+            and self.sync is None
+            and (self.count_momentum is None or not self.training)
+            and leaf.shape[1] <= GPU_PATH.FUSED_CLASSES
+            and (pooled_rows or leaf.shape[0] <= GPU_PATH.FUSED_ROWS)
+        )
+
+    @torch.jit.unused
+    def _loss_settings(self, average: int, absent: int, class_weights: Optional[Tensor]) -> Any:
+        """gpu.LossSettings of this loss: its formula in Triton's language, parameters, options and direction."""
+        parameters = tuple(self.parameter_values[name] for name in self.metric_parameters)
+        return GPU_PATH.LossSettings(
+            type(self).formula_in_triton, parameters, self.eps, average, absent, self.zero_division, class_weights,
+            self.maximize, self.approximation_spec,
+        )
+
     def _pool(self, counts: Tensor, over_ranks: bool, running: bool) -> Tuple[Tensor, float]:
         """Counts (or a confusion matrix) as the formula sees them: summed over ranks with sync='ddp' where they pool
         the batch, mixed with the running counts in training with count_momentum; and their derivative by this
@@ -433,33 +456,20 @@ class CountLossBase(LossBase):
         def loss_of(leaf: Tensor) -> Tensor:
             return self._loss_of_triton_counts(operands._replace(leaf=leaf))
 
-        if not self._one_formula_launch(operands.leaf, 0 in operands.dims):
+        if not self._takes_a_loss_kernel(operands.leaf, 0 in operands.dims) or self.average == "none":
             return loss_of(operands.leaf)
         class_weights = self.class_weights if self.class_weights.numel() > 0 else None
         if class_weights is not None and class_weights.numel() != operands.leaf.shape[1]:
             return loss_of(operands.leaf)  # _average says what is wrong
-        absent = 0 if not self._absent_matters() else 2 if self._absent_reads_mass() else 1
-        average = 2 if self.average == "macro" and self.task == "multiclass" else 1 if self.average == "weighted" else 0
-        parameters = tuple(self.parameter_values[name] for name in self.metric_parameters)
-        return GPU_PATH.count_loss_on_triton(
-            operands, self.approximation_spec, type(self).formula_in_triton, parameters, self.eps, average, absent,
-            self.zero_division, class_weights, self.maximize, loss_of,
-        )
-
-    @torch.jit.unused
-    def _one_formula_launch(self, leaf: Tensor, pooled_rows: bool) -> bool:
-        """Whether the loss kernel of gpu/formula.py computes this loss: eagerly, for a file that carries its formula
-        in Triton's language, without counts of other ranks or steps, or per-class losses, and for at most
-        gpu.FUSED_CLASSES classes and gpu.FUSED_ROWS rows of counts (one program takes them in turn)."""
-        return (
-            getattr(type(self), "formula_in_triton", None) is not None
-            and not torch.compiler.is_compiling()
-            and self.sync is None
-            and (self.count_momentum is None or not self.training)
-            and self.average != "none"
-            and leaf.shape[1] <= GPU_PATH.FUSED_CLASSES
-            and (pooled_rows or leaf.shape[0] <= GPU_PATH.FUSED_ROWS)
-        )
+        if not self._absent_matters():
+            absent = GPU_PATH.ABSENT_UNREAD
+        else:
+            absent = GPU_PATH.ABSENT_BY_MASS if self._absent_reads_mass() else GPU_PATH.ABSENT_BY_FP
+        if self.average == "macro" and self.task == "multiclass":
+            average = GPU_PATH.AVERAGE_PRESENT
+        else:
+            average = GPU_PATH.AVERAGE_BY_SUPPORT if self.average == "weighted" else GPU_PATH.AVERAGE_EQUAL
+        return GPU_PATH.count_loss_on_triton(operands, self._loss_settings(average, absent, class_weights), loss_of)
 
     @torch.jit.unused
     def _loss_of_triton_counts(self, operands: Any) -> Tensor:
@@ -593,7 +603,7 @@ class CountLossBase(LossBase):
 
     def _average(self, value: Tensor, tp: Tensor, fn: Tensor, absent: Optional[Tensor], dims: List[int]) -> Tensor:
         """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
-        if self.average == "micro" and self.sync is None:
+        if self.average == "micro" and self.sync is None and value.numel() > 0:
             return value.mean()  # one pooled count per row, each row counts: the weights below are all one
         class_weights: Optional[Tensor] = None
         if self.class_weights.numel() > 0:
@@ -782,18 +792,14 @@ class MatrixLossBase(LossBase):
         def loss_of(leaf: Tensor) -> Tensor:
             return self._loss_of_triton_matrix(leaf, target, mask, per_row, ignore_index)
 
-        one_launch = getattr(type(self), "formula_in_triton", None) is not None and not torch.compiler.is_compiling()
-        few_rows = not per_row or leaf.shape[0] <= GPU_PATH.FUSED_ROWS  # one program takes the matrices in turn
-        if not (one_launch and few_rows and self.sync is None and (self.count_momentum is None or not self.training)):
+        if not self._takes_a_loss_kernel(leaf, not per_row):
             return loss_of(leaf)
         kept: Optional[Tensor] = None  # class indices without ignore_index: a position, hence every row, is kept
         if target.is_floating_point() or ignore_index is not None or target.numel() == 0:
             kept = self._kept_rows_read(leaf, target, mask, per_row)
-        parameters = tuple(self.parameter_values[name] for name in self.metric_parameters)
-        return GPU_PATH.matrix_loss_on_triton(
-            leaf, target, mask, kept, per_row, self.approximation_spec, type(self).formula_in_triton, parameters, self.eps,
-            ignore_index, self.maximize, loss_of,
-        )
+        operands = GPU_PATH.MatrixOperands(leaf, target, mask, kept, per_row, ignore_index)
+        settings = self._loss_settings(GPU_PATH.AVERAGE_EQUAL, GPU_PATH.ABSENT_UNREAD, None)
+        return GPU_PATH.matrix_loss_on_triton(operands, settings, loss_of)
 
     @torch.jit.unused
     def _loss_of_triton_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:

@@ -21,9 +21,10 @@ BACKENDS = ("torch", "triton")
 KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
 
 #: Losses of at most this many classes (after include_background) and rows of counts (images with samplewise,
-#: samples with average='samples') take the one loss launch, whose single program takes the rows in turn.
+#: samples with average='samples') take the one loss launch, whose single program takes the rows in turn (a bound
+#: chosen without a GPU to measure it; more rows take the custom ops, whose kernels spread over the rows).
 FUSED_CLASSES = 1024
-FUSED_ROWS = 1024
+FUSED_ROWS = 64
 #: Matrix metrics of at most this many classes take the kernels (every class of a tile in one block of registers).
 MATRIX_CLASSES = 32
 
@@ -128,21 +129,35 @@ def soft_counts_of(operands: CountOperands, approximation: Approximation) -> Tup
     return counts[:4], counts[4] if with_mass else None
 
 
-def count_loss_on_triton(
-    operands: CountOperands, approximation: Approximation, formula: Any, parameters: Tuple[float, ...], eps: float, average: int,
-    absent: int, zero_division: Optional[float], class_weights: Optional[Tensor], maximize: bool,
-    recompute: Callable[[Tensor], Tensor],
-) -> Tensor:
-    """The loss of a four-count metric from three kernels, whatever its formula (gpu/formula.py): `formula` is the
-    compiled metric's metric_value_and_weights_in_triton; average 0 (every count alike), 1 (by support) or 2 (present
-    classes, multiclass macro); absent 0 (not read), 1 (told by FP) or 2 (by the probability mass); a gradient of the
-    gradient is autograd through recompute."""
-    from .formula import LossSettings, fused_count_loss, triton_formula
+#: How a loss kernel weighs the counts of a row (reduce.average_weights): every count alike, by support (weighted),
+#: or the present classes alike (the multiclass macro average).
+AVERAGE_EQUAL, AVERAGE_BY_SUPPORT, AVERAGE_PRESENT = 0, 1, 2
+#: How a loss kernel tells absent counts (LossBase._absent): not at all (nothing reads them), by FP (A(p) = p), or by
+#: the probability mass, the soft-counts kernel's fifth sum.
+ABSENT_UNREAD, ABSENT_BY_FP, ABSENT_BY_MASS = 0, 1, 2
 
-    settings = LossSettings(
-        triton_formula(formula), parameters, eps, average, absent, zero_division, class_weights, -1.0 if maximize else 1.0,
-        1.0 if maximize else 0.0, KERNEL_KINDS[approximation.kind], approximation,
-    )
+
+class LossSettings(NamedTuple):
+    """What a loss kernel (gpu/formula.py) needs beyond its operands: the compiled metric's formula in Triton's
+    language (formula_in_triton) and its parameters in their declared order, eps, the average and how absent counts
+    are told (AVERAGE_*, ABSENT_*; four counts only), zero_division, class_weights, the direction and A(p)."""
+
+    formula: Any
+    parameters: Tuple[float, ...]
+    eps: float
+    average: int
+    absent: int
+    zero_division: Optional[float]
+    class_weights: Optional[Tensor]
+    maximize: bool
+    approximation: Approximation
+
+
+def count_loss_on_triton(operands: CountOperands, settings: LossSettings, recompute: Callable[[Tensor], Tensor]) -> Tensor:
+    """The loss of a four-count metric from three kernels, whatever its formula (gpu/formula.py); a gradient of the
+    gradient is autograd through recompute (leaf -> the same loss from the custom ops)."""
+    from .formula import fused_count_loss
+
     with _on_its_device(operands.leaf):
         return fused_count_loss(operands, settings, recompute)
 
@@ -159,17 +174,21 @@ def matrix_on_triton(
         return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second, ignore_index)
 
 
-def matrix_loss_on_triton(
-    leaf: Tensor, target: Tensor, mask: Optional[Tensor], kept: Optional[Tensor], per_row: bool, approximation: Approximation, formula: Any,
-    parameters: Tuple[float, ...], eps: float, ignore_index: Optional[int], maximize: bool, recompute: Callable[[Tensor], Tensor],
-) -> Tensor:
-    """The loss of a matrix metric from three kernels, whatever its formula (gpu/formula.py): `formula` is the
-    compiled metric's metric_value_and_partials_in_triton; kept: 1 for each matrix with a kept position (None: every one)."""
-    from .formula import MatrixLossSettings, fused_matrix_loss, triton_formula
+class MatrixOperands(NamedTuple):
+    """What the soft-matrix kernel reads of a step (CountOperands' layout), and 1 for each matrix with a kept
+    position (None where every matrix has one), per image with per_row."""
 
-    settings = MatrixLossSettings(
-        triton_formula(formula), parameters, eps, -1.0 if maximize else 1.0, 1.0 if maximize else 0.0,
-        KERNEL_KINDS[approximation.kind], approximation, per_row, ignore_index,
-    )
-    with _on_its_device(leaf):
-        return fused_matrix_loss(leaf, target, mask, kept, settings, recompute)
+    leaf: Tensor
+    target: Tensor
+    mask: Optional[Tensor]
+    kept: Optional[Tensor]
+    per_row: bool
+    ignore_index: Optional[int]
+
+
+def matrix_loss_on_triton(operands: MatrixOperands, settings: LossSettings, recompute: Callable[[Tensor], Tensor]) -> Tensor:
+    """The loss of a matrix metric from three kernels, whatever its formula (gpu/formula.py)."""
+    from .formula import fused_matrix_loss
+
+    with _on_its_device(operands.leaf):
+        return fused_matrix_loss(operands, settings, recompute)
