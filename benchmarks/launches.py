@@ -25,6 +25,11 @@ from metricc.runtime.gpu import reset_backend_setting  # noqa: E402
 WORKLOADS = {
     "F1 binary N=256": ("f1", {}, lambda g: (torch.rand(256, generator=g), (torch.rand(256, generator=g) > 0.5).float())),
     "F1 binary N=1e7": ("f1", {}, lambda g: (torch.rand(10_000_000, generator=g), (torch.rand(10_000_000, generator=g) > 0.5).float())),
+    "MCC binary N=1e7": ("mcc", {}, lambda g: (torch.rand(10_000_000, generator=g), (torch.rand(10_000_000, generator=g) > 0.5).float())),
+    "formula of powers, logs, exps N=1e7": (
+        "log(1 + TP) - exp(-FP / N) + (TP / P - FP / N)^5", {"direction": "maximize"},
+        lambda g: (torch.rand(10_000_000, generator=g), (torch.rand(10_000_000, generator=g) > 0.5).float()),
+    ),
     "F1 multiclass N=4096 C=100 macro": (
         "f1", {"task": "multiclass", "average": "macro"},
         lambda g: (torch.softmax(torch.randn(4096, 100, generator=g), 1), torch.randint(0, 100, (4096,), generator=g)),

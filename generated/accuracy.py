@@ -66,12 +66,23 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tn + tp
+    x1 = (1.0 / (tl.maximum(fn + fp + x0, eps)))
+    value = x0 * x1
+    positive = x1
+    negative = -x1
+    return value, positive, negative
+
+
 class AccuracyLoss(CountLossBase):
     """accuracy as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "accuracy"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

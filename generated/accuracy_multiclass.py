@@ -58,6 +58,25 @@ def metric_value_and_partials(total: Tensor, trace: Tensor, eps: float) -> Tuple
     return value, d_total, d_trace
 
 
+def metric_value_and_partials_in_triton(total, trace, sum_rc, sum_rr, sum_cc, observed_unweighted, observed_linear, observed_quadratic, expected_unweighted, expected_linear, expected_quadratic, eps, parameters):
+    """metric_value_and_partials in Triton's language, of every aggregate, for the GPU path's one loss launch."""
+    x0 = tl.maximum(total, eps)
+    x1 = (1.0 / (x0))
+    value = trace * x1
+    d_total = -trace / (x0 * x0)
+    d_trace = x1
+    d_sum_rc = tl.zeros_like(total)
+    d_sum_rr = tl.zeros_like(total)
+    d_sum_cc = tl.zeros_like(total)
+    d_observed_unweighted = tl.zeros_like(total)
+    d_observed_linear = tl.zeros_like(total)
+    d_observed_quadratic = tl.zeros_like(total)
+    d_expected_unweighted = tl.zeros_like(total)
+    d_expected_linear = tl.zeros_like(total)
+    d_expected_quadratic = tl.zeros_like(total)
+    return value, d_total, d_trace, d_sum_rc, d_sum_rr, d_sum_cc, d_observed_unweighted, d_observed_linear, d_observed_quadratic, d_expected_unweighted, d_expected_linear, d_expected_quadratic
+
+
 class AccuracyMulticlassLoss(MatrixLossBase):
     """accuracy_multiclass as a loss; MatrixLossBase documents the inputs and the options."""
 
@@ -65,6 +84,7 @@ class AccuracyMulticlassLoss(MatrixLossBase):
     defaults = {"task": "multiclass", "approximation": "identity", "direction": "maximize"}
     metric_parameters = {}
     aggregates = ("SUM", "TRACE")
+    formula_in_triton = staticmethod(metric_value_and_partials_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -66,12 +66,23 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = 0.5 / tl.maximum(fp + tn, eps)
+    x1 = 0.5 / tl.maximum(fn + tp, eps)
+    value = tn * x0 + tp * x1
+    positive = x1
+    negative = -x0
+    return value, positive, negative
+
+
 class BalancedAccuracyLoss(CountLossBase):
     """balanced_accuracy as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "balanced_accuracy"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

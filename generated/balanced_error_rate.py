@@ -66,12 +66,23 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = 0.5 / tl.maximum(fn + tp, eps)
+    x1 = 0.5 / tl.maximum(fp + tn, eps)
+    value = fn * x0 + fp * x1
+    positive = -x0
+    negative = x1
+    return value, positive, negative
+
+
 class BalancedErrorRateLoss(CountLossBase):
     """balanced_error_rate as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "balanced_error_rate"
     defaults = {"approximation": "anyloss", "direction": "minimize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

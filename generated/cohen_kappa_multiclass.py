@@ -69,6 +69,28 @@ def metric_value_and_partials(total: Tensor, trace: Tensor, sum_rc: Tensor, eps:
     return value, d_total, d_trace, d_sum_rc
 
 
+def metric_value_and_partials_in_triton(total, trace, sum_rc, sum_rr, sum_cc, observed_unweighted, observed_linear, observed_quadratic, expected_unweighted, expected_linear, expected_quadratic, eps, parameters):
+    """metric_value_and_partials in Triton's language, of every aggregate, for the GPU path's one loss launch."""
+    x0 = -sum_rc
+    x1 = (total * total)
+    x2 = signed_clamp_in_triton(x0 + x1, eps)
+    x3 = (1.0 / (x2))
+    x4 = (1.0 / (x2 * x2))
+    value = x3 * (x0 + total * trace)
+    d_total = -x4 * (sum_rc * trace + trace * x1 - 2.0 * total * sum_rc)
+    d_trace = total * x3
+    d_sum_rc = -total * x4 * (total - trace)
+    d_sum_rr = tl.zeros_like(total)
+    d_sum_cc = tl.zeros_like(total)
+    d_observed_unweighted = tl.zeros_like(total)
+    d_observed_linear = tl.zeros_like(total)
+    d_observed_quadratic = tl.zeros_like(total)
+    d_expected_unweighted = tl.zeros_like(total)
+    d_expected_linear = tl.zeros_like(total)
+    d_expected_quadratic = tl.zeros_like(total)
+    return value, d_total, d_trace, d_sum_rc, d_sum_rr, d_sum_cc, d_observed_unweighted, d_observed_linear, d_observed_quadratic, d_expected_unweighted, d_expected_linear, d_expected_quadratic
+
+
 class CohenKappaMulticlassLoss(MatrixLossBase):
     """cohen_kappa_multiclass as a loss; MatrixLossBase documents the inputs and the options."""
 
@@ -76,6 +98,7 @@ class CohenKappaMulticlassLoss(MatrixLossBase):
     defaults = {"task": "multiclass", "approximation": "identity", "direction": "maximize"}
     metric_parameters = {}
     aggregates = ("SUM", "TRACE", "SUM_RC")
+    formula_in_triton = staticmethod(metric_value_and_partials_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

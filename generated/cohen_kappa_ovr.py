@@ -79,12 +79,26 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = fn + tn
+    x1 = fp + tp
+    x2 = tl.maximum(x0 * (fn + tp) + x1 * (fp + tn), eps)
+    x3 = tn * tp
+    x4 = 2.0 * (x0 + x1) / (x2 * x2)
+    value = 2.0 * (tn * tp - fn * fp) / x2
+    positive = x4 * ((fp * fp) + x3 + fn * tn + fp * tn)
+    negative = -x4 * ((fn * fn) + x3 + fn * tp + fp * tp)
+    return value, positive, negative
+
+
 class CohenKappaOvrLoss(CountLossBase):
     """cohen_kappa_ovr as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "cohen_kappa_ovr"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -70,12 +70,25 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.maximum(fp, eps)
+    x1 = tn / x0
+    x2 = tl.maximum(fn, eps)
+    x3 = tp / x2
+    value = x1 * x3
+    positive = x1 * (fn + tp) / (x2 * x2)
+    negative = -x3 * (fp + tn) / (x0 * x0)
+    return value, positive, negative
+
+
 class DiagnosticOddsRatioLoss(CountLossBase):
     """diagnostic_odds_ratio as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "diagnostic_odds_ratio"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

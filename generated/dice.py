@@ -71,12 +71,25 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = 2.0 * tp
+    x1 = fn + fp
+    x2 = tl.maximum(x0 + x1, eps)
+    x3 = (1.0 / (x2 * x2))
+    value = x0 / x2
+    positive = 2.0 * x3 * (tp + x1)
+    negative = -x0 * x3
+    return value, positive, negative
+
+
 class DiceLoss(CountLossBase):
     """dice as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "dice"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

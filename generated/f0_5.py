@@ -71,12 +71,24 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = 1.25 * tp
+    x1 = fn + 4.0 * fp
+    x2 = (1.0 / (tl.maximum(5.0 * tp + x1, eps) * tl.maximum(5.0 * tp + x1, eps)))
+    value = x0 / tl.maximum(0.25 * fn + fp + x0, eps)
+    positive = 5.0 * x2 * (tp + x1)
+    negative = -20.0 * tp * x2
+    return value, positive, negative
+
+
 class F05Loss(CountLossBase):
     """f0_5 as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "f0_5"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -77,6 +77,21 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    param_beta = tl.zeros_like(tp) + parameters[0]
+    x0 = (param_beta * param_beta)
+    x1 = 1.0 + x0
+    x2 = tp * x1
+    x3 = fp + fn * x0
+    x4 = tl.maximum(x2 + x3, eps)
+    x5 = (1.0 / (x4 * x4))
+    value = x2 / x4
+    positive = x1 * x5 * (x3 + tp * x0)
+    negative = -x2 * x5
+    return value, positive, negative
+
+
 class FbetaLoss(CountLossBase):
     """fbeta as a loss; CountLossBase documents the inputs and the options."""
 
@@ -85,6 +100,7 @@ class FbetaLoss(CountLossBase):
     metric_parameters = {
         "beta": ParameterSpec(default=1.0, lower=0.0, upper=float("inf"), lower_open=True, upper_open=True),
     }
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -65,12 +65,23 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.maximum(fp + tp, eps)
+    x1 = (1.0 / (x0 * x0))
+    value = fp / x0
+    positive = -fp * x1
+    negative = tp * x1
+    return value, positive, negative
+
+
 class FdrLoss(CountLossBase):
     """fdr as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "fdr"
     defaults = {"approximation": "anyloss", "direction": "minimize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -81,6 +81,21 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    param_alpha = tl.zeros_like(tp) + parameters[0]
+    param_beta = tl.zeros_like(tp) + parameters[1]
+    param_gamma = tl.zeros_like(tp) + parameters[2]
+    x0 = fn * param_beta + fp * param_alpha
+    x1 = (1.0 / (tl.maximum(tp + x0, eps)))
+    x2 = tl.exp(param_gamma * tl.log(x0 * x1))
+    x3 = param_gamma * x1 * x2 / tl.maximum(x0, eps)
+    value = x2
+    positive = -x3 * (x0 + tp * param_beta)
+    negative = tp * param_alpha * x3
+    return value, positive, negative
+
+
 class FocalTverskyLoss(CountLossBase):
     """focal_tversky as a loss; CountLossBase documents the inputs and the options."""
 
@@ -91,6 +106,7 @@ class FocalTverskyLoss(CountLossBase):
         "beta": ParameterSpec(default=0.7, lower=0.0, upper=float("inf"), lower_open=False, upper_open=True),
         "gamma": ParameterSpec(default=0.75, lower=0.0, upper=float("inf"), lower_open=True, upper_open=True),
     }
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -69,12 +69,24 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.rsqrt(tl.maximum(fn + tp, eps))
+    x1 = tl.maximum(fp + tp, eps)
+    x2 = 0.5 * x0 / ((x1) * tl.sqrt(x1))
+    value = tp * x0 * tl.rsqrt(x1)
+    positive = x2 * (2.0 * fp + tp)
+    negative = -tp * x2
+    return value, positive, negative
+
+
 class FowlkesMallowsLoss(CountLossBase):
     """fowlkes_mallows as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "fowlkes_mallows"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -95,12 +95,29 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = fn + tp
+    x1 = fp + x0
+    x2 = tn + x1
+    x3 = -x0 * (fp + tp) / tl.maximum(x2, eps)
+    x4 = tn * tp
+    x5 = (fp * fp) + x4 + fn * tn + fp * tn
+    x6 = (fn * fn) + fn * tp + fp * tp
+    x7 = x2 / (tl.maximum(x5 + x6 + fn * fp, eps) * tl.maximum(x5 + x6 + fn * fp, eps))
+    value = (tp + x3) / signed_clamp_in_triton(x1 + x3, eps)
+    positive = x5 * x7
+    negative = -x7 * (x4 + x6)
+    return value, positive, negative
+
+
 class GilbertSkillScoreLoss(CountLossBase):
     """gilbert_skill_score as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "gilbert_skill_score"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -71,12 +71,24 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.sqrt(tn)
+    x1 = tl.sqrt(tp)
+    x2 = 1.0 / (tl.sqrt(tl.maximum(fn + tp, eps)) * tl.sqrt(tl.maximum(fp + tn, eps)))
+    value = x0 * x1 * x2
+    positive = 0.5 * x0 * x2 * tl.rsqrt(tl.maximum(tp, eps))
+    negative = -0.5 * x1 * x2 * tl.rsqrt(tl.maximum(tn, eps))
+    return value, positive, negative
+
+
 class GmeanLoss(CountLossBase):
     """gmean as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "gmean"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -72,12 +72,25 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = (1.0 / (tl.maximum(fn + tp, eps)))
+    x1 = 0.5 * tp
+    x2 = tl.maximum(fp + tp, eps)
+    x3 = (1.0 / (x2 * x2))
+    value = x0 * x1 + x1 / x2
+    positive = 0.5 * x0 * x3 * ((fp * fp) + (tp * tp) + fn * fp + 3.0 * fp * tp)
+    negative = -x1 * x3
+    return value, positive, negative
+
+
 class KulczynskiLoss(CountLossBase):
     """kulczynski as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "kulczynski"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -65,6 +65,26 @@ def metric_value_and_partials(total: Tensor, observed_linear: Tensor, expected_l
     return value, d_total, d_observed_linear, d_expected_linear
 
 
+def metric_value_and_partials_in_triton(total, trace, sum_rc, sum_rr, sum_cc, observed_unweighted, observed_linear, observed_quadratic, expected_unweighted, expected_linear, expected_quadratic, eps, parameters):
+    """metric_value_and_partials in Triton's language, of every aggregate, for the GPU path's one loss launch."""
+    x0 = tl.maximum(expected_linear, eps)
+    x1 = (1.0 / (x0))
+    x2 = observed_linear * x1
+    value = 1.0 - total * x2
+    d_total = -x2
+    d_trace = tl.zeros_like(total)
+    d_sum_rc = tl.zeros_like(total)
+    d_sum_rr = tl.zeros_like(total)
+    d_sum_cc = tl.zeros_like(total)
+    d_observed_unweighted = tl.zeros_like(total)
+    d_observed_linear = -total * x1
+    d_observed_quadratic = tl.zeros_like(total)
+    d_expected_unweighted = tl.zeros_like(total)
+    d_expected_linear = observed_linear * total / (x0 * x0)
+    d_expected_quadratic = tl.zeros_like(total)
+    return value, d_total, d_trace, d_sum_rc, d_sum_rr, d_sum_cc, d_observed_unweighted, d_observed_linear, d_observed_quadratic, d_expected_unweighted, d_expected_linear, d_expected_quadratic
+
+
 class LinearKappaMulticlassLoss(MatrixLossBase):
     """linear_kappa_multiclass as a loss; MatrixLossBase documents the inputs and the options."""
 
@@ -72,6 +92,7 @@ class LinearKappaMulticlassLoss(MatrixLossBase):
     defaults = {"task": "multiclass", "approximation": "identity", "direction": "maximize"}
     metric_parameters = {}
     aggregates = ("SUM", "OBSERVED_LINEAR", "EXPECTED_LINEAR")
+    formula_in_triton = staticmethod(metric_value_and_partials_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

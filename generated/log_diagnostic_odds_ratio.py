@@ -71,12 +71,23 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = (1.0 / (tl.maximum(fn, eps)))
+    x1 = (1.0 / (tl.maximum(fp, eps)))
+    value = tl.log(tl.maximum(tn * tp * x0 * x1, eps))
+    positive = x0 * (fn + tp) / tl.maximum(tp, eps)
+    negative = -x1 * (fp + tn) / tl.maximum(tn, eps)
+    return value, positive, negative
+
+
 class LogDiagnosticOddsRatioLoss(CountLossBase):
     """log_diagnostic_odds_ratio as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "log_diagnostic_odds_ratio"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

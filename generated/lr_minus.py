@@ -68,12 +68,24 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.maximum(tn, eps)
+    x1 = (fp + tn) / tl.maximum(fn + tp, eps)
+    x2 = x1 / x0
+    value = fn * x2
+    positive = -x2
+    negative = fn * x1 / (x0 * x0)
+    return value, positive, negative
+
+
 class LrMinusLoss(CountLossBase):
     """lr_minus as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "lr_minus"
     defaults = {"approximation": "anyloss", "direction": "minimize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

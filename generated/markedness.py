@@ -70,12 +70,25 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.maximum(fn + tn, eps)
+    x1 = tl.maximum(fp + tp, eps)
+    x2 = (1.0 / (x1 * x1))
+    x3 = (1.0 / (x0 * x0))
+    value = tn / x0 + tp / x1 - 1.0
+    positive = fp * x2 + tn * x3
+    negative = -fn * x3 - tp * x2
+    return value, positive, negative
+
+
 class MarkednessLoss(CountLossBase):
     """markedness as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "markedness"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -85,6 +85,34 @@ def metric_value_and_partials(total: Tensor, trace: Tensor, sum_rc: Tensor, sum_
     return value, d_total, d_trace, d_sum_rc, d_sum_rr, d_sum_cc
 
 
+def metric_value_and_partials_in_triton(total, trace, sum_rc, sum_rr, sum_cc, observed_unweighted, observed_linear, observed_quadratic, expected_unweighted, expected_linear, expected_quadratic, eps, parameters):
+    """metric_value_and_partials in Triton's language, of every aggregate, for the GPU path's one loss launch."""
+    x0 = total * trace - sum_rc
+    x1 = (total * total)
+    x2 = tl.maximum(x1 - sum_cc, eps)
+    x3 = tl.rsqrt(x2)
+    x4 = tl.maximum(x1 - sum_rr, eps)
+    x5 = tl.rsqrt(x4)
+    x6 = x3 * x5
+    x7 = (1.0 / ((x2) * tl.sqrt(x2)))
+    x8 = (1.0 / ((x4) * tl.sqrt(x4)))
+    x9 = total * sum_rc
+    x10 = 0.5 * x0
+    value = x0 * x6
+    d_total = -x7 * x8 * ((total * total * total * total) * trace + sum_cc * x9 + sum_rr * x9 - 2.0 * (total * total * total) * sum_rc - sum_cc * sum_rr * trace)
+    d_trace = total * x6
+    d_sum_rc = -x6
+    d_sum_rr = x10 * x3 * x8
+    d_sum_cc = x10 * x5 * x7
+    d_observed_unweighted = tl.zeros_like(total)
+    d_observed_linear = tl.zeros_like(total)
+    d_observed_quadratic = tl.zeros_like(total)
+    d_expected_unweighted = tl.zeros_like(total)
+    d_expected_linear = tl.zeros_like(total)
+    d_expected_quadratic = tl.zeros_like(total)
+    return value, d_total, d_trace, d_sum_rc, d_sum_rr, d_sum_cc, d_observed_unweighted, d_observed_linear, d_observed_quadratic, d_expected_unweighted, d_expected_linear, d_expected_quadratic
+
+
 class MccMulticlassLoss(MatrixLossBase):
     """mcc_multiclass as a loss; MatrixLossBase documents the inputs and the options."""
 
@@ -92,6 +120,7 @@ class MccMulticlassLoss(MatrixLossBase):
     defaults = {"task": "multiclass", "approximation": "identity", "direction": "maximize"}
     metric_parameters = {}
     aggregates = ("SUM", "TRACE", "SUM_RC", "SUM_RR", "SUM_CC")
+    formula_in_triton = staticmethod(metric_value_and_partials_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

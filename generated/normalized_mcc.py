@@ -88,12 +88,29 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = fn + tn
+    x1 = tl.maximum(x0, eps)
+    x2 = fp + tp
+    x3 = tl.maximum(x2, eps)
+    x4 = fn * fp
+    x5 = 1.0 / (tl.sqrt(tl.maximum(fn + tp, eps)) * tl.sqrt(tl.maximum(fp + tn, eps)))
+    x6 = x4 + tn * tp
+    x7 = 0.25 * x5 * (x0 + x2) / ((x1) * tl.sqrt(x1)) / ((x3) * tl.sqrt(x3))
+    value = 0.5 + 0.5 * tl.rsqrt(x1) * tl.rsqrt(x3) * x5 * (tn * tp - x4)
+    positive = x7 * (x6 + 2.0 * fp * tn)
+    negative = -x7 * (x6 + 2.0 * fn * tp)
+    return value, positive, negative
+
+
 class NormalizedMccLoss(CountLossBase):
     """normalized_mcc as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "normalized_mcc"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

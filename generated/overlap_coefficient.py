@@ -73,12 +73,25 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.minimum(fn + tp, fp + tp)
+    x1 = tl.maximum(x0, eps)
+    x2 = (1.0 / (x1 * x1))
+    x3 = tp * tl.where(fn - fp > 0.0, 1.0, tl.where(fn - fp < 0.0, 0.0, 0.5))
+    value = tp / x1
+    positive = x2 * (x0 - x3)
+    negative = -x2 * x3
+    return value, positive, negative
+
+
 class OverlapCoefficientLoss(CountLossBase):
     """overlap_coefficient as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "overlap_coefficient"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -108,12 +108,34 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.sqrt(fp)
+    x1 = tl.maximum(fp + tn, eps)
+    x2 = tl.rsqrt(x1)
+    x3 = x0 * x2
+    x4 = tl.sqrt(tp)
+    x5 = tl.maximum(fn + tp, eps)
+    x6 = tl.rsqrt(x5)
+    x7 = tl.maximum(x3 + x4 * x6, eps)
+    x8 = (1.0 / (x7))
+    x9 = 0.5 * x4 / ((x5) * tl.sqrt(x5))
+    x10 = (1.0 / (x7 * x7))
+    x11 = x10 * x3
+    x12 = 0.5 * x2 * tl.rsqrt(tl.maximum(fp, eps))
+    value = x3 * x8
+    positive = x0 * x10 * x2 * (x9 - 0.5 * x6 * tl.rsqrt(tl.maximum(tp, eps))) - x11 * x9
+    negative = x11 * (0.5 * x0 / ((x1) * tl.sqrt(x1)) - x12) + x12 * x8 - 0.5 * fp * x10 / (x1 * x1)
+    return value, positive, negative
+
+
 class PrevalenceThresholdLoss(CountLossBase):
     """prevalence_threshold as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "prevalence_threshold"
     defaults = {"approximation": "anyloss", "direction": "minimize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -86,12 +86,27 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = fn + tn
+    x1 = fp + tp
+    x2 = x0 + x1
+    x3 = tl.maximum(x0 * (fn + tp) + x1 * (fp + tn), eps)
+    x4 = tn * tp
+    x5 = 2.0 * x2 / (x3 * x3)
+    value = 1.0 - x2 * (fn + fp) / x3
+    positive = x5 * ((fp * fp) + x4 + fn * tn + fp * tn)
+    negative = -x5 * ((fn * fn) + x4 + fn * tp + fp * tp)
+    return value, positive, negative
+
+
 class QuadraticKappaLoss(CountLossBase):
     """quadratic_kappa as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "quadratic_kappa"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -66,6 +66,26 @@ def metric_value_and_partials(total: Tensor, observed_quadratic: Tensor, expecte
     return value, d_total, d_observed_quadratic, d_expected_quadratic
 
 
+def metric_value_and_partials_in_triton(total, trace, sum_rc, sum_rr, sum_cc, observed_unweighted, observed_linear, observed_quadratic, expected_unweighted, expected_linear, expected_quadratic, eps, parameters):
+    """metric_value_and_partials in Triton's language, of every aggregate, for the GPU path's one loss launch."""
+    x0 = tl.maximum(expected_quadratic, eps)
+    x1 = (1.0 / (x0))
+    x2 = observed_quadratic * x1
+    value = 1.0 - total * x2
+    d_total = -x2
+    d_trace = tl.zeros_like(total)
+    d_sum_rc = tl.zeros_like(total)
+    d_sum_rr = tl.zeros_like(total)
+    d_sum_cc = tl.zeros_like(total)
+    d_observed_unweighted = tl.zeros_like(total)
+    d_observed_linear = tl.zeros_like(total)
+    d_observed_quadratic = -total * x1
+    d_expected_unweighted = tl.zeros_like(total)
+    d_expected_linear = tl.zeros_like(total)
+    d_expected_quadratic = observed_quadratic * total / (x0 * x0)
+    return value, d_total, d_trace, d_sum_rc, d_sum_rr, d_sum_cc, d_observed_unweighted, d_observed_linear, d_observed_quadratic, d_expected_unweighted, d_expected_linear, d_expected_quadratic
+
+
 class QuadraticKappaMulticlassLoss(MatrixLossBase):
     """quadratic_kappa_multiclass as a loss; MatrixLossBase documents the inputs and the options."""
 
@@ -73,6 +93,7 @@ class QuadraticKappaMulticlassLoss(MatrixLossBase):
     defaults = {"task": "multiclass", "approximation": "identity", "direction": "maximize"}
     metric_parameters = {}
     aggregates = ("SUM", "OBSERVED_QUADRATIC", "EXPECTED_QUADRATIC")
+    formula_in_triton = staticmethod(metric_value_and_partials_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -68,12 +68,24 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tn + tp
+    x1 = tl.maximum(2.0 * fn + 2.0 * fp + x0, eps)
+    x2 = 2.0 * (fn + fp + x0) / (x1 * x1)
+    value = x0 / x1
+    positive = x2
+    negative = -x2
+    return value, positive, negative
+
+
 class RogersTanimotoLoss(CountLossBase):
     """rogers_tanimoto as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "rogers_tanimoto"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

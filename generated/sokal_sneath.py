@@ -66,12 +66,23 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.maximum(2.0 * fn + 2.0 * fp + tp, eps)
+    x1 = 2.0 / (x0 * x0)
+    value = tp / x0
+    positive = x1 * (fn + fp + tp)
+    negative = -tp * x1
+    return value, positive, negative
+
+
 class SokalSneathLoss(CountLossBase):
     """sokal_sneath as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "sokal_sneath"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

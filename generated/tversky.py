@@ -69,6 +69,19 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    param_alpha = tl.zeros_like(tp) + parameters[0]
+    param_beta = tl.zeros_like(tp) + parameters[1]
+    x0 = fn * param_beta + fp * param_alpha
+    x1 = tl.maximum(tp + x0, eps)
+    x2 = (1.0 / (x1 * x1))
+    value = tp / x1
+    positive = x2 * (x0 + tp * param_beta)
+    negative = -tp * param_alpha * x2
+    return value, positive, negative
+
+
 class TverskyLoss(CountLossBase):
     """tversky as a loss; CountLossBase documents the inputs and the options."""
 
@@ -78,6 +91,7 @@ class TverskyLoss(CountLossBase):
         "alpha": ParameterSpec(default=0.5, lower=0.0, upper=float("inf"), lower_open=False, upper_open=True),
         "beta": ParameterSpec(default=0.5, lower=0.0, upper=float("inf"), lower_open=False, upper_open=True),
     }
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -70,12 +70,24 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = fn * fp
+    x1 = tl.maximum(x0 + tn * tp, eps)
+    x2 = 2.0 / (x1 * x1)
+    value = (tn * tp - x0) / x1
+    positive = fp * tn * x2 * (fn + tp)
+    negative = -fn * tp * x2 * (fp + tn)
+    return value, positive, negative
+
+
 class YuleQLoss(CountLossBase):
     """yule_q as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "yule_q"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

@@ -112,12 +112,33 @@ def metric_value_and_weights_of_floats(tp: float, fp: float, fn: float, tn: floa
     return value, positive, negative
 
 
+def metric_value_and_weights_in_triton(tp, fp, fn, tn, eps, parameters):
+    """metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu)."""
+    x0 = tl.sqrt(fn)
+    x1 = tl.sqrt(fp)
+    x2 = x0 * x1
+    x3 = tl.sqrt(tn)
+    x4 = tl.sqrt(tp)
+    x5 = x3 * x4
+    x6 = fn * fp
+    x7 = x2 * x3
+    x8 = tn * tp
+    x9 = x1 * x5
+    x10 = x2 * x4
+    x11 = x0 * x5
+    value = (x3 * x4 - x2) / tl.maximum(x2 + x5, eps)
+    positive = x7 / tl.maximum(tn * ((tp) * tl.sqrt(tp)) + 2.0 * tp * x7 + x4 * x6, eps) + x9 / tl.maximum(2.0 * fn * x9 + ((fn) * tl.sqrt(fn)) * fp + x0 * x8, eps)
+    negative = -x10 / tl.maximum(2.0 * tn * x10 + ((tn) * tl.sqrt(tn)) * tp + x3 * x6, eps) - x11 / tl.maximum(fn * ((fp) * tl.sqrt(fp)) + 2.0 * fp * x11 + x1 * x8, eps)
+    return value, positive, negative
+
+
 class YuleYLoss(CountLossBase):
     """yule_y as a loss; CountLossBase documents the inputs and the options."""
 
     metric_name = "yule_y"
     defaults = {"approximation": "anyloss", "direction": "maximize"}
     metric_parameters = {}
+    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)
 
     def forward(self, preds: Tensor, target: Tensor) -> Tensor:
         return self.compute_loss(preds, target)

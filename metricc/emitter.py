@@ -24,9 +24,9 @@ from . import __version__
 from .guards import Singularity, guard_together
 from .derive import Derivation, per_sample_weights
 from .errors import OptionError
-from .language import COUNTS_FORM, Parameter
+from .language import COUNTS_FORM, MATRIX_FORM, Parameter
 from .arguments import LossOptions
-from .printer import FloatPrinter, TorchPrinter
+from .printer import FloatPrinter, TorchPrinter, TritonPrinter
 from .runtime import RUNTIME_VERSION
 from .runtime.options import DEFAULTS
 
@@ -81,6 +81,39 @@ def guarded(derivation: Derivation) -> GuardedDerivation:
     return GuardedDerivation(value, if_positive, if_negative, singularities)
 
 
+def _intermediate_lines(
+    outputs: Sequence[Tuple[str, sympy.Expr]], names: Dict[sympy.Symbol, str], printer: TorchPrinter, inline_numbers: bool = False,
+) -> Tuple[list, list]:
+    """The named intermediates (x0, x1, ... from SymPy's CSE) as lines of code, and the outputs reduced to them;
+    inline_numbers: an intermediate that is a number is written where it is used, not named (Triton makes a named
+    Python float a float32 value, where a literal in an expression keeps float64's precision)."""
+    replacements, reduced = sympy.cse([e for _, e in outputs], symbols=sympy.numbered_symbols("x"), order="canonical")
+    if inline_numbers:
+        numbers: Dict[sympy.Symbol, sympy.Expr] = {}
+        named = []
+        for symbol, expression in replacements:
+            expression = expression.xreplace(numbers)
+            if expression.is_number:
+                numbers[symbol] = expression
+            else:
+                named.append((symbol, expression))
+        replacements, reduced = named, [expression.xreplace(numbers) for expression in reduced]
+    lines = []
+    for symbol, expression in replacements:
+        names[symbol] = str(symbol)
+        text = printer.doprint(expression)
+        if printer.is_tensor(expression):
+            printer.tensor_symbols.add(symbol)
+        lines.append(f"    {symbol} = {text}")
+    return lines, reduced
+
+
+def _check_names(names: Dict[sympy.Symbol, str], parameters: Sequence[Parameter]) -> None:
+    """No name the emitter wrote may start with PARAMETER_PREFIX, the parameters' namespace."""
+    emitted = set(names.values()) - {parameter_variable(p) for p in parameters}
+    assert not any(n.startswith(PARAMETER_PREFIX) for n in emitted), "the emitter's names must stay out of the parameters' namespace"
+
+
 def _function_source(
     name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str, on_floats: bool = False,
     inputs: Dict[sympy.Symbol, str] = _COUNT_VARIABLES,
@@ -89,16 +122,9 @@ def _function_source(
     from SymPy's CSE), then the outputs, each a tensor of the inputs' shape (or a float)."""
     names: Dict[sympy.Symbol, str] = dict(inputs)
     names.update({p.symbol: parameter_variable(p) for p in parameters})
-    replacements, reduced = sympy.cse([e for _, e in outputs], symbols=sympy.numbered_symbols("x"), order="canonical")
     like = next(iter(inputs.values()))
     printer = FloatPrinter(names) if on_floats else TorchPrinter(names, set(inputs), like)
-    lines = []
-    for symbol, expression in replacements:
-        names[symbol] = str(symbol)
-        text = printer.doprint(expression)
-        if printer.is_tensor(expression):
-            printer.tensor_symbols.add(symbol)
-        lines.append(f"    {symbol} = {text}")
+    lines, reduced = _intermediate_lines(outputs, names, printer)
     for (output, _), expression in zip(outputs, reduced):
         if on_floats:
             text = printer.doprint(expression)
@@ -109,8 +135,7 @@ def _function_source(
             if not printer.is_tensor(expression):
                 text = f"torch.full_like({like}, {text})"
         lines.append(f"    {output} = {text}")
-    emitted = set(names.values()) - {parameter_variable(p) for p in parameters}
-    assert not any(n.startswith(PARAMETER_PREFIX) for n in emitted), "the emitter's names must stay out of the parameters' namespace"
+    _check_names(names, parameters)
     count_type = "float" if on_floats else "Tensor"
     arguments = ", ".join(
         [f"{variable}: {count_type}" for variable in inputs.values()] + ["eps: float"] + [f"{parameter_variable(p)}: float" for p in parameters]
@@ -119,6 +144,36 @@ def _function_source(
     returns = count_type if len(results) == 1 else f"Tuple[{', '.join([count_type] * len(results))}]"
     body = "\n".join(lines)
     return f'def {name}({arguments}) -> {returns}:\n    """{doc}"""\n{body}\n    return {", ".join(results)}\n'
+
+
+def _triton_function_source(
+    name: str, outputs: Sequence[Tuple[str, sympy.Expr]], parameters: Sequence[Parameter], doc: str,
+    inputs: Dict[sympy.Symbol, str] = _COUNT_VARIABLES,
+) -> str:
+    """A formula function in Triton's language on blocks of the inputs (the four counts, or every aggregate of the
+    matrix, in their form's order), its parameters the compile-time tuple `parameters` in their declared order,
+    each made a block of the inputs' dtype (a Python float in a float64 kernel is exact there, and nowhere rounded
+    to float32); plain Python that names `tl` and the GPU path's guards, which metricc.runtime.gpu binds when it
+    compiles it (a file that is imported never imports triton). An output that is 0 (a partial by an aggregate the
+    metric does not read) is a block of zeros."""
+    names: Dict[sympy.Symbol, str] = dict(inputs)
+    names.update({p.symbol: parameter_variable(p) for p in parameters})
+    like = next(iter(inputs.values()))
+    printer = TritonPrinter(names, set(inputs))
+    loads = [f"    {parameter_variable(p)} = tl.zeros_like({like}) + parameters[{index}]" for index, p in enumerate(parameters)]
+    lines, reduced = _intermediate_lines(outputs, names, printer, inline_numbers=True)
+    for (output, _), expression in zip(outputs, reduced):
+        text = printer.doprint(expression)
+        # a block of the inputs' shape even where the expression is a constant or reads parameters alone
+        if expression == 0:
+            text = f"tl.zeros_like({like})"
+        elif not printer.is_tensor(expression):
+            text = f"tl.zeros_like({like}) + {text}"
+        lines.append(f"    {output} = {text}")
+    _check_names(names, parameters)
+    arguments = ", ".join([*inputs.values(), "eps", "parameters"])
+    body = "\n".join(loads + lines)
+    return f'def {name}({arguments}):\n    """{doc}"""\n{body}\n    return {", ".join(output for output, _ in outputs)}\n'
 
 
 def _doc_text(text: str) -> str:
@@ -219,7 +274,9 @@ class FormCode:
     singularities: Tuple[Singularity, ...]
 
 
-def _count_code(derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str) -> FormCode:
+def _count_code(
+    derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str, standalone: bool,
+) -> FormCode:
     """The four counts: the metric and the per-sample weights dTP - dFN (positive) and dFP - dTN (negative), on
     tensors and on floats, and the hooks formula, formula_and_weights and formula_on_floats."""
     safe = guarded(derivation)
@@ -236,6 +293,15 @@ def _count_code(derivation: Derivation, name: str, parameters: Sequence[Paramete
             "metric_value_and_weights on Python floats, for counts that are single numbers.", on_floats=True,
         ),
     )
+    attributes = ""
+    if not standalone:
+        functions += (
+            _triton_function_source(
+                "metric_value_and_weights_in_triton", weights, parameters,
+                "metric_value_and_weights in Triton's language, for the GPU path's one formula launch (metricc.runtime.gpu).",
+            ),
+        )
+        attributes = "    formula_in_triton = staticmethod(metric_value_and_weights_in_triton)\n"
     values = "".join(f', self.parameter_values["{p.name}"]' for p in parameters)
     hooks = (
         ("formula", "Tensor", "Tensor", "metric_value"),
@@ -256,13 +322,15 @@ def _count_code(derivation: Derivation, name: str, parameters: Sequence[Paramete
         f"{_wrap(f'negative, y_i = 0: dFP - dTN = {sympy.sstr(negative)}', '    ')}\n\n"
     )
     return FormCode(
-        functions, "", methods, "Tuple", f"Metric ({direction}d; the loss is {loss_text})", sections,
+        functions, attributes, methods, "Tuple", f"Metric ({direction}d; the loss is {loss_text})", sections,
         "Soft counts: a = A(p), TP = sum a y, FP = sum a (1 - y), FN = sum (1 - a) y, TN = sum (1 - a)(1 - y).\n",
         safe.singularities,
     )
 
 
-def _matrix_code(derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str) -> FormCode:
+def _matrix_code(
+    derivation: Derivation, name: str, parameters: Sequence[Parameter], loss_text: str, direction: str, standalone: bool,
+) -> FormCode:
     """The whole confusion matrix: the metric and its partial by each aggregate it reads, and the hooks formula
     and formula_and_partials; the runtime turns the partials into G = d metric / d M."""
     variables = derivation.variables
@@ -276,6 +344,20 @@ def _matrix_code(derivation: Derivation, name: str, parameters: Sequence[Paramet
             "The metric and its partial derivative by each aggregate, sharing subexpressions.", inputs=inputs,
         ),
     )
+    attributes = ""
+    if not standalone:
+        # every aggregate in and every partial out, in the form's order, so that one kernel calls any matrix metric
+        every = {v.symbol: v.code_name for v in MATRIX_FORM.variables}
+        read = dict(zip(variables, partials))
+        every_partial = [(f"d_{v.code_name}", read.get(v, sympy.Integer(0))) for v in MATRIX_FORM.variables]
+        functions += (
+            _triton_function_source(
+                "metric_value_and_partials_in_triton", [("value", value)] + every_partial, parameters,
+                "metric_value_and_partials in Triton's language, of every aggregate, for the GPU path's one loss launch.",
+                inputs=every,
+            ),
+        )
+        attributes = "    formula_in_triton = staticmethod(metric_value_and_partials_in_triton)\n"
     arguments = ", ".join([f'aggregates["{v.name}"]' for v in variables] + ["self.eps"] + [f'self.parameter_values["{p.name}"]' for p in parameters])
     partial_names = ", ".join(f"d_{v.code_name}" for v in variables)
     partial_dict = ", ".join(f'"{v.name}": d_{v.code_name}' for v in variables)
@@ -287,7 +369,7 @@ def _matrix_code(derivation: Derivation, name: str, parameters: Sequence[Paramet
         f"        return value, {{{partial_dict}}}\n"
     )
     names = derivation.names
-    attributes = f"    aggregates = ({', '.join(_literal(a) for a in names)}{',' if len(names) == 1 else ''})\n"
+    attributes = f"    aggregates = ({', '.join(_literal(a) for a in names)}{',' if len(names) == 1 else ''})\n" + attributes
     aggregate_lines = "\n".join(f"    {v.name}: {v.meaning}" for v in variables)
     partial_lines = "\n".join(_wrap(f"d{a} = d {name} / d {a} = {sympy.sstr(p)}", "    ") for a, p in derivation.partials_by_name().items())
     sections = (
@@ -315,7 +397,7 @@ def emit_module(derivation: Derivation, name: str, options: LossOptions, standal
     loss_class = class_name(name)
     parameters = derivation.definition.parameters
     loss_text = f"1 - {name}" if options.direction == "maximize" else name
-    code = _FORM_CODE[derivation.form.kind](derivation, name, parameters, loss_text, options.direction)
+    code = _FORM_CODE[derivation.form.kind](derivation, name, parameters, loss_text, options.direction, standalone)
     base_class = derivation.form.base_class
     subclass = (
         f"class {loss_class}({base_class}):\n"

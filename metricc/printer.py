@@ -183,3 +183,79 @@ class FloatPrinter(TorchPrinter):
         return f"{function}({', '.join(self._print(a) for a in sorted(e.args, key=sympy.default_sort_key))})"
 
     _print_Min = _print_Max = _print_MinMax
+
+
+class TritonPrinter(TorchPrinter):
+    """The same expression in Triton's language (tl) on blocks of counts, for the GPU path's formula launch: a
+    parameter is a block of the counts' dtype and a number a Python float, which Triton broadcasts without rounding
+    (the emitter makes an output that reads no count a block with zeros_like). Powers are products (integer exponents, as torch computes them), sqrt and
+    rsqrt, or exp(e log x) (which is NaN for x < 0, where torch.pow of a fractional exponent is NaN too); x ** 1.5
+    is x * sqrt(x)."""
+
+    rsqrt_factors = True
+    functions = {"exp": "tl.exp", "log": "tl.log", "Abs": "tl.abs"}
+    #: Integer powers up to this are written as products (as exact as torch.pow's); higher ones go through exp and
+    #: log of |x|, with the sign.
+    product_powers = 16
+    guard_templates = {
+        "SafeDenominator": "tl.maximum({}, eps)",
+        "SignedDenominator": "signed_clamp_in_triton({}, eps)",
+        "ClampAtZero": "tl.maximum({}, 0.0)",
+    }
+    def _tensor_argument(self, expression: sympy.Expr) -> str:
+        return self._print(expression)
+
+    def _print(self, expr, **settings) -> str:
+        # a function of numbers alone (log(2), exp(1/3), sqrt(2)) is one Python float, evaluated in float64 here:
+        # Triton would make it a float32 tensor before taking the function
+        if isinstance(expr, sympy.Expr) and expr.is_number and not expr.is_Atom:
+            try:
+                return self._print_number(expr)
+            except TypeError:  # a guard of a number, which float() does not know: printed as it is
+                pass
+        return super()._print(expr, **settings)
+
+    def _print_Mul(self, e: sympy.Expr) -> str:
+        coefficient, factors = e.as_coeff_mul()
+        if coefficient == 1 and all(f.is_Pow and f.exp.is_negative and f.exp.is_number for f in factors):
+            return f"1.0 / ({self._print(sympy.Mul(*[1 / f for f in factors], evaluate=False))})"
+        return super()._print_Mul(e)
+
+    def _print_Pow(self, e: sympy.Expr, rational=False) -> str:
+        base, exponent = e.args
+        if exponent == sympy.Rational(1, 2):
+            return f"tl.sqrt({self._print(base)})"
+        if exponent == sympy.Rational(-1, 2):
+            return f"tl.rsqrt({self._print(base)})"
+        if exponent.is_Integer and abs(exponent) <= self.product_powers:
+            operand = self.parenthesize(base, precedence(e) + 1, strict=True)
+            product = " * ".join([operand] * abs(int(exponent)))
+            return f"(1.0 / ({product}))" if exponent.is_negative else f"({product})"
+        if exponent.is_Rational and exponent.q == 2 and abs(exponent) <= self.product_powers:
+            whole = sympy.Pow(base, abs(exponent) - sympy.Rational(1, 2), evaluate=False)
+            root = f"{self._print(whole)} * tl.sqrt({self._print(base)})"
+            return f"(1.0 / ({root}))" if exponent.is_negative else f"({root})"
+        if exponent.is_Integer:
+            magnitude = f"tl.exp({self._print(abs(exponent))} * tl.log(tl.abs({self._print(base)})))"
+            sign = f"tl.where({self._print(base)} < 0.0, {(-1.0) ** int(exponent)!r}, 1.0)"
+            return f"({sign} / {magnitude})" if exponent.is_negative else f"({sign} * {magnitude})"
+        logarithm = self._print(sympy.log(base)) if base.is_number else f"tl.log({self._print(base)})"
+        return f"tl.exp({self.parenthesize(exponent, precedence(e), strict=True)} * {logarithm})"
+
+    def _print_sign(self, e: sympy.Expr) -> str:
+        argument = self._print(e.args[0])
+        return f"tl.where({argument} > 0.0, 1.0, tl.where({argument} < 0.0, -1.0, 0.0))"
+
+    def _print_Heaviside(self, e: sympy.Expr) -> str:
+        argument = self._print(e.args[0])
+        return f"tl.where({argument} > 0.0, 1.0, tl.where({argument} < 0.0, 0.0, 0.5))"
+
+    def _print_MinMax(self, e: sympy.Expr) -> str:
+        pairwise = "tl.minimum" if isinstance(e, sympy.Min) else "tl.maximum"
+        arguments = sorted(e.args, key=sympy.default_sort_key)
+        text = self._print(arguments[0])
+        for other in arguments[1:]:
+            text = f"{pairwise}({text}, {self._print(other)})"
+        return text
+
+    _print_Min = _print_Max = _print_MinMax

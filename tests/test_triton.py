@@ -18,6 +18,8 @@ pytest.importorskip("triton")
 
 import metricc  # noqa: E402
 import metricc.runtime.gpu as gpu  # noqa: E402
+import metricc.runtime.inputs as runtime_inputs  # noqa: E402
+import metricc.runtime.loss as runtime_loss  # noqa: E402
 from metricc.runtime.options import InvalidOption  # noqa: E402
 from metricc.runtime.gpu import reset_backend_setting, takes_triton_path  # noqa: E402
 
@@ -57,9 +59,9 @@ def _use(backend, monkeypatch):
 
 
 def _kernel_steps(patch):
-    """A counter of the steps whose counts or matrix come from the kernels (gpu's two entry points, spied on)."""
+    """A counter of the steps whose counts or matrix come from the kernels (gpu's entry points, spied on)."""
     calls = [0]
-    for name in ("soft_counts_on_triton", "matrix_on_triton"):
+    for name in ("soft_counts_on_triton", "count_loss_on_triton", "matrix_on_triton", "matrix_loss_on_triton"):
         def counted(*args, _original=getattr(gpu, name), **kwargs):
             calls[0] += 1
             return _original(*args, **kwargs)
@@ -92,9 +94,28 @@ CASES = {
     "dense samplewise no background": (
         "dice", {"task": "multiclass", "multidim_average": "samplewise", "include_background": False, "zero_division": 1.0}, (2, 3, 4, 4), 3,
     ),
+    "dense labels ignore_index no background macro": (
+        "f1", {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False}, (2, 4, 3, 3), 4,
+    ),
+    "dense labels (N, 1, H, W) int32 zero_division": (
+        "jaccard", {"task": "multiclass", "average": "weighted", "zero_division": 0.5, "multidim_average": "samplewise"}, (2, 3, 4, 3), 3,
+    ),
+    "class indices in two blocks of classes no background": (
+        "dice", {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False, "approximation": "anyloss"},
+        (10, 20), 20,
+    ),
     "identity": ("dice", {"approximation": "identity"}, (30,), None),
     "linear": ("f1", {"approximation": "linear", "width": 0.4}, (30,), None),
 }
+
+
+def _as_case_asks(case, target, classes):
+    """The target in the form the case's name asks for: one-hot, or class indices with a channel axis, in int32."""
+    if case.endswith("one-hot"):
+        return torch.nn.functional.one_hot(target, classes).double()
+    if "(N, 1, H, W)" in case:
+        target = target.unsqueeze(1)
+    return target.int() if "int32" in case else target
 
 
 def _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, gradient_rtol, monkeypatch):
@@ -112,18 +133,294 @@ def test_values_and_gradients_equal_the_torch_path_and_float64_autograd(case, mo
     metric, options, shape, classes = CASES[case]
     namespace, module = namespace_and_module(metric, **options)
     preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
-    if classes is not None and case.endswith("one-hot"):
-        target = torch.nn.functional.one_hot(target, classes).double()
+    if classes is not None:
+        target = _as_case_asks(case, target, classes)
     leaf = preds.clone().requires_grad_(True)
     expected = soft_count_loss(namespace, module, leaf, target)
     (expected_gradient,) = torch.autograd.grad(expected, leaf)
     _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, 1e-8, monkeypatch)
 
 
+def _one_formula_launch_steps(patch):
+    """A counter of the steps that take a loss kernel (gpu/formula.py), spied on at gpu's entry points."""
+    calls = [0]
+    for name in ("count_loss_on_triton", "matrix_loss_on_triton"):
+        def counted(*args, _original=getattr(gpu, name), **kwargs):
+            calls[0] += 1
+            return _original(*args, **kwargs)
+
+        patch.setattr(gpu, name, counted)
+    return calls
+
+
+def _run_on_the_ops(module, preds, target, monkeypatch):
+    """_run on the Triton path as for a file without its formula in Triton's language: the counts' or matrix's
+    custom ops and autograd through the torch formula."""
+    with monkeypatch.context() as patch:
+        patch.setattr(type(module), "formula_in_triton", None)
+        return _run(module, preds, target, "triton", monkeypatch)
+
+
+
+
+def _assert_the_loss_launch_gives_the_ops(module, preds, target, monkeypatch):
+    """The step takes a loss kernel, and its loss and gradient equal those of the kernels' custom ops and autograd
+    through the torch formula (_run_on_the_ops), in float64."""
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        fused = _run(module, preds, target, "triton", monkeypatch)
+    assert launches[0] == 1
+    unfused = _run_on_the_ops(module, preds, target, monkeypatch)
+    torch.testing.assert_close(fused[0], unfused[0], rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(fused[1], unfused[1], rtol=1e-10, atol=1e-14)
+
+
+@pytest.mark.parametrize("case", list(CASES))
+def test_the_formula_launch_gives_the_counts_ops_loss_and_gradient(case, monkeypatch):
+    """The loss kernel (formula, weights and average in one program) against the counts' ops and autograd through
+    the torch formula, both on the Triton path, in float64 (every case of CASES takes it: none pools counts of other
+    steps or ranks)."""
+    metric, options, shape, classes = CASES[case]
+    _, module = namespace_and_module(metric, **options)
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
+    _assert_the_loss_launch_gives_the_ops(module, preds, target, monkeypatch)
+
+
+@pytest.mark.parametrize("metric, options, classes", [("f1", {}, None), ("qwk", {"task": "multiclass"}, 4)], ids=["counts", "matrix"])
+def test_after_backward_the_graph_keeps_no_predictions(metric, options, classes, monkeypatch):
+    """A loss kept after its (first-order) backward holds no reference to the predictions, as on the torch path."""
+    import weakref
+
+    _use("triton", monkeypatch)
+    module = metricc.loss(metric, **options)
+    raw, target = _batch((12, 4) if classes else (12,), classes)
+    leaf = raw.clone().requires_grad_(True)
+    preds = leaf * 1.0  # not a leaf: only the graph and this name hold it
+    alive = weakref.ref(preds)
+    loss = module(preds, target)
+    loss.backward()
+    del preds
+    assert alive() is None, "the loss's graph still holds the predictions after backward"
+    assert loss.grad_fn is not None
+
+
+@pytest.mark.parametrize(
+    "metric, options, shape, training",
+    [
+        ("f1", {"count_momentum": 0.5}, (20,), True),
+        ("f1", {"task": "multilabel", "average": "none"}, (10, 3), False),
+        ("dice", {"multidim_average": "samplewise", "task": "multilabel", "average": "macro"}, (3, 2, 4), False),
+        ("qwk", {"task": "multiclass", "multidim_average": "samplewise"}, (3, 4, 5), False),
+    ],
+    ids=["running counts", "average none", "more rows than FUSED_ROWS", "more matrices than FUSED_ROWS"],
+)
+def test_steps_the_loss_kernels_cannot_take_use_the_ops(metric, options, shape, training, monkeypatch):
+    """Counts of other steps, per-class losses and many rows of counts take the kernels' custom ops and the torch
+    formula (the torch path's loss), not a loss kernel."""
+    monkeypatch.setattr(gpu, "FUSED_ROWS", 2)
+    module = metricc.loss(metric, **options).train(training)
+    classes = shape[1] if options.get("task") == "multiclass" else None
+    preds, target = _batch(shape, classes)
+    per_class = {"grad_outputs": torch.ones(shape[1], dtype=torch.float64)} if options.get("average") == "none" else {}
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        loss = _run(module, preds, target, "triton", monkeypatch, **per_class)[0]
+    assert launches[0] == 0
+    if training:
+        module.reset_running_counts()
+    torch.testing.assert_close(loss, _run(module, preds, target, "torch", monkeypatch, **per_class)[0], rtol=1e-12, atol=1e-14)
+
+
+#: Formulas that reach every branch of printer.TritonPrinter: high, odd, half and fractional powers, exp, log, abs
+#: (and sign, its derivative), min and max (Heaviside), the guards (signed_clamp in kappa), and a parameter.
+PRINTER_FORMULAS = [
+    ("(TP / P - FP / N)^5 + (TP / P)^7", {"direction": "maximize"}),
+    ("(TP / P)^0.3 + sqrt(TP * TN) / (P * N)^1.5", {"direction": "maximize"}),
+    ("log(1 + TP) - exp(-FP / N) + abs(TP - FN) / (P + N)", {"direction": "maximize"}),
+    ("min(TP / P, TN / N) + max(TP, FP) / (P + N)", {"direction": "maximize"}),
+    ("cohen_kappa", {}),
+    ("overlap_coefficient", {}),
+    ("fbeta", {"beta": 0.7}),
+    ("tversky", {"alpha": 0.3, "beta": 0.7}),
+    ("focal_tversky", {"gamma": 0.75}),
+    ("log(2) * TP / P + 2^(TP / P) + exp(1/3) * TN / N + sqrt(2)", {"direction": "maximize"}),
+]
+
+
+@pytest.mark.parametrize("exact", [False, True], ids=["inside (0, 1)", "exact 0/1 and identity"])
+@pytest.mark.parametrize("formula, options", PRINTER_FORMULAS, ids=[f for f, _ in PRINTER_FORMULAS])
+def test_a_formula_printed_in_triton_gives_the_torch_paths_loss_and_gradient(formula, options, exact, monkeypatch):
+    """The emitted metric_value_and_weights_in_triton (TritonPrinter) against the torch path's formula, value and
+    gradient in float64, through the one formula launch; exact predictions with A(p) = p reach the guards."""
+    _, module = namespace_and_module(formula, **options, **({"approximation": "identity"} if exact else {}))
+    preds, target = _batch((40,), seed=3)
+    if exact:
+        preds = preds.round()
+    with monkeypatch.context() as patch:
+        launches = _one_formula_launch_steps(patch)
+        loss, gradient = _run(module, preds, target, "triton", monkeypatch)
+    assert launches[0] == 1
+    expected, expected_gradient = _run(module, preds, target, "torch", monkeypatch)
+    torch.testing.assert_close(loss, expected, rtol=1e-12, atol=1e-14)
+    torch.testing.assert_close(gradient, expected_gradient, rtol=1e-10, atol=1e-14)
+
+
+class _ComputeOps(torch.utils._python_dispatch.TorchDispatchMode):
+    """The aten operations a step dispatches that compute something (a kernel each, on a GPU): not allocations,
+    views or metadata, nor the copies with which Triton's interpreter moves a kernel's arguments to the host."""
+
+    SILENT = ("empty", "new_empty", "set_", "view", "expand", "detach", "alias", "promote_types", "copy_", "as_strided")
+
+    def __init__(self):
+        super().__init__()
+        self.ops = []
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        name = func.overloadpacket.__name__
+        if name not in self.SILENT:
+            self.ops.append(name)
+        return func(*args, **(kwargs or {}))
+
+
+#: Steps whose forward and backward are three kernels: binary formulas short and long, and class indices of a
+#: multi-class four-count metric (macro, so absent classes are decided in the loss kernel) and of a matrix metric.
+THREE_KERNEL_STEPS = {
+    **{formula: (formula, {} if formula in ("f1", "mcc", "fbeta") else {"direction": "maximize"}, None)
+       for formula in ("f1", "mcc", "fbeta", PRINTER_FORMULAS[0][0], PRINTER_FORMULAS[2][0])},
+    "multiclass f1 macro": ("f1", {"task": "multiclass", "average": "macro"}, 5),
+    "multiclass qwk": ("qwk", {"task": "multiclass"}, 5),
+}
+
+
+@pytest.mark.skipif(DEVICE != "cpu", reason="counts the interpreter's launches (benchmarks/launches.py counts a GPU's)")
+@pytest.mark.parametrize("step_of", list(THREE_KERNEL_STEPS))
+def test_a_step_is_three_kernels_whatever_the_formula(step_of, monkeypatch):
+    """Forward and backward: the counts (or matrix), the loss and the gradient kernels, and no other computing
+    operation but autograd's seed (ones_like), however long the formula."""
+    from triton.runtime.interpreter import InterpretedFunction
+
+    formula, options, classes = THREE_KERNEL_STEPS[step_of]
+    loss = metricc.loss(formula, validate_args=False, from_logits=classes is None, **options)
+    if classes is None:
+        preds, target = torch.randn(64, requires_grad=True), (torch.rand(64) < 0.3).float()
+    else:
+        preds, target = torch.softmax(torch.randn(64, classes), 1).requires_grad_(True), torch.randint(0, classes, (64,))
+    _use("triton", monkeypatch)
+    loss(preds, target).backward()  # the first step binds the formula
+    launches = []
+    run = InterpretedFunction.run
+
+    def launched(self, *args, **kwargs):
+        launches.append(self.fn.__name__)
+        return run(self, *args, **kwargs)
+
+    monkeypatch.setattr(InterpretedFunction, "run", launched)
+    preds.grad = None  # else autograd adds to the first step's gradient: one more operation, the user's
+    with _ComputeOps() as step:
+        loss(preds, target).backward()
+    form = "matrix" if formula == "qwk" else "count"
+    assert launches == [f"_soft_{'matrix' if form == 'matrix' else 'counts'}_kernel", f"_{form}_loss_kernel", f"_{form}_gradient_kernel"]
+    assert step.ops == ["ones_like"], step.ops
+
+
+def _absent_class_batch():
+    """Dense probabilities (2, 4, 6) and labels in {0, 1, -1}: class 2 has no target but probability (present), class 3
+    probability only where the label is ignored (absent: no target, no probability at a kept position)."""
+    preds, labels = _batch((2, 4, 6), 2, seed=5, ignore=True)
+    labels[:, 0] = -1
+    preds[:, 3] = 0.0
+    preds[:, 3, 0] = 0.25
+    return preds / preds.sum(1, keepdim=True), labels
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [
+        ("f1", {"average": "macro"}),
+        ("f1", {"average": "macro", "approximation": "anyloss"}),
+        ("dice", {"average": "macro", "zero_division": 1.0, "multidim_average": "samplewise", "approximation": "linear", "width": 0.4}),
+    ],
+    ids=["macro identity (by FP)", "macro anyloss", "zero_division samplewise linear"],
+)
+def test_absent_classes_are_told_by_the_kernels_probability_mass(metric, options, monkeypatch):
+    """The fifth sum of the soft-counts kernel decides absent classes as the torch path's probability mass does."""
+    namespace, module = namespace_and_module(metric, task="multiclass", ignore_index=-1, **options)
+    preds, labels = _absent_class_batch()
+    leaf = preds.clone().requires_grad_(True)
+    expected = soft_count_loss(namespace, module, leaf, labels)
+    (expected_gradient,) = torch.autograd.grad(expected, leaf)
+    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, labels, 1e-8, monkeypatch)
+
+
+def _no_one_hot(*args, **kwargs):
+    raise AssertionError("a one-hot target was built from class indices on the Triton path")
+
+
+@pytest.mark.parametrize(
+    "metric, options",
+    [
+        ("dice", {"average": "macro", "include_background": False, "zero_division": 1.0, "approximation": "anyloss"}),
+        ("qwk", {"multidim_average": "samplewise"}),
+    ],
+    ids=["counts", "matrix"],
+)
+def test_class_indices_reach_the_kernels_as_they_are(metric, options, monkeypatch):
+    """Neither canonical_layout nor one_hot_labels runs for class-index targets on the Triton path: loss, gradient,
+    metric() and confusion_matrix() equal the torch path's, which builds the one-hot target."""
+    module = metricc.loss(metric, task="multiclass", ignore_index=-1, **options).to(DEVICE)
+    preds, labels = _absent_class_batch()
+    expected = _run(module, preds, labels, "torch", monkeypatch)
+    preds, labels = preds.to(DEVICE), labels.to(DEVICE)
+    expected_values = [module.metric(preds, labels)] + ([module.confusion_matrix(preds, labels)] if metric == "qwk" else [])
+    with monkeypatch.context() as patch:
+        for owner in (runtime_loss, runtime_inputs):
+            patch.setattr(owner, "one_hot_labels", _no_one_hot)
+        patch.setattr(runtime_loss, "canonical_layout", _no_one_hot)
+        loss, gradient = _run(module, preds, labels, "triton", monkeypatch)
+        calls = _kernel_steps(patch)
+        values = [module.metric(preds, labels)] + ([module.confusion_matrix(preds, labels)] if metric == "qwk" else [])
+    assert calls[0] == len(values), "metric() and confusion_matrix() on the kernels"
+    torch.testing.assert_close(loss, expected[0], rtol=1e-10, atol=1e-12)
+    torch.testing.assert_close(gradient, expected[1], rtol=1e-8, atol=1e-12)
+    for value, expected_value in zip(values, expected_values):
+        torch.testing.assert_close(value, expected_value, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize(
+    "metric, options, target_form",
+    [
+        ("f1", {"task": "multilabel", "average": "samples"}, "0/1"),
+        ("jaccard", {"task": "multiclass", "average": "macro", "zero_division": 0.5}, "one-hot"),
+        ("mcc", {"task": "multiclass", "ignore_index": -1}, "class indices"),
+        ("qwk", {"task": "multiclass", "ignore_index": -1}, "one-hot"),
+    ],
+)
+def test_metric_and_confusion_matrix_take_the_kernels_and_equal_the_torch_path(metric, options, target_form, monkeypatch):
+    module = metricc.loss(metric, **options)
+    preds, target = _batch((10, 3), None if target_form == "0/1" else 3, ignore="ignore_index" in options)
+    if target_form == "one-hot":
+        kept = target != -1
+        target = torch.nn.functional.one_hot(torch.where(kept, target, 0), 3).double()
+        target[~kept] = -1.0
+    results = []
+    for backend in ("torch", "triton"):
+        _use(backend, monkeypatch)
+        with monkeypatch.context() as patch:
+            calls = _kernel_steps(patch)
+            values = [module.metric(preds.to(DEVICE), target.to(DEVICE)).cpu()]
+            if hasattr(module, "confusion_matrix"):
+                values.append(module.confusion_matrix(preds.to(DEVICE), target.to(DEVICE)).cpu())
+        assert calls[0] == (len(values) if backend == "triton" else 0)
+        results.append(values)
+    for triton_value, torch_value in zip(results[1], results[0]):
+        torch.testing.assert_close(triton_value, torch_value, rtol=1e-10, atol=1e-12)
+
+
 MATRIX_CASES = {
     "quadratic_kappa": ("quadratic_kappa", {}, (12, 4)),
     "mcc from_logits ignore_index": ("mcc", {"from_logits": True, "ignore_index": -1}, (12, 3)),
     "mcc dense samplewise": ("mcc", {"multidim_average": "samplewise"}, (2, 3, 3, 3)),
+    "cohen_kappa ignore_index one-hot": ("cohen_kappa", {"ignore_index": -1}, (12, 3)),
 }
 
 
@@ -141,13 +438,41 @@ def test_matrix_metrics_equal_float64_autograd_through_a_plain_soft_matrix(case,
     per_row = options.get("multidim_average") == "samplewise"
     expected = soft_matrix_loss(name, flat, one_hot, kept.reshape(shape[0], -1, 1).double(), per_row, -1)
     (expected_gradient,) = torch.autograd.grad(expected, reference)
-    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, labels, 1e-9, monkeypatch)
+    target = labels
+    if case.endswith("one-hot"):
+        target = torch.nn.functional.one_hot(torch.where(kept, labels, 0), shape[1]).double()
+        target[~kept] = -1.0
+    _assert_the_triton_path_gives(expected, expected_gradient, module, preds, target, 1e-9, monkeypatch)
 
 
+#: Matrix metrics that read, between them, every aggregate (and so every term of the loss kernel's G).
+MATRIX_FORMULAS = {
+    "mcc (SUM, TRACE, SUM_RC, SUM_RR, SUM_CC)": ("mcc", {}),
+    "linear_kappa anyloss (OBSERVED/EXPECTED_LINEAR)": ("linear_kappa", {"approximation": "anyloss"}),
+    "quadratic_kappa samplewise (OBSERVED/EXPECTED_QUADRATIC)": ("quadratic_kappa", {"multidim_average": "samplewise"}),
+    "OBSERVED_UNWEIGHTED, EXPECTED_UNWEIGHTED, ignore_index": (
+        "1 - OBSERVED_UNWEIGHTED / (EXPECTED_UNWEIGHTED / SUM + 1)", {"ignore_index": -1, "direction": "maximize"},
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(MATRIX_FORMULAS))
+def test_the_matrix_loss_launch_gives_the_ops_loss_and_gradient(case, monkeypatch):
+    """The matrix loss kernel (the aggregates, the formula, G and the mean in one program) against the matrix's
+    custom ops and autograd through the torch formula, both on the Triton path, in float64."""
+    name, options = MATRIX_FORMULAS[case]
+    module = metricc.loss(name, task="multiclass", **options)
+    shape = (3, 4, 3, 2) if options.get("multidim_average") == "samplewise" else (14, 4)
+    logits, labels = _batch(shape, 4, seed=7, logits=True, ignore="ignore_index" in options)
+    preds = torch.softmax(logits, 1)
+    _assert_the_loss_launch_gives_the_ops(module, preds, labels, monkeypatch)
+
+
+@pytest.mark.parametrize("task", ["multilabel", "multiclass"])
 @pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
-def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, monkeypatch):
-    module = metricc.loss("f1", task="multilabel", average="macro")
-    preds, target = _batch((16, 3))
+def test_half_precision_inputs_give_the_torch_paths_loss_and_a_gradient_of_their_dtype(dtype, task, monkeypatch):
+    module = metricc.loss("f1", task=task, average="macro", ignore_index=-1)
+    preds, target = _batch((16, 3), 3 if task == "multiclass" else None, ignore=True)
     torch_path, triton_path = (_run(module, preds.to(dtype), target, backend, monkeypatch) for backend in ("torch", "triton"))
     assert triton_path[1].dtype == dtype
     torch.testing.assert_close(triton_path[0], torch_path[0], rtol=1e-5, atol=1e-6)
@@ -172,12 +497,22 @@ def test_running_counts_and_gradients_follow_the_torch_path(monkeypatch):
         ("f1", {}, torch.rand(0), torch.zeros(0)),
         ("f1", {"ignore_index": -1}, torch.rand(5), -torch.ones(5)),
         ("qwk", {"task": "multiclass"}, torch.rand(0, 3), torch.zeros(0, dtype=torch.long)),
+        ("f1", {"task": "multiclass", "average": "macro", "zero_division": 1.0}, torch.rand(0, 3, 2), torch.zeros(0, 2, dtype=torch.long)),
+        ("dice", {"task": "multiclass", "ignore_index": -1, "approximation": "anyloss"}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
+        ("mcc", {"task": "multiclass", "ignore_index": -1}, torch.rand(4, 3), -torch.ones(4, dtype=torch.long)),
+        ("f1", {"multidim_average": "samplewise"}, torch.rand(0, 1, 4, 4), torch.zeros(0, 1, 4, 4)),
+        ("dice", {"task": "multiclass", "multidim_average": "samplewise"}, torch.rand(0, 3, 4, 4), torch.zeros(0, 4, 4, dtype=torch.long)),
     ],
-    ids=["empty", "every position ignored", "empty matrix"],
+    ids=[
+        "empty", "every position ignored", "empty matrix", "empty labels", "every label ignored", "every label ignored matrix",
+        "no images", "no images micro multiclass",
+    ],
 )
 def test_a_batch_without_positions_gives_the_torch_paths_loss(metric, options, preds, target, monkeypatch):
+    """Both paths give a number, and the same one: the zero_division fallback (else 0) where no row counts."""
     module = metricc.loss(metric, **options)
     torch_path, triton_path = (_run(module, preds, target, backend, monkeypatch) for backend in ("torch", "triton"))
+    assert torch.isfinite(torch_path[0])
     torch.testing.assert_close(triton_path[0], torch_path[0])
     torch.testing.assert_close(triton_path[1], torch_path[1])
 
@@ -190,13 +525,24 @@ def test_a_repeated_call_gives_the_same_bits(monkeypatch):
     assert torch.equal(first[0], second[0]) and torch.equal(first[1], second[1])
 
 
-@pytest.mark.parametrize("metric", ["f1", "quadratic_kappa"])
-def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
-    """Second derivatives are autograd through the kernels' expression in torch's operations."""
-    if metric == "f1":
-        module, (preds, target) = metricc.loss("f1", from_logits=True), _batch((24,), logits=True)
-    else:
-        module, (preds, target) = metricc.loss("quadratic_kappa", task="multiclass"), _batch((8, 3), 3)
+SECOND_ORDER_CASES = {
+    "binary f1 from_logits": (("f1",), {"from_logits": True}, (24,), None),
+    "multilabel macro": (("f1",), {"task": "multilabel", "average": "macro"}, (6, 3), None),
+    "quadratic_kappa class indices": (("quadratic_kappa",), {"task": "multiclass"}, (8, 3), 3),
+    "mcc class indices ignore_index": (("mcc",), {"task": "multiclass", "ignore_index": -1}, (8, 3), 3),
+    "dice class indices ignore_index no background": (
+        ("dice",), {"task": "multiclass", "average": "macro", "ignore_index": -1, "include_background": False}, (2, 3, 2, 2), 3,
+    ),
+}
+
+
+@pytest.mark.parametrize("case", list(SECOND_ORDER_CASES))
+def test_a_gradient_of_the_gradient_equals_the_torch_paths(case, monkeypatch):
+    """Second derivatives are autograd through the kernels' expression in torch's operations (class indices made
+    one-hot there only)."""
+    names, options, shape, classes = SECOND_ORDER_CASES[case]
+    module = metricc.loss(*names, **options)
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
     direction = torch.randn(preds.shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3))
     results = []
     for backend in ("torch", "triton"):
@@ -212,10 +558,19 @@ def test_a_gradient_of_the_gradient_equals_the_torch_paths(metric, monkeypatch):
     torch.testing.assert_close(results[1][1], results[0][1], rtol=1e-8, atol=1e-10)
 
 
-def test_compiled_and_exported_losses_call_the_kernels(monkeypatch):
+@pytest.mark.parametrize(
+    "options, shape, classes",
+    [
+        ({}, (40,), None),
+        ({"task": "multiclass", "average": "macro", "ignore_index": -1, "zero_division": 1.0, "approximation": "anyloss"}, (4, 3, 5), 3),
+    ],
+    ids=["binary", "class indices and probability mass"],
+)
+def test_compiled_and_exported_losses_call_the_kernels(options, shape, classes, monkeypatch):
     _use("triton", monkeypatch)
-    module = metricc.loss("mcc", validate_args=False).to(DEVICE)
-    preds, target = (t.float().to(DEVICE) for t in _batch((40,)))
+    module = metricc.loss("mcc" if classes is None else "f1", validate_args=False, **options).to(DEVICE)
+    preds, target = _batch(shape, classes, ignore="ignore_index" in options)
+    preds, target = preds.float().to(DEVICE), (target.float() if classes is None else target).to(DEVICE)
     expected, expected_gradient = _run(module, preds, target, "triton", monkeypatch)
     graphs = []
 
@@ -267,7 +622,9 @@ cuda_only = pytest.mark.skipif(DEVICE != "cuda", reason="needs a CUDA device (th
 
 
 @cuda_only
-@pytest.mark.parametrize("metric, options, shape", [("mcc", {}, (10_000,)), ("qwk", {"task": "multiclass"}, (4096, 5))])
+@pytest.mark.parametrize(
+    "metric, options, shape", [("mcc", {}, (10_000,)), ("fbeta", {"beta": 2.0}, (10_000,)), ("qwk", {"task": "multiclass"}, (4096, 5))],
+)
 def test_a_step_never_synchronises_with_the_host(metric, options, shape, monkeypatch):
     _use("triton", monkeypatch)
     module = metricc.loss(metric, validate_args=False, **options).cuda()
@@ -312,8 +669,8 @@ def test_a_training_step_replays_from_a_cuda_graph(monkeypatch):
 
 
 DDP_CASES = [
-    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "matrix-qwk", "matrix-mcc-samplewise",
-    "matrix-kappa-running",
+    "multiclass-macro", "multiclass-weighted-samplewise", "multilabel-micro", "multiclass-running", "multiclass-absent-on-rank-0",
+    "matrix-qwk", "matrix-mcc-samplewise", "matrix-kappa-running",
 ]
 
 
@@ -359,30 +716,73 @@ _COMPILE_FOR_SM90 = """
 import triton
 from triton.backends.compiler import GPUTarget
 from triton.compiler import ASTSource
-from metricc.runtime.gpu import kernels
+import metricc
+from metricc.runtime.gpu import formula, kernels
 
-def source(kernel, constants):
+def source(kernel, constants, labels, floats="*fp32"):
     names = kernel.arg_names
     def kind(name):
-        return "*fp16" if name == "preds_ptr" else "*fp32" if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) else "i64"
+        if name == "target_ptr" and labels:
+            return labels
+        if name == "preds_ptr":
+            return "*fp16"
+        return floats if name.endswith("_ptr") else "fp32" if name.endswith(("_hi", "_lo")) else "i64"
     signature = {name: "constexpr" if name in constants else kind(name) for name in names}
     return ASTSource(fn=kernel, signature=signature, constexprs={(names.index(name),): value for name, value in constants.items()})
 
-for kernel, constants in [
-    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4)),
-    (kernels._count_gradient_kernel, dict(HAS_MASK=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4)),
-    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, KIND=1, BLOCK_N=64, BLOCK_C=8)),
-    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, KIND=0, BLOCK_N=64, BLOCK_C=8)),
+def compiled(kernel, constants, labels=None, floats="*fp32"):
+    missing = [name for name in kernel.arg_names if name.isupper() and name not in constants]
+    assert not missing, f"{kernel.fn.__name__}: constexprs {missing} not set"
+    return triton.compile(source(kernel, constants, labels, floats), target=GPUTarget("cuda", 90, 32)).asm
+
+def shared(loss):
+    parameters = tuple(loss.parameter_values[name] for name in loss.metric_parameters)
+    return dict(FORMULA=formula.triton_formula(type(loss).formula_in_triton), EPS=loss.eps, PARAMETERS=parameters, SIGN=-1.0, OFFSET=1.0)
+
+for kernel, constants, labels in [
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=False, WITH_MASS=False, SIGMOID_LOGITS=True, KIND=0, BLOCK_N=256, BLOCK_C=4), None),
+    (kernels._soft_counts_kernel, dict(POOLED=False, HAS_MASK=True, LABELS=True, WITH_MASS=True, SIGMOID_LOGITS=False, KIND=0, BLOCK_N=256, BLOCK_C=4), "*i64"),
+    (kernels._soft_counts_kernel, dict(POOLED=True, HAS_MASK=False, LABELS=True, WITH_MASS=True, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4), "*i32"),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, LABELS=False, SIGMOID_LOGITS=False, KIND=2, BLOCK_N=256, BLOCK_C=4, HAS_GRAD=True), None),
+    (kernels._count_gradient_kernel, dict(HAS_MASK=True, LABELS=True, SIGMOID_LOGITS=False, KIND=0, BLOCK_N=256, BLOCK_C=4, HAS_GRAD=False), "*i64"),
+    (kernels._soft_matrix_kernel, dict(POOLED=False, HAS_MASK=True, LABELS=False, KIND=1, BLOCK_N=64, BLOCK_C=8), None),
+    (kernels._soft_matrix_kernel, dict(POOLED=True, HAS_MASK=True, LABELS=True, KIND=0, BLOCK_N=64, BLOCK_C=8), "*i64"),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=False, LABELS=False, KIND=0, BLOCK_N=64, BLOCK_C=8, HAS_GRAD=False), None),
+    (kernels._matrix_gradient_kernel, dict(HAS_MASK=True, LABELS=True, KIND=2, BLOCK_N=64, BLOCK_C=8, HAS_GRAD=True), "*i32"),
 ]:
-    assert "cubin" in triton.compile(source(kernel, constants), target=GPUTarget("cuda", 90, 32)).asm
+    assert "cubin" in compiled(kernel, constants, labels)
+
+# the loss kernels in float32 and float64, where eps (1e-50 here) and the parameters are exact float64 constants
+for index, (text, options, pool_classes) in enumerate(FORMULAS):
+    floats = "*fp64" if index % 2 else "*fp32"
+    constants = dict(
+        AVERAGE=index % 3, ABSENT=index % 3, ZERO_DIVISION=0.3 if index % 2 else None, HAS_CLASS_WEIGHTS=True,
+        POOL_CLASSES=pool_classes, BLOCK_C=4, **shared(metricc.loss(text, **options)),
+    )
+    if floats == "*fp64":
+        constants["EPS"] = 1e-50
+    asm = compiled(formula._count_loss_kernel, constants, floats=floats)
+    assert "cubin" in asm
+    assert floats == "*fp32" or "dense<1.000000e-50> : tensor<4xf64>" in asm["ttir"], "eps is a float64 constant"
+
+for index, text in enumerate(MATRIX_FORMULAS):
+    constants = dict(EVERY_ROW_KEPT=index % 2 == 0, BLOCK_C=8, **shared(metricc.loss(text, task="multiclass", direction="maximize")))
+    assert "cubin" in compiled(formula._matrix_loss_kernel, constants, floats="*fp64" if index % 2 else "*fp32")
 """
 
 
 def test_the_kernels_compile_for_an_h100_without_one():
-    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel compiles to a cubin for
-    sm_90 with Triton's own compiler and ptxas, in a process without TRITON_INTERPRET."""
+    """What the interpreter cannot check (Triton's types, shapes and lowering): each kernel, and the loss kernels
+    with formulas that reach every branch of the Triton printer and every aggregate, compiles to a cubin for sm_90 with Triton's own
+    compiler and ptxas, in a process without TRITON_INTERPRET."""
     if "nvidia" not in __import__("triton.backends", fromlist=["backends"]).backends:
         pytest.skip("this triton has no CUDA backend")
     environment = {key: value for key, value in os.environ.items() if key != "TRITON_INTERPRET"}
-    result = subprocess.run([sys.executable, "-c", _COMPILE_FOR_SM90], capture_output=True, text=True, env=environment, timeout=300)
+    # between them every branch of the printer: powers, logs and exponentials, abs and sign, the signed guard, min
+    # and Heaviside, a parameter (and a power of it); pooled over classes and not
+    chosen = [PRINTER_FORMULAS[index] for index in (0, 2, 4, 5, 8)]
+    formulas = [(text, options, index % 2 == 0) for index, (text, options) in enumerate(chosen)]
+    matrix_formulas = [name for name, _ in MATRIX_FORMULAS.values()]  # between them, every aggregate
+    script = f"FORMULAS = {formulas!r}\nMATRIX_FORMULAS = {matrix_formulas!r}\n" + _COMPILE_FOR_SM90
+    result = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, env=environment, timeout=300)
     assert result.returncode == 0, result.stderr[-3000:]

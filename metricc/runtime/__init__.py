@@ -14,6 +14,10 @@ version from OLDEST_SERVED_VERSION to RUNTIME_VERSION, and a file outside that r
   `aggregates`; it defines `forward` as `return self.compute_loss(preds, target)` and the base class's formula
   hooks (CountLossBase: formula, formula_and_weights, formula_on_floats over tp, fp, fn, tn; MatrixLossBase:
   formula, formula_and_partials over a dict of aggregates), which read `self.eps` and `self.parameter_values`.
+  The subclass may also set `formula_in_triton` (a staticmethod): metric_value_and_weights (of the four counts),
+  or metric_value_and_partials of every aggregate (of the matrix), in Triton's language, plain Python that names
+  `tl` and `signed_clamp_in_triton`, which the GPU path binds (gpu/formula.py) and launches once a step; a file
+  without it (a standalone one, or one of contract 1) takes the kernels' custom ops and the torch formula.
 - `metricc.runtime.guards`: the helpers an emitted formula calls.
 
 Versions: 1, metricc 0.2 (parameters as bare 5-tuples); 2, metricc 0.3 (ParameterSpec). Both are served.

@@ -53,6 +53,14 @@ def canonical_layout(
     return preds.reshape(shape), one_hot.to(dtype), mask, labels
 
 
+def canonical_labels(preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor]:
+    """Multiclass preds as (batch, classes, positions) and their class-index target as (batch, positions) labels,
+    views where they can be: what the Triton kernels read in place of canonical_layout's one-hot target and mask."""
+    rows, classes = preds.shape[0], preds.shape[1]
+    positions = preds.numel() // max(rows * classes, 1)
+    return preds.reshape(rows, classes, positions), target.detach().reshape(rows, positions)
+
+
 def one_hot_labels(labels: Tensor, classes: int, first_class: int, dtype: torch.dtype) -> Tensor:
     """(batch, 1, positions) class indices as 0/1 over classes first_class .. classes - 1, on axis 1.
 

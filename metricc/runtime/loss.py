@@ -15,7 +15,9 @@ from .backward import (
 )
 from .compound import cross_entropy
 from .counts import count_changes, counted_in_blocks, slope_varies, soft_counts
-from .inputs import canonical_layout, check_eps, count_dims, one_hot_labels, running_counts_frozen, tracing, validate_inputs
+from .inputs import (
+    canonical_labels, canonical_layout, check_eps, class_index_target, count_dims, one_hot_labels, running_counts_frozen, tracing, validate_inputs,
+)
 from .matrix import aggregates_and_gradients, chain_rule, leaf_gradient, matrix_aggregates, matrix_change, matrix_gradient_function, soft_matrix
 from .options import (
     DEFAULTS, OPTION_NAMES, OPTIONS, InvalidOption, default_approximation, matrix_option_problem, parameter_problem,
@@ -239,9 +241,7 @@ class LossBase(torch.nn.Module):
         """Checked inputs in the canonical (batch, classes, positions) layout: the leaf the gradient is taken by (the
         softmax of multiclass logits, else preds), its detached values in the counting dtype, the one-hot target,
         the mask of kept positions and class-index labels."""
-        if self.validate_args:
-            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
-        check_eps(self.eps, preds.dtype)
+        self._check_inputs(preds, target)
         preds, target, mask, labels = canonical_layout(preds, target, self.task, self.ignore_index)
         leaf = preds
         values = preds.detach().to(target.dtype)
@@ -249,6 +249,27 @@ class LossBase(torch.nn.Module):
             leaf = probabilities(preds.to(target.dtype), self.task, self.from_logits)
             values = leaf.detach()
         return leaf, values, target, mask, labels
+
+    def _check_inputs(self, preds: Tensor, target: Tensor) -> None:
+        """validate_inputs where validate_args is set, and an eps this input's dtype counts with."""
+        if self.validate_args:
+            validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
+        check_eps(self.eps, preds.dtype)
+
+    @torch.jit.unused
+    def _kernel_inputs(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
+        """_inputs as the Triton kernels read them: the leaf (preds as they are, or the softmax of multiclass logits),
+        and the 0/1 target with its mask, or class-index targets kept as their (batch, positions) labels (no mask:
+        the kernels leave out ignore_index themselves), so that no N x C target or copy of preds is written."""
+        self._check_inputs(preds, target)
+        mask: Optional[Tensor] = None
+        if class_index_target(preds, target, self.task):
+            leaf, target = canonical_labels(preds, target)
+        else:
+            leaf, target, mask, _ = canonical_layout(preds, target, self.task, self.ignore_index)
+        if self.from_logits and self.task == "multiclass":
+            leaf = probabilities(leaf.to(torch.promote_types(leaf.dtype, torch.float32)), self.task, self.from_logits)
+        return leaf, target, mask
 
     def _with_cross_entropy(self, loss: Tensor, preds: Tensor, target: Tensor) -> Tensor:
         """The loss plus ce_weight times cross-entropy (a compound loss), where ce_weight is set."""
@@ -280,6 +301,29 @@ class LossBase(torch.nn.Module):
     def _on_triton(self, preds: Tensor) -> bool:
         """Whether this step takes the Triton kernels (runtime/gpu/: METRICC_BACKEND, else CUDA tensors)."""
         return GPU_PATH is not None and GPU_PATH.takes_triton_path(preds)
+
+    @torch.jit.unused
+    def _takes_a_loss_kernel(self, leaf: Tensor, pooled_rows: bool) -> bool:
+        """Whether a loss kernel of gpu/formula.py computes this step's loss: eagerly, for a file that carries its
+        formula in Triton's language, without counts of other ranks or steps, and for at most gpu.FUSED_CLASSES
+        classes and gpu.FUSED_ROWS rows of counts (one program takes them in turn)."""
+        return (
+            getattr(type(self), "formula_in_triton", None) is not None
+            and not torch.compiler.is_compiling()
+            and self.sync is None
+            and (self.count_momentum is None or not self.training)
+            and leaf.shape[1] <= GPU_PATH.FUSED_CLASSES
+            and (pooled_rows or leaf.shape[0] <= GPU_PATH.FUSED_ROWS)
+        )
+
+    @torch.jit.unused
+    def _loss_settings(self, average: int, absent: int, class_weights: Optional[Tensor]) -> Any:
+        """gpu.LossSettings of this loss: its formula in Triton's language, parameters, options and direction."""
+        parameters = tuple(self.parameter_values[name] for name in self.metric_parameters)
+        return GPU_PATH.LossSettings(
+            type(self).formula_in_triton, parameters, self.eps, average, absent, self.zero_division, class_weights,
+            self.maximize, self.approximation_spec,
+        )
 
     def _pool(self, counts: Tensor, over_ranks: bool, running: bool) -> Tuple[Tensor, float]:
         """Counts (or a confusion matrix) as the formula sees them: summed over ranks with sync='ddp' where they pool
@@ -402,31 +446,77 @@ class CountLossBase(LossBase):
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
-        """The loss with this batch's counts and their backward pass from the Triton kernels (one launch each way,
-        nothing the size of preds kept) and autograd through the formula on the small counts."""
+        """The loss with this batch's counts and their backward pass from the Triton kernels: eagerly, where the
+        compiled file carries its formula in Triton's language and the options allow, three kernels in all (the
+        counts, the loss, the gradient: gpu/formula.py); else the counts' kernels (one launch each way, nothing the
+        size of preds kept) and autograd through the formula on the small counts, which torch.compile fuses."""
         self._check_running_counts_writable()
-        leaf, _, target, mask, _ = self._inputs(preds, target)
-        if not self.include_background:
-            leaf, target = leaf[:, 1:], target[:, 1:]
-            if mask is not None and mask.shape[1] > 1:
-                mask = mask[:, 1:]
-        dims = count_dims(self.task, self.average, self.multidim_average)
-        sigmoid_logits = self.from_logits and self.task != "multiclass"
-        counts = GPU_PATH.soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec)
+        operands = self._count_operands(preds, target)
+
+        def loss_of(leaf: Tensor) -> Tensor:
+            return self._loss_of_triton_counts(operands._replace(leaf=leaf))
+
+        if not self._takes_a_loss_kernel(operands.leaf, 0 in operands.dims) or self.average == "none":
+            return loss_of(operands.leaf)
+        class_weights = self.class_weights if self.class_weights.numel() > 0 else None
+        if class_weights is not None and class_weights.numel() != operands.leaf.shape[1]:
+            return loss_of(operands.leaf)  # _average says what is wrong
+        if not self._absent_matters():
+            absent = GPU_PATH.ABSENT_UNREAD
+        else:
+            absent = GPU_PATH.ABSENT_BY_MASS if self._absent_reads_mass() else GPU_PATH.ABSENT_BY_FP
+        if self.average == "macro" and self.task == "multiclass":
+            average = GPU_PATH.AVERAGE_PRESENT
+        else:
+            average = GPU_PATH.AVERAGE_BY_SUPPORT if self.average == "weighted" else GPU_PATH.AVERAGE_EQUAL
+        return GPU_PATH.count_loss_on_triton(operands, self._loss_settings(average, absent, class_weights), loss_of)
+
+    @torch.jit.unused
+    def _loss_of_triton_counts(self, operands: Any) -> Tensor:
+        """The loss from the counts' custom ops and autograd through the formula on the counts (every order exact)."""
+        counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
+        dims, leaf = operands.dims, operands.leaf
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         if self.sync is not None and 0 in dims:
             # summed over ranks, detached: this rank's counts carry the gradient (a zero change, times d pooled / d batch)
             change = (counts - counts.detach()) * count_scale
             tp, fp, fn, tn = tp + change[0], fp + change[1], fn + change[2], tn + change[3]
         tp_value, fn_value = tp.detach(), fn.detach()  # the averaging weights and absent classes are constants
-        absent = self._absent(tp_value, fp.detach(), fn_value, leaf, mask, dims)
+        absent = self._absent(tp_value, fp.detach(), fn_value, leaf, None, dims, mass)
         value = self._fill_absent(self.formula(tp, fp, fn, tn), absent)
         return self.loss_of_metric(self._average(value, tp_value, fn_value, absent, dims))
+
+    @torch.jit.unused
+    def _count_operands(self, preds: Tensor, target: Tensor) -> Any:
+        """What the soft-counts kernel reads (gpu.CountOperands), class-index targets as they are, and whether it is
+        to give the probability mass that absent classes are told by (where something reads it)."""
+        leaf, target, mask = self._kernel_inputs(preds, target)
+        labels = not target.is_floating_point()
+        if not self.include_background:
+            leaf = leaf[:, 1:]
+            if not labels:
+                target = target[:, 1:]
+                mask = mask[:, 1:] if mask is not None and mask.shape[1] > 1 else mask
+        return GPU_PATH.CountOperands(
+            leaf, target, mask, count_dims(self.task, self.average, self.multidim_average), self.from_logits and self.task != "multiclass",
+            0 if self.include_background else 1, self.ignore_index if labels else None, self._absent_matters() and self._absent_reads_mass(),
+        )
+
+    @torch.jit.unused
+    def _metric_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
+        """metric() with this batch's counts from the soft-counts kernel."""
+        operands = self._count_operands(preds, target)
+        counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
+        tp, fp, fn, tn, _ = self._pooled(counts, operands.dims, False)
+        absent = self._absent(tp, fp, fn, operands.leaf, None, operands.dims, mass)
+        return self._average(self._fill_absent(self.formula(tp, fp, fn, tn), absent), tp, fn, absent, operands.dims)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
+            if not torch.jit.is_scripting() and self._on_triton(preds):
+                return self._metric_on_triton(preds, target)
             counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
             tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
             absent = self._absent(tp, fp, fn, leaf, mask, dims)
@@ -481,19 +571,29 @@ class CountLossBase(LossBase):
         pooled, scale = self._pool(counts, 0 in dims, running)
         return pooled[0], pooled[1], pooled[2], pooled[3], scale
 
-    def _absent(self, tp: Tensor, fp: Tensor, fn: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Optional[Tensor]:
+    def _absent(
+        self, tp: Tensor, fp: Tensor, fn: Tensor, leaf: Tensor, mask: Optional[Tensor], dims: List[int], mass: Optional[Tensor] = None,
+    ) -> Optional[Tensor]:
         """absent_counts where zero_division or a multiclass macro average reads them, else None: the pooled counts
         have no target and this batch puts no probability on the class. With A(p) = p that probability is the
         batch's FP; other approximations, and running counts (whose FP holds earlier steps), sum it from the
-        probabilities, so that every approximation decides alike."""
-        if self.zero_division is None and not (self.average == "macro" and self.task == "multiclass"):
+        probabilities (`mass` where the soft-counts kernel gave it), so that every approximation decides alike."""
+        if not self._absent_matters():
             return None
         predicted = fp
-        if self.approximation_spec.kind != "identity" or (self.count_momentum is not None and self.training):
-            predicted = self._probability_mass(leaf, mask, dims)
+        if self._absent_reads_mass():
+            predicted = self._probability_mass(leaf, mask, dims) if mass is None else mass
             if self.sync is not None and 0 in dims:
                 predicted = all_reduce_sum(predicted)
         return absent_counts(tp, fn, predicted)
+
+    def _absent_matters(self) -> bool:
+        """Whether absent counts matter: zero_division fills them, a multiclass macro average leaves them out."""
+        return self.zero_division is not None or (self.average == "macro" and self.task == "multiclass")
+
+    def _absent_reads_mass(self) -> bool:
+        """Whether _absent reads the probability mass rather than this batch's FP (see there)."""
+        return self.approximation_spec.kind != "identity" or (self.count_momentum is not None and self.training)
 
     def _probability_mass(self, leaf: Tensor, mask: Optional[Tensor], dims: List[int]) -> Tensor:
         """probability_mass of the leaf's probabilities (the sigmoid of sigmoid logits); only its zeros matter, and a
@@ -503,7 +603,7 @@ class CountLossBase(LossBase):
 
     def _average(self, value: Tensor, tp: Tensor, fn: Tensor, absent: Optional[Tensor], dims: List[int]) -> Tensor:
         """The per-count metric values averaged over classes and rows as configured; rows summed over ranks."""
-        if self.average == "micro" and self.sync is None:
+        if self.average == "micro" and self.sync is None and value.numel() > 0:
             return value.mean()  # one pooled count per row, each row counts: the weights below are all one
         class_weights: Optional[Tensor] = None
         if self.class_weights.numel() > 0:
@@ -680,23 +780,65 @@ class MatrixLossBase(LossBase):
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
-        """The loss with this batch's matrix and its backward pass from the Triton kernels, and autograd through the
+        """The loss with this batch's matrix and its backward pass from the Triton kernels: eagerly, where the compiled
+        file carries its formula in Triton's language and no counts of other ranks or steps are pooled, three kernels
+        (the matrix, the loss with G, the gradient: gpu/formula.py); else the matrix's ops and autograd through the
         formula on the small matrix, as _differentiable_value."""
         self._check_running_counts_writable()
-        leaf, _, target, mask, _ = self._inputs(preds, target)
+        leaf, target, mask = self._kernel_inputs(preds, target)
         per_row = self.multidim_average == "samplewise"
-        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec)
+        ignore_index = None if target.is_floating_point() else self.ignore_index
+
+        def loss_of(leaf: Tensor) -> Tensor:
+            return self._loss_of_triton_matrix(leaf, target, mask, per_row, ignore_index)
+
+        if not self._takes_a_loss_kernel(leaf, not per_row):
+            return loss_of(leaf)
+        kept: Optional[Tensor] = None  # class indices without ignore_index: a position, hence every row, is kept
+        if target.is_floating_point() or ignore_index is not None or target.numel() == 0:
+            kept = self._kept_rows_read(leaf, target, mask, per_row)
+        operands = GPU_PATH.MatrixOperands(leaf, target, mask, kept, per_row, ignore_index)
+        settings = self._loss_settings(GPU_PATH.AVERAGE_EQUAL, GPU_PATH.ABSENT_UNREAD, None)
+        return GPU_PATH.matrix_loss_on_triton(operands, settings, loss_of)
+
+    @torch.jit.unused
+    def _loss_of_triton_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:
+        """The loss from the matrix's custom ops and autograd through the formula on the matrix (every order exact)."""
+        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         if self.sync is not None and not per_row:
             pooled = pooled + (matrix - matrix.detach()) * count_scale  # summed over ranks, detached: as for the counts
         value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
-        kept = self._kept_rows(target if mask is None else target * mask, per_row)
-        return self.loss_of_metric(self._mean(value, kept, per_row))
+        return self.loss_of_metric(self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row))
+
+    @torch.jit.unused
+    def _matrix_on_triton(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
+        """This batch's matrix from the soft-matrix kernel, which reads class-index targets as they are, with the
+        target and mask it read (_kernel_inputs)."""
+        leaf, target, mask = self._kernel_inputs(preds, target)
+        per_row = self.multidim_average == "samplewise"
+        ignore_index = None if target.is_floating_point() else self.ignore_index
+        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index), target, mask, per_row
+
+    @torch.jit.unused
+    def _kept_rows_read(self, matrix: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool) -> Tensor:
+        """_kept_rows of the target and mask the kernels read; for class-index labels, from the labels alone."""
+        if target.is_floating_point():
+            counted = target if mask is None else target * mask
+        elif self.ignore_index is None:
+            counted = matrix.new_ones(()).expand(target.shape[0], 1, target.shape[1])  # every position kept, nothing written
+        else:
+            counted = (target != self.ignore_index).to(matrix.dtype).unsqueeze(1)
+        return self._kept_rows(counted, per_row)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), per image averaged with samplewise."""
         with torch.no_grad():
+            if not torch.jit.is_scripting() and self._on_triton(preds):
+                matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
+                value = self.formula(matrix_aggregates(self._pool(matrix, not per_row, False)[0], self.aggregate_names))
+                return self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row)
             matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
             pooled, count_scale = self._pool(matrix, not per_row, False)
             kept = self._kept_rows(counted, per_row)
@@ -728,7 +870,10 @@ class MatrixLossBase(LossBase):
     def confusion_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft confusion matrix of this batch, (C, C), or (images, C, C) with samplewise."""
         with torch.no_grad():
-            matrix = self._matrix(preds, target)[0]
+            if not torch.jit.is_scripting() and self._on_triton(preds):
+                matrix = self._matrix_on_triton(preds, target)[0]
+            else:
+                matrix = self._matrix(preds, target)[0]
             return matrix if self.multidim_average == "samplewise" else matrix[0]
 
     def _matrix(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:

@@ -7,7 +7,7 @@ alone (runtime/loss.py reaches this package only where it is the installed packa
 
 import contextlib
 import os
-from typing import Any, List, Optional
+from typing import Any, Callable, List, NamedTuple, Optional, Tuple
 
 import torch
 from torch import Tensor
@@ -20,6 +20,11 @@ BACKENDS = ("torch", "triton")
 #: The approximations of A(p) as the kernels number them (a compile-time constant of each kernel).
 KERNEL_KINDS = {"anyloss": 0, "identity": 1, "linear": 2}
 
+#: Losses of at most this many classes (after include_background) and rows of counts (images with samplewise,
+#: samples with average='samples') take the one loss launch, whose single program takes the rows in turn (a bound
+#: chosen without a GPU to measure it; more rows take the custom ops, whose kernels spread over the rows).
+FUSED_CLASSES = 1024
+FUSED_ROWS = 64
 #: Matrix metrics of at most this many classes take the kernels (every class of a tile in one block of registers).
 MATRIX_CLASSES = 32
 
@@ -83,25 +88,107 @@ def _on_its_device(leaf: Tensor) -> Any:
 
 def soft_counts_on_triton(
     leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
+    first_class: int = 0, ignore_index: Optional[int] = None, with_mass: bool = False,
 ) -> Tensor:
     """TP, FP, FN, TN of the canonical (batch, classes, positions) layout summed over dims, stacked on axis 0 as
-    soft_counts gives them, (4, rows or 1, classes or 1, 1); differentiable with respect to leaf, whose backward
-    pass is one more kernel that recomputes A'(p) from leaf."""
+    soft_counts gives them, (4, rows or 1, classes or 1, 1); with_mass, a fifth of that shape, zero exactly where
+    probability_mass is (the kept positions with p != 0). Differentiable with respect to leaf, whose backward pass is
+    one more kernel that recomputes A'(p) from leaf. target: 0/1 floats beside mask, or (batch, positions) class
+    indices, class c of leaf being label c + first_class, positions labelled ignore_index left out."""
     from .kernels import kernel_constants, soft_counts_op
 
     first, second = kernel_constants(approximation)
     pooled = 0 in dims
+    kind = KERNEL_KINDS[approximation.kind]
     with _on_its_device(leaf):
-        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, KERNEL_KINDS[approximation.kind], first, second)
-    counts = counts.unsqueeze(-1)  # (4, rows or 1, classes, 1)
+        counts = soft_counts_op(leaf, target, mask, pooled, sigmoid_logits, kind, first, second, first_class, ignore_index, with_mass)
+    counts = counts.unsqueeze(-1)  # (4 or 5, rows or 1, classes, 1)
     return counts.sum(2, keepdim=True) if 1 in dims else counts
 
 
-def matrix_on_triton(leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation) -> Tensor:
+class CountOperands(NamedTuple):
+    """What the soft-counts kernel reads of a step, in the canonical (batch, classes, positions) layout: the leaf, the
+    0/1 target with its mask or (batch, positions) class indices (class c of leaf being label c + first_class,
+    positions labelled ignore_index left out), the axes a count sums over, whether leaf holds sigmoid logits, and
+    whether the kernel also gives the probability mass that absent classes are told by."""
+
+    leaf: Tensor
+    target: Tensor
+    mask: Optional[Tensor]
+    dims: List[int]
+    sigmoid_logits: bool
+    first_class: int
+    ignore_index: Optional[int]
+    with_mass: bool
+
+
+def soft_counts_of(operands: CountOperands, approximation: Approximation) -> Tuple[Tensor, Optional[Tensor]]:
+    """soft_counts_on_triton of the operands: the four counts, and the probability mass where asked for (else None)."""
+    leaf, target, mask, dims, sigmoid_logits, first_class, ignore_index, with_mass = operands
+    counts = soft_counts_on_triton(leaf, target, mask, dims, sigmoid_logits, approximation, first_class, ignore_index, with_mass)
+    return counts[:4], counts[4] if with_mass else None
+
+
+#: How a loss kernel weighs the counts of a row (reduce.average_weights): every count alike, by support (weighted),
+#: or the present classes alike (the multiclass macro average).
+AVERAGE_EQUAL, AVERAGE_BY_SUPPORT, AVERAGE_PRESENT = 0, 1, 2
+#: How a loss kernel tells absent counts (LossBase._absent): not at all (nothing reads them), by FP (A(p) = p), or by
+#: the probability mass, the soft-counts kernel's fifth sum.
+ABSENT_UNREAD, ABSENT_BY_FP, ABSENT_BY_MASS = 0, 1, 2
+
+
+class LossSettings(NamedTuple):
+    """What a loss kernel (gpu/formula.py) needs beyond its operands: the compiled metric's formula in Triton's
+    language (formula_in_triton) and its parameters in their declared order, eps, the average and how absent counts
+    are told (AVERAGE_*, ABSENT_*; four counts only), zero_division, class_weights, the direction and A(p)."""
+
+    formula: Any
+    parameters: Tuple[float, ...]
+    eps: float
+    average: int
+    absent: int
+    zero_division: Optional[float]
+    class_weights: Optional[Tensor]
+    maximize: bool
+    approximation: Approximation
+
+
+def count_loss_on_triton(operands: CountOperands, settings: LossSettings, recompute: Callable[[Tensor], Tensor]) -> Tensor:
+    """The loss of a four-count metric from three kernels, whatever its formula (gpu/formula.py); a gradient of the
+    gradient is autograd through recompute (leaf -> the same loss from the custom ops)."""
+    from .formula import fused_count_loss
+
+    with _on_its_device(operands.leaf):
+        return fused_count_loss(operands, settings, recompute)
+
+
+def matrix_on_triton(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation, ignore_index: Optional[int] = None,
+) -> Tensor:
     """The soft C x C matrix of the canonical layout as soft_matrix gives it, (rows or 1, C, C), differentiable with
-    respect to leaf (at most MATRIX_CLASSES classes)."""
+    respect to leaf (at most MATRIX_CLASSES classes); target as soft_counts_on_triton reads it, of every class."""
     from .kernels import kernel_constants, soft_matrix_op
 
     first, second = kernel_constants(approximation)
     with _on_its_device(leaf):
-        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second)
+        return soft_matrix_op(leaf, target, mask, not per_row, KERNEL_KINDS[approximation.kind], first, second, ignore_index)
+
+
+class MatrixOperands(NamedTuple):
+    """What the soft-matrix kernel reads of a step (CountOperands' layout), and 1 for each matrix with a kept
+    position (None where every matrix has one), per image with per_row."""
+
+    leaf: Tensor
+    target: Tensor
+    mask: Optional[Tensor]
+    kept: Optional[Tensor]
+    per_row: bool
+    ignore_index: Optional[int]
+
+
+def matrix_loss_on_triton(operands: MatrixOperands, settings: LossSettings, recompute: Callable[[Tensor], Tensor]) -> Tensor:
+    """The loss of a matrix metric from three kernels, whatever its formula (gpu/formula.py)."""
+    from .formula import fused_matrix_loss
+
+    with _on_its_device(operands.leaf):
+        return fused_matrix_loss(operands, settings, recompute)
