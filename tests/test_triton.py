@@ -192,8 +192,8 @@ def test_after_backward_the_graph_keeps_no_predictions(metric, options, classes,
     import weakref
 
     _use("triton", monkeypatch)
-    module = metricc.loss(metric, **options)
-    raw, target = _batch((12, 4) if classes else (12,), classes)
+    module = metricc.loss(metric, **options).to(DEVICE)
+    raw, target = (tensor.to(DEVICE) for tensor in _batch((12, 4) if classes else (12,), classes))
     leaf = raw.clone().requires_grad_(True)
     preds = leaf * 1.0  # not a leaf: only the graph and this name hold it
     alive = weakref.ref(preds)
