@@ -55,22 +55,20 @@ def ascended(multipliers: Tensor, violations: Tensor, step: float) -> Tensor:
 COUNT_ORDER = ("TP", "FP", "FN", "TN")
 
 
-def reads_matrix(metric_text: str, task: str) -> bool:
-    """Whether the metric compiles, for this task, as a metric of the whole C x C confusion matrix."""
-    from .compiler import resolve
-
-    return resolve(metric_text, task)[1].form.kind == "matrix"
-
-
 def undefined_sets(metric_text: str, task: str) -> Tuple[Tuple[int, ...], ...]:
-    """Where a constraint's rate is undefined: sets of count positions (COUNT_ORDER) whose being all zero makes a
-    denominator (or a log's argument) of its formula vanish, as precision's TP + FP when nothing is predicted
-    positive. Empty for a matrix metric and for a denominator that is no nonnegative combination of counts."""
+    """Where a constraint's rate is undefined (undefined_sets_of its derivation for this task)."""
     from .compiler import resolve
+
+    return undefined_sets_of(resolve(metric_text, task)[1])
+
+
+def undefined_sets_of(derivation: Any) -> Tuple[Tuple[int, ...], ...]:
+    """Where a rate is undefined: sets of count positions (COUNT_ORDER) whose being all zero makes a denominator
+    (or a log's argument) of its formula vanish, as precision's TP + FP when nothing is predicted positive. Empty
+    for a matrix metric and for a denominator that is no nonnegative combination of counts."""
     from .conditions import vanishing_sets
     from .guards import guard, plain
 
-    _, derivation = resolve(metric_text, task)
     if derivation.form.kind == "matrix":
         return ()
     found = []
@@ -186,6 +184,7 @@ class ConstrainedLoss(torch.nn.Module):
                  name: Optional[str] = None, **arguments: Any):
         super().__init__()
         from .arguments import checked_parameters, split_arguments
+        from .compiler import resolve
         from .recipe import loss_class
 
         bounds = parsed(constraints)
@@ -199,14 +198,16 @@ class ConstrainedLoss(torch.nn.Module):
         hard_options = {key: value for key, value in rate_options.items() if key not in _SOFT_ONLY}
         hard_options.update(approximation="identity")  # counts of 0/1 predictions are the hard counts
         task = self.objective.task
-        matrix = [reads_matrix(bound.metric_text, task) for bound in bounds]
+        # each rate as the task reads it: a metric of the whole confusion matrix, or of the four counts
+        derivations = [resolve(bound.metric_text, task)[1] for bound in bounds]
+        matrix = [derivation.form.kind == "matrix" for derivation in derivations]
         self.soft_rates = torch.nn.ModuleList(
             loss_class(bound.metric_text, None, for_matrix(rate_options) if whole else rate_options)() for bound, whole in zip(bounds, matrix)
         )
         self.hard_rates = torch.nn.ModuleList(
             loss_class(bound.metric_text, None, for_matrix(hard_options) if whole else hard_options)() for bound, whole in zip(bounds, matrix)
         )
-        self.undefined_sets = tuple(undefined_sets(bound.metric_text, task) for bound in bounds)
+        self.undefined_sets = tuple(undefined_sets_of(derivation) for derivation in derivations)
         self.metric_name: str = objective_class.metric_name
         self.constraint_texts: Tuple[str, ...] = tuple(str(bound) for bound in bounds)
         self.comparisons: Tuple[str, ...] = tuple(bound.comparison for bound in bounds)

@@ -785,9 +785,7 @@ class MatrixLossBase(LossBase):
         (the matrix, the loss with G, the gradient: gpu/formula.py); else the matrix's ops and autograd through the
         formula on the small matrix, as _differentiable_value."""
         self._check_running_counts_writable()
-        leaf, target, mask = self._kernel_inputs(preds, target)
-        per_row = self.multidim_average == "samplewise"
-        ignore_index = None if target.is_floating_point() else self.ignore_index
+        leaf, target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
 
         def loss_of(leaf: Tensor) -> Tensor:
             return self._loss_of_triton_matrix(leaf, target, mask, per_row, ignore_index)
@@ -812,12 +810,17 @@ class MatrixLossBase(LossBase):
         return self.loss_of_metric(self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row))
 
     @torch.jit.unused
-    def _matrix_on_triton(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
-        """This batch's matrix from the soft-matrix kernel, which reads class-index targets as they are, with the
-        target and mask it read (_kernel_inputs)."""
+    def _matrix_operands(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool, Optional[int]]:
+        """What the soft-matrix kernel reads (_kernel_inputs: class-index targets as they are), whether per image, and
+        the ignore_index it leaves out of class-index labels (a float target comes with its mask)."""
         leaf, target, mask = self._kernel_inputs(preds, target)
-        per_row = self.multidim_average == "samplewise"
         ignore_index = None if target.is_floating_point() else self.ignore_index
+        return leaf, target, mask, self.multidim_average == "samplewise", ignore_index
+
+    @torch.jit.unused
+    def _matrix_on_triton(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
+        """This batch's matrix from the soft-matrix kernel, with the target and mask it read."""
+        leaf, target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
         return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index), target, mask, per_row
 
     @torch.jit.unused
