@@ -111,6 +111,11 @@ class LossBase(torch.nn.Module):
     metric_parameters = {}  # type: Dict[str, ParameterSpec]
     # slope tensors whose backward pass has run, for the next eager step: Python state TorchScript never sees
     __jit_ignored_attributes__ = ["spare_slopes"]
+    # constants of a scripted module (script_with_kernels sets them): whether its steps on CUDA tensors, and on CPU
+    # tensors too, take the Triton kernels through torch.ops.metricc; False leaves that code out of the script
+    __constants__ = ["script_kernels", "script_kernels_on_cpu"]
+    script_kernels = False
+    script_kernels_on_cpu = False
 
     approximation_spec: Approximation
     ignore_index: Optional[int]
@@ -256,7 +261,6 @@ class LossBase(torch.nn.Module):
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
         check_eps(self.eps, preds.dtype)
 
-    @torch.jit.unused
     def _kernel_inputs(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """_inputs as the Triton kernels read them: the leaf (preds as they are, or the softmax of multiclass logits),
         and the 0/1 target with its mask, or class-index targets kept as their (batch, positions) labels (no mask:
@@ -276,6 +280,12 @@ class LossBase(torch.nn.Module):
         if self.ce_weight > 0.0:
             return loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
         return loss
+
+    def _script_takes_kernels(self, preds: Tensor) -> bool:
+        """In a module scripted with kernels (script_with_kernels), whether this step takes them: CUDA tensors, or
+        every tensor. Callers test the constant script_kernels first, so that without it TorchScript leaves out the
+        code that names metricc's operators (the archive then loads where metricc is not installed)."""
+        return preds.is_cuda or self.script_kernels_on_cpu
 
     @torch.jit.unused
     def _recompute(
@@ -429,7 +439,10 @@ class CountLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
-        if not torch.jit.is_scripting() and self._on_triton(preds):
+        if torch.jit.is_scripting():
+            if self.script_kernels and self._script_takes_kernels(preds):
+                return self._with_cross_entropy(self._loss_of_scripted_counts(preds, target), preds, target)
+        elif self._on_triton(preds):
             return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target, by_autograd)
@@ -475,7 +488,30 @@ class CountLossBase(LossBase):
     def _loss_of_triton_counts(self, operands: Any) -> Tensor:
         """The loss from the counts' custom ops and autograd through the formula on the counts (every order exact)."""
         counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
-        dims, leaf = operands.dims, operands.leaf
+        return self._loss_of_kernel_counts(counts, mass, operands.leaf, operands.dims)
+
+    def _loss_of_scripted_counts(self, preds: Tensor, target: Tensor) -> Tensor:
+        """In TorchScript, _loss_of_triton_counts: the counts from the operator metricc::scripted_soft_counts."""
+        self._check_running_counts_writable()
+        counts, mass, leaf, dims = self._scripted_counts(preds, target)
+        return self._loss_of_kernel_counts(counts, mass, leaf, dims)
+
+    def _scripted_counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Optional[Tensor], Tensor, List[int]]:
+        """In TorchScript, soft_counts_of: the four counts and the probability mass (or None) from the soft-counts
+        kernel, through the operator that calls it (gpu/__init__.py), with the leaf and the axes they sum over."""
+        leaf, target, mask, dims, sigmoid_logits, first_class, ignore_index, with_mass = self._kernel_count_inputs(preds, target)
+        spec = self.approximation_spec
+        counts = torch.ops.metricc.scripted_soft_counts(
+            leaf, target, mask, dims, sigmoid_logits, spec.kind, spec.steepness, spec.threshold, spec.width, first_class,
+            ignore_index, with_mass,
+        )
+        mass: Optional[Tensor] = None
+        if with_mass:
+            mass = counts[4]
+        return counts[:4], mass, leaf, dims
+
+    def _loss_of_kernel_counts(self, counts: Tensor, mass: Optional[Tensor], leaf: Tensor, dims: List[int]) -> Tensor:
+        """The loss of the kernels' counts (and probability mass) by autograd through the formula on them."""
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         if self.sync is not None and 0 in dims:
             # summed over ranks, detached: this rank's counts carry the gradient (a zero change, times d pooled / d batch)
@@ -488,8 +524,12 @@ class CountLossBase(LossBase):
 
     @torch.jit.unused
     def _count_operands(self, preds: Tensor, target: Tensor) -> Any:
-        """What the soft-counts kernel reads (gpu.CountOperands), class-index targets as they are, and whether it is
-        to give the probability mass that absent classes are told by (where something reads it)."""
+        """What the soft-counts kernel reads (gpu.CountOperands)."""
+        return GPU_PATH.CountOperands(*self._kernel_count_inputs(preds, target))
+
+    def _kernel_count_inputs(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], List[int], bool, int, Optional[int], bool]:
+        """gpu.CountOperands' fields: what the soft-counts kernel reads, class-index targets as they are, and whether
+        it is to give the probability mass that absent classes are told by (where something reads it)."""
         leaf, target, mask = self._kernel_inputs(preds, target)
         labels = not target.is_floating_point()
         if not self.include_background:
@@ -497,7 +537,7 @@ class CountLossBase(LossBase):
             if not labels:
                 target = target[:, 1:]
                 mask = mask[:, 1:] if mask is not None and mask.shape[1] > 1 else mask
-        return GPU_PATH.CountOperands(
+        return (
             leaf, target, mask, count_dims(self.task, self.average, self.multidim_average), self.from_logits and self.task != "multiclass",
             0 if self.include_background else 1, self.ignore_index if labels else None, self._absent_matters() and self._absent_reads_mass(),
         )
@@ -507,15 +547,23 @@ class CountLossBase(LossBase):
         """metric() with this batch's counts from the soft-counts kernel."""
         operands = self._count_operands(preds, target)
         counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
-        tp, fp, fn, tn, _ = self._pooled(counts, operands.dims, False)
-        absent = self._absent(tp, fp, fn, operands.leaf, None, operands.dims, mass)
-        return self._average(self._fill_absent(self.formula(tp, fp, fn, tn), absent), tp, fn, absent, operands.dims)
+        return self._metric_of_kernel_counts(counts, mass, operands.leaf, operands.dims)
+
+    def _metric_of_kernel_counts(self, counts: Tensor, mass: Optional[Tensor], leaf: Tensor, dims: List[int]) -> Tensor:
+        """metric() of the kernels' counts (and probability mass)."""
+        tp, fp, fn, tn, _ = self._pooled(counts, dims, False)
+        absent = self._absent(tp, fp, fn, leaf, None, dims, mass)
+        return self._average(self._fill_absent(self.formula(tp, fp, fn, tn), absent), tp, fn, absent, dims)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
-            if not torch.jit.is_scripting() and self._on_triton(preds):
+            if torch.jit.is_scripting():
+                if self.script_kernels and self._script_takes_kernels(preds):
+                    counts, mass, leaf, dims = self._scripted_counts(preds, target)
+                    return self._metric_of_kernel_counts(counts, mass, leaf, dims)
+            elif self._on_triton(preds):
                 return self._metric_on_triton(preds, target)
             counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
             tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
@@ -733,6 +781,9 @@ class MatrixLossBase(LossBase):
     G[label of n, j], G = d metric / d M, from the partials by each aggregate the formula reads (`aggregates`)."""
 
     aggregates = ()  # type: Tuple[str, ...]
+    # a scripted module's bound on the kernels' classes (gpu.MATRIX_CLASSES; TorchScript reads no module's numbers)
+    __constants__ = LossBase.__constants__ + ["kernel_matrix_classes"]
+    kernel_matrix_classes = 0 if GPU_PATH is None else GPU_PATH.MATRIX_CLASSES
 
     def __init__(self, /, **arguments: Any):
         super().__init__(**arguments)
@@ -755,7 +806,13 @@ class MatrixLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
-        if not torch.jit.is_scripting() and self._on_triton(preds):
+        if torch.jit.is_scripting():
+            if self.script_kernels and self._script_takes_matrix_kernels(preds):
+                self._check_running_counts_writable()
+                leaf, kernel_target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
+                loss = self._loss_of_triton_matrix(leaf, kernel_target, mask, per_row, ignore_index)
+                return self._with_cross_entropy(loss, preds, target)
+        elif self._on_triton(preds):
             return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target, by_autograd)
@@ -778,6 +835,10 @@ class MatrixLossBase(LossBase):
         """LossBase._on_triton, for matrices of at most gpu.MATRIX_CLASSES classes (more take the torch path)."""
         return super()._on_triton(preds) and preds.dim() > 1 and preds.shape[1] <= GPU_PATH.MATRIX_CLASSES
 
+    def _script_takes_matrix_kernels(self, preds: Tensor) -> bool:
+        """In TorchScript, _script_takes_kernels for matrices of at most gpu.MATRIX_CLASSES classes (_on_triton)."""
+        return self._script_takes_kernels(preds) and preds.dim() > 1 and preds.shape[1] <= self.kernel_matrix_classes
+
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss with this batch's matrix and its backward pass from the Triton kernels: eagerly, where the compiled
@@ -799,17 +860,24 @@ class MatrixLossBase(LossBase):
         settings = self._loss_settings(GPU_PATH.AVERAGE_EQUAL, GPU_PATH.ABSENT_UNREAD, None)
         return GPU_PATH.matrix_loss_on_triton(operands, settings, loss_of)
 
-    @torch.jit.unused
     def _loss_of_triton_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:
         """The loss from the matrix's custom ops and autograd through the formula on the matrix (every order exact)."""
-        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
+        matrix = self._kernel_matrix(leaf, target, mask, per_row, ignore_index)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         if self.sync is not None and not per_row:
             pooled = pooled + (matrix - matrix.detach()) * count_scale  # summed over ranks, detached: as for the counts
         value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
         return self.loss_of_metric(self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row))
 
-    @torch.jit.unused
+    def _kernel_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:
+        """The soft matrix from the soft-matrix kernel's op; in TorchScript, through the operator that calls it."""
+        spec = self.approximation_spec
+        if torch.jit.is_scripting():
+            return torch.ops.metricc.scripted_soft_matrix(
+                leaf, target, mask, per_row, spec.kind, spec.steepness, spec.threshold, spec.width, ignore_index
+            )
+        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, spec, ignore_index)
+
     def _matrix_operands(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool, Optional[int]]:
         """What the soft-matrix kernel reads (_kernel_inputs: class-index targets as they are), whether per image, and
         the ignore_index it leaves out of class-index labels (a float target comes with its mask)."""
@@ -817,35 +885,41 @@ class MatrixLossBase(LossBase):
         ignore_index = None if target.is_floating_point() else self.ignore_index
         return leaf, target, mask, self.multidim_average == "samplewise", ignore_index
 
-    @torch.jit.unused
     def _matrix_on_triton(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
         """This batch's matrix from the soft-matrix kernel, with the target and mask it read."""
         leaf, target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
-        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index), target, mask, per_row
+        return self._kernel_matrix(leaf, target, mask, per_row, ignore_index), target, mask, per_row
 
-    @torch.jit.unused
     def _kept_rows_read(self, matrix: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool) -> Tensor:
         """_kept_rows of the target and mask the kernels read; for class-index labels, from the labels alone."""
+        ignore_index = self.ignore_index
         if target.is_floating_point():
             counted = target if mask is None else target * mask
-        elif self.ignore_index is None:
-            counted = matrix.new_ones(()).expand(target.shape[0], 1, target.shape[1])  # every position kept, nothing written
+        elif ignore_index is None:
+            counted = matrix.new_ones([1, 1, 1]).expand(target.shape[0], 1, target.shape[1])  # every position kept, nothing written
         else:
-            counted = (target != self.ignore_index).to(matrix.dtype).unsqueeze(1)
+            counted = (target != ignore_index).to(matrix.dtype).unsqueeze(1)
         return self._kept_rows(counted, per_row)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), per image averaged with samplewise."""
         with torch.no_grad():
-            if not torch.jit.is_scripting() and self._on_triton(preds):
-                matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
-                value = self.formula(matrix_aggregates(self._pool(matrix, not per_row, False)[0], self.aggregate_names))
-                return self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row)
+            if torch.jit.is_scripting():
+                if self.script_kernels and self._script_takes_matrix_kernels(preds):
+                    return self._metric_of_kernel_matrix(preds, target)
+            elif self._on_triton(preds):
+                return self._metric_of_kernel_matrix(preds, target)
             matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
             pooled, count_scale = self._pool(matrix, not per_row, False)
             kept = self._kept_rows(counted, per_row)
             return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), kept, per_row)
+
+    def _metric_of_kernel_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
+        """metric() with this batch's matrix from the soft-matrix kernel."""
+        matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
+        value = self.formula(matrix_aggregates(self._pool(matrix, not per_row, False)[0], self.aggregate_names))
+        return self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row)
 
     def _differentiable_value(self, leaf: Tensor, target: Tensor, pooled: Tensor, count_scale: float, per_row: bool) -> Tensor:
         """The metric of each pooled matrix as a function of leaf in autograd's operations: this batch's matrix
@@ -873,7 +947,12 @@ class MatrixLossBase(LossBase):
     def confusion_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft confusion matrix of this batch, (C, C), or (images, C, C) with samplewise."""
         with torch.no_grad():
-            if not torch.jit.is_scripting() and self._on_triton(preds):
+            if torch.jit.is_scripting():
+                if self.script_kernels and self._script_takes_matrix_kernels(preds):
+                    matrix = self._matrix_on_triton(preds, target)[0]
+                else:
+                    matrix = self._matrix(preds, target)[0]
+            elif self._on_triton(preds):
                 matrix = self._matrix_on_triton(preds, target)[0]
             else:
                 matrix = self._matrix(preds, target)[0]

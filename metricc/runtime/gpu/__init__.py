@@ -192,3 +192,64 @@ def matrix_loss_on_triton(operands: MatrixOperands, settings: LossSettings, reco
 
     with _on_its_device(operands.leaf):
         return fused_matrix_loss(operands, settings, recompute)
+
+
+# TorchScript's way in (script_with_kernels): two operators defined here, torch-only, so that a scripted module can name
+# them whether or not triton is installed; their Python implementations call the kernels' own ops (importing triton
+# on their first call), whose autograd formulas serve, every order exact. torch.compile and torch.export call the
+# kernels' ops directly (gpu/kernels.py), which they trace into.
+
+_SCRIPT_LIBRARY = torch.library.Library("metricc", "FRAGMENT")
+_SCRIPT_LIBRARY.define(
+    "scripted_soft_counts(Tensor leaf, Tensor target, Tensor? mask, int[] dims, bool sigmoid_logits, str approximation,"
+    " float steepness, float threshold, float width, int first_class, int? ignore_index, bool with_mass) -> Tensor"
+)
+_SCRIPT_LIBRARY.define(
+    "scripted_soft_matrix(Tensor leaf, Tensor target, Tensor? mask, bool per_row, str approximation, float steepness,"
+    " float threshold, float width, int? ignore_index) -> Tensor"
+)
+
+
+def _scripted_soft_counts(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: str,
+    steepness: float, threshold: float, width: float, first_class: int, ignore_index: Optional[int], with_mass: bool,
+) -> Tensor:
+    """metricc::scripted_soft_counts: soft_counts_on_triton, its approximation given by its four fields."""
+    spec = Approximation(approximation, steepness, threshold, width)
+    return soft_counts_on_triton(leaf, target, mask, list(dims), sigmoid_logits, spec, first_class, ignore_index, with_mass)
+
+
+def _scripted_soft_matrix(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: str, steepness: float, threshold: float,
+    width: float, ignore_index: Optional[int],
+) -> Tensor:
+    """metricc::scripted_soft_matrix: matrix_on_triton, its approximation given by its four fields."""
+    return matrix_on_triton(leaf, target, mask, per_row, Approximation(approximation, steepness, threshold, width), ignore_index)
+
+
+# CompositeImplicitAutograd: autograd records the kernels' ops these call, not these operators
+_SCRIPT_LIBRARY.impl("scripted_soft_counts", _scripted_soft_counts, "CompositeImplicitAutograd")
+_SCRIPT_LIBRARY.impl("scripted_soft_matrix", _scripted_soft_matrix, "CompositeImplicitAutograd")
+
+
+def script_with_kernels(loss: torch.nn.Module, on_cpu: bool = False) -> torch.jit.ScriptModule:
+    """torch.jit.script(loss), whose steps on CUDA tensors take the Triton kernels through torch.ops.metricc: the
+    counts' (or the matrix's) kernels and autograd through the formula, as under torch.compile. Its archive loads
+    only where metricc.runtime.gpu is imported (which defines the operators) and runs its CUDA steps where triton
+    imports; torch.jit.script(loss) alone keeps the torch path, whose archive needs neither. on_cpu: CPU tensors
+    take the kernels too, which only Triton's interpreter runs (TRITON_INTERPRET=1)."""
+    from ..loss import LossBase
+
+    losses = [module for module in loss.modules() if isinstance(module, LossBase)]
+    if not losses:
+        raise TypeError(
+            f"script_with_kernels takes a loss compiled by metricc (metricc.loss, or a file of generated/), not a "
+            f"{type(loss).__name__}; a standalone file carries the torch path only: script it with torch.jit.script"
+        )
+    for module in losses:
+        module.script_kernels, module.script_kernels_on_cpu = True, on_cpu
+    try:
+        return torch.jit.script(loss)
+    finally:
+        for module in losses:
+            del module.script_kernels, module.script_kernels_on_cpu  # the class's False again
