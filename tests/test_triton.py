@@ -602,6 +602,11 @@ SCRIPTED_CASES = {
     ),
     "multilabel samples": ("jaccard", {"task": "multilabel", "average": "samples"}, (6, 3), None),
     "running counts in training": ("f1", {"count_momentum": 0.5}, (30,), None),
+    "dense ignore_index on a float target no background class_weights": (
+        "dice", {"task": "multilabel", "average": "macro", "ignore_index": -1, "include_background": False, "class_weights": [2.0, 0.5]},
+        (2, 3, 3, 2), None,
+    ),
+    "multiclass logits average none": ("jaccard", {"task": "multiclass", "average": "none", "from_logits": True}, (10, 3), 3),
     "matrix quadratic_kappa ignore_index": ("quadratic_kappa", {"task": "multiclass", "ignore_index": -1}, (12, 4), 4),
     "matrix mcc dense samplewise": ("mcc", {"task": "multiclass", "multidim_average": "samplewise"}, (2, 3, 3, 3), 3),
 }
@@ -643,10 +648,14 @@ def test_a_module_scripted_with_kernels_takes_them_through_torch_ops(case, monke
             for step in range(2):  # the second step reads the first's running counts
                 leaf = preds.clone().requires_grad_(True)
                 loss = module(leaf, target)
-                (gradient,) = torch.autograd.grad(loss, leaf, create_graph=True)
+                (gradient,) = torch.autograd.grad(loss.sum(), leaf, create_graph=True)  # average='none': a loss per class
                 (second,) = torch.autograd.grad((gradient * direction).sum(), leaf)
-                steps.append((loss.detach(), gradient.detach(), second, module.metric(preds, target), module.running_counts.clone()))
-        assert calls[0] == (4 if backend == "triton" else 0), f"{calls[0]} steps of the {backend} module on the kernels"
+                values = [loss.detach(), gradient.detach(), second, module.metric(preds, target), module.running_counts.clone()]
+                if case.startswith("matrix"):
+                    values.append(module.confusion_matrix(preds, target))
+                steps.append(values)
+        kernel_calls = 6 if case.startswith("matrix") else 4  # two steps: the loss, metric() and confusion_matrix()
+        assert calls[0] == (kernel_calls if backend == "triton" else 0), f"{calls[0]} steps of the {backend} module on the kernels"
         results.append(steps)
     for scripted_step, eager_step in zip(results[1], results[0]):
         for scripted_value, eager_value in zip(scripted_step, eager_step):
@@ -680,12 +689,47 @@ def test_an_archive_scripted_with_kernels_loads_where_metricc_runtime_gpu_is_imp
     assert float(loaded.stdout) == float(scripted(preds.to(DEVICE), labels.to(DEVICE)))
 
 
-def test_script_with_kernels_takes_only_metriccs_losses(tmp_path):
+def test_script_with_kernels_takes_only_metriccs_losses_and_needs_triton(monkeypatch):
     with pytest.raises(TypeError, match="script_with_kernels takes a loss compiled by metricc"):
         gpu.script_with_kernels(torch.nn.BCELoss())
     namespace, module = namespace_and_module("f1", standalone=True)
     with pytest.raises(TypeError, match="a standalone file carries the torch path only"):
         gpu.script_with_kernels(module)
+    monkeypatch.setattr(gpu, "_triton_importable", [False])
+    with pytest.raises(ImportError, match=r"script_with_kernels needs triton .*pip install 'metricc\[triton\]'"):
+        gpu.script_with_kernels(metricc.loss("f1"))
+
+
+def test_a_subclass_with_constants_of_its_own_scripts_both_ways(monkeypatch):
+    """The scripted path is chosen by hasattr, which TorchScript decides however a subclass declares its constants."""
+    class WithConstants(type(metricc.loss("f1"))):
+        __constants__ = ["extra"]
+        extra = 2
+
+    preds, target = _batch((30,))
+    expected = WithConstants()(preds, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        plain = torch.jit.script(WithConstants())
+    assert _operators_named(plain) == []
+    with monkeypatch.context() as patch:
+        calls = _kernel_steps(patch)
+        values = [plain(preds, target), _scripted_with_kernels(WithConstants())(preds.to(DEVICE), target.to(DEVICE)).cpu()]
+    assert calls[0] == 1
+    for value in values:
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_scripted_matrix_metric_of_more_classes_than_the_kernels_take_keeps_the_torch_path(monkeypatch):
+    module = metricc.loss("qwk", task="multiclass")
+    preds, labels = _batch((40, gpu.MATRIX_CLASSES + 1), gpu.MATRIX_CLASSES + 1)
+    with monkeypatch.context() as patch:
+        calls = _kernel_steps(patch)
+        scripted = _scripted_with_kernels(module)
+        values = [scripted(preds.to(DEVICE), labels.to(DEVICE)), scripted.confusion_matrix(preds.to(DEVICE), labels.to(DEVICE))]
+    assert calls[0] == 0
+    torch.testing.assert_close(values[0].cpu(), module(preds, labels), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(values[1].cpu(), module.confusion_matrix(preds, labels), rtol=1e-12, atol=1e-12)
 
 
 def test_a_module_scripted_with_kernels_keeps_cpu_tensors_on_the_torch_path(monkeypatch):

@@ -34,6 +34,10 @@ from .reduce import (
 GPU_PATH: Any = __import__("metricc.runtime.gpu", fromlist=["gpu"]) if __name__ == "metricc.runtime.loss" else None
 
 
+#: What the soft-counts kernel reads of a step, gpu.CountOperands' fields (a plain tuple, which TorchScript can pass).
+KernelCountInputs = Tuple[Tensor, Tensor, Optional[Tensor], List[int], bool, int, Optional[int], bool]
+
+
 #: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
 _ANNOTATION_TYPES = {
     "str": str, "bool": bool, "float": float, "Optional[int]": Optional[int], "Optional[float]": Optional[float],
@@ -111,11 +115,6 @@ class LossBase(torch.nn.Module):
     metric_parameters = {}  # type: Dict[str, ParameterSpec]
     # slope tensors whose backward pass has run, for the next eager step: Python state TorchScript never sees
     __jit_ignored_attributes__ = ["spare_slopes"]
-    # constants of a scripted module (script_with_kernels sets them): whether its steps on CUDA tensors, and on CPU
-    # tensors too, take the Triton kernels through torch.ops.metricc; False leaves that code out of the script
-    __constants__ = ["script_kernels", "script_kernels_on_cpu"]
-    script_kernels = False
-    script_kernels_on_cpu = False
 
     approximation_spec: Approximation
     ignore_index: Optional[int]
@@ -282,9 +281,9 @@ class LossBase(torch.nn.Module):
         return loss
 
     def _script_takes_kernels(self, preds: Tensor) -> bool:
-        """In a module scripted with kernels (script_with_kernels), whether this step takes them: CUDA tensors, or
-        every tensor. Callers test the constant script_kernels first, so that without it TorchScript leaves out the
-        code that names metricc's operators (the archive then loads where metricc is not installed)."""
+        """In a module scripted with kernels, whether this step takes them (gpu.script_with_kernels). Callers test
+        hasattr(self, 'script_kernels_on_cpu') first, which TorchScript decides when compiling: without it, the code
+        that names metricc's operators is left out (and the archive loads where metricc is not installed)."""
         return preds.is_cuda or self.script_kernels_on_cpu
 
     @torch.jit.unused
@@ -440,8 +439,9 @@ class CountLossBase(LossBase):
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
         if torch.jit.is_scripting():
-            if self.script_kernels and self._script_takes_kernels(preds):
-                return self._with_cross_entropy(self._loss_of_scripted_counts(preds, target), preds, target)
+            if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                if self._script_takes_kernels(preds):
+                    return self._with_cross_entropy(self._loss_of_triton_counts(self._kernel_count_inputs(preds, target)), preds, target)
         elif self._on_triton(preds):
             return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
@@ -484,34 +484,10 @@ class CountLossBase(LossBase):
             average = GPU_PATH.AVERAGE_BY_SUPPORT if self.average == "weighted" else GPU_PATH.AVERAGE_EQUAL
         return GPU_PATH.count_loss_on_triton(operands, self._loss_settings(average, absent, class_weights), loss_of)
 
-    @torch.jit.unused
-    def _loss_of_triton_counts(self, operands: Any) -> Tensor:
+    def _loss_of_triton_counts(self, operands: KernelCountInputs) -> Tensor:
         """The loss from the counts' custom ops and autograd through the formula on the counts (every order exact)."""
-        counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
-        return self._loss_of_kernel_counts(counts, mass, operands.leaf, operands.dims)
-
-    def _loss_of_scripted_counts(self, preds: Tensor, target: Tensor) -> Tensor:
-        """In TorchScript, _loss_of_triton_counts: the counts from the operator metricc::scripted_soft_counts."""
-        self._check_running_counts_writable()
-        counts, mass, leaf, dims = self._scripted_counts(preds, target)
-        return self._loss_of_kernel_counts(counts, mass, leaf, dims)
-
-    def _scripted_counts(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Optional[Tensor], Tensor, List[int]]:
-        """In TorchScript, soft_counts_of: the four counts and the probability mass (or None) from the soft-counts
-        kernel, through the operator that calls it (gpu/__init__.py), with the leaf and the axes they sum over."""
-        leaf, target, mask, dims, sigmoid_logits, first_class, ignore_index, with_mass = self._kernel_count_inputs(preds, target)
-        spec = self.approximation_spec
-        counts = torch.ops.metricc.scripted_soft_counts(
-            leaf, target, mask, dims, sigmoid_logits, spec.kind, spec.steepness, spec.threshold, spec.width, first_class,
-            ignore_index, with_mass,
-        )
-        mass: Optional[Tensor] = None
-        if with_mass:
-            mass = counts[4]
-        return counts[:4], mass, leaf, dims
-
-    def _loss_of_kernel_counts(self, counts: Tensor, mass: Optional[Tensor], leaf: Tensor, dims: List[int]) -> Tensor:
-        """The loss of the kernels' counts (and probability mass) by autograd through the formula on them."""
+        counts, mass = self._kernel_counts(operands)
+        leaf, dims = operands[0], operands[3]
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         if self.sync is not None and 0 in dims:
             # summed over ranks, detached: this rank's counts carry the gradient (a zero change, times d pooled / d batch)
@@ -527,7 +503,19 @@ class CountLossBase(LossBase):
         """What the soft-counts kernel reads (gpu.CountOperands)."""
         return GPU_PATH.CountOperands(*self._kernel_count_inputs(preds, target))
 
-    def _kernel_count_inputs(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], List[int], bool, int, Optional[int], bool]:
+    def _kernel_counts(self, operands: KernelCountInputs) -> Tuple[Tensor, Optional[Tensor]]:
+        """The four counts and the probability mass (or None) from the soft-counts kernel's op (gpu.soft_counts_of); in
+        TorchScript, through the operator that calls it."""
+        if torch.jit.is_scripting():
+            leaf, target, mask, dims, sigmoid_logits, first_class, ignore_index, with_mass = operands
+            counts = GPU_PATH.soft_counts_in_script(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec, first_class, ignore_index, with_mass)
+            mass: Optional[Tensor] = None
+            if with_mass:
+                mass = counts[4]
+            return counts[:4], mass
+        return GPU_PATH.soft_counts_of(operands, self.approximation_spec)
+
+    def _kernel_count_inputs(self, preds: Tensor, target: Tensor) -> KernelCountInputs:
         """gpu.CountOperands' fields: what the soft-counts kernel reads, class-index targets as they are, and whether
         it is to give the probability mass that absent classes are told by (where something reads it)."""
         leaf, target, mask = self._kernel_inputs(preds, target)
@@ -542,15 +530,11 @@ class CountLossBase(LossBase):
             0 if self.include_background else 1, self.ignore_index if labels else None, self._absent_matters() and self._absent_reads_mass(),
         )
 
-    @torch.jit.unused
     def _metric_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
         """metric() with this batch's counts from the soft-counts kernel."""
-        operands = self._count_operands(preds, target)
-        counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
-        return self._metric_of_kernel_counts(counts, mass, operands.leaf, operands.dims)
-
-    def _metric_of_kernel_counts(self, counts: Tensor, mass: Optional[Tensor], leaf: Tensor, dims: List[int]) -> Tensor:
-        """metric() of the kernels' counts (and probability mass)."""
+        operands = self._kernel_count_inputs(preds, target)
+        counts, mass = self._kernel_counts(operands)
+        leaf, dims = operands[0], operands[3]
         tp, fp, fn, tn, _ = self._pooled(counts, dims, False)
         absent = self._absent(tp, fp, fn, leaf, None, dims, mass)
         return self._average(self._fill_absent(self.formula(tp, fp, fn, tn), absent), tp, fn, absent, dims)
@@ -560,9 +544,9 @@ class CountLossBase(LossBase):
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
             if torch.jit.is_scripting():
-                if self.script_kernels and self._script_takes_kernels(preds):
-                    counts, mass, leaf, dims = self._scripted_counts(preds, target)
-                    return self._metric_of_kernel_counts(counts, mass, leaf, dims)
+                if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                    if self._script_takes_kernels(preds):
+                        return self._metric_on_triton(preds, target)
             elif self._on_triton(preds):
                 return self._metric_on_triton(preds, target)
             counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
@@ -781,9 +765,6 @@ class MatrixLossBase(LossBase):
     G[label of n, j], G = d metric / d M, from the partials by each aggregate the formula reads (`aggregates`)."""
 
     aggregates = ()  # type: Tuple[str, ...]
-    # a scripted module's bound on the kernels' classes (gpu.MATRIX_CLASSES; TorchScript reads no module's numbers)
-    __constants__ = LossBase.__constants__ + ["kernel_matrix_classes"]
-    kernel_matrix_classes = 0 if GPU_PATH is None else GPU_PATH.MATRIX_CLASSES
 
     def __init__(self, /, **arguments: Any):
         super().__init__(**arguments)
@@ -807,11 +788,11 @@ class MatrixLossBase(LossBase):
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
         if torch.jit.is_scripting():
-            if self.script_kernels and self._script_takes_matrix_kernels(preds):
-                self._check_running_counts_writable()
-                leaf, kernel_target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
-                loss = self._loss_of_triton_matrix(leaf, kernel_target, mask, per_row, ignore_index)
-                return self._with_cross_entropy(loss, preds, target)
+            if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                if self._script_takes_matrix_kernels(preds):
+                    leaf, kernel_target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
+                    loss = self._loss_of_triton_matrix(leaf, kernel_target, mask, per_row, ignore_index)
+                    return self._with_cross_entropy(loss, preds, target)
         elif self._on_triton(preds):
             return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
@@ -836,8 +817,8 @@ class MatrixLossBase(LossBase):
         return super()._on_triton(preds) and preds.dim() > 1 and preds.shape[1] <= GPU_PATH.MATRIX_CLASSES
 
     def _script_takes_matrix_kernels(self, preds: Tensor) -> bool:
-        """In TorchScript, _script_takes_kernels for matrices of at most gpu.MATRIX_CLASSES classes (_on_triton)."""
-        return self._script_takes_kernels(preds) and preds.dim() > 1 and preds.shape[1] <= self.kernel_matrix_classes
+        """_script_takes_kernels for matrices of at most gpu.MATRIX_CLASSES classes (_on_triton's bound)."""
+        return self._script_takes_kernels(preds) and preds.dim() > 1 and preds.shape[1] <= self.script_matrix_classes
 
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
@@ -871,12 +852,9 @@ class MatrixLossBase(LossBase):
 
     def _kernel_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:
         """The soft matrix from the soft-matrix kernel's op; in TorchScript, through the operator that calls it."""
-        spec = self.approximation_spec
         if torch.jit.is_scripting():
-            return torch.ops.metricc.scripted_soft_matrix(
-                leaf, target, mask, per_row, spec.kind, spec.steepness, spec.threshold, spec.width, ignore_index
-            )
-        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, spec, ignore_index)
+            return GPU_PATH.matrix_in_script(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
+        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
 
     def _matrix_operands(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool, Optional[int]]:
         """What the soft-matrix kernel reads (_kernel_inputs: class-index targets as they are), whether per image, and
@@ -906,16 +884,17 @@ class MatrixLossBase(LossBase):
         """The soft metric of this batch (no gradient, no running counts), per image averaged with samplewise."""
         with torch.no_grad():
             if torch.jit.is_scripting():
-                if self.script_kernels and self._script_takes_matrix_kernels(preds):
-                    return self._metric_of_kernel_matrix(preds, target)
+                if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                    if self._script_takes_matrix_kernels(preds):
+                        return self._metric_on_triton(preds, target)
             elif self._on_triton(preds):
-                return self._metric_of_kernel_matrix(preds, target)
+                return self._metric_on_triton(preds, target)
             matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
             pooled, count_scale = self._pool(matrix, not per_row, False)
             kept = self._kept_rows(counted, per_row)
             return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), kept, per_row)
 
-    def _metric_of_kernel_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
+    def _metric_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
         """metric() with this batch's matrix from the soft-matrix kernel."""
         matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
         value = self.formula(matrix_aggregates(self._pool(matrix, not per_row, False)[0], self.aggregate_names))
@@ -948,15 +927,16 @@ class MatrixLossBase(LossBase):
         """The soft confusion matrix of this batch, (C, C), or (images, C, C) with samplewise."""
         with torch.no_grad():
             if torch.jit.is_scripting():
-                if self.script_kernels and self._script_takes_matrix_kernels(preds):
-                    matrix = self._matrix_on_triton(preds, target)[0]
-                else:
-                    matrix = self._matrix(preds, target)[0]
+                if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                    if self._script_takes_matrix_kernels(preds):
+                        return self._per_image_or_batch(self._matrix_on_triton(preds, target)[0])
             elif self._on_triton(preds):
-                matrix = self._matrix_on_triton(preds, target)[0]
-            else:
-                matrix = self._matrix(preds, target)[0]
-            return matrix if self.multidim_average == "samplewise" else matrix[0]
+                return self._per_image_or_batch(self._matrix_on_triton(preds, target)[0])
+            return self._per_image_or_batch(self._matrix(preds, target)[0])
+
+    def _per_image_or_batch(self, matrices: Tensor) -> Tensor:
+        """confusion_matrix's answer: the matrix of each image with samplewise, else the batch's one."""
+        return matrices if self.multidim_average == "samplewise" else matrices[0]
 
     def _matrix(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
         """M of the canonical (batch, classes, positions) layout, and what the backward pass needs: the masked
