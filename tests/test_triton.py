@@ -4,9 +4,13 @@ On a CPU these run under Triton's interpreter (TRITON_INTERPRET=1, set here befo
 runs each program in Python: shapes stay tiny. With CUDA (and TRITON_INTERPRET unset) they run on the GPU.
 """
 
+import io
 import os
+import re
 import subprocess
 import sys
+import warnings
+import zipfile
 
 import pytest
 import torch
@@ -589,6 +593,156 @@ def test_compiled_and_exported_losses_call_the_kernels(options, shape, classes, 
     exported = torch.export.export(module.eval(), (preds, target))
     assert "metricc.soft_counts" in str(exported.graph)
     torch.testing.assert_close(exported.module()(preds, target).cpu(), expected, rtol=1e-6, atol=1e-7)
+
+
+SCRIPTED_CASES = {
+    "binary mcc from_logits": ("mcc", {"from_logits": True}, (40,), None),
+    "multiclass class indices ignore_index macro zero_division": (
+        "f1", {"task": "multiclass", "average": "macro", "ignore_index": -1, "zero_division": 1.0, "approximation": "anyloss"}, (12, 3), 3,
+    ),
+    "multilabel samples": ("jaccard", {"task": "multilabel", "average": "samples"}, (6, 3), None),
+    "running counts in training": ("f1", {"count_momentum": 0.5}, (30,), None),
+    "dense ignore_index on a float target no background class_weights": (
+        "dice", {"task": "multilabel", "average": "macro", "ignore_index": -1, "include_background": False, "class_weights": [2.0, 0.5]},
+        (2, 3, 3, 2), None,
+    ),
+    "multiclass logits average none": ("jaccard", {"task": "multiclass", "average": "none", "from_logits": True}, (10, 3), 3),
+    "matrix quadratic_kappa ignore_index": ("quadratic_kappa", {"task": "multiclass", "ignore_index": -1}, (12, 4), 4),
+    "matrix mcc dense samplewise": ("mcc", {"task": "multiclass", "multidim_average": "samplewise"}, (2, 3, 3, 3), 3),
+}
+
+
+def _scripted_with_kernels(module):
+    """script_with_kernels(module), whose steps on this test's device take the kernels (CPU ones: the interpreter)."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        return gpu.script_with_kernels(module, on_cpu=DEVICE == "cpu")
+
+
+def _operators_named(scripted):
+    """The metricc operators a TorchScript archive of `scripted` calls, read from its code."""
+    buffer = io.BytesIO()
+    torch.jit.save(scripted, buffer)
+    archive = zipfile.ZipFile(buffer)
+    code = "".join(archive.read(name).decode() for name in archive.namelist() if name.endswith(".py"))
+    return sorted(set(re.findall(r"ops\.metricc\.(\w+)", code)))
+
+
+@pytest.mark.parametrize("case", list(SCRIPTED_CASES))
+def test_a_module_scripted_with_kernels_takes_them_through_torch_ops(case, monkeypatch):
+    """TorchScript through torch.ops: the scripted module's steps call the kernels (metricc::scripted_soft_counts or
+    _matrix, whose autograd is the kernels' own) and give the eager torch path's loss, gradient, second derivative,
+    metric and running counts; torch.jit.script alone names no metricc operator."""
+    metric, options, shape, classes = SCRIPTED_CASES[case]
+    preds, target = _batch(shape, classes, logits=options.get("from_logits", False), ignore="ignore_index" in options)
+    preds, target = preds.to(DEVICE), target.to(DEVICE)
+    direction = torch.randn(shape, dtype=torch.float64, generator=torch.Generator().manual_seed(3)).to(DEVICE)
+    eager, scripted_from = metricc.loss(metric, **options).to(DEVICE), metricc.loss(metric, **options).to(DEVICE)
+    scripted = _scripted_with_kernels(scripted_from)
+    results = []
+    for module, backend in ((eager, "torch"), (scripted, "triton")):
+        _use("torch", monkeypatch)  # the environment never reaches a scripted module: its constants decide
+        with monkeypatch.context() as patch:
+            calls = _kernel_steps(patch)
+            steps = []
+            for step in range(2):  # the second step reads the first's running counts
+                leaf = preds.clone().requires_grad_(True)
+                loss = module(leaf, target)
+                (gradient,) = torch.autograd.grad(loss.sum(), leaf, create_graph=True)  # average='none': a loss per class
+                (second,) = torch.autograd.grad((gradient * direction).sum(), leaf)
+                values = [loss.detach(), gradient.detach(), second, module.metric(preds, target), module.running_counts.clone()]
+                if case.startswith("matrix"):
+                    values.append(module.confusion_matrix(preds, target))
+                steps.append(values)
+        kernel_calls = 6 if case.startswith("matrix") else 4  # two steps: the loss, metric() and confusion_matrix()
+        assert calls[0] == (kernel_calls if backend == "triton" else 0), f"{calls[0]} steps of the {backend} module on the kernels"
+        results.append(steps)
+    for scripted_step, eager_step in zip(results[1], results[0]):
+        for scripted_value, eager_value in zip(scripted_step, eager_step):
+            torch.testing.assert_close(scripted_value.cpu(), eager_value.cpu(), rtol=1e-8, atol=1e-10)
+    expected = ["scripted_soft_matrix"] if case.startswith("matrix") else ["scripted_soft_counts"]
+    assert _operators_named(scripted) == expected
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        assert _operators_named(torch.jit.script(scripted_from)) == [], "script_with_kernels left its constants set"
+
+
+def test_an_archive_scripted_with_kernels_loads_where_metricc_runtime_gpu_is_imported(tmp_path):
+    """A fresh process loads the archive once metricc.runtime.gpu defines the operators, and gives this one's loss;
+    without it, torch.jit.load names the missing operator."""
+    module = metricc.loss("qwk", task="multiclass", from_logits=True)
+    preds, labels = _batch((12, 4), 4, logits=True)
+    scripted = _scripted_with_kernels(module)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        torch.jit.save(scripted, str(tmp_path / "qwk.pt"))
+    torch.save((preds, labels), tmp_path / "batch.pt")
+    load = "import warnings, torch; warnings.simplefilter('ignore'); m = torch.jit.load('qwk.pt')\n"
+    run = "preds, labels = torch.load('batch.pt'); print(repr(float(m(preds.to('{0}'), labels.to('{0}')))))\n".format(DEVICE)
+    environment = dict(os.environ, PYTHONPATH=os.pathsep.join(sys.path))
+    missing = subprocess.run([sys.executable, "-c", load], cwd=tmp_path, capture_output=True, text=True, env=environment)
+    assert missing.returncode != 0 and "metricc::scripted_soft_matrix" in missing.stderr
+    loaded = subprocess.run(
+        [sys.executable, "-c", "import metricc.runtime.gpu\n" + load + run], cwd=tmp_path, capture_output=True, text=True, env=environment,
+    )
+    assert loaded.returncode == 0, loaded.stderr
+    assert float(loaded.stdout) == float(scripted(preds.to(DEVICE), labels.to(DEVICE)))
+
+
+def test_script_with_kernels_takes_only_metriccs_losses_and_needs_triton(monkeypatch):
+    with pytest.raises(TypeError, match="script_with_kernels takes a loss compiled by metricc"):
+        gpu.script_with_kernels(torch.nn.BCELoss())
+    namespace, module = namespace_and_module("f1", standalone=True)
+    with pytest.raises(TypeError, match="a standalone file carries the torch path only"):
+        gpu.script_with_kernels(module)
+    monkeypatch.setattr(gpu, "_triton_importable", [False])
+    with pytest.raises(ImportError, match=r"script_with_kernels needs triton .*pip install 'metricc\[triton\]'"):
+        gpu.script_with_kernels(metricc.loss("f1"))
+
+
+def test_a_subclass_with_constants_of_its_own_scripts_both_ways(monkeypatch):
+    """The scripted path is chosen by hasattr, which TorchScript decides however a subclass declares its constants."""
+    class WithConstants(type(metricc.loss("f1"))):
+        __constants__ = ["extra"]
+        extra = 2
+
+    preds, target = _batch((30,))
+    expected = WithConstants()(preds, target)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        plain = torch.jit.script(WithConstants())
+    assert _operators_named(plain) == []
+    with monkeypatch.context() as patch:
+        calls = _kernel_steps(patch)
+        values = [plain(preds, target), _scripted_with_kernels(WithConstants())(preds.to(DEVICE), target.to(DEVICE)).cpu()]
+    assert calls[0] == 1
+    for value in values:
+        torch.testing.assert_close(value, expected, rtol=1e-12, atol=1e-12)
+
+
+def test_a_scripted_matrix_metric_of_more_classes_than_the_kernels_take_keeps_the_torch_path(monkeypatch):
+    module = metricc.loss("qwk", task="multiclass")
+    preds, labels = _batch((40, gpu.MATRIX_CLASSES + 1), gpu.MATRIX_CLASSES + 1)
+    with monkeypatch.context() as patch:
+        calls = _kernel_steps(patch)
+        scripted = _scripted_with_kernels(module)
+        values = [scripted(preds.to(DEVICE), labels.to(DEVICE)), scripted.confusion_matrix(preds.to(DEVICE), labels.to(DEVICE))]
+    assert calls[0] == 0
+    torch.testing.assert_close(values[0].cpu(), module(preds, labels), rtol=1e-12, atol=1e-12)
+    torch.testing.assert_close(values[1].cpu(), module.confusion_matrix(preds, labels), rtol=1e-12, atol=1e-12)
+
+
+def test_a_module_scripted_with_kernels_keeps_cpu_tensors_on_the_torch_path(monkeypatch):
+    """Without on_cpu, a CPU step of a module scripted with kernels is the torch path's (only CUDA steps take them)."""
+    module = metricc.loss("f1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        scripted = gpu.script_with_kernels(module)
+    preds, target = _batch((30,))
+    with monkeypatch.context() as patch:
+        calls = _kernel_steps(patch)
+        torch.testing.assert_close(scripted(preds, target), module(preds, target), rtol=1e-12, atol=0.0)
+    assert calls[0] == 0
 
 
 def test_the_backend_is_chosen_by_the_environment_then_the_device(monkeypatch):

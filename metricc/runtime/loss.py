@@ -34,6 +34,10 @@ from .reduce import (
 GPU_PATH: Any = __import__("metricc.runtime.gpu", fromlist=["gpu"]) if __name__ == "metricc.runtime.loss" else None
 
 
+#: What the soft-counts kernel reads of a step, gpu.CountOperands' fields (a plain tuple, which TorchScript can pass).
+KernelCountInputs = Tuple[Tensor, Tensor, Optional[Tensor], List[int], bool, int, Optional[int], bool]
+
+
 #: The Python type inspect shows for each option's TorchScript annotation in a loss class's constructor signature.
 _ANNOTATION_TYPES = {
     "str": str, "bool": bool, "float": float, "Optional[int]": Optional[int], "Optional[float]": Optional[float],
@@ -256,7 +260,6 @@ class LossBase(torch.nn.Module):
             validate_inputs(preds, target, self.task, self.from_logits, self.ignore_index, self.include_background)
         check_eps(self.eps, preds.dtype)
 
-    @torch.jit.unused
     def _kernel_inputs(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor]]:
         """_inputs as the Triton kernels read them: the leaf (preds as they are, or the softmax of multiclass logits),
         and the 0/1 target with its mask, or class-index targets kept as their (batch, positions) labels (no mask:
@@ -276,6 +279,12 @@ class LossBase(torch.nn.Module):
         if self.ce_weight > 0.0:
             return loss + self.ce_weight * cross_entropy(preds, target, self.task, self.from_logits, self.ignore_index)
         return loss
+
+    def _script_takes_kernels(self, preds: Tensor) -> bool:
+        """In a module scripted with kernels, whether this step takes them (gpu.script_with_kernels). Callers test
+        hasattr(self, 'script_kernels_on_cpu') first, which TorchScript decides when compiling: without it, the code
+        that names metricc's operators is left out (and the archive loads where metricc is not installed)."""
+        return preds.is_cuda or self.script_kernels_on_cpu
 
     @torch.jit.unused
     def _recompute(
@@ -429,7 +438,11 @@ class CountLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), averaged as configured, with the closed-form gradient."""
-        if not torch.jit.is_scripting() and self._on_triton(preds):
+        if torch.jit.is_scripting():
+            if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                if self._script_takes_kernels(preds):
+                    return self._with_cross_entropy(self._loss_of_triton_counts(self._kernel_count_inputs(preds, target)), preds, target)
+        elif self._on_triton(preds):
             return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         counts, counted, labels, slope, scale, leaf, mask, dims = self._counts(preds, target, by_autograd)
@@ -471,11 +484,10 @@ class CountLossBase(LossBase):
             average = GPU_PATH.AVERAGE_BY_SUPPORT if self.average == "weighted" else GPU_PATH.AVERAGE_EQUAL
         return GPU_PATH.count_loss_on_triton(operands, self._loss_settings(average, absent, class_weights), loss_of)
 
-    @torch.jit.unused
-    def _loss_of_triton_counts(self, operands: Any) -> Tensor:
+    def _loss_of_triton_counts(self, operands: KernelCountInputs) -> Tensor:
         """The loss from the counts' custom ops and autograd through the formula on the counts (every order exact)."""
-        counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
-        dims, leaf = operands.dims, operands.leaf
+        counts, mass = self._kernel_counts(operands)
+        leaf, dims = operands[0], operands[3]
         tp, fp, fn, tn, count_scale = self._pooled(counts, dims, self.training)
         if self.sync is not None and 0 in dims:
             # summed over ranks, detached: this rank's counts carry the gradient (a zero change, times d pooled / d batch)
@@ -488,8 +500,24 @@ class CountLossBase(LossBase):
 
     @torch.jit.unused
     def _count_operands(self, preds: Tensor, target: Tensor) -> Any:
-        """What the soft-counts kernel reads (gpu.CountOperands), class-index targets as they are, and whether it is
-        to give the probability mass that absent classes are told by (where something reads it)."""
+        """What the soft-counts kernel reads (gpu.CountOperands)."""
+        return GPU_PATH.CountOperands(*self._kernel_count_inputs(preds, target))
+
+    def _kernel_counts(self, operands: KernelCountInputs) -> Tuple[Tensor, Optional[Tensor]]:
+        """The four counts and the probability mass (or None) from the soft-counts kernel's op (gpu.soft_counts_of); in
+        TorchScript, through the operator that calls it."""
+        if torch.jit.is_scripting():
+            leaf, target, mask, dims, sigmoid_logits, first_class, ignore_index, with_mass = operands
+            counts = GPU_PATH.soft_counts_in_script(leaf, target, mask, dims, sigmoid_logits, self.approximation_spec, first_class, ignore_index, with_mass)
+            mass: Optional[Tensor] = None
+            if with_mass:
+                mass = counts[4]
+            return counts[:4], mass
+        return GPU_PATH.soft_counts_of(operands, self.approximation_spec)
+
+    def _kernel_count_inputs(self, preds: Tensor, target: Tensor) -> KernelCountInputs:
+        """gpu.CountOperands' fields: what the soft-counts kernel reads, class-index targets as they are, and whether
+        it is to give the probability mass that absent classes are told by (where something reads it)."""
         leaf, target, mask = self._kernel_inputs(preds, target)
         labels = not target.is_floating_point()
         if not self.include_background:
@@ -497,25 +525,29 @@ class CountLossBase(LossBase):
             if not labels:
                 target = target[:, 1:]
                 mask = mask[:, 1:] if mask is not None and mask.shape[1] > 1 else mask
-        return GPU_PATH.CountOperands(
+        return (
             leaf, target, mask, count_dims(self.task, self.average, self.multidim_average), self.from_logits and self.task != "multiclass",
             0 if self.include_background else 1, self.ignore_index if labels else None, self._absent_matters() and self._absent_reads_mass(),
         )
 
-    @torch.jit.unused
     def _metric_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
         """metric() with this batch's counts from the soft-counts kernel."""
-        operands = self._count_operands(preds, target)
-        counts, mass = GPU_PATH.soft_counts_of(operands, self.approximation_spec)
-        tp, fp, fn, tn, _ = self._pooled(counts, operands.dims, False)
-        absent = self._absent(tp, fp, fn, operands.leaf, None, operands.dims, mass)
-        return self._average(self._fill_absent(self.formula(tp, fp, fn, tn), absent), tp, fn, absent, operands.dims)
+        operands = self._kernel_count_inputs(preds, target)
+        counts, mass = self._kernel_counts(operands)
+        leaf, dims = operands[0], operands[3]
+        tp, fp, fn, tn, _ = self._pooled(counts, dims, False)
+        absent = self._absent(tp, fp, fn, leaf, None, dims, mass)
+        return self._average(self._fill_absent(self.formula(tp, fp, fn, tn), absent), tp, fn, absent, dims)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), averaged like the loss."""
         with torch.no_grad():
-            if not torch.jit.is_scripting() and self._on_triton(preds):
+            if torch.jit.is_scripting():
+                if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                    if self._script_takes_kernels(preds):
+                        return self._metric_on_triton(preds, target)
+            elif self._on_triton(preds):
                 return self._metric_on_triton(preds, target)
             counts, target, labels, slope, scale, leaf, mask, dims = self._counts(preds, target)
             tp, fp, fn, tn, count_scale = self._pooled(counts, dims, False)
@@ -755,7 +787,13 @@ class MatrixLossBase(LossBase):
 
     def compute_loss(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss: 1 - metric (or the metric, when it is minimised), with the closed-form gradient."""
-        if not torch.jit.is_scripting() and self._on_triton(preds):
+        if torch.jit.is_scripting():
+            if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                if self._script_takes_matrix_kernels(preds):
+                    leaf, kernel_target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
+                    loss = self._loss_of_triton_matrix(leaf, kernel_target, mask, per_row, ignore_index)
+                    return self._with_cross_entropy(loss, preds, target)
+        elif self._on_triton(preds):
             return self._with_cross_entropy(self._loss_on_triton(preds, target), preds, target)
         by_autograd = autograd_through_formula(preds)
         matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target, by_autograd)
@@ -778,6 +816,10 @@ class MatrixLossBase(LossBase):
         """LossBase._on_triton, for matrices of at most gpu.MATRIX_CLASSES classes (more take the torch path)."""
         return super()._on_triton(preds) and preds.dim() > 1 and preds.shape[1] <= GPU_PATH.MATRIX_CLASSES
 
+    def _script_takes_matrix_kernels(self, preds: Tensor) -> bool:
+        """_script_takes_kernels for matrices of at most gpu.MATRIX_CLASSES classes (_on_triton's bound)."""
+        return self._script_takes_kernels(preds) and preds.dim() > 1 and preds.shape[1] <= self.script_matrix_classes
+
     @torch.jit.unused
     def _loss_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
         """The loss with this batch's matrix and its backward pass from the Triton kernels: eagerly, where the compiled
@@ -799,17 +841,21 @@ class MatrixLossBase(LossBase):
         settings = self._loss_settings(GPU_PATH.AVERAGE_EQUAL, GPU_PATH.ABSENT_UNREAD, None)
         return GPU_PATH.matrix_loss_on_triton(operands, settings, loss_of)
 
-    @torch.jit.unused
     def _loss_of_triton_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:
         """The loss from the matrix's custom ops and autograd through the formula on the matrix (every order exact)."""
-        matrix = GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
+        matrix = self._kernel_matrix(leaf, target, mask, per_row, ignore_index)
         pooled, count_scale = self._pool(matrix, not per_row, self.training)
         if self.sync is not None and not per_row:
             pooled = pooled + (matrix - matrix.detach()) * count_scale  # summed over ranks, detached: as for the counts
         value = self.formula(matrix_aggregates(pooled, self.aggregate_names))
         return self.loss_of_metric(self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row))
 
-    @torch.jit.unused
+    def _kernel_matrix(self, leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, ignore_index: Optional[int]) -> Tensor:
+        """The soft matrix from the soft-matrix kernel's op; in TorchScript, through the operator that calls it."""
+        if torch.jit.is_scripting():
+            return GPU_PATH.matrix_in_script(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
+        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index)
+
     def _matrix_operands(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool, Optional[int]]:
         """What the soft-matrix kernel reads (_kernel_inputs: class-index targets as they are), whether per image, and
         the ignore_index it leaves out of class-index labels (a float target comes with its mask)."""
@@ -817,35 +863,42 @@ class MatrixLossBase(LossBase):
         ignore_index = None if target.is_floating_point() else self.ignore_index
         return leaf, target, mask, self.multidim_average == "samplewise", ignore_index
 
-    @torch.jit.unused
     def _matrix_on_triton(self, preds: Tensor, target: Tensor) -> Tuple[Tensor, Tensor, Optional[Tensor], bool]:
         """This batch's matrix from the soft-matrix kernel, with the target and mask it read."""
         leaf, target, mask, per_row, ignore_index = self._matrix_operands(preds, target)
-        return GPU_PATH.matrix_on_triton(leaf, target, mask, per_row, self.approximation_spec, ignore_index), target, mask, per_row
+        return self._kernel_matrix(leaf, target, mask, per_row, ignore_index), target, mask, per_row
 
-    @torch.jit.unused
     def _kept_rows_read(self, matrix: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool) -> Tensor:
         """_kept_rows of the target and mask the kernels read; for class-index labels, from the labels alone."""
+        ignore_index = self.ignore_index
         if target.is_floating_point():
             counted = target if mask is None else target * mask
-        elif self.ignore_index is None:
-            counted = matrix.new_ones(()).expand(target.shape[0], 1, target.shape[1])  # every position kept, nothing written
+        elif ignore_index is None:
+            counted = matrix.new_ones([1, 1, 1]).expand(target.shape[0], 1, target.shape[1])  # every position kept, nothing written
         else:
-            counted = (target != self.ignore_index).to(matrix.dtype).unsqueeze(1)
+            counted = (target != ignore_index).to(matrix.dtype).unsqueeze(1)
         return self._kept_rows(counted, per_row)
 
     @torch.jit.export
     def metric(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft metric of this batch (no gradient, no running counts), per image averaged with samplewise."""
         with torch.no_grad():
-            if not torch.jit.is_scripting() and self._on_triton(preds):
-                matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
-                value = self.formula(matrix_aggregates(self._pool(matrix, not per_row, False)[0], self.aggregate_names))
-                return self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row)
+            if torch.jit.is_scripting():
+                if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                    if self._script_takes_matrix_kernels(preds):
+                        return self._metric_on_triton(preds, target)
+            elif self._on_triton(preds):
+                return self._metric_on_triton(preds, target)
             matrix, counted, labels, slope, scale, leaf, mask, per_row = self._matrix(preds, target)
             pooled, count_scale = self._pool(matrix, not per_row, False)
             kept = self._kept_rows(counted, per_row)
             return self._mean(self.formula(matrix_aggregates(pooled, self.aggregate_names)), kept, per_row)
+
+    def _metric_on_triton(self, preds: Tensor, target: Tensor) -> Tensor:
+        """metric() with this batch's matrix from the soft-matrix kernel."""
+        matrix, target, mask, per_row = self._matrix_on_triton(preds, target)
+        value = self.formula(matrix_aggregates(self._pool(matrix, not per_row, False)[0], self.aggregate_names))
+        return self._mean(value, self._kept_rows_read(matrix, target, mask, per_row), per_row)
 
     def _differentiable_value(self, leaf: Tensor, target: Tensor, pooled: Tensor, count_scale: float, per_row: bool) -> Tensor:
         """The metric of each pooled matrix as a function of leaf in autograd's operations: this batch's matrix
@@ -873,11 +926,17 @@ class MatrixLossBase(LossBase):
     def confusion_matrix(self, preds: Tensor, target: Tensor) -> Tensor:
         """The soft confusion matrix of this batch, (C, C), or (images, C, C) with samplewise."""
         with torch.no_grad():
-            if not torch.jit.is_scripting() and self._on_triton(preds):
-                matrix = self._matrix_on_triton(preds, target)[0]
-            else:
-                matrix = self._matrix(preds, target)[0]
-            return matrix if self.multidim_average == "samplewise" else matrix[0]
+            if torch.jit.is_scripting():
+                if hasattr(self, "script_kernels_on_cpu"):  # decided when compiling: see _script_takes_kernels
+                    if self._script_takes_matrix_kernels(preds):
+                        return self._per_image_or_batch(self._matrix_on_triton(preds, target)[0])
+            elif self._on_triton(preds):
+                return self._per_image_or_batch(self._matrix_on_triton(preds, target)[0])
+            return self._per_image_or_batch(self._matrix(preds, target)[0])
+
+    def _per_image_or_batch(self, matrices: Tensor) -> Tensor:
+        """confusion_matrix's answer: the matrix of each image with samplewise, else the batch's one."""
+        return matrices if self.multidim_average == "samplewise" else matrices[0]
 
     def _matrix(self, preds: Tensor, target: Tensor, by_autograd: bool = False) -> Tuple[Tensor, Tensor, Optional[Tensor], Optional[Tensor], float, Tensor, Optional[Tensor], bool]:
         """M of the canonical (batch, classes, positions) layout, and what the backward pass needs: the masked

@@ -62,6 +62,12 @@ def triton_importable() -> bool:
     return _triton_importable[0]
 
 
+def _require_triton(what: str) -> None:
+    """ImportError, telling what to install, unless triton_importable()."""
+    if not triton_importable():
+        raise ImportError(f"{what} needs triton and torch 2.6 or later: pip install 'metricc[triton]'")
+
+
 def takes_triton_path(preds: Tensor) -> bool:
     """Whether this step's counts and gradient come from the Triton kernels: forced by METRICC_BACKEND, else on
     CUDA tensors where triton imports. Never inside a torch.func transform or forward-mode AD, whose tensors a
@@ -71,10 +77,8 @@ def takes_triton_path(preds: Tensor) -> bool:
         return False
     if torch._C._are_functorch_transforms_active() or torch.autograd.forward_ad._current_level >= 0:
         return False
-    if setting == "triton" and not triton_importable():
-        raise ImportError(
-            "METRICC_BACKEND='triton' needs triton and torch 2.6 or later: pip install 'metricc[triton]' (or unset METRICC_BACKEND)"
-        )
+    if setting == "triton":
+        _require_triton("METRICC_BACKEND='triton' (unset it for the torch path)")
     return setting == "triton" or triton_importable()
 
 
@@ -192,3 +196,88 @@ def matrix_loss_on_triton(operands: MatrixOperands, settings: LossSettings, reco
 
     with _on_its_device(operands.leaf):
         return fused_matrix_loss(operands, settings, recompute)
+
+
+# TorchScript's way in (script_with_kernels): two operators defined here, torch-only, so that a scripted module can name
+# them whether or not triton is installed; their Python implementations call the kernels' own ops (importing triton
+# on their first call), whose autograd formulas serve, every order exact. torch.compile and torch.export call the
+# kernels' ops directly (gpu/kernels.py), which they trace into. A scripted module reaches them through
+# soft_counts_in_script and matrix_in_script, which a standalone file never names.
+
+_SCRIPT_LIBRARY = torch.library.Library("metricc", "FRAGMENT")
+_SCRIPT_LIBRARY.define(
+    "scripted_soft_counts(Tensor leaf, Tensor target, Tensor? mask, int[] dims, bool sigmoid_logits, str approximation,"
+    " float steepness, float threshold, float width, int first_class, int? ignore_index, bool with_mass) -> Tensor"
+)
+_SCRIPT_LIBRARY.define(
+    "scripted_soft_matrix(Tensor leaf, Tensor target, Tensor? mask, bool per_row, str approximation, float steepness,"
+    " float threshold, float width, int? ignore_index) -> Tensor"
+)
+
+
+def _scripted_soft_counts(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: str,
+    steepness: float, threshold: float, width: float, first_class: int, ignore_index: Optional[int], with_mass: bool,
+) -> Tensor:
+    """metricc::scripted_soft_counts: soft_counts_on_triton, its approximation given by its four fields."""
+    _require_triton("a loss scripted with metricc.runtime.gpu.script_with_kernels")
+    spec = Approximation(approximation, steepness, threshold, width)
+    return soft_counts_on_triton(leaf, target, mask, list(dims), sigmoid_logits, spec, first_class, ignore_index, with_mass)
+
+
+def _scripted_soft_matrix(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: str, steepness: float, threshold: float,
+    width: float, ignore_index: Optional[int],
+) -> Tensor:
+    """metricc::scripted_soft_matrix: matrix_on_triton, its approximation given by its four fields."""
+    _require_triton("a loss scripted with metricc.runtime.gpu.script_with_kernels")
+    return matrix_on_triton(leaf, target, mask, per_row, Approximation(approximation, steepness, threshold, width), ignore_index)
+
+
+# CompositeImplicitAutograd: autograd records the kernels' ops these call, not these operators
+_SCRIPT_LIBRARY.impl("scripted_soft_counts", _scripted_soft_counts, "CompositeImplicitAutograd")
+_SCRIPT_LIBRARY.impl("scripted_soft_matrix", _scripted_soft_matrix, "CompositeImplicitAutograd")
+
+
+def soft_counts_in_script(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], dims: List[int], sigmoid_logits: bool, approximation: Approximation,
+    first_class: int, ignore_index: Optional[int], with_mass: bool,
+) -> Tensor:
+    """soft_counts_on_triton, as TorchScript calls it: through metricc::scripted_soft_counts."""
+    return torch.ops.metricc.scripted_soft_counts(
+        leaf, target, mask, dims, sigmoid_logits, approximation.kind, approximation.steepness, approximation.threshold,
+        approximation.width, first_class, ignore_index, with_mass,
+    )
+
+
+def matrix_in_script(
+    leaf: Tensor, target: Tensor, mask: Optional[Tensor], per_row: bool, approximation: Approximation, ignore_index: Optional[int],
+) -> Tensor:
+    """matrix_on_triton, as TorchScript calls it: through metricc::scripted_soft_matrix."""
+    return torch.ops.metricc.scripted_soft_matrix(
+        leaf, target, mask, per_row, approximation.kind, approximation.steepness, approximation.threshold, approximation.width,
+        ignore_index,
+    )
+
+
+def script_with_kernels(loss: torch.nn.Module, on_cpu: bool = False) -> torch.jit.ScriptModule:
+    """torch.jit.script(loss) whose CUDA steps take the kernels through torch.ops.metricc (the counts' or matrix's
+    kernels, autograd through the formula, as under torch.compile); on_cpu, CPU ones too (TRITON_INTERPRET=1). Its
+    archive loads where metricc.runtime.gpu is imported; torch.jit.script(loss) keeps the torch path, whose archive
+    needs no metricc. The losses carry the setting while scripting: do not script them in another thread meanwhile."""
+    from ..loss import LossBase
+
+    _require_triton("script_with_kernels")
+    losses = [module for module in loss.modules() if isinstance(module, LossBase)]
+    if not losses:
+        raise TypeError(
+            f"script_with_kernels takes a loss compiled by metricc (metricc.loss, or a file of generated/), not a "
+            f"{type(loss).__name__}; a standalone file carries the torch path only: script it with torch.jit.script"
+        )
+    for module in losses:  # read by TorchScript when compiling (LossBase._script_takes_kernels)
+        module.script_kernels_on_cpu, module.script_matrix_classes = on_cpu, MATRIX_CLASSES
+    try:
+        return torch.jit.script(loss)
+    finally:
+        for module in losses:
+            del module.script_kernels_on_cpu, module.script_matrix_classes
