@@ -43,11 +43,13 @@ def explain(expression: str, /, task: str | None = None, **parameters):
     return _explain(expression, task, checked_parameter_defaults(expression, None, task, parameters))
 
 
-def gradient(expression: str):
-    """The four SymPy partials of the metric, keyed "TP", "FP", "FN", "TN"."""
+def gradient(expression: str, task: str | None = None):
+    """The SymPy partials of the metric, keyed "TP", "FP", "FN", "TN"; for a metric of the whole confusion matrix
+    only (qwk), or with task="multiclass" for one with a matrix form, keyed by its aggregates ("SUM", "TRACE", ...),
+    as `metricc grad` shows them. task="binary" gives every metric's four-count (two-class) form."""
     from .compiler import gradient as _gradient
 
-    return _gradient(expression)
+    return _gradient(expression, task)
 
 
 def loss(expression: str, /, name: str | None = None, constraints=None, **arguments):

@@ -12,9 +12,9 @@ import sympy
 from .direction import resolve_direction
 from .derive import Derivation, derive
 from .emitter import emit_module
-from .errors import OptionError
+from .errors import InvalidMetricError, OptionError
 from .language import COUNT_NAMES, MATRIX_FORM, MetricDefinition, as_two_class
-from .library import LibraryEntry, default_library
+from .library import Library, LibraryEntry, default_library
 from .arguments import LossOptions, checked_parameters, make_options, parameter_domains, split_arguments
 from .parse import parse
 from .runtime.options import matrix_option_problem
@@ -82,9 +82,21 @@ def resolve_definition(expression: str, task: Optional[str]) -> Tuple[Optional[L
     plain = _PLAIN_NAME.match(expression) if isinstance(expression, str) else None
     entry = library.entry(plain.group(1)) if plain and plain.group(1) not in COUNT_NAMES else None
     if entry is None:
-        return None, parse(expression, library=library)
+        return None, _parse_formula(expression, library, task)
     matrix = library.matrix_definition(entry.name) if _reads_matrix(entry, task) else None
     return entry, matrix or library.definition(entry.name)
+
+
+def _parse_formula(expression: str, library: Library, task: Optional[str]) -> MetricDefinition:
+    """A formula; with task='multiclass', its library names in their matrix forms where the whole formula can read
+    them so (`1 - qwk`, `2 * accuracy - 1`), as a library name alone is; else, and in a formula that also reads
+    per-class names (`accuracy + f1`), each name in its four-count form."""
+    if task == "multiclass":
+        try:
+            return parse(expression, library=library.reading_matrix_forms())
+        except InvalidMetricError:
+            pass  # a mixture of whole-matrix and per-class names, or an error the four-count reading reports as well
+    return parse(expression, library=library)
 
 
 @lru_cache(maxsize=256)
@@ -111,9 +123,10 @@ def compile_metric(expression: str, /, name: Optional[str] = None, standalone: b
     return _compile_cached(expression, name, checked, bool(standalone), defaults)
 
 
-def gradient(expression: str) -> Dict[str, sympy.Expr]:
-    """The four partial derivatives of a metric, keyed "TP", "FP", "FN", "TN"."""
-    _, derivation = resolve(expression)
+def gradient(expression: str, task: Optional[str] = None) -> Dict[str, sympy.Expr]:
+    """The partial derivatives of a metric by each variable of the form the task reads (resolve), as `metricc grad`
+    shows them: "TP", "FP", "FN", "TN", or the aggregates of a metric of the whole matrix ("SUM", "TRACE", ...)."""
+    _, derivation = resolve(expression, task)
     return derivation.partials_by_name()
 
 

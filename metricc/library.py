@@ -168,6 +168,10 @@ class Library:
                 raise InvalidMetricError(f"library metric {entry.name!r}'s matrix form does not compile: {error}") from None
         return self._matrix_definitions[entry.name]
 
+    def reading_matrix_forms(self) -> "MatrixReading":
+        """This library as a multi-class formula reads it: each name in its matrix form where it has one."""
+        return MatrixReading(self)
+
     def require(self, name: str) -> LibraryEntry:
         """The entry for `name`, or an error that suggests the closest names."""
         entry = self.entry(name)
@@ -179,5 +183,22 @@ class Library:
 
 
 @lru_cache(maxsize=1)
+class MatrixReading:
+    """A library whose names read their matrix forms where they have one (`1 - qwk` is then the whole-matrix kappa,
+    as `qwk` is with task='multiclass'), and their four-count forms otherwise (the parser's MetricLibrary)."""
+
+    def __init__(self, library: Library):
+        self.library = library
+
+    def definition(self, name: str) -> Optional[MetricDefinition]:
+        return self.library.matrix_definition(name) or self.library.definition(name)
+
+    def names(self) -> List[str]:
+        return self.library.names()
+
+    def all_names(self) -> List[str]:
+        return self.library.all_names()
+
+
 def default_library() -> Library:
     return Library.load()

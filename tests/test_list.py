@@ -101,3 +101,13 @@ def test_range_bounds_print_as_the_library_writes_them():
     assert [bound_text(value) for value in (0.0, -1.0, -1 / 3, 0.5, 0.123456789, float("inf"), -float("inf"))] == [
         "0", "-1", "-1/3", "1/2", "0.123457", "inf", "-inf"
     ]
+
+
+@pytest.mark.parametrize("name, task", [("qwk", None), ("qwk", "binary"), ("mcc", None), ("mcc", "multiclass"), ("f1", None)])
+def test_the_gradient_function_gives_the_partials_metricc_grad_shows(capsys, name, task):
+    """metricc.gradient reads a metric in the form `metricc grad` does: qwk by its aggregates, unless two-class."""
+    shown = json.loads(printed(capsys, "grad", name, "--format", "json", *(["--task", task] if task else [])))["partials"]
+    partials = metricc.gradient(name, task=task)
+    assert list(partials) == list(shown)
+    for variable, partial in partials.items():
+        assert str(partial) == shown[variable]["text"], variable

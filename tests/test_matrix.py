@@ -179,6 +179,30 @@ def test_the_one_vs_rest_reading_stays_reachable():
         assert float(per_class[k]) == pytest.approx(expected, abs=1e-9)
 
 
+@pytest.mark.parametrize(
+    "formula, oracle",
+    [
+        ("1 - (1 - qwk)", lambda y, p: SKLEARN["quadratic_kappa"](y, p)),
+        ("2 * accuracy - 1", lambda y, p: 2 * skm.accuracy_score(y, p) - 1),
+        ("(mcc + cohen_kappa) / 2", lambda y, p: (skm.matthews_corrcoef(y, p) + skm.cohen_kappa_score(y, p)) / 2),
+    ],
+)
+def test_a_formula_of_matrix_metrics_is_a_metric_of_the_whole_matrix(formula, oracle):
+    """With task='multiclass' a library name in a formula is what it is alone: qwk * 1 is the whole-matrix kappa."""
+    labels, predicted, one_hot = hard_batch(4, 80, 6)
+    value = loss_of(formula, approximation="identity").metric(one_hot, labels)
+    assert float(value) == pytest.approx(oracle(labels.numpy(), predicted.numpy()), abs=1e-9)
+
+
+def test_a_formula_that_also_names_a_per_class_metric_reads_every_name_per_class():
+    labels, predicted, one_hot = hard_batch(4, 80, 7)
+    value = loss_of("accuracy + f1", average="macro", approximation="identity").metric(one_hot, labels)
+    scores = [
+        skm.accuracy_score(labels == k, predicted == k) + skm.f1_score(labels == k, predicted == k) for k in range(4)
+    ]
+    assert float(value) == pytest.approx(np.mean(scores), abs=1e-9)
+
+
 def test_mixing_counts_and_aggregates_is_an_error():
     with pytest.raises(metricc.InvalidMetricError, match="mixes per-class counts"):
         metricc.emit("TRACE / SUM + TP / P", task="multiclass")
