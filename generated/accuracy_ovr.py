@@ -1,4 +1,4 @@
-"""AccuracyOvrLoss: accuracy_ovr as a loss, compiled by metricc 0.4.0.
+"""AccuracyOvrLoss: accuracy_ovr as a loss, compiled by metricc 0.5.0.
 
 Metric (maximized; the loss is 1 - accuracy_ovr):
 
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.loss import CountLossBase  # noqa: E402
 

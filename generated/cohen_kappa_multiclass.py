@@ -1,4 +1,4 @@
-"""CohenKappaMulticlassLoss: cohen_kappa_multiclass as a loss, compiled by metricc 0.4.0.
+"""CohenKappaMulticlassLoss: cohen_kappa_multiclass as a loss, compiled by metricc 0.5.0.
 
 Metric of the whole C x C soft confusion matrix M[i, j] = sum_n y[n, i] a[n, j] (true class i, predicted
 class j; row sums r, column sums c), maximized; the loss is 1 - cohen_kappa_multiclass:
@@ -42,7 +42,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.guards import signed_clamp  # noqa: E402
 from metricc.runtime.loss import MatrixLossBase  # noqa: E402

@@ -1,4 +1,4 @@
-"""ErrorRateLoss: error_rate as a loss, compiled by metricc 0.4.0.
+"""ErrorRateLoss: error_rate as a loss, compiled by metricc 0.5.0.
 
 Metric (minimized; the loss is error_rate):
 
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.loss import CountLossBase  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""F05Loss: f0_5 as a loss, compiled by metricc 0.4.0.
+"""F05Loss: f0_5 as a loss, compiled by metricc 0.5.0.
 
 Metric (maximized; the loss is 1 - f0_5):
 
@@ -37,7 +37,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.loss import CountLossBase  # noqa: E402
 

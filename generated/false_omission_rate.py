@@ -1,4 +1,4 @@
-"""FalseOmissionRateLoss: false_omission_rate as a loss, compiled by metricc 0.4.0.
+"""FalseOmissionRateLoss: false_omission_rate as a loss, compiled by metricc 0.5.0.
 
 Metric (minimized; the loss is false_omission_rate):
 
@@ -34,7 +34,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.loss import CountLossBase  # noqa: E402
 

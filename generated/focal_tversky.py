@@ -1,4 +1,4 @@
-"""FocalTverskyLoss: focal_tversky as a loss, compiled by metricc 0.4.0.
+"""FocalTverskyLoss: focal_tversky as a loss, compiled by metricc 0.5.0.
 
 Metric (minimized; the loss is focal_tversky):
 
@@ -45,7 +45,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.loss import CountLossBase, ParameterSpec  # noqa: E402
 

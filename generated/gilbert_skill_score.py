@@ -1,4 +1,4 @@
-"""GilbertSkillScoreLoss: gilbert_skill_score as a loss, compiled by metricc 0.4.0.
+"""GilbertSkillScoreLoss: gilbert_skill_score as a loss, compiled by metricc 0.5.0.
 
 Metric (maximized; the loss is 1 - gilbert_skill_score):
 
@@ -48,7 +48,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.guards import signed_clamp, signed_clamp_float  # noqa: E402
 from metricc.runtime.loss import CountLossBase  # noqa: E402

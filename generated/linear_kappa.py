@@ -1,4 +1,4 @@
-"""LinearKappaLoss: linear_kappa as a loss, compiled by metricc 0.4.0.
+"""LinearKappaLoss: linear_kappa as a loss, compiled by metricc 0.5.0.
 
 Metric (maximized; the loss is 1 - linear_kappa):
 
@@ -44,7 +44,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.loss import CountLossBase  # noqa: E402
 

@@ -1,4 +1,4 @@
-"""LrMinusLoss: lr_minus as a loss, compiled by metricc 0.4.0.
+"""LrMinusLoss: lr_minus as a loss, compiled by metricc 0.5.0.
 
 Metric (minimized; the loss is lr_minus):
 
@@ -35,7 +35,7 @@ from torch import Tensor
 
 from metricc.runtime import require_runtime
 
-require_runtime(2, "0.4.0")
+require_runtime(2, "0.5.0")
 
 from metricc.runtime.loss import CountLossBase  # noqa: E402
 

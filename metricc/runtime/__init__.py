@@ -20,7 +20,7 @@ version from OLDEST_SERVED_VERSION to RUNTIME_VERSION, and a file outside that r
   without it (a standalone one, or one of contract 1) takes the kernels' custom ops and the torch formula.
 - `metricc.runtime.guards`: the helpers an emitted formula calls.
 
-Versions: 1, metricc 0.2 (parameters as bare 5-tuples); 2, metricc 0.3 and 0.4 (ParameterSpec; 0.4 adds the
+Versions: 1, metricc 0.2 (parameters as bare 5-tuples); 2, metricc 0.3 to 0.5 (ParameterSpec; 0.4 added the
 optional formula_in_triton, which an older runtime ignores). Both are served.
 """
 
