@@ -38,8 +38,7 @@ def explain(expression: str, /, task: str | None = None, **parameters):
             f"metricc.explain takes the task and the metric's parameters, not loss options ({', '.join(options)}): it "
             "explains the formula, whatever the loss does with it"
         )
-    if task not in (None, "binary", "multiclass", "multilabel"):
-        raise OptionError(f"task={task!r} is not one of None, 'binary', 'multiclass', 'multilabel'")
+    _check_task(task)
     return _explain(expression, task, checked_parameter_defaults(expression, None, task, parameters))
 
 
@@ -49,7 +48,14 @@ def gradient(expression: str, task: str | None = None):
     as `metricc grad` shows them. task="binary" gives every metric's four-count (two-class) form."""
     from .compiler import gradient as _gradient
 
+    _check_task(task)
     return _gradient(expression, task)
+
+
+def _check_task(task) -> None:
+    """explain's and gradient's task: the form a metric is read in, None for its own."""
+    if task not in (None, "binary", "multiclass", "multilabel"):
+        raise OptionError(f"task={task!r} is not one of None, 'binary', 'multiclass', 'multilabel'")
 
 
 def loss(expression: str, /, name: str | None = None, constraints=None, **arguments):
@@ -85,7 +91,8 @@ def threshold_curve(metric: str, scores, target, /, constraints=(), **options):
     .best_threshold (the middle of its gap between adjacent distinct scores, so `scores > best_threshold`
     reproduces .best_value), .best_value, .value_at(t) and .plot(path). The best is the arg-max (arg-min for a
     metric to minimise), the lowest threshold among ties. Other options (eps, direction) and the metric's
-    parameters (`threshold_curve("fbeta", scores, target, beta=2)`) go to `metricc.loss`.
+    parameters (`threshold_curve("fbeta", scores, target, beta=2)`) go to `metricc.loss`; the loss options that do
+    not change the formula (approximation, average, ignore_index, zero_division, ...) raise OptionError.
     constraints: texts such as "precision >= 0.9" or "FP / (FP + TN) <= 0.01" (any metric of the language, >= or
     <= a number; docs/constraints.md): the best is then the best cut among those where every constraint holds
     (.feasible, per cut; .constraint_values, each constraint's metric at every cut; .best_constraint_values), per

@@ -88,12 +88,13 @@ def resolve_definition(expression: str, task: Optional[str]) -> Tuple[Optional[L
 
 
 def _parse_formula(expression: str, library: Library, task: Optional[str]) -> MetricDefinition:
-    """A formula; with task='multiclass', its library names in their matrix forms where the whole formula can read
-    them so (`1 - qwk`, `2 * accuracy - 1`), as a library name alone is; else, and in a formula that also reads
-    per-class names (`accuracy + f1`), each name in its four-count form."""
-    if task == "multiclass":
+    """A formula whose library names are read as each alone is, where the whole formula can read them so: with
+    task='multiclass' in their matrix forms (`1 - qwk`, `2 * accuracy - 1`), with task=None (grad, explain) those
+    without a four-count form (`1 - qwk`); else, and in a formula that also reads per-class names (`qwk + f1`),
+    each name in its four-count form."""
+    if task in ("multiclass", None):
         try:
-            return parse(expression, library=library.reading_matrix_forms())
+            return parse(expression, library=library.reading_matrix_forms(only_without_counts=task is None))
         except InvalidMetricError:
             pass  # a mixture of whole-matrix and per-class names, or an error the four-count reading reports as well
     return parse(expression, library=library)

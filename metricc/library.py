@@ -168,9 +168,11 @@ class Library:
                 raise InvalidMetricError(f"library metric {entry.name!r}'s matrix form does not compile: {error}") from None
         return self._matrix_definitions[entry.name]
 
-    def reading_matrix_forms(self) -> "MatrixReading":
-        """This library as a multi-class formula reads it: each name in its matrix form where it has one."""
-        return MatrixReading(self)
+    def reading_matrix_forms(self, only_without_counts: bool = False) -> "MatrixReading":
+        """This library as a formula reads it in a matrix form: each name in its matrix form where it has one (as
+        task='multiclass' reads a name alone), or only_without_counts, where it has no four-count form (qwk, as
+        `metricc grad` and `explain` read a name alone)."""
+        return MatrixReading(self, only_without_counts)
 
     def require(self, name: str) -> LibraryEntry:
         """The entry for `name`, or an error that suggests the closest names."""
@@ -187,11 +189,15 @@ class MatrixReading:
     """A library whose names read their matrix forms where they have one (`1 - qwk` is then the whole-matrix kappa,
     as `qwk` is with task='multiclass'), and their four-count forms otherwise (the parser's MetricLibrary)."""
 
-    def __init__(self, library: Library):
+    def __init__(self, library: Library, only_without_counts: bool = False):
         self.library = library
+        self.only_without_counts = only_without_counts
 
     def definition(self, name: str) -> Optional[MetricDefinition]:
-        return self.library.matrix_definition(name) or self.library.definition(name)
+        entry = self.library.entry(name)
+        if entry is not None and entry.matrix is not None and (entry.matrix_only or not self.only_without_counts):
+            return self.library.matrix_definition(name)
+        return self.library.definition(name)
 
     def names(self) -> List[str]:
         return self.library.names()

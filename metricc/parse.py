@@ -527,6 +527,8 @@ class _ExpressionBuilder(Transformer_NonRecursive):
             if parameter is None:
                 valid = ", ".join(by_name) or "none"
                 raise self._error(name_token, f"{token.value} has no parameter {name_token.value!r} (its parameters: {valid})")
+            if parameter.symbol in replacements:
+                raise self._error(name_token, f"{token.value}() is given {name_token.value} twice; give each parameter once")
             if forms_read_by(value):
                 raise self._error(name_token, f"parameter {name_token.value} must not depend on the counts")
             if value.is_number:

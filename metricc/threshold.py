@@ -24,8 +24,11 @@ from torch import Tensor
 from .errors import InfeasibleConstraintError, OptionError, ThresholdError
 from .language import Constraint
 from .runtime.inputs import canonical_layout
+from .runtime.options import OPTION_NAMES
 
 _OWN_OPTIONS = ("task", "from_logits")
+#: The loss options that change the formula metric_of_counts evaluates: its guard and its direction.
+_FORMULA_OPTIONS = ("eps", "direction")
 
 
 @dataclass(frozen=True)
@@ -101,6 +104,13 @@ def threshold_curve(metric: str, scores, target, /, constraints=(), **options):
         raise OptionError(f"task={task!r}: threshold_curve takes task='binary' or 'multilabel' (a threshold decides between two classes)")
     if not isinstance(from_logits, bool):
         raise OptionError(f"from_logits={from_logits!r} must be True or False")
+    unused = sorted(set(options) & set(OPTION_NAMES) - set(_OWN_OPTIONS) - set(_FORMULA_OPTIONS))
+    if unused:
+        raise OptionError(
+            f"threshold_curve counts hard predictions and evaluates the formula at each cut: {', '.join(unused)} "
+            f"{'does' if len(unused) == 1 else 'do'} not apply there (it takes task, from_logits, {', '.join(_FORMULA_OPTIONS)} and "
+            "the metric's parameters; drop ignored positions from scores and target before the call)"
+        )
     bounds = parsed_constraints(constraints)
     arguments = tuple(sorted((k, v) for k, v in options.items() if k not in _OWN_OPTIONS))  # other options, parameters
     loss = _compiled_loss(metric, arguments) if _hashable(arguments) else _compiled_loss.__wrapped__(metric, arguments)

@@ -107,6 +107,7 @@ def test_parameter_outside_its_domain_is_named(text, match):
         ("fbeta(gamma=2)", "fbeta has no parameter 'gamma' \\(its parameters: beta\\)"),
         ("fbeta(2)", "takes parameters by name only"),
         ("fbeta(beta=TP)", "must not depend on the counts"),
+        ("fbeta(beta=2, beta=3)", "fbeta\\(\\) is given beta twice"),
         ("param eps = 1\nTP", "'eps' is a loss option"),
         ("param average = 1\nTP", "'average' is a loss option"),
         ("param lambda = 1\nTP", "'lambda' is a Python keyword"),

@@ -103,11 +103,20 @@ def test_range_bounds_print_as_the_library_writes_them():
     ]
 
 
-@pytest.mark.parametrize("name, task", [("qwk", None), ("qwk", "binary"), ("mcc", None), ("mcc", "multiclass"), ("f1", None)])
+@pytest.mark.parametrize(
+    "name, task", [("qwk", None), ("1 - qwk", None), ("qwk", "binary"), ("mcc", None), ("mcc", "multiclass"), ("f1", None)],
+)
 def test_the_gradient_function_gives_the_partials_metricc_grad_shows(capsys, name, task):
-    """metricc.gradient reads a metric in the form `metricc grad` does: qwk by its aggregates, unless two-class."""
+    """metricc.gradient reads a metric in the form `metricc grad` does: qwk (and a formula of it) by its aggregates,
+    unless two-class."""
     shown = json.loads(printed(capsys, "grad", name, "--format", "json", *(["--task", task] if task else [])))["partials"]
     partials = metricc.gradient(name, task=task)
     assert list(partials) == list(shown)
     for variable, partial in partials.items():
         assert str(partial) == shown[variable]["text"], variable
+
+
+@pytest.mark.parametrize("task", ["Multiclass", "multi"])
+def test_the_gradient_function_names_a_task_it_does_not_know(task):
+    with pytest.raises(metricc.OptionError, match=f"task='{task}' is not one of None, 'binary', 'multiclass', 'multilabel'"):
+        metricc.gradient("qwk", task=task)

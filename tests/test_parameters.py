@@ -307,3 +307,21 @@ def test_explain_refuses_a_loss_option_saying_what_it_takes():
         metricc.explain("fbeta", from_logits=True)
     with pytest.raises(metricc.OptionError, match=r"task='segmentation' is not one of"):
         metricc.explain("fbeta", task="segmentation")
+
+
+def test_numpy_and_torch_numbers_are_the_numbers_they_hold():
+    """class_weights as a tensor or an array, options and parameters as numpy or 0-d torch scalars: the same loss as
+    with Python numbers (a tensor of several numbers, or a bool, stays an error)."""
+    given = dict(
+        task="multiclass", average="macro", class_weights=torch.tensor([1.0, 2.0, 3.0]), steepness=np.float32(10.0),
+        ignore_index=np.int64(-1), ce_weight=torch.tensor(0.5), beta=torch.tensor(2.0),
+    )
+    plain = dict(task="multiclass", average="macro", class_weights=[1.0, 2.0, 3.0], steepness=10.0, ignore_index=-1, ce_weight=0.5, beta=2.0)
+    preds, labels = torch.softmax(torch.randn(12, 3, generator=torch.Generator().manual_seed(0)), 1), torch.arange(12) % 3 - (torch.arange(12) == 5).long() * 3
+    loss, expected = metricc.loss("fbeta", **given), metricc.loss("fbeta", **plain)
+    assert repr(loss) == repr(expected) and type(loss.ignore_index) is int
+    torch.testing.assert_close(loss(preds, labels), expected(preds, labels), rtol=0.0, atol=0.0)
+    assert metricc.loss("f1", task="multilabel", average="macro", class_weights=np.array([1, 2], dtype=np.float32)).class_weights.tolist() == [1.0, 2.0]
+    for bad, match in ((dict(steepness=torch.tensor([1.0, 2.0])), "steepness=tensor"), (dict(ignore_index=torch.tensor(True)), "ignore_index=True")):
+        with pytest.raises(metricc.OptionError, match=match):
+            metricc.loss("f1", **bad)

@@ -480,3 +480,15 @@ def test_hypothesis_any_file_is_read_or_refused_in_one_line(data):
         assert err.getvalue().startswith("metricc: error: ") and err.getvalue().count("\n") == 1 and out.getvalue() == ""
     else:
         assert code == 0 and "best threshold" in out.getvalue()
+
+
+@pytest.mark.parametrize(
+    "options", [{"zero_division": 1.0}, {"ignore_index": -1}, {"steepness": 10.0}, {"average": "macro", "class_weights": [1.0, 2.0]}],
+    ids=["zero_division", "ignore_index", "steepness", "average and class_weights"],
+)
+def test_loss_options_a_curve_cannot_honour_are_refused_by_name(options):
+    """A curve counts hard predictions: an option that would change only the loss is an error, not silently ignored."""
+    scores, target = torch.rand(20, generator=torch.Generator().manual_seed(0)), torch.arange(20) % 2
+    named = ", ".join(sorted(options))
+    with pytest.raises(metricc.OptionError, match=f"threshold_curve counts hard predictions .*: {named} do(es)? not apply"):
+        metricc.threshold_curve("f1", scores, target, **options)

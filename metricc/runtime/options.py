@@ -28,18 +28,28 @@ def _flag(name: str, value: Any) -> bool:
     return value
 
 
+def _scalar(value: Any) -> Any:
+    """A numpy number, or a 0-d tensor or array (class weights often come as a tensor), as the Python number it
+    holds; anything else as it is. Duck-typed: this module imports neither torch nor numpy."""
+    if not isinstance(value, (int, float)) and getattr(value, "ndim", None) == 0 and callable(getattr(value, "item", None)):
+        return value.item()
+    return value
+
+
 def _is_number(value: Any) -> bool:
     """An int or a float, not a bool (True is an int to Python, never a number of ours)."""
     return isinstance(value, (int, float)) and not isinstance(value, bool)
 
 
 def _number(name: str, value: Any) -> float:
+    value = _scalar(value)
     if not _is_number(value) or not math.isfinite(value):
         raise InvalidOption(f"{name}={value!r} must be a finite number")
     return float(value)
 
 
 def _positive(name: str, value: Any) -> float:
+    value = _scalar(value)
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise InvalidOption(f"{name}={value!r} must be a positive finite number")
     return float(value)
@@ -71,12 +81,14 @@ def _eps(name: str, value: Any) -> float:
 
 
 def _threshold(name: str, value: Any) -> float:
+    value = _scalar(value)
     if not _is_number(value) or not 0.0 < value < 1.0:
         raise InvalidOption(f"{name}={value!r} must lie strictly between 0 and 1")
     return float(value)
 
 
 def _index(name: str, value: Any) -> Optional[int]:
+    value = _scalar(value)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise InvalidOption(f"{name}={value!r} must be an integer or None")
     return value
@@ -100,12 +112,14 @@ def _zero_division(name: str, value: Any) -> Optional[float]:
 def _momentum(name: str, value: Any) -> Optional[float]:
     if value is None:
         return None
+    value = _scalar(value)
     if not _is_number(value) or not 0.0 < value <= 1.0:
         raise InvalidOption(f"{name}={value!r} must lie in (0, 1] (the weight of the current batch) or be None")
     return float(value)
 
 
 def _ce_weight(name: str, value: Any) -> float:
+    value = _scalar(value)
     if not _is_number(value) or not math.isfinite(value) or value < 0:
         raise InvalidOption(f"{name}={value!r} must be a finite number >= 0 (0 turns the cross-entropy term off)")
     return float(value)
@@ -220,6 +234,7 @@ def matrix_option_problem(metric: str, options: Dict[str, Any]) -> Optional[str]
 
 def parameter_problem(name: str, value: Any, lower: float, upper: float, lower_open: bool, upper_open: bool) -> Optional[str]:
     """Why a metric parameter's value is not accepted, or None: a finite number inside its declared domain."""
+    value = _scalar(value)
     if not _is_number(value) or not math.isfinite(value):
         return f"{name}={value!r} must be a finite number"
     above = value > lower if lower_open else value >= lower
