@@ -2,17 +2,12 @@
 equal each other's and one process's on the whole batch, step after step (tests/test_ddp.py does the same for the
 losses)."""
 
-import datetime
-
 import pytest
 import torch
-import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import metricc
+from ranks import SPLIT, on_ranks, shard
 
-WORLD = 2
-SPLIT = [5, 3]  # uneven shards: rank 0 holds 5 samples, rank 1 holds 3
 STEPS = 4
 
 CASES = {
@@ -56,26 +51,15 @@ def build(case, **extra):
     return metricc.loss(spec["metric"], constraints=spec["constraints"], from_logits=True, multiplier_step=0.5, **spec["options"], **extra)
 
 
-def worker(rank, rendezvous, results):
-    dist.init_process_group(
-        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60)
-    )
-    try:
-        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
-        out = {}
-        for case in CASES:
-            shards = [batch(case, step) for step in range(STEPS)]
-            out[case] = history(build(case, sync="ddp").train(), [(x[start:stop], y[start:stop]) for x, y in shards])
-        torch.save(out, f"{results}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def worker(rank):
+    """This rank's multipliers and hard rates of every case, trained on its shard of each step."""
+    batches = {case: [batch(case, step) for step in range(STEPS)] for case in CASES}
+    return {case: history(build(case, sync="ddp").train(), [(x[shard(rank)], y[shard(rank)]) for x, y in batches[case]]) for case in CASES}
 
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("constrained-ddp")
-    mp.spawn(worker, args=(str(directory / "rendezvous"), str(directory / "results")), nprocs=WORLD, join=True)
-    return [torch.load(directory / f"results.{rank}") for rank in range(WORLD)]
+    return on_ranks(worker, tmp_path_factory.mktemp("constrained-ddp"))
 
 
 @pytest.mark.parametrize("case", sorted(CASES))

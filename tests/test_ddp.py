@@ -1,16 +1,11 @@
 """sync='ddp': with two gloo processes on CPU, every rank's loss and gradient equal one process on the whole batch."""
 
-import datetime
-
 import pytest
 import torch
 import torch.distributed as dist
-import torch.multiprocessing as mp
 
 import metricc
-
-WORLD = 2
-SPLIT = [5, 3]  # uneven shards: rank 0 holds 5 samples, rank 1 holds 3
+from ranks import SPLIT, WORLD, on_ranks, shard
 
 CASES = {
     "multiclass-macro": dict(task="multiclass", average="macro"),
@@ -65,24 +60,15 @@ def steps_of(case):
     return 2 if "count_momentum" in CASES[case] else 1
 
 
-def worker(rank, rendezvous, results):
-    # A rank that fails leaves the other waiting in a collective: a minute, not gloo's default half hour.
-    dist.init_process_group(
-        "gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60)
-    )
-    try:
-        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
-        out = {}
-        for case, options in CASES.items():
-            loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **options)
-            shards = [batch(case, step) for step in range(steps_of(case))]
-            logits = [shard[0][start:stop] for shard in shards]
-            target = [shard[1][start:stop] for shard in shards]
-            out[case] = losses_and_gradients(loss, logits, target, steps_of(case))
-        out["learned"] = learned_history(rank)
-        torch.save(out, f"{results}.{rank}")
-    finally:
-        dist.destroy_process_group()
+def worker(rank):
+    """This rank's losses and gradients of every case on its shard, and its LearnedLoss history."""
+    out = {}
+    for case, options in CASES.items():
+        loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **options)
+        batches = [batch(case, step) for step in range(steps_of(case))]
+        out[case] = losses_and_gradients(loss, [b[0][shard(rank)] for b in batches], [b[1][shard(rank)] for b in batches], steps_of(case))
+    out["learned"] = learned_history(rank)
+    return out
 
 
 def learned_history(rank):
@@ -100,9 +86,7 @@ def learned_history(rank):
 
 @pytest.fixture(scope="module")
 def ranks(tmp_path_factory):
-    directory = tmp_path_factory.mktemp("ddp")
-    mp.spawn(worker, args=(str(directory / "rendezvous"), str(directory / "results")), nprocs=WORLD, join=True)
-    return [torch.load(directory / f"results.{rank}") for rank in range(WORLD)]
+    return on_ranks(worker, tmp_path_factory.mktemp("ddp"))
 
 
 def assert_ranks_equal_one_process(ranks, case):
@@ -111,10 +95,9 @@ def assert_ranks_equal_one_process(ranks, case):
     shards = [batch(case, step) for step in range(steps_of(case))]
     expected = losses_and_gradients(loss, [s[0] for s in shards], [s[1] for s in shards], steps_of(case))
     for rank in range(WORLD):
-        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
         for (value, grad), (expected_value, expected_grad) in zip(ranks[rank][case], expected):
             torch.testing.assert_close(value, expected_value, rtol=1e-12, atol=1e-14)
-            torch.testing.assert_close(grad, expected_grad[start:stop], rtol=1e-9, atol=1e-14)
+            torch.testing.assert_close(grad, expected_grad[shard(rank)], rtol=1e-9, atol=1e-14)
             assert grad.abs().max() > 0
 
 

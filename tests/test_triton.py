@@ -828,38 +828,30 @@ DDP_CASES = [
 ]
 
 
-def _ddp_worker(rank, rendezvous, results):
+def _ddp_worker(rank):
     """One gloo rank on the Triton path (the interpreter's, on CPU tensors): test_ddp's cases on its shard."""
-    import datetime
-
-    import torch.distributed as dist
-    from test_ddp import CASES, SPLIT, WORLD, batch, losses_and_gradients, metric_of, steps_of
+    from ranks import shard
+    from test_ddp import CASES, batch, losses_and_gradients, metric_of, steps_of
 
     os.environ["METRICC_BACKEND"] = "triton"
     reset_backend_setting()
-    dist.init_process_group("gloo", init_method=f"file://{rendezvous}", rank=rank, world_size=WORLD, timeout=datetime.timedelta(seconds=60))
-    try:
-        start, stop = sum(SPLIT[:rank]), sum(SPLIT[: rank + 1])
-        out = {}
-        with pytest.MonkeyPatch.context() as patch:
-            calls = _kernel_steps(patch)
-            for case in DDP_CASES:
-                loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **CASES[case])
-                shards = [batch(case, step) for step in range(steps_of(case))]
-                out[case] = losses_and_gradients(loss, [s[0][start:stop] for s in shards], [s[1][start:stop] for s in shards], steps_of(case))
-        out["kernel steps"] = calls[0]
-        torch.save(out, f"{results}.{rank}")
-    finally:
-        dist.destroy_process_group()
+    out = {}
+    with pytest.MonkeyPatch.context() as patch:
+        calls = _kernel_steps(patch)
+        for case in DDP_CASES:
+            loss = metricc.loss(metric_of(case), from_logits=True, sync="ddp", **CASES[case])
+            batches = [batch(case, step) for step in range(steps_of(case))]
+            out[case] = losses_and_gradients(loss, [b[0][shard(rank)] for b in batches], [b[1][shard(rank)] for b in batches], steps_of(case))
+    out["kernel steps"] = calls[0]
+    return out
 
 
 @pytest.mark.skipif(DEVICE != "cpu", reason="gloo ranks on CPU tensors")
 def test_sync_ddp_ranks_on_the_triton_path_equal_one_process_on_the_whole_batch(tmp_path):
-    import torch.multiprocessing as mp
-    from test_ddp import WORLD, assert_ranks_equal_one_process, steps_of
+    from ranks import WORLD, on_ranks
+    from test_ddp import assert_ranks_equal_one_process, steps_of
 
-    mp.spawn(_ddp_worker, args=(str(tmp_path / "rendezvous"), str(tmp_path / "results")), nprocs=WORLD, join=True)
-    ranks = [torch.load(tmp_path / f"results.{rank}") for rank in range(WORLD)]
+    ranks = on_ranks(_ddp_worker, tmp_path)
     steps = sum(steps_of(case) for case in DDP_CASES)
     assert [ranks[rank]["kernel steps"] for rank in range(WORLD)] == [steps] * WORLD, "every step of every rank on the kernels"
     for case in DDP_CASES:

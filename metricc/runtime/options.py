@@ -42,14 +42,12 @@ def _is_number(value: Any) -> bool:
 
 
 def _number(name: str, value: Any) -> float:
-    value = _scalar(value)
     if not _is_number(value) or not math.isfinite(value):
         raise InvalidOption(f"{name}={value!r} must be a finite number")
     return float(value)
 
 
 def _positive(name: str, value: Any) -> float:
-    value = _scalar(value)
     if not _is_number(value) or not math.isfinite(value) or value <= 0:
         raise InvalidOption(f"{name}={value!r} must be a positive finite number")
     return float(value)
@@ -81,14 +79,12 @@ def _eps(name: str, value: Any) -> float:
 
 
 def _threshold(name: str, value: Any) -> float:
-    value = _scalar(value)
     if not _is_number(value) or not 0.0 < value < 1.0:
         raise InvalidOption(f"{name}={value!r} must lie strictly between 0 and 1")
     return float(value)
 
 
 def _index(name: str, value: Any) -> Optional[int]:
-    value = _scalar(value)
     if value is not None and (isinstance(value, bool) or not isinstance(value, int)):
         raise InvalidOption(f"{name}={value!r} must be an integer or None")
     return value
@@ -99,7 +95,7 @@ def _class_weights(name: str, value: Any) -> Optional[Tuple[float, ...]]:
         return None
     if isinstance(value, (str, bytes)) or not hasattr(value, "__iter__"):
         raise InvalidOption(f"{name}={value!r} must be a sequence of positive numbers, one per scored class")
-    weights = tuple(_positive(f"{name} entry", w) for w in value)
+    weights = tuple(_positive(f"{name} entry", _scalar(w)) for w in value)
     if not weights:
         raise InvalidOption(f"{name} must not be empty")
     return weights
@@ -112,14 +108,12 @@ def _zero_division(name: str, value: Any) -> Optional[float]:
 def _momentum(name: str, value: Any) -> Optional[float]:
     if value is None:
         return None
-    value = _scalar(value)
     if not _is_number(value) or not 0.0 < value <= 1.0:
         raise InvalidOption(f"{name}={value!r} must lie in (0, 1] (the weight of the current batch) or be None")
     return float(value)
 
 
 def _ce_weight(name: str, value: Any) -> float:
-    value = _scalar(value)
     if not _is_number(value) or not math.isfinite(value) or value < 0:
         raise InvalidOption(f"{name}={value!r} must be a finite number >= 0 (0 turns the cross-entropy term off)")
     return float(value)
@@ -183,7 +177,7 @@ def validate_options(values: Dict[str, Any]) -> Dict[str, Any]:
         raise InvalidOption(f"unknown option(s) {', '.join(unknown)}; valid options are {', '.join(OPTION_NAMES)}")
     checked: Dict[str, Any] = {}
     for option in OPTIONS:
-        value = values.get(option.name, option.default)
+        value = _scalar(values.get(option.name, option.default))
         if option.name == "direction" and isinstance(value, str):
             value = DIRECTION_SPELLINGS.get(value, value)
         if option.choices and not (value is None and option.default is None):
